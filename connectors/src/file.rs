@@ -1,0 +1,164 @@
+//! Recorded input: a file read line by line into a reused buffer, with a cap on line length so
+//! one broken record cannot eat memory, and a byte count for progress bars.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("read error after line {line}: {source}")]
+    Read { line: u64, source: io::Error },
+}
+
+/// One line as read: its number (1-based), its bytes without the line ending, and whether it
+/// was longer than the limit (then only the first `max_line` bytes are kept).
+pub struct Line<'a> {
+    pub number: u64,
+    pub bytes: &'a [u8],
+    pub oversize: bool,
+}
+
+pub struct LineReader {
+    inner: BufReader<Box<dyn Read + Send>>,
+    buf: Vec<u8>,
+    line: u64,
+    bytes_read: u64,
+    total: Option<u64>,
+    max_line: usize,
+}
+
+impl LineReader {
+    /// Open a file, or standard input for `-`.
+    pub fn open(path: &Path, max_line: usize) -> Result<LineReader, FileError> {
+        let (reader, total): (Box<dyn Read + Send>, Option<u64>) = if path == Path::new("-") {
+            (Box::new(io::stdin()), None)
+        } else {
+            let f = File::open(path).map_err(|source| FileError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), len)
+        };
+        Ok(Self::from_reader(reader, total, max_line))
+    }
+
+    pub fn from_reader(
+        reader: Box<dyn Read + Send>,
+        total: Option<u64>,
+        max_line: usize,
+    ) -> LineReader {
+        LineReader {
+            inner: BufReader::with_capacity(1 << 20, reader),
+            buf: Vec::with_capacity(4096),
+            line: 0,
+            bytes_read: 0,
+            total,
+            max_line,
+        }
+    }
+
+    /// Size of the input in bytes, when known.
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.total
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// The next line, or `None` at the end.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>, FileError> {
+        self.buf.clear();
+        let mut oversize = false;
+        loop {
+            let avail = match self.inner.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(FileError::Read {
+                        line: self.line,
+                        source,
+                    })
+                }
+            };
+            if avail.is_empty() {
+                if self.buf.is_empty() && !oversize {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (take, done) = match memchr::memchr(b'\n', avail) {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            let room = self.max_line.saturating_sub(self.buf.len());
+            let keep = take.min(room);
+            if keep < take && !(done && keep + 1 == take) {
+                oversize = true;
+            }
+            self.buf.extend_from_slice(&avail[..keep]);
+            self.inner.consume(take);
+            self.bytes_read += take as u64;
+            if done {
+                break;
+            }
+        }
+        self.line += 1;
+        let mut end = self.buf.len();
+        while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        Ok(Some(Line {
+            number: self.line,
+            bytes: &self.buf[..end],
+            oversize,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(s: &'static str, max: usize) -> LineReader {
+        LineReader::from_reader(Box::new(s.as_bytes()), Some(s.len() as u64), max)
+    }
+
+    #[test]
+    fn reads_lines_with_numbers() {
+        let mut r = reader("a,b\r\nc\n\nlast", 100);
+        let mut got = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            got.push((
+                l.number,
+                String::from_utf8(l.bytes.to_vec()).unwrap(),
+                l.oversize,
+            ));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, "a,b".into(), false),
+                (2, "c".into(), false),
+                (3, "".into(), false),
+                (4, "last".into(), false)
+            ]
+        );
+        assert_eq!(r.bytes_read(), 13);
+    }
+
+    #[test]
+    fn oversize_lines_are_cut_and_flagged() {
+        let mut r = reader("0123456789\nok\n", 4);
+        let l = r.next_line().unwrap().unwrap();
+        assert!(l.oversize);
+        assert_eq!(l.bytes, b"0123");
+        let l = r.next_line().unwrap().unwrap();
+        assert!(!l.oversize);
+        assert_eq!(l.bytes, b"ok");
+    }
+}

@@ -1,0 +1,289 @@
+//! Configuration files an administrator edits, and their loading with precise errors:
+//! `yujing.toml` (engine settings), `sites.yaml` (the registry) and `rules/*.yaml`.
+
+pub mod expr;
+pub mod rules;
+pub mod sites;
+pub mod template;
+pub mod yaml;
+
+use crate::time::{parse_duration, Millis, DAY, MINUTE, SECOND};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use yaml::{Diag, Pos};
+
+pub use rules::Rule;
+pub use sites::Registry;
+
+/// Event-time behaviour of the engine (`[engine]` in yujing.toml).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Local time zone for time-of-day scopes, per-day counts and messages.
+    pub timezone: Tz,
+    /// Bounded out-of-orderness: the watermark trails the newest event time by this much.
+    pub out_of_orderness: Millis,
+    /// Windows stay open this long after the watermark passes their end; later readings are late.
+    pub allowed_lateness: Millis,
+    /// A source silent this long (in processing time) no longer holds the watermark back.
+    pub idle_timeout: Millis,
+    /// A reading more than this ahead of the stream's newest time is rejected as a bad timestamp.
+    pub max_future: Millis,
+    /// A reading more than this behind the stream's newest time is rejected as a bad timestamp.
+    pub max_past: Millis,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            timezone: chrono_tz::Asia::Shanghai,
+            out_of_orderness: 5 * SECOND,
+            allowed_lateness: 0,
+            idle_timeout: 5 * MINUTE,
+            max_future: DAY,
+            max_past: 30 * DAY,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EngineToml {
+    timezone: Option<String>,
+    out_of_orderness: Option<String>,
+    allowed_lateness: Option<String>,
+    idle_timeout: Option<String>,
+    max_future: Option<String>,
+    max_past: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct FileToml {
+    #[serde(default)]
+    engine: EngineToml,
+}
+
+/// Parse the `[engine]` table of yujing.toml (other tables belong to the service).
+pub fn engine_settings(file: &str, text: &str) -> Result<EngineSettings, Vec<Diag>> {
+    let diag = |pos: Pos, msg: String| Diag {
+        file: file.into(),
+        pos,
+        msg,
+    };
+    let parsed: FileToml = toml::from_str(text).map_err(|e| {
+        let pos = e
+            .span()
+            .map(|s| offset_pos(text, s.start))
+            .unwrap_or_default();
+        vec![diag(pos, e.message().to_string())]
+    })?;
+    let mut s = EngineSettings::default();
+    let mut errs = Vec::new();
+    let e = parsed.engine;
+    if let Some(tz) = e.timezone {
+        match tz.parse::<Tz>() {
+            Ok(t) => s.timezone = t,
+            Err(_) => errs.push(diag(
+                find_pos(text, "timezone"),
+                format!("unknown time zone `{tz}` (use an IANA name such as Asia/Shanghai)"),
+            )),
+        }
+    }
+    for (name, val, slot) in [
+        (
+            "out_of_orderness",
+            e.out_of_orderness,
+            &mut s.out_of_orderness,
+        ),
+        (
+            "allowed_lateness",
+            e.allowed_lateness,
+            &mut s.allowed_lateness,
+        ),
+        ("idle_timeout", e.idle_timeout, &mut s.idle_timeout),
+        ("max_future", e.max_future, &mut s.max_future),
+        ("max_past", e.max_past, &mut s.max_past),
+    ] {
+        if let Some(v) = val {
+            match parse_duration(&v) {
+                Ok(d) => *slot = d,
+                Err(m) => errs.push(diag(find_pos(text, name), format!("engine.{name}: {m}"))),
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(s)
+    } else {
+        Err(errs)
+    }
+}
+
+fn offset_pos(text: &str, offset: usize) -> Pos {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    Pos { line, col }
+}
+
+fn find_pos(text: &str, key: &str) -> Pos {
+    text.find(key)
+        .map(|o| offset_pos(text, o))
+        .unwrap_or_default()
+}
+
+/// Everything the engine needs, loaded from one config directory.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub settings: EngineSettings,
+    pub registry: Registry,
+    pub rules: Vec<Rule>,
+}
+
+/// Where the pieces of a config directory are.
+pub struct Layout {
+    pub dir: PathBuf,
+    pub sites: PathBuf,
+    pub rules_dir: PathBuf,
+    pub toml: PathBuf,
+}
+
+impl Layout {
+    /// `DIR` may be the config directory itself or its `rules/` folder.
+    pub fn find(dir: &Path) -> Layout {
+        let base = if !dir.join("sites.yaml").exists()
+            && dir.file_name().is_some_and(|n| n == "rules")
+            && dir.parent().is_some_and(|p| p.join("sites.yaml").exists())
+        {
+            let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            return Layout {
+                sites: parent.join("sites.yaml"),
+                toml: parent.join("yujing.toml"),
+                rules_dir: dir.to_path_buf(),
+                dir: parent,
+            };
+        } else {
+            dir.to_path_buf()
+        };
+        Layout {
+            sites: base.join("sites.yaml"),
+            toml: base.join("yujing.toml"),
+            rules_dir: base.join("rules"),
+            dir: base,
+        }
+    }
+
+    /// Rule files (`*.yaml`, `*.yml`) directly in the rules folder, sorted by name.
+    pub fn rule_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.rules_dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && is_yaml(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+pub fn is_yaml(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "yaml" || e == "yml")
+}
+
+fn read(path: &Path, diags: &mut Vec<Diag>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            diags.push(Diag {
+                file: path.display().to_string().into(),
+                pos: Pos { line: 1, col: 1 },
+                msg: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+impl Config {
+    /// Load and validate a config directory; every problem in every file comes back at once.
+    pub fn load(dir: &Path) -> Result<Config, Vec<Diag>> {
+        let layout = Layout::find(dir);
+        let mut diags = Vec::new();
+        let settings = if layout.toml.exists() {
+            read(&layout.toml, &mut diags)
+                .and_then(|t| {
+                    engine_settings(&layout.toml.display().to_string(), &t)
+                        .map_err(|e| diags.extend(e))
+                        .ok()
+                })
+                .unwrap_or_default()
+        } else {
+            EngineSettings::default()
+        };
+        let registry = match read(&layout.sites, &mut diags) {
+            Some(t) => sites::load(&layout.sites.display().to_string(), &t).unwrap_or_else(|e| {
+                diags.extend(e);
+                Registry::default()
+            }),
+            None => Registry::default(),
+        };
+        let files: Vec<(String, String)> = layout
+            .rule_files()
+            .into_iter()
+            .filter_map(|p| read(&p, &mut diags).map(|t| (p.display().to_string(), t)))
+            .collect();
+        if files.is_empty() && diags.is_empty() {
+            diags.push(Diag {
+                file: layout.rules_dir.display().to_string().into(),
+                pos: Pos { line: 1, col: 1 },
+                msg: "no rule files (*.yaml) here".into(),
+            });
+        }
+        // with a broken registry, rule errors about sites would only be noise
+        let rules = if diags.is_empty() {
+            rules::load(&files, &registry).unwrap_or_else(|e| {
+                diags.extend(e);
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        if diags.is_empty() {
+            Ok(Config {
+                dir: layout.dir,
+                settings,
+                registry,
+                rules,
+            })
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// Build from texts (tests and tools).
+    pub fn from_texts(
+        sites_yaml: &str,
+        rule_files: &[(&str, &str)],
+        settings: EngineSettings,
+    ) -> Result<Config, Vec<Diag>> {
+        let registry = sites::load("sites.yaml", sites_yaml)?;
+        let files: Vec<(String, String)> = rule_files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let rules = rules::load(&files, &registry)?;
+        Ok(Config {
+            dir: PathBuf::new(),
+            settings,
+            registry,
+            rules,
+        })
+    }
+}

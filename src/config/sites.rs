@@ -1,0 +1,460 @@
+//! The site registry (`sites.yaml`): sites, their kind, department, location and parameters, the
+//! enterprises responsible for them, and the devices bound to each.
+
+use super::yaml::{Ctx, Diag, Pos, Spanned};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteKind {
+    Environment,
+    Construction,
+    Water,
+    Tourism,
+}
+
+impl SiteKind {
+    pub const NAMES: [&'static str; 4] = ["environment", "construction", "water", "tourism"];
+    pub fn parse(s: &str) -> Option<SiteKind> {
+        match s {
+            "environment" => Some(SiteKind::Environment),
+            "construction" => Some(SiteKind::Construction),
+            "water" => Some(SiteKind::Water),
+            "tourism" => Some(SiteKind::Tourism),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        SiteKind::NAMES[self as usize]
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Department {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Enterprise {
+    pub credit_code: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
+    pub kind: SiteKind,
+    pub departments: Vec<String>,
+    pub location: Location,
+    pub params: BTreeMap<String, f64>,
+    pub enterprises: Vec<Enterprise>,
+    /// Indexes into [`Registry::devices`].
+    #[serde(skip)]
+    pub devices: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Device {
+    pub id: String,
+    /// Index of its site in [`Registry::sites`].
+    #[serde(skip)]
+    pub site: u32,
+    /// What it measures; rules on other metrics never see it.
+    pub metrics: Vec<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// All sites and devices, indexed for the hot path (device id -> device, site id -> site).
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    pub sites: Vec<Site>,
+    pub devices: Vec<Device>,
+    pub departments: Vec<Department>,
+    site_index: FxHashMap<String, u32>,
+    device_index: FxHashMap<String, u32>,
+    /// Where each site and device was declared, for errors in other files.
+    pub site_pos: Vec<Pos>,
+}
+
+impl Registry {
+    pub fn site(&self, id: &str) -> Option<u32> {
+        self.site_index.get(id).copied()
+    }
+    #[inline]
+    pub fn device(&self, id: &str) -> Option<u32> {
+        self.device_index.get(id).copied()
+    }
+    pub fn department_name(&self, id: &str) -> Option<&str> {
+        self.departments
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.name.as_str())
+    }
+}
+
+const SITE_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "name_en",
+    "kind",
+    "department",
+    "departments",
+    "location",
+    "params",
+    "enterprises",
+    "devices",
+];
+const DEVICE_FIELDS: &[&str] = &[
+    "id", "metrics", "type", "unit", "hj212_mn", "rtsp_url", "note",
+];
+
+/// Load `sites.yaml` from its text. All problems are returned at once.
+pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
+    let ctx = Ctx::new(file);
+    let reg = read(&ctx, text);
+    let diags = ctx.into_diags();
+    if diags.is_empty() {
+        Ok(reg)
+    } else {
+        Err(diags)
+    }
+}
+
+fn read(ctx: &Ctx, text: &str) -> Registry {
+    let mut reg = Registry::default();
+    let Some(root) = ctx.parse(text) else {
+        return reg;
+    };
+    let Some(top) = ctx.obj(&root, "sites file", &["departments", "sites"]) else {
+        return reg;
+    };
+    if let Some(deps) = top.node("departments") {
+        for n in ctx.seq(deps, "departments") {
+            let Some(o) = ctx.obj(n, "department", &["id", "name", "name_en"]) else {
+                continue;
+            };
+            let (Some(id), Some(name)) = (o.req_string("id"), o.req_string("name")) else {
+                continue;
+            };
+            if reg.departments.iter().any(|d| d.id == id.v) {
+                ctx.err(id.pos, format!("department `{}` is declared twice", id.v));
+            }
+            reg.departments.push(Department {
+                id: id.v,
+                name: name.v,
+                name_en: o.string("name_en").map(|s| s.v),
+            });
+        }
+    }
+    let Some(sites) = top.required("sites") else {
+        return reg;
+    };
+    for n in ctx.seq(sites, "sites") {
+        let Some(o) = ctx.obj(n, "site", SITE_FIELDS) else {
+            continue;
+        };
+        let Some(id) = o.req_string("id") else {
+            continue;
+        };
+        if !valid_id(&id.v) {
+            ctx.err(
+                id.pos,
+                format!(
+                    "site id `{}` may use only letters, digits, `-`, `_` and `.`",
+                    id.v
+                ),
+            );
+        }
+        if reg.site_index.contains_key(&id.v) {
+            ctx.err(id.pos, format!("site `{}` is declared twice", id.v));
+            continue;
+        }
+        let name = o.req_string("name").map(|s| s.v).unwrap_or_default();
+        let kind = match o.req_string("kind") {
+            Some(k) => match SiteKind::parse(&k.v) {
+                Some(kind) => kind,
+                None => {
+                    ctx.err(
+                        k.pos,
+                        format!(
+                            "unknown site kind `{}` (expected one of: {})",
+                            k.v,
+                            SiteKind::NAMES.join(", ")
+                        ),
+                    );
+                    SiteKind::Environment
+                }
+            },
+            None => SiteKind::Environment,
+        };
+        let mut departments: Vec<Spanned<String>> = o.strings("department");
+        departments.extend(o.strings("departments"));
+        if departments.is_empty() {
+            ctx.err(o.pos(), format!("site `{}` needs a `department`", id.v));
+        }
+        if !reg.departments.is_empty() {
+            for d in &departments {
+                if !reg.departments.iter().any(|x| x.id == d.v) {
+                    ctx.err(
+                        d.pos,
+                        format!(
+                            "unknown department `{}` (declare it under `departments`)",
+                            d.v
+                        ),
+                    );
+                }
+            }
+        }
+        let location = o
+            .node("location")
+            .and_then(|n| ctx.obj(n, "location", &["lat", "lon", "address"]))
+            .map(|l| {
+                let lat = l.number("lat");
+                let lon = l.number("lon");
+                if let Some(lat) = &lat {
+                    if !(-90.0..=90.0).contains(&lat.v) {
+                        ctx.err(lat.pos, "latitude must be within -90..90");
+                    }
+                }
+                if let Some(lon) = &lon {
+                    if !(-180.0..=180.0).contains(&lon.v) {
+                        ctx.err(lon.pos, "longitude must be within -180..180");
+                    }
+                }
+                Location {
+                    lat: lat.map(|v| v.v).unwrap_or(0.0),
+                    lon: lon.map(|v| v.v).unwrap_or(0.0),
+                    address: l.string("address").map(|s| s.v),
+                }
+            })
+            .unwrap_or_default();
+        let mut params = BTreeMap::new();
+        // params are free-form numbers; read them without the unknown-field check
+        if let Some(p) = o.node("params") {
+            match p.as_mapping() {
+                Some(map) => {
+                    for (k, v) in map.iter() {
+                        if let Some(num) = ctx.number(v, &format!("params.{}", k.as_str())) {
+                            params.insert(k.as_str().to_string(), num.v);
+                        }
+                    }
+                }
+                None => ctx.err(
+                    o.key_pos("params"),
+                    "params must be a mapping of names to numbers",
+                ),
+            }
+        }
+        let mut enterprises = Vec::new();
+        if let Some(es) = o.node("enterprises") {
+            for en in ctx.seq(es, "enterprises") {
+                let Some(eo) = ctx.obj(en, "enterprise", &["credit_code", "name"]) else {
+                    continue;
+                };
+                if let (Some(code), Some(name)) =
+                    (eo.req_string("credit_code"), eo.req_string("name"))
+                {
+                    if let Err(e) = check_credit_code(&code.v) {
+                        ctx.err(code.pos, e);
+                    }
+                    enterprises.push(Enterprise {
+                        credit_code: code.v,
+                        name: name.v,
+                    });
+                }
+            }
+        }
+        let site_idx = reg.sites.len() as u32;
+        let mut devices = Vec::new();
+        if let Some(ds) = o.node("devices") {
+            for dn in ctx.seq(ds, "devices") {
+                let Some(d) = ctx.obj(dn, "device", DEVICE_FIELDS) else {
+                    continue;
+                };
+                let Some(did) = d.req_string("id") else {
+                    continue;
+                };
+                if !valid_id(&did.v) {
+                    ctx.err(
+                        did.pos,
+                        format!(
+                            "device id `{}` may use only letters, digits, `-`, `_` and `.`",
+                            did.v
+                        ),
+                    );
+                }
+                if reg.device_index.contains_key(&did.v) {
+                    ctx.err(
+                        did.pos,
+                        format!("device `{}` is bound to more than one site", did.v),
+                    );
+                    continue;
+                }
+                let metrics: Vec<String> = d.strings("metrics").into_iter().map(|m| m.v).collect();
+                if metrics.is_empty() && !d.has("rtsp_url") {
+                    ctx.err(
+                        d.pos(),
+                        format!("device `{}` needs `metrics` (what it measures)", did.v),
+                    );
+                }
+                let idx = reg.devices.len() as u32;
+                reg.device_index.insert(did.v.clone(), idx);
+                reg.devices.push(Device {
+                    id: did.v,
+                    site: site_idx,
+                    metrics,
+                    kind: d.string("type").map(|s| s.v),
+                });
+                devices.push(idx);
+            }
+        }
+        reg.site_index.insert(id.v.clone(), site_idx);
+        reg.site_pos.push(id.pos);
+        reg.sites.push(Site {
+            id: id.v,
+            name,
+            name_en: o.string("name_en").map(|s| s.v),
+            kind,
+            departments: departments.into_iter().map(|d| d.v).collect(),
+            location,
+            params,
+            enterprises,
+            devices,
+        });
+    }
+    reg
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Check a unified social credit code (GB 32100-2015): 18 characters, the last a check character.
+pub fn check_credit_code(code: &str) -> Result<(), String> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    const WEIGHTS: [u32; 17] = [
+        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+    ];
+    let b = code.as_bytes();
+    if b.len() != 18 {
+        return Err(format!(
+            "credit code `{code}` must have 18 characters, not {}",
+            b.len()
+        ));
+    }
+    let mut sum = 0;
+    for (i, c) in b[..17].iter().enumerate() {
+        let v = ALPHABET.iter().position(|a| a == c).ok_or_else(|| {
+            format!(
+                "credit code `{code}` has an invalid character `{}`",
+                *c as char
+            )
+        })?;
+        sum += v as u32 * WEIGHTS[i];
+    }
+    let check = (31 - sum % 31) % 31;
+    let expected = ALPHABET[check as usize];
+    if b[17] != expected {
+        return Err(format!(
+            "credit code `{code}` has a wrong check character: expected `{}`",
+            expected as char
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITES: &str = r#"
+departments:
+  - {id: zjj, name: 住房和城乡建设局}
+sites:
+  - id: cs-01
+    name: 城东安置房工地
+    kind: construction
+    department: zjj
+    location: {lat: 30.1, lon: 120.2}
+    params: {noise_zone: 2}
+    enterprises:
+      - {credit_code: 91330100MA27XL3Q2U, name: 某建设有限公司}
+    devices:
+      - {id: cs-01-pm10, metrics: [pm10, tsp]}
+"#;
+
+    #[test]
+    fn loads_sites_and_devices() {
+        let r = load("sites.yaml", SITES);
+        let reg = match r {
+            Ok(reg) => reg,
+            Err(d) => panic!(
+                "{}",
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        assert_eq!(reg.sites.len(), 1);
+        let d = reg.device("cs-01-pm10").unwrap();
+        assert_eq!(reg.devices[d as usize].site, 0);
+        assert_eq!(reg.sites[0].params["noise_zone"], 2.0);
+    }
+
+    #[test]
+    fn reports_every_error_with_positions() {
+        let bad = SITES
+            .replace("kind: construction", "kind: factory")
+            .replace("department: zjj", "department: nobody")
+            .replace("lat: 30.1", "lat: 300");
+        let errs = load("sites.yaml", &bad).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:?}");
+        assert!(
+            text[0].starts_with("sites.yaml:8:11: unknown site kind `factory`"),
+            "{text:?}"
+        );
+        assert!(text
+            .iter()
+            .any(|t| t.contains("unknown department `nobody`")));
+        assert!(text.iter().any(|t| t.contains("latitude")));
+    }
+
+    #[test]
+    fn credit_code_check_character() {
+        // built with the GB 32100 weights; the last character is the check
+        let good = "91330100MA27XL3Q2U";
+        assert!(
+            check_credit_code(good).is_ok(),
+            "{:?}",
+            check_credit_code(good)
+        );
+        assert!(check_credit_code("91330100MA27XL3Q20")
+            .unwrap_err()
+            .contains("check character"));
+        assert!(check_credit_code("123").is_err());
+        assert!(check_credit_code("91330100MA27XL3QIK")
+            .unwrap_err()
+            .contains("invalid character"));
+    }
+}

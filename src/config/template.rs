@@ -1,0 +1,169 @@
+//! Message templates: `{site.name}PM10小时均值{value:.0}µg/m³，超过{level}预警阈值{threshold}`.
+//! Placeholders are checked when the rule file loads, so a typo never reaches a department.
+
+/// Names a template may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "site.id",
+    "site.name",
+    "site.kind",
+    "device",
+    "key",
+    "metric",
+    "value",
+    "threshold",
+    "level",
+    "rule",
+    "title",
+    "window.start",
+    "window.end",
+    "window.size",
+    "count",
+    "duration",
+];
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Piece {
+    Text(String),
+    Var {
+        name: String,
+        precision: Option<usize>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Template {
+    pub pieces: Vec<Piece>,
+}
+
+impl Template {
+    /// Parse; the error carries the byte offset of the bad placeholder.
+    pub fn parse(src: &str) -> Result<Template, (usize, String)> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut chars = src.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if matches!(chars.peek(), Some((_, '{'))) => {
+                    chars.next();
+                    text.push('{');
+                }
+                '}' if matches!(chars.peek(), Some((_, '}'))) => {
+                    chars.next();
+                    text.push('}');
+                }
+                '{' => {
+                    let mut inner = String::new();
+                    let mut closed = false;
+                    for (_, c) in chars.by_ref() {
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        inner.push(c);
+                    }
+                    if !closed {
+                        return Err((
+                            i,
+                            "unclosed `{` in message (write `{{` for a literal brace)".into(),
+                        ));
+                    }
+                    let (name, precision) = match inner.split_once(':') {
+                        Some((n, fmt)) => {
+                            let p = fmt
+                                .strip_prefix('.')
+                                .and_then(|d| d.parse::<usize>().ok())
+                                .filter(|p| *p <= 6)
+                                .ok_or((i, format!("bad format `{fmt}` in `{{{inner}}}`: use `.N` digits, e.g. `{{value:.1}}`")))?;
+                            (n.trim().to_string(), Some(p))
+                        }
+                        None => (inner.trim().to_string(), None),
+                    };
+                    if !PLACEHOLDERS.contains(&name.as_str()) {
+                        let hint = super::yaml::suggest(&name, PLACEHOLDERS)
+                            .map(|s| format!("; did you mean `{{{s}}}`?"))
+                            .unwrap_or_else(|| format!(" (known: {})", PLACEHOLDERS.join(", ")));
+                        return Err((
+                            i,
+                            format!("unknown placeholder `{{{name}}}` in message{hint}"),
+                        ));
+                    }
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Var { name, precision });
+                }
+                '}' => {
+                    return Err((
+                        i,
+                        "unmatched `}` in message (write `}}` for a literal brace)".into(),
+                    ))
+                }
+                c => text.push(c),
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Template { pieces })
+    }
+
+    /// Render with a lookup for placeholder values. Numbers honour `:.N`.
+    pub fn render(&self, lookup: impl Fn(&str) -> Value) -> String {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var { name, precision } => match lookup(name) {
+                    Value::Num(v) => match precision {
+                        Some(p) => out.push_str(&format!("{v:.p$}", p = *p)),
+                        None => out.push_str(&fmt_num(v)),
+                    },
+                    Value::Str(s) => out.push_str(&s),
+                },
+            }
+        }
+        out
+    }
+}
+
+pub enum Value {
+    Num(f64),
+    Str(String),
+}
+
+/// Numbers without noise: integers plainly, others with at most two decimals.
+pub fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_placeholders_with_precision() {
+        let t =
+            Template::parse("{site.name} PM10 {value:.1} > {threshold} ({level}) {{x}}").unwrap();
+        let s = t.render(|n| match n {
+            "site.name" => Value::Str("城东工地".into()),
+            "value" => Value::Num(420.26),
+            "threshold" => Value::Num(350.0),
+            _ => Value::Str("橙色".into()),
+        });
+        assert_eq!(s, "城东工地 PM10 420.3 > 350 (橙色) {x}");
+    }
+
+    #[test]
+    fn rejects_unknown_placeholders() {
+        let (off, msg) = Template::parse("abc {vlaue}").unwrap_err();
+        assert_eq!(off, 4);
+        assert!(msg.contains("did you mean `{value}`"), "{msg}");
+        assert!(Template::parse("{value").is_err());
+        assert!(Template::parse("{value:x}").is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! Decoders: bytes in, readings out, no I/O. Every failure names a [`RejectReason`] and a detail
+//! for the dead-letter record; the caller counts it and carries on.
+//!
+//! - [`csv`]: narrow CSV `ts,site,device,metric,value[,unit]` (header optional)
+//! - [`json`]: JSON readings, single or multi-value (MQTT payloads and JSON lines)
+//! - [`wide`]: wide CSV files through a column mapping (one row, many metrics)
+
+pub mod csv;
+pub mod json;
+pub mod wide;
+
+use crate::event::RejectReason;
+use std::fmt;
+
+/// Why a record could not be decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeError {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl DecodeError {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> DecodeError {
+        DecodeError {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Input formats of recorded readings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `ts,site,device,metric,value[,unit]`, with or without a header
+    Csv,
+    /// one JSON reading per line (an MQTT payload plus `site` and `device`)
+    Jsonl,
+    /// a wide CSV read through a column mapping (`--mapping`)
+    Wide,
+}
+
+impl Format {
+    /// Guess from a file name.
+    pub fn from_path(p: &std::path::Path) -> Option<Format> {
+        match p.extension()?.to_str()? {
+            "csv" | "tsv" => Some(Format::Csv),
+            "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}

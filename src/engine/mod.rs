@@ -1,0 +1,740 @@
+//! The engine: readings in, window results and warning transitions out, all on event time.
+//!
+//! Rules are indexed by (site, metric) when they load, so a reading only ever touches the rules
+//! that can use it: 1,000 rules cost a reading no more than the few that match it. Windows close
+//! when the watermark passes their end; the rule's state machine ([`alert`]) turns each final
+//! window into at most one transition. Absence rules watch each device's newest event time.
+
+pub mod acc;
+pub mod alert;
+pub mod watermark;
+pub mod window;
+
+use crate::config::rules::{Body, Combine, Direction, Hysteresis, KeyBy, LevelThresholds, Rule};
+use crate::config::Config;
+use crate::event::{Level, RejectReason};
+use crate::time::{local_day, local_minute_of_day, Ts};
+use acc::AccSet;
+use alert::{AlertState, Step, Timing, TransitionKind};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use watermark::Watermarks;
+use window::{AccShape, Closed, Windows};
+
+/// Earliest and latest event times accepted at all (2000-01-01 .. 2100-01-01 UTC).
+pub const MIN_SANE_TS: Ts = 946_684_800_000;
+pub const MAX_SANE_TS: Ts = 4_102_444_800_000;
+
+/// A reading as the engine takes it: borrowed from the decoder's buffer, no allocation.
+pub use crate::event::ReadingRef as Input;
+
+/// What a warning is about: a device, or a whole site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    Device(u32),
+    Site(u32),
+}
+
+/// A change in a warning's state, ready to be rendered and stored.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub rule: usize,
+    pub subject: Subject,
+    pub site: u32,
+    pub step: Step,
+    /// The rule's main value (first condition) and the threshold it crossed.
+    pub value: f64,
+    pub threshold: f64,
+    /// Every condition's aggregate: (metric, aggregate name, value).
+    pub values: Vec<(String, String, f64)>,
+    /// Count, min, max, avg of the main condition's window.
+    pub evidence: Option<WindowEvidence>,
+    pub window: (Ts, Ts),
+    /// Event time of the transition (window end, or when silence began + the limit).
+    pub at: Ts,
+    pub devices: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowEvidence {
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub last: f64,
+}
+
+/// A final window in which a rule's condition held (with or without a transition).
+#[derive(Clone, Debug)]
+pub struct Exceedance {
+    pub rule: usize,
+    pub subject: Subject,
+    pub start: Ts,
+    pub end: Ts,
+    pub level: Level,
+    pub accs: AccSet,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub readings: u64,
+    pub accepted: u64,
+    /// Accepted readings that no rule uses (still counted toward absence and state).
+    pub unrouted: u64,
+    pub rejected: [u64; RejectReason::ALL.len()],
+    pub windows_closed: u64,
+    pub transitions: u64,
+    pub raised_by_level: [u64; 4],
+}
+
+impl Stats {
+    pub fn rejected(&self, r: RejectReason) -> u64 {
+        self.rejected[r as usize]
+    }
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Route {
+    rule: u32,
+    cond: u8,
+    filtered: bool,
+}
+
+struct RuleRt {
+    windows: Option<Windows>,
+    alerts: FxHashMap<u32, AlertState>,
+    timing: Timing,
+    /// For scoped devices or sources: who may feed this rule.
+    devices: Option<Vec<u32>>,
+    sources: Vec<usize>,
+    /// Absence rules: devices watched and whether each is offline now.
+    watched: Vec<u32>,
+}
+
+pub struct Engine {
+    pub config: Arc<Config>,
+    metric_ids: FxHashMap<String, u16>,
+    n_metrics: usize,
+    routes: Vec<Vec<Route>>,
+    rules: Vec<RuleRt>,
+    wm: Watermarks,
+    /// Newest event time per device (`Ts::MIN` = never seen).
+    last_seen: Vec<Ts>,
+    /// Watermark at which the engine first saw time: silence is measured from there at most.
+    started_at: Ts,
+    next_due: Ts,
+    collect_exceedances: bool,
+    pub stats: Stats,
+    pub transitions: Vec<Transition>,
+    pub exceedances: Vec<Exceedance>,
+    scratch: Vec<Closed>,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>) -> Engine {
+        let reg = &config.registry;
+        let mut metric_ids: FxHashMap<String, u16> = FxHashMap::default();
+        let intern = |m: &str, ids: &mut FxHashMap<String, u16>| -> u16 {
+            let n = ids.len() as u16;
+            *ids.entry(m.to_string()).or_insert(n)
+        };
+        for d in &reg.devices {
+            for m in &d.metrics {
+                intern(m, &mut metric_ids);
+            }
+        }
+        for r in &config.rules {
+            for m in r.metrics() {
+                intern(&m, &mut metric_ids);
+            }
+        }
+        let n_metrics = metric_ids.len().max(1);
+        let mut routes = vec![Vec::new(); reg.sites.len() * n_metrics];
+        let mut rules = Vec::with_capacity(config.rules.len());
+        let mut wm = Watermarks::new(
+            config.settings.out_of_orderness,
+            config.settings.idle_timeout,
+        );
+        for (ri, r) in config.rules.iter().enumerate() {
+            let devices = scoped_devices(r, &config);
+            let sources: Vec<usize> = r.sources.iter().map(|s| wm.source(s)).collect();
+            let filtered = devices.is_some() || !sources.is_empty();
+            let mut watched = Vec::new();
+            let (windows, continuity) = match &r.body {
+                Body::Threshold { conds, window, .. } => {
+                    for (ci, c) in conds.iter().enumerate() {
+                        let m = metric_ids[&c.metric] as usize;
+                        for &s in &r.sites {
+                            routes[s as usize * n_metrics + m].push(Route {
+                                rule: ri as u32,
+                                cond: ci as u8,
+                                filtered,
+                            });
+                        }
+                    }
+                    let shape = AccShape {
+                        conds: conds.len(),
+                        sketch: conds.iter().any(|c| c.aggregate.needs_sketch()),
+                        devices: r.key == KeyBy::Site,
+                    };
+                    let continuity = match window.grid() {
+                        Some((_, step)) => step,
+                        None => Ts::MAX / 4,
+                    };
+                    (Some(Windows::new(*window, shape)), continuity)
+                }
+                Body::Absence { metrics, .. } => {
+                    for &s in &r.sites {
+                        for &d in &reg.sites[s as usize].devices {
+                            let dev = &reg.devices[d as usize];
+                            let provides = metrics.is_empty()
+                                || dev.metrics.iter().any(|m| metrics.contains(m));
+                            let allowed = devices.as_ref().is_none_or(|ds| ds.contains(&d));
+                            if provides && allowed && !dev.metrics.is_empty() {
+                                watched.push(d);
+                            }
+                        }
+                    }
+                    (None, Ts::MAX / 4)
+                }
+            };
+            rules.push(RuleRt {
+                windows,
+                alerts: FxHashMap::default(),
+                timing: Timing {
+                    hold_for: r.hold_for,
+                    clear_after: r.clear_after,
+                    min_gap: r.min_gap,
+                    continuity,
+                },
+                devices,
+                sources,
+                watched,
+            });
+        }
+        let n_dev = reg.devices.len();
+        Engine {
+            config,
+            metric_ids,
+            n_metrics,
+            routes,
+            rules,
+            wm,
+            last_seen: vec![Ts::MIN; n_dev],
+            started_at: Ts::MIN,
+            next_due: Ts::MIN,
+            collect_exceedances: false,
+            stats: Stats::default(),
+            transitions: Vec::new(),
+            exceedances: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Also report every final window whose condition held (benchmarks, backtests).
+    pub fn collect_exceedances(&mut self, on: bool) {
+        self.collect_exceedances = on;
+    }
+
+    /// Register (or look up) an input source for watermarking.
+    pub fn source(&mut self, name: &str) -> usize {
+        self.wm.source(name)
+    }
+
+    pub fn watermark(&self) -> Ts {
+        self.wm.current()
+    }
+
+    pub fn newest(&self) -> Ts {
+        self.wm.newest()
+    }
+
+    /// Number of window entries held across rules (a gauge of state size).
+    pub fn window_entries(&self) -> usize {
+        self.rules
+            .iter()
+            .filter_map(|r| r.windows.as_ref())
+            .map(|w| w.entries())
+            .sum()
+    }
+
+    /// Warnings currently firing: (rule, subject, level).
+    pub fn firing(&self) -> Vec<(usize, Subject, Level)> {
+        let mut v = Vec::new();
+        for (ri, rt) in self.rules.iter().enumerate() {
+            let key_by = self.config.rules[ri].key;
+            for (k, st) in &rt.alerts {
+                if let Some(l) = st.current_level() {
+                    v.push((ri, subject(key_by, *k), l));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// Take one reading. `Err` names why it was rejected; it is counted either way.
+    #[inline]
+    pub fn push(&mut self, r: &Input) -> Result<(), RejectReason> {
+        self.stats.readings += 1;
+        let res = self.accept(r);
+        match res {
+            Ok(()) => self.stats.accepted += 1,
+            Err(reason) => self.stats.rejected[reason as usize] += 1,
+        }
+        res
+    }
+
+    #[inline]
+    fn accept(&mut self, r: &Input) -> Result<(), RejectReason> {
+        if !r.value.is_finite() {
+            return Err(RejectReason::NonFinite);
+        }
+        if !(MIN_SANE_TS..MAX_SANE_TS).contains(&r.ts) {
+            return Err(RejectReason::BadTimestamp);
+        }
+        let newest = self.wm.newest();
+        if newest != Ts::MIN {
+            let s = &self.config.settings;
+            if r.ts > newest.saturating_add(s.max_future)
+                || r.ts < newest.saturating_sub(s.max_past)
+            {
+                return Err(RejectReason::BadTimestamp);
+            }
+        }
+        let Some(dev) = self.config.registry.device(r.device) else {
+            return Err(RejectReason::UnknownDevice);
+        };
+        let site = self.config.registry.devices[dev as usize].site;
+        if let Some(claimed) = r.site {
+            if claimed != self.config.registry.sites[site as usize].id {
+                return Err(RejectReason::SiteMismatch);
+            }
+        }
+        let routes_idx = self
+            .metric_ids
+            .get(r.metric)
+            .map(|&m| site as usize * self.n_metrics + m as usize);
+        // late for every rule it would feed?
+        let mut fed = 0usize;
+        let mut late = 0usize;
+        if let Some(ri) = routes_idx {
+            for i in 0..self.routes[ri].len() {
+                let route = self.routes[ri][i];
+                let rt = &mut self.rules[route.rule as usize];
+                if route.filtered {
+                    if rt.devices.as_ref().is_some_and(|d| !d.contains(&dev)) {
+                        continue;
+                    }
+                    if !rt.sources.is_empty() && !rt.sources.contains(&r.source) {
+                        continue;
+                    }
+                }
+                let key = match self.config.rules[route.rule as usize].key {
+                    KeyBy::Device => dev,
+                    KeyBy::Site => site,
+                };
+                if let Some(w) = &mut rt.windows {
+                    fed += 1;
+                    if w.insert(r.ts, key, route.cond as usize, r.value, dev)
+                        .is_err()
+                    {
+                        late += 1;
+                    }
+                }
+            }
+        }
+        if fed == 0 {
+            self.stats.unrouted += 1;
+        }
+        let was_seen = self.last_seen[dev as usize];
+        if r.ts > was_seen {
+            self.last_seen[dev as usize] = r.ts;
+            self.device_back(dev, r.ts);
+        }
+        let wm = self.wm.observe(r.source, r.ts, r.arrival);
+        if self.started_at == Ts::MIN {
+            self.started_at = wm;
+        }
+        if wm >= self.next_due {
+            self.run_due(wm, true);
+        }
+        if fed > 0 && late == fed {
+            return Err(RejectReason::Late);
+        }
+        Ok(())
+    }
+
+    /// Processing time passed (no input): idle sources stop holding the watermark back.
+    pub fn tick(&mut self, now: Ts) {
+        let wm = self.wm.tick(now);
+        if wm >= self.next_due {
+            self.run_due(wm, true);
+        }
+    }
+
+    /// Move the watermark to `ts` (end of a test step, a heartbeat from a source).
+    pub fn advance_to(&mut self, ts: Ts) {
+        let wm = self.wm.advance_to(ts);
+        if self.started_at == Ts::MIN {
+            self.started_at = wm;
+        }
+        self.run_due(wm, true);
+    }
+
+    /// End of input: close every open window. Silence is judged only up to the newest event.
+    pub fn finish(&mut self) {
+        let newest = self.wm.newest();
+        if newest != Ts::MIN {
+            let wm = self.wm.advance_to(newest);
+            self.run_due(wm, true);
+        }
+        self.run_due(Ts::MAX, false);
+    }
+
+    fn run_due(&mut self, wm: Ts, absence: bool) {
+        let lateness = self.config.settings.allowed_lateness;
+        let close_at = wm.saturating_sub(lateness);
+        let mut next = Ts::MAX;
+        for ri in 0..self.rules.len() {
+            if let Some(mut w) = self.rules[ri].windows.take() {
+                let mut closed = std::mem::take(&mut self.scratch);
+                w.close_until(close_at, &mut closed);
+                self.stats.windows_closed += closed.len() as u64;
+                for c in closed.drain(..) {
+                    self.evaluate(ri, c);
+                }
+                self.scratch = closed;
+                next = next.min(w.next_due().saturating_add(lateness));
+                self.rules[ri].windows = Some(w);
+            } else if absence && wm != Ts::MAX {
+                next = next.min(self.check_absence(ri, wm));
+            }
+        }
+        self.next_due = next;
+    }
+
+    fn evaluate(&mut self, ri: usize, c: Closed) {
+        let rule: &Rule = &self.config.rules[ri];
+        let Body::Threshold {
+            conds,
+            combine,
+            per_day,
+            ..
+        } = &rule.body
+        else {
+            return;
+        };
+        let site = match rule.key {
+            KeyBy::Device => self.config.registry.devices[c.key as usize].site,
+            KeyBy::Site => c.key,
+        };
+        let tz = self.config.settings.timezone;
+        let in_hours = rule.active.is_none_or(|(from, to)| {
+            let m = local_minute_of_day(c.start, tz);
+            if from < to {
+                m >= from && m < to
+            } else {
+                m >= from || m < to
+            }
+        });
+        let rt = &mut self.rules[ri];
+        let state = rt.alerts.entry(c.key).or_default();
+        let current = state.current_level();
+        let mut values = Vec::with_capacity(conds.len());
+        let mut levels: Vec<Option<Level>> = Vec::with_capacity(conds.len());
+        let mut main = (f64::NAN, f64::NAN);
+        for (ci, cond) in conds.iter().enumerate() {
+            let acc = c.accs.get(ci);
+            let mut v = acc.get(cond.aggregate);
+            values.push((cond.metric.clone(), cond.aggregate.name(), v));
+            let Some(thr) = cond.thresholds.get(&site) else {
+                levels.push(None);
+                continue;
+            };
+            let mut inclusive = false;
+            if let Some(pd) = per_day {
+                let day = local_day(c.start, tz);
+                let exceeded = pd.exceeds.get(&site).is_some_and(|&x| match pd.direction {
+                    Direction::Above => v > x,
+                    Direction::Below => v < x,
+                });
+                let entry = state.day.get_or_insert((day, 0));
+                if entry.0 != day {
+                    *entry = (day, 0);
+                }
+                if exceeded && in_hours {
+                    entry.1 += 1;
+                }
+                v = entry.1 as f64;
+                inclusive = true;
+            }
+            let dir = if per_day.is_some() {
+                Direction::Above
+            } else {
+                cond.direction
+            };
+            let lvl = if in_hours && !v.is_nan() {
+                level_of(v, thr, dir, current, rule.hysteresis, inclusive)
+            } else {
+                None
+            };
+            if ci == 0 {
+                main = (
+                    v,
+                    lvl.map(|l| thr[l.index()])
+                        .unwrap_or_else(|| first_threshold(thr)),
+                );
+            }
+            levels.push(lvl.map(|l| if cond.gate { rule.level } else { l }));
+        }
+        let observed = match combine {
+            Combine::All => {
+                if levels.iter().all(|l| l.is_some()) {
+                    let non_gate: Vec<Level> = conds
+                        .iter()
+                        .zip(&levels)
+                        .filter(|(c, _)| !c.gate)
+                        .filter_map(|(_, l)| *l)
+                        .collect();
+                    non_gate.into_iter().min().or(Some(rule.level))
+                } else {
+                    None
+                }
+            }
+            Combine::Any => levels.iter().flatten().copied().max(),
+        };
+        let step = state.step(&rt.timing, c.start, c.end, observed);
+        let idle = state.is_idle();
+        if idle {
+            rt.alerts.remove(&c.key);
+        }
+        let subj = subject(rule.key, c.key);
+        if let Some(level) = observed {
+            if self.collect_exceedances {
+                self.exceedances.push(Exceedance {
+                    rule: ri,
+                    subject: subj,
+                    start: c.start,
+                    end: c.end,
+                    level,
+                    accs: c.accs.clone(),
+                });
+            }
+        }
+        if let Some(step) = step {
+            let a0 = c.accs.get(0);
+            let devices = match rule.key {
+                KeyBy::Device => vec![c.key],
+                KeyBy::Site => {
+                    let mut d: Vec<u32> = (0..c.accs.len())
+                        .flat_map(|i| c.accs.get(i).devices().to_vec())
+                        .collect();
+                    d.sort_unstable();
+                    d.dedup();
+                    d
+                }
+            };
+            self.record(Transition {
+                rule: ri,
+                subject: subj,
+                site,
+                value: main.0,
+                threshold: main.1,
+                values,
+                evidence: Some(WindowEvidence {
+                    count: a0.count,
+                    min: a0.min,
+                    max: a0.max,
+                    avg: a0.get(crate::config::rules::Agg::Avg),
+                    last: a0.last,
+                }),
+                window: (c.start, c.end),
+                at: c.end,
+                devices,
+                step,
+            });
+        }
+    }
+
+    fn record(&mut self, t: Transition) {
+        self.stats.transitions += 1;
+        if matches!(
+            t.step.kind,
+            TransitionKind::Raise | TransitionKind::Escalate
+        ) {
+            self.stats.raised_by_level[t.step.level.index()] += 1;
+        }
+        self.transitions.push(t);
+    }
+
+    /// Raise offline warnings for watched devices silent past the limit; returns the next due time.
+    fn check_absence(&mut self, ri: usize, wm: Ts) -> Ts {
+        let Body::Absence { after, .. } = self.config.rules[ri].body else {
+            return Ts::MAX;
+        };
+        let level = self.config.rules[ri].level;
+        let mut next = Ts::MAX;
+        let mut raised = Vec::new();
+        let rt = &mut self.rules[ri];
+        for &d in &rt.watched {
+            let seen = self.last_seen[d as usize];
+            let since = if seen == Ts::MIN {
+                self.started_at
+            } else {
+                seen
+            };
+            if since == Ts::MIN {
+                continue;
+            }
+            let due = since.saturating_add(after);
+            if rt.alerts.get(&d).is_some_and(|s| s.firing.is_some()) {
+                continue;
+            }
+            if wm >= due {
+                let st = rt.alerts.entry(d).or_default();
+                st.firing = Some(alert::Firing {
+                    episode_start: since,
+                    level,
+                    raised_at: due,
+                    seq: 0,
+                });
+                raised.push((d, since, due));
+            } else {
+                next = next.min(due);
+            }
+        }
+        for (d, since, due) in raised {
+            let site = self.config.registry.devices[d as usize].site;
+            self.record(Transition {
+                rule: ri,
+                subject: Subject::Device(d),
+                site,
+                step: Step {
+                    kind: TransitionKind::Raise,
+                    level,
+                    previous: None,
+                    episode_start: since,
+                    raised_at: due,
+                    seq: 0,
+                    reopened: false,
+                },
+                value: ((due - since) / 60_000) as f64,
+                threshold: (after / 60_000) as f64,
+                values: Vec::new(),
+                evidence: None,
+                window: (since, due),
+                at: due,
+                devices: vec![d],
+            });
+        }
+        next
+    }
+
+    /// A reading from `dev` arrived: clear its offline warnings.
+    fn device_back(&mut self, dev: u32, ts: Ts) {
+        for ri in 0..self.rules.len() {
+            if self.rules[ri].watched.is_empty() || !self.rules[ri].alerts.contains_key(&dev) {
+                continue;
+            }
+            let Some(st) = self.rules[ri].alerts.remove(&dev) else {
+                continue;
+            };
+            let Some(f) = st.firing else { continue };
+            let site = self.config.registry.devices[dev as usize].site;
+            self.record(Transition {
+                rule: ri,
+                subject: Subject::Device(dev),
+                site,
+                step: Step {
+                    kind: TransitionKind::Clear,
+                    level: f.level,
+                    previous: Some(f.level),
+                    episode_start: f.episode_start,
+                    raised_at: f.raised_at,
+                    seq: 1,
+                    reopened: false,
+                },
+                value: ((ts - f.episode_start) / 60_000) as f64,
+                threshold: f64::NAN,
+                values: Vec::new(),
+                evidence: None,
+                window: (f.episode_start, ts),
+                at: ts,
+                devices: vec![dev],
+            });
+            // a reading is due again within the limit
+            self.next_due = self.next_due.min(ts);
+        }
+    }
+
+    /// Ids a warning is known by: rule id, subject id and episode start always give the same id.
+    pub fn subject_id(&self, s: Subject) -> &str {
+        match s {
+            Subject::Device(d) => &self.config.registry.devices[d as usize].id,
+            Subject::Site(i) => &self.config.registry.sites[i as usize].id,
+        }
+    }
+}
+
+fn subject(key: KeyBy, k: u32) -> Subject {
+    match key {
+        KeyBy::Device => Subject::Device(k),
+        KeyBy::Site => Subject::Site(k),
+    }
+}
+
+fn scoped_devices(r: &Rule, config: &Config) -> Option<Vec<u32>> {
+    if r.devices.is_empty() {
+        return None;
+    }
+    Some(
+        r.devices
+            .iter()
+            .filter_map(|d| config.registry.device(d))
+            .collect(),
+    )
+}
+
+fn first_threshold(t: &LevelThresholds) -> f64 {
+    t.iter().copied().find(|v| !v.is_nan()).unwrap_or(f64::NAN)
+}
+
+/// The level a value reaches. While firing at `current`, levels up to it use the threshold less
+/// the hysteresis, so a value hovering at a threshold does not flap.
+pub fn level_of(
+    v: f64,
+    t: &LevelThresholds,
+    dir: Direction,
+    current: Option<Level>,
+    h: Hysteresis,
+    inclusive: bool,
+) -> Option<Level> {
+    for level in Level::ALL.iter().rev() {
+        let thr = t[level.index()];
+        if thr.is_nan() {
+            continue;
+        }
+        let hyst = if current.is_some_and(|c| *level <= c) {
+            match h {
+                Hysteresis::Abs(a) => a,
+                Hysteresis::Frac(f) => (thr * f).abs(),
+            }
+        } else {
+            0.0
+        };
+        let hit = match (dir, inclusive) {
+            (Direction::Above, false) => v > thr - hyst,
+            (Direction::Above, true) => v >= thr - hyst,
+            (Direction::Below, false) => v < thr + hyst,
+            (Direction::Below, true) => v <= thr + hyst,
+        };
+        if hit {
+            return Some(*level);
+        }
+    }
+    None
+}

@@ -1,0 +1,145 @@
+//! Watermarks: how far event time is known to be complete. Each source's watermark trails the
+//! newest event time it delivered by the bounded out-of-orderness; the engine's watermark is the
+//! minimum over sources that are not idle (silent for `idle_timeout` of processing time), so one
+//! quiet connection cannot stall every window. It never goes backwards.
+
+use crate::time::{Millis, Ts};
+
+#[derive(Debug)]
+struct Source {
+    name: String,
+    max_ts: Ts,
+    last_arrival: Ts,
+}
+
+#[derive(Debug)]
+pub struct Watermarks {
+    out_of_orderness: Millis,
+    idle_timeout: Millis,
+    sources: Vec<Source>,
+    current: Ts,
+    newest_arrival: Ts,
+}
+
+impl Watermarks {
+    pub fn new(out_of_orderness: Millis, idle_timeout: Millis) -> Watermarks {
+        Watermarks {
+            out_of_orderness,
+            idle_timeout,
+            sources: Vec::new(),
+            current: Ts::MIN,
+            newest_arrival: Ts::MIN,
+        }
+    }
+
+    /// The index of a source by name, registering it on first use.
+    pub fn source(&mut self, name: &str) -> usize {
+        if let Some(i) = self.sources.iter().position(|s| s.name == name) {
+            return i;
+        }
+        self.sources.push(Source {
+            name: name.to_string(),
+            max_ts: Ts::MIN,
+            last_arrival: Ts::MIN,
+        });
+        self.sources.len() - 1
+    }
+
+    pub fn current(&self) -> Ts {
+        self.current
+    }
+
+    /// The newest event time seen on any source.
+    pub fn newest(&self) -> Ts {
+        self.sources
+            .iter()
+            .map(|s| s.max_ts)
+            .max()
+            .unwrap_or(Ts::MIN)
+    }
+
+    /// Record an event; returns the (possibly advanced) watermark.
+    #[inline]
+    pub fn observe(&mut self, src: usize, ts: Ts, arrival: Ts) -> Ts {
+        let s = &mut self.sources[src];
+        if arrival > s.last_arrival {
+            s.last_arrival = arrival;
+        }
+        if arrival > self.newest_arrival {
+            self.newest_arrival = arrival;
+        }
+        if ts > s.max_ts {
+            s.max_ts = ts;
+            self.recompute();
+        }
+        self.current
+    }
+
+    /// Processing time passed without events (a heartbeat): idle sources stop holding back.
+    pub fn tick(&mut self, now_arrival: Ts) -> Ts {
+        if now_arrival > self.newest_arrival {
+            self.newest_arrival = now_arrival;
+        }
+        self.recompute();
+        self.current
+    }
+
+    /// Force the watermark forward (end of input, rule tests).
+    pub fn advance_to(&mut self, ts: Ts) -> Ts {
+        if ts > self.current {
+            self.current = ts;
+        }
+        self.current
+    }
+
+    fn recompute(&mut self) {
+        let mut min_active = Ts::MAX;
+        let mut max_all = Ts::MIN;
+        for s in &self.sources {
+            if s.max_ts == Ts::MIN {
+                continue;
+            }
+            let wm = s.max_ts.saturating_sub(self.out_of_orderness);
+            max_all = max_all.max(wm);
+            let idle = self.newest_arrival.saturating_sub(s.last_arrival) > self.idle_timeout;
+            if !idle {
+                min_active = min_active.min(wm);
+            }
+        }
+        let wm = if min_active == Ts::MAX {
+            max_all
+        } else {
+            min_active
+        };
+        if wm > self.current {
+            self.current = wm;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trails_newest_by_out_of_orderness() {
+        let mut w = Watermarks::new(5_000, 60_000);
+        let s = w.source("file");
+        assert_eq!(w.observe(s, 100_000, 100_000), 95_000);
+        assert_eq!(w.observe(s, 90_000, 100_001), 95_000); // out of order: no step back
+        assert_eq!(w.observe(s, 110_000, 110_000), 105_000);
+    }
+
+    #[test]
+    fn idle_source_stops_holding_back() {
+        let mut w = Watermarks::new(0, 60_000);
+        let a = w.source("a");
+        let b = w.source("b");
+        w.observe(a, 1_000, 1_000);
+        w.observe(b, 2_000, 1_000);
+        assert_eq!(w.current(), 1_000);
+        // b keeps going for two minutes of processing time, a is silent
+        assert_eq!(w.observe(b, 50_000, 50_000), 1_000);
+        assert_eq!(w.observe(b, 130_000, 130_000), 130_000);
+    }
+}

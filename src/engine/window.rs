@@ -1,0 +1,298 @@
+//! Event-time windows. A window is a bin start plus a watermark (Arroyo): each reading goes to the
+//! pane its event time falls in; a window is final when the watermark passes its end, and then it
+//! is reduced and handed to the rule. Tumbling windows are sliding windows whose step is their
+//! size; session windows are kept per key and close after a gap without readings.
+
+use super::acc::AccSet;
+use crate::config::rules::WindowSpec;
+use crate::time::{Millis, Ts};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// A final window of one key.
+#[derive(Debug)]
+pub struct Closed {
+    pub key: u32,
+    pub start: Ts,
+    pub end: Ts,
+    pub accs: AccSet,
+}
+
+/// The reading arrived after every window it belongs to was final.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Late;
+
+/// How to make a fresh accumulator set for this rule.
+#[derive(Clone, Copy, Debug)]
+pub struct AccShape {
+    pub conds: usize,
+    pub sketch: bool,
+    pub devices: bool,
+}
+
+impl AccShape {
+    fn make(&self) -> AccSet {
+        AccSet::new(self.conds, self.sketch, self.devices)
+    }
+}
+
+pub enum Windows {
+    Panes(Panes),
+    Sessions(Sessions),
+}
+
+impl Windows {
+    pub fn new(spec: WindowSpec, shape: AccShape) -> Windows {
+        match spec.grid() {
+            Some((size, step)) => Windows::Panes(Panes {
+                size,
+                step,
+                shape,
+                panes: BTreeMap::new(),
+                final_until: Ts::MIN,
+            }),
+            None => {
+                let WindowSpec::Session { gap } = spec else {
+                    unreachable!("grid() is None only for sessions")
+                };
+                Windows::Sessions(Sessions {
+                    gap,
+                    shape,
+                    open: FxHashMap::default(),
+                    heap: BinaryHeap::new(),
+                    final_until: Ts::MIN,
+                })
+            }
+        }
+    }
+
+    #[inline]
+    pub fn insert(
+        &mut self,
+        ts: Ts,
+        key: u32,
+        cond: usize,
+        v: f64,
+        device: u32,
+    ) -> Result<(), Late> {
+        match self {
+            Windows::Panes(p) => p.insert(ts, key, cond, v, device),
+            Windows::Sessions(s) => s.insert(ts, key, cond, v, device),
+        }
+    }
+
+    /// Close every window that ends at or before `wm`; results come in end order, then key order.
+    pub fn close_until(&mut self, wm: Ts, out: &mut Vec<Closed>) {
+        match self {
+            Windows::Panes(p) => p.close_until(wm, out),
+            Windows::Sessions(s) => s.close_until(wm, out),
+        }
+    }
+
+    /// The earliest watermark at which something would close (for scheduling).
+    pub fn next_due(&self) -> Ts {
+        match self {
+            Windows::Panes(p) => p.next_due(),
+            Windows::Sessions(s) => s.heap.peek().map(|Reverse((t, _))| *t).unwrap_or(Ts::MAX),
+        }
+    }
+
+    /// Number of (key, pane or session) entries held: a gauge of state size.
+    pub fn entries(&self) -> usize {
+        match self {
+            Windows::Panes(p) => p.panes.values().map(|m| m.len()).sum(),
+            Windows::Sessions(s) => s.open.values().map(|v| v.len()).sum(),
+        }
+    }
+}
+
+pub struct Panes {
+    size: Millis,
+    step: Millis,
+    shape: AccShape,
+    /// pane start -> key -> accumulators
+    panes: BTreeMap<Ts, FxHashMap<u32, AccSet>>,
+    /// Every window ending at or before this is final.
+    final_until: Ts,
+}
+
+impl Panes {
+    #[inline]
+    fn insert(&mut self, ts: Ts, key: u32, cond: usize, v: f64, device: u32) -> Result<(), Late> {
+        let pane = ts.div_euclid(self.step) * self.step;
+        if pane + self.size <= self.final_until {
+            return Err(Late);
+        }
+        let shape = self.shape;
+        self.panes
+            .entry(pane)
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| shape.make())
+            .get_mut(cond)
+            .push(ts, v, device);
+        Ok(())
+    }
+
+    fn next_due(&self) -> Ts {
+        match self.panes.keys().next() {
+            // the first window end that still has data in it
+            Some(&first) => (first + self.step).max(self.final_until + self.step),
+            None => Ts::MAX,
+        }
+    }
+
+    fn close_until(&mut self, wm: Ts, out: &mut Vec<Closed>) {
+        loop {
+            let Some(&first) = self.panes.keys().next() else {
+                break;
+            };
+            let end = (first + self.step).max(self.final_until + self.step);
+            if end > wm {
+                break;
+            }
+            let start = end - self.size;
+            let before = out.len();
+            if self.step == self.size {
+                if let Some(keys) = self.panes.remove(&start) {
+                    out.extend(keys.into_iter().map(|(key, accs)| Closed {
+                        key,
+                        start,
+                        end,
+                        accs,
+                    }));
+                }
+            } else {
+                let mut merged: FxHashMap<u32, AccSet> = FxHashMap::default();
+                for (_, keys) in self.panes.range(start..end) {
+                    for (k, a) in keys {
+                        match merged.get_mut(k) {
+                            Some(m) => m.merge(a),
+                            None => {
+                                merged.insert(*k, a.clone());
+                            }
+                        }
+                    }
+                }
+                out.extend(merged.into_iter().map(|(key, accs)| Closed {
+                    key,
+                    start,
+                    end,
+                    accs,
+                }));
+                // panes no later window needs
+                let keep_from = end + self.step - self.size;
+                while let Some((&p, _)) = self.panes.first_key_value() {
+                    if p < keep_from {
+                        self.panes.pop_first();
+                    } else {
+                        break;
+                    }
+                }
+            }
+            out[before..].sort_unstable_by_key(|c| c.key);
+            self.final_until = end;
+        }
+        // nothing open: remember how far time has been made final
+        let aligned = wm.div_euclid(self.step) * self.step;
+        if aligned > self.final_until
+            && self
+                .panes
+                .keys()
+                .next()
+                .is_none_or(|&f| f + self.step > aligned)
+        {
+            self.final_until = aligned.max(self.final_until);
+        }
+    }
+}
+
+struct Session {
+    start: Ts,
+    last: Ts,
+    accs: AccSet,
+}
+
+pub struct Sessions {
+    gap: Millis,
+    shape: AccShape,
+    open: FxHashMap<u32, Vec<Session>>,
+    /// (close time, key); stale entries are skipped when popped.
+    heap: BinaryHeap<Reverse<(Ts, u32)>>,
+    final_until: Ts,
+}
+
+impl Sessions {
+    fn insert(&mut self, ts: Ts, key: u32, cond: usize, v: f64, device: u32) -> Result<(), Late> {
+        let gap = self.gap;
+        let list = self.open.entry(key).or_default();
+        // sessions this reading touches: [start - gap, last + gap)
+        let touching: Vec<usize> = (0..list.len())
+            .filter(|&i| ts > list[i].start - gap && ts < list[i].last + gap)
+            .collect();
+        if touching.is_empty() && ts + gap <= self.final_until {
+            if list.is_empty() {
+                self.open.remove(&key);
+            }
+            return Err(Late);
+        }
+        let idx = match touching.first() {
+            Some(&i) => i,
+            None => {
+                list.push(Session {
+                    start: ts,
+                    last: ts,
+                    accs: self.shape.make(),
+                });
+                list.len() - 1
+            }
+        };
+        // a reading can bridge two sessions: merge them into the first
+        for &j in touching.iter().skip(1).rev() {
+            let s = list.remove(j);
+            let t = &mut list[idx];
+            t.start = t.start.min(s.start);
+            t.last = t.last.max(s.last);
+            t.accs.merge(&s.accs);
+        }
+        let s = &mut list[idx];
+        s.start = s.start.min(ts);
+        s.last = s.last.max(ts);
+        s.accs.get_mut(cond).push(ts, v, device);
+        self.heap.push(Reverse((s.last + gap, key)));
+        Ok(())
+    }
+
+    fn close_until(&mut self, wm: Ts, out: &mut Vec<Closed>) {
+        let before = out.len();
+        while let Some(&Reverse((t, key))) = self.heap.peek() {
+            if t > wm {
+                break;
+            }
+            self.heap.pop();
+            let Some(list) = self.open.get_mut(&key) else {
+                continue;
+            };
+            let mut i = 0;
+            while i < list.len() {
+                if list[i].last + self.gap <= wm {
+                    let s = list.remove(i);
+                    out.push(Closed {
+                        key,
+                        start: s.start,
+                        end: s.last + self.gap,
+                        accs: s.accs,
+                    });
+                } else {
+                    i += 1;
+                }
+            }
+            if list.is_empty() {
+                self.open.remove(&key);
+            }
+        }
+        out[before..].sort_unstable_by_key(|c| (c.end, c.key));
+        self.final_until = self.final_until.max(wm);
+    }
+}

@@ -1,0 +1,178 @@
+//! The event model: what flows from decoders into the engine. Leaf types, no I/O.
+
+use crate::time::Ts;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Warning levels, rising: 蓝色 blue (IV), 黄色 yellow (III), 橙色 orange (II), 红色 red (I).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Blue,
+    Yellow,
+    Orange,
+    Red,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Blue, Level::Yellow, Level::Orange, Level::Red];
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "blue" => Some(Level::Blue),
+            "yellow" => Some(Level::Yellow),
+            "orange" => Some(Level::Orange),
+            "red" => Some(Level::Red),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Blue => "blue",
+            Level::Yellow => "yellow",
+            Level::Orange => "orange",
+            Level::Red => "red",
+        }
+    }
+    /// The Chinese name used in messages: 蓝色 / 黄色 / 橙色 / 红色.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Level::Blue => "蓝色",
+            Level::Yellow => "黄色",
+            Level::Orange => "橙色",
+            Level::Red => "红色",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One sensor reading, after decoding and before the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub site: String,
+    pub device: String,
+    pub metric: String,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// When it was measured (event time).
+    pub ts: Ts,
+    /// When it reached yujing (processing time); equal to `ts` in tests unless set.
+    pub arrival: Ts,
+    /// Which input it came from (`mqtt`, `file`, `hj212`, ...); rules may scope on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A camera analytics event (ONVIF metadata or an edge AI box): typed here, consumed later.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CameraEvent {
+    pub camera: String,
+    pub site: String,
+    /// ONVIF topic or vendor event type, e.g. `tns1:VideoAnalytics/Motion`, `helmet_violation`.
+    pub topic: String,
+    pub ts: Ts,
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A 12345 hotline ticket: typed here, consumed by the hotline issue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HotlineTicket {
+    pub number: String,
+    pub channel: String,
+    pub category: String,
+    pub received_at: Ts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub industry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    pub content: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+}
+
+/// Why an input record was not processed. Every rejection is counted by reason and kept in a
+/// dead-letter place; none is dropped silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Not parseable: broken JSON, wrong number of CSV columns, bad number.
+    Malformed,
+    /// A required field is missing.
+    MissingField,
+    /// The value is NaN or infinite.
+    NonFinite,
+    /// The timestamp is unparseable or absurdly far from the stream's time.
+    BadTimestamp,
+    /// The device is not bound to any site in sites.yaml.
+    UnknownDevice,
+    /// The device is bound to another site than the one the reading names.
+    SiteMismatch,
+    /// The record is larger than the configured limit.
+    Oversize,
+    /// Arrived after its windows were final (beyond allowed lateness).
+    Late,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::Malformed,
+        RejectReason::MissingField,
+        RejectReason::NonFinite,
+        RejectReason::BadTimestamp,
+        RejectReason::UnknownDevice,
+        RejectReason::SiteMismatch,
+        RejectReason::Oversize,
+        RejectReason::Late,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::NonFinite => "non_finite",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::SiteMismatch => "site_mismatch",
+            RejectReason::Oversize => "oversize",
+            RejectReason::Late => "late",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reading borrowed from a decoder's buffer: what decoders emit and the engine takes, without
+/// allocating per reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadingRef<'a> {
+    /// The site the input names, if any (checked against the device's site).
+    pub site: Option<&'a str>,
+    pub device: &'a str,
+    pub metric: &'a str,
+    pub value: f64,
+    pub ts: Ts,
+    /// Processing time; decoders set it to `ts` and live sources to the clock.
+    pub arrival: Ts,
+    /// Source index from `Engine::source` (0 until the caller sets it).
+    pub source: usize,
+}

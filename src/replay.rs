@@ -1,0 +1,352 @@
+//! `yujing replay`: recorded readings through the rules, warnings out as JSON lines, a summary
+//! at the end. Every input line is either processed or written to the dead-letter file with its
+//! reason; nothing is dropped silently.
+
+use crate::config::Config;
+use crate::decode::csv::CsvDecoder;
+use crate::decode::wide::{Mapping, WideDecoder};
+use crate::decode::{json, DecodeError, Format};
+use crate::engine::Engine;
+use crate::event::{Level, RejectReason};
+use crate::warnings::render;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use yujing_connectors::file::LineReader;
+
+/// The longest input line accepted; longer lines are dead-lettered as oversize.
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub input: PathBuf,
+    pub format: Option<Format>,
+    pub mapping: Option<PathBuf>,
+    /// Warnings as JSON lines; `None` = standard output.
+    pub output: Option<PathBuf>,
+    /// Every final window whose condition held, as CSV `subject,window_start_ms,count,avg,max`.
+    pub output_csv: Option<PathBuf>,
+    pub dead_letter: Option<PathBuf>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub lines: u64,
+    pub readings: u64,
+    pub accepted: u64,
+    pub rejected: Vec<(RejectReason, u64)>,
+    pub missing_cells: u64,
+    pub windows: u64,
+    pub exceedances: u64,
+    pub transitions: u64,
+    pub raised_by_level: [u64; 4],
+    pub open_at_end: usize,
+    pub elapsed: Duration,
+    pub dead_letter: Option<PathBuf>,
+}
+
+impl Summary {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|r| r.1).sum()
+    }
+    pub fn print(&self, w: &mut dyn Write) -> io::Result<()> {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        writeln!(w, "replay summary")?;
+        writeln!(w, "  input lines      {}", self.lines)?;
+        writeln!(
+            w,
+            "  readings         {} ({:.0}/s)",
+            self.readings,
+            self.readings as f64 / secs
+        )?;
+        writeln!(w, "  processed        {}", self.accepted)?;
+        writeln!(w, "  rejected         {}", self.rejected_total())?;
+        for (r, n) in &self.rejected {
+            if *n > 0 {
+                writeln!(w, "    {:<16} {n}", r.as_str())?;
+            }
+        }
+        if self.missing_cells > 0 {
+            writeln!(
+                w,
+                "  missing cells    {} (skipped, as the mapping says)",
+                self.missing_cells
+            )?;
+        }
+        writeln!(w, "  windows closed   {}", self.windows)?;
+        writeln!(w, "  transitions      {}", self.transitions)?;
+        let lv: Vec<String> = Level::ALL
+            .iter()
+            .map(|l| format!("{} {}", l.as_str(), self.raised_by_level[l.index()]))
+            .collect();
+        writeln!(w, "  raised/escalated {}", lv.join(", "))?;
+        writeln!(w, "  open at end      {}", self.open_at_end)?;
+        if let Some(p) = &self.dead_letter {
+            writeln!(w, "  dead letters in  {}", p.display())?;
+        }
+        writeln!(w, "  elapsed          {:.3} s", secs)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Input(#[from] yujing_connectors::file::FileError),
+    #[error("{0}: {1}")]
+    Output(String, io::Error),
+    #[error("cannot tell the input format of {0}: use --format csv|jsonl|wide")]
+    Format(String),
+    #[error("--format wide needs --mapping FILE")]
+    NoMapping,
+    #[error("{0}")]
+    Mapping(String),
+}
+
+enum Decoder {
+    Csv(CsvDecoder),
+    Json,
+    Wide(Box<WideDecoder>),
+}
+
+struct DeadLetters {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl DeadLetters {
+    fn write(
+        &mut self,
+        line: u64,
+        reason: RejectReason,
+        detail: &str,
+        raw: &[u8],
+    ) -> Result<(), ReplayError> {
+        if self.out.is_none() {
+            let f = File::create(&self.path)
+                .map_err(|e| ReplayError::Output(self.path.display().to_string(), e))?;
+            self.out = Some(BufWriter::new(f));
+        }
+        let rec = serde_json::json!({"line": line, "reason": reason, "detail": detail, "raw": String::from_utf8_lossy(raw)});
+        if let Some(o) = &mut self.out {
+            writeln!(o, "{rec}")
+                .map_err(|e| ReplayError::Output(self.path.display().to_string(), e))?;
+        }
+        Ok(())
+    }
+}
+
+fn create(p: &Path) -> Result<BufWriter<File>, ReplayError> {
+    File::create(p)
+        .map(|f| BufWriter::with_capacity(1 << 16, f))
+        .map_err(|e| ReplayError::Output(p.display().to_string(), e))
+}
+
+pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> {
+    let started = Instant::now();
+    let format = match opts.format.or_else(|| Format::from_path(&opts.input)) {
+        Some(f) => f,
+        None if opts.mapping.is_some() => Format::Wide,
+        None => return Err(ReplayError::Format(opts.input.display().to_string())),
+    };
+    let tz = config.settings.timezone;
+    let mut decoder = match format {
+        Format::Csv => Decoder::Csv(CsvDecoder::new(tz)),
+        Format::Jsonl => Decoder::Json,
+        Format::Wide => {
+            let p = opts.mapping.as_ref().ok_or(ReplayError::NoMapping)?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ReplayError::Mapping(format!("{}: {e}", p.display())))?;
+            let m = Mapping::load(&p.display().to_string(), &text).map_err(|d| {
+                ReplayError::Mapping(
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            Decoder::Wide(Box::new(WideDecoder::new(m, tz)))
+        }
+    };
+    let mut engine = Engine::new(config.clone());
+    engine.collect_exceedances(opts.output_csv.is_some());
+    let src = engine.source("file");
+    let mut reader = LineReader::open(&opts.input, MAX_LINE)?;
+    let mut out: Box<dyn Write> = match &opts.output {
+        Some(p) => Box::new(create(p)?),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let out_name = opts
+        .output
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "stdout".into());
+    let mut csv_out = match &opts.output_csv {
+        Some(p) => Some(create(p)?),
+        None => None,
+    };
+    let dl_path = opts.dead_letter.clone().unwrap_or_else(|| {
+        let dir = opts
+            .output
+            .as_ref()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        dir.join("yujing-dead-letter.jsonl")
+    });
+    let mut dead = DeadLetters {
+        path: dl_path,
+        out: None,
+    };
+    let bar = opts.progress.then(|| {
+        let b = match reader.total_bytes() {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut summary = Summary::default();
+    let mut rejects: Vec<(u64, RejectReason, String)> = Vec::new();
+    let mut lines = 0u64;
+    loop {
+        let Some(line) = reader.next_line()? else {
+            break;
+        };
+        lines += 1;
+        let number = line.number;
+        if line.oversize {
+            engine.stats.readings += 1;
+            engine.stats.rejected[RejectReason::Oversize as usize] += 1;
+            dead.write(
+                number,
+                RejectReason::Oversize,
+                &format!("line longer than {MAX_LINE} bytes"),
+                line.bytes,
+            )?;
+            continue;
+        }
+        if line.bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let mut emit = |mut r: crate::event::ReadingRef<'_>| {
+            r.source = src;
+            if let Err(reason) = engine.push(&r) {
+                rejects.push((
+                    number,
+                    reason,
+                    format!("{} {} {} at {}", r.device, r.metric, r.value, r.ts),
+                ));
+            }
+        };
+        let res: Result<(), DecodeError> = match &mut decoder {
+            Decoder::Csv(d) => d.decode(line.bytes, &mut emit).map(|_| ()),
+            Decoder::Json => json::decode(line.bytes, None, None, tz, &mut emit).map(|_| ()),
+            Decoder::Wide(d) => d.decode(line.bytes, &mut emit).map(|_| ()),
+        };
+        if let Err(e) = res {
+            engine.stats.readings += 1;
+            engine.stats.rejected[e.reason as usize] += 1;
+            dead.write(number, e.reason, &e.detail, line.bytes)?;
+        }
+        if !rejects.is_empty() {
+            let raw = line.bytes.to_vec();
+            for (n, reason, detail) in rejects.drain(..) {
+                dead.write(n, reason, &detail, &raw)?;
+            }
+        }
+        if !engine.transitions.is_empty() || !engine.exceedances.is_empty() {
+            flush(
+                &mut engine,
+                &mut out,
+                &out_name,
+                csv_out.as_mut(),
+                &mut summary,
+            )?;
+        }
+        if let Some(b) = &bar {
+            if lines % 65_536 == 0 {
+                b.set_position(reader.bytes_read());
+            }
+        }
+    }
+    engine.finish();
+    flush(
+        &mut engine,
+        &mut out,
+        &out_name,
+        csv_out.as_mut(),
+        &mut summary,
+    )?;
+    out.flush()
+        .map_err(|e| ReplayError::Output(out_name.clone(), e))?;
+    if let Some(c) = &mut csv_out {
+        c.flush()
+            .map_err(|e| ReplayError::Output("csv output".into(), e))?;
+    }
+    if let Some(o) = &mut dead.out {
+        o.flush()
+            .map_err(|e| ReplayError::Output(dead.path.display().to_string(), e))?;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let s = &engine.stats;
+    summary.lines = lines;
+    summary.readings = s.readings;
+    summary.accepted = s.accepted;
+    summary.rejected = RejectReason::ALL
+        .iter()
+        .map(|r| (*r, s.rejected(*r)))
+        .collect();
+    summary.missing_cells = match &decoder {
+        Decoder::Wide(w) => w.missing_cells,
+        _ => 0,
+    };
+    summary.windows = s.windows_closed;
+    summary.transitions = s.transitions;
+    summary.raised_by_level = s.raised_by_level;
+    summary.open_at_end = engine.firing().len();
+    summary.dead_letter = dead.out.is_some().then(|| dead.path.clone());
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn flush(
+    engine: &mut Engine,
+    out: &mut Box<dyn Write>,
+    out_name: &str,
+    csv: Option<&mut BufWriter<File>>,
+    summary: &mut Summary,
+) -> Result<(), ReplayError> {
+    let ts = std::mem::take(&mut engine.transitions);
+    for t in &ts {
+        let w = render(engine, t);
+        let line = serde_json::to_string(&w)
+            .map_err(|e| ReplayError::Output(out_name.to_string(), io::Error::other(e)))?;
+        writeln!(out, "{line}").map_err(|e| ReplayError::Output(out_name.to_string(), e))?;
+    }
+    let ex = std::mem::take(&mut engine.exceedances);
+    summary.exceedances += ex.len() as u64;
+    if let Some(c) = csv {
+        for e in &ex {
+            let a = e.accs.get(0);
+            let subj = engine.subject_id(e.subject);
+            writeln!(
+                c,
+                "{},{},{},{},{}",
+                subj,
+                e.start,
+                a.count,
+                a.sum / a.count as f64,
+                a.max
+            )
+            .map_err(|err| ReplayError::Output("csv output".into(), err))?;
+        }
+    }
+    Ok(())
+}
