@@ -14,7 +14,9 @@
 //!         warnings: [{rule: dust_pm10_1h, site: cs-01, level: orange, transition: raise}]
 //!       - at: 3h
 //!         warnings: []            # silence in (2h, 3h]
-//!     rejected: {late: 1}
+//!     rejected: {late: 1}            # rejections by reason, checked at the end
+//!     rules: [dust_pm10_1h]           # optional: compare only these rules' warnings
+//!     sites: [cs-01]                  # optional: and only these sites'
 //! ```
 //! Values: `V` one sample, `VxN` N samples of V, `A+BxN` N samples from A rising by B each
 //! (`A-BxN` falling), `_` one missing sample, `_xN` N missing samples.
@@ -48,6 +50,8 @@ pub struct Expected {
     pub transition: TransitionKind,
     pub subject: Option<String>,
     pub value: Option<f64>,
+    /// When it happened, relative to the test's start (reported, never compared).
+    pub at: Option<Millis>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +70,7 @@ pub struct Case {
     samples: Vec<Sample>,
     checks: Vec<Check>,
     rules: Vec<String>,
+    sites: Vec<String>,
     rejected: BTreeMap<String, u64>,
 }
 
@@ -127,7 +132,7 @@ pub fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
 }
 
 const TEST_FIELDS: &[&str] = &[
-    "name", "start", "interval", "input", "expect", "rules", "rejected",
+    "name", "start", "interval", "input", "expect", "rules", "sites", "rejected",
 ];
 
 /// Load a test file.
@@ -291,6 +296,7 @@ fn read_case(ctx: &Ctx, n: &marked_yaml::Node, file: &str, tz: chrono_tz::Tz) ->
                 transition,
                 subject: wo.string("subject").map(|s| s.v),
                 value: wo.number("value").map(|v| v.v),
+                at: None,
             });
         }
         checks.push(Check {
@@ -325,6 +331,7 @@ fn read_case(ctx: &Ctx, n: &marked_yaml::Node, file: &str, tz: chrono_tz::Tz) ->
         samples,
         checks,
         rules: o.strings("rules").into_iter().map(|s| s.v).collect(),
+        sites: o.strings("sites").into_iter().map(|s| s.v).collect(),
         rejected,
     })
 }
@@ -344,6 +351,9 @@ fn describe(e: &Expected) -> String {
         let _ = write!(s, ", value: {v}");
     }
     s.push('}');
+    if let Some(at) = e.at {
+        let _ = write!(s, " at {}", crate::time::format_duration(at));
+    }
     s
 }
 
@@ -378,6 +388,12 @@ pub fn run(config: &Arc<Config>, case: &Case) -> Outcome {
         let got: Vec<Expected> = std::mem::take(&mut engine.transitions)
             .iter()
             .filter(|t| case.rules.is_empty() || case.rules.contains(&config.rules[t.rule].id))
+            .filter(|t| {
+                case.sites.is_empty()
+                    || case
+                        .sites
+                        .contains(&config.registry.sites[t.site as usize].id)
+            })
             .map(|t| {
                 let w = render(&engine, t);
                 Expected {
@@ -387,6 +403,7 @@ pub fn run(config: &Arc<Config>, case: &Case) -> Outcome {
                     transition: w.transition,
                     subject: Some(w.subject),
                     value: w.value,
+                    at: Some(t.at - case.start),
                 }
             })
             .collect();

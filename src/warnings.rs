@@ -2,7 +2,7 @@
 //! of the contract (stable id, level, site, departments, zh-CN and English messages, evidence).
 //! Storage and the lifecycle (ack, feedback, close) join here with the live service.
 
-use crate::config::template::Value;
+use crate::config::template::{fmt_num, Value};
 use crate::config::Config;
 use crate::engine::alert::TransitionKind;
 use crate::engine::{Engine, Subject, Transition};
@@ -131,18 +131,48 @@ pub fn render(engine: &Engine, t: &Transition) -> WarningEvent {
             }
         }
     };
-    let mut message = rule.message.render(lookup(false));
-    let mut message_en = rule.message_en.as_ref().map(|m| m.render(lookup(true)));
-    let (suffix, suffix_en) = match t.step.kind {
-        TransitionKind::Raise => ("", ""),
-        TransitionKind::Escalate => ("（升级）", " (escalated)"),
-        TransitionKind::DeEscalate => ("（降级）", " (de-escalated)"),
-        TransitionKind::Clear => ("（已解除）", " (cleared)"),
+    let site_en = site.name_en.clone().unwrap_or_else(|| site.name.clone());
+    let (message, message_en) = if t.step.kind == TransitionKind::Clear {
+        // the rule's message describes the breach; a clear says that it is over
+        let now = if t.evidence.is_some() && t.value.is_finite() {
+            format!("，当前值{}", fmt_num(t.value))
+        } else {
+            String::new()
+        };
+        let now_en = if t.evidence.is_some() && t.value.is_finite() {
+            format!(" (now {})", fmt_num(t.value))
+        } else {
+            String::new()
+        };
+        (
+            format!(
+                "{}{}{}预警已解除{now}",
+                site.name,
+                rule.title,
+                t.step.level.zh()
+            ),
+            rule.message_en.as_ref().map(|_| {
+                format!(
+                    "{site_en}: {} {} warning cleared{now_en}",
+                    rule.title_en.as_deref().unwrap_or(&rule.title),
+                    t.step.level
+                )
+            }),
+        )
+    } else {
+        let mut m = rule.message.render(lookup(false));
+        let mut m_en = rule.message_en.as_ref().map(|m| m.render(lookup(true)));
+        let (suffix, suffix_en) = match t.step.kind {
+            TransitionKind::Escalate => ("（升级）", " (escalated)"),
+            TransitionKind::DeEscalate => ("（降级）", " (de-escalated)"),
+            _ => ("", ""),
+        };
+        m.push_str(suffix);
+        if let Some(e) = &mut m_en {
+            e.push_str(suffix_en);
+        }
+        (m, m_en)
     };
-    message.push_str(suffix);
-    if let Some(m) = &mut message_en {
-        m.push_str(suffix_en);
-    }
     let mut values = serde_json::Map::new();
     for (m, a, v) in &t.values {
         values.insert(format!("{m}.{a}"), num(*v).into());

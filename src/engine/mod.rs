@@ -388,11 +388,26 @@ impl Engine {
     /// End of input: close every open window. Silence is judged only up to the newest event.
     pub fn finish(&mut self) {
         let newest = self.wm.newest();
-        if newest != Ts::MIN {
-            let wm = self.wm.advance_to(newest);
-            self.run_due(wm, true);
+        if newest == Ts::MIN {
+            return;
         }
-        self.run_due(Ts::MAX, false);
+        let wm = self.wm.advance_to(newest);
+        self.run_due(wm, true);
+        // close the windows that hold the last readings; sliding windows that would only see
+        // data leave (ending after the last step past the newest reading) are not evaluated
+        for ri in 0..self.rules.len() {
+            if let Some(mut w) = self.rules[ri].windows.take() {
+                let mut closed = std::mem::take(&mut self.scratch);
+                w.flush(newest, &mut closed);
+                self.stats.windows_closed += closed.len() as u64;
+                for c in closed.drain(..) {
+                    self.evaluate(ri, c);
+                }
+                self.scratch = closed;
+                self.rules[ri].windows = Some(w);
+            }
+        }
+        self.next_due = Ts::MAX;
     }
 
     fn run_due(&mut self, wm: Ts, absence: bool) {
@@ -446,13 +461,14 @@ impl Engine {
         let current = state.current_level();
         let mut values = Vec::with_capacity(conds.len());
         let mut levels: Vec<Option<Level>> = Vec::with_capacity(conds.len());
-        let mut main = (f64::NAN, f64::NAN);
+        let mut mains: Vec<(f64, f64)> = Vec::with_capacity(conds.len());
         for (ci, cond) in conds.iter().enumerate() {
             let acc = c.accs.get(ci);
             let mut v = acc.get(cond.aggregate);
             values.push((cond.metric.clone(), cond.aggregate.name(), v));
             let Some(thr) = cond.thresholds.get(&site) else {
                 levels.push(None);
+                mains.push((v, f64::NAN));
                 continue;
             };
             let mut inclusive = false;
@@ -482,13 +498,11 @@ impl Engine {
             } else {
                 None
             };
-            if ci == 0 {
-                main = (
-                    v,
-                    lvl.map(|l| thr[l.index()])
-                        .unwrap_or_else(|| first_threshold(thr)),
-                );
-            }
+            mains.push((
+                v,
+                lvl.map(|l| thr[l.index()])
+                    .unwrap_or_else(|| first_threshold(thr)),
+            ));
             levels.push(lvl.map(|l| if cond.gate { rule.level } else { l }));
         }
         let observed = match combine {
@@ -507,7 +521,18 @@ impl Engine {
             }
             Combine::Any => levels.iter().flatten().copied().max(),
         };
-        let step = state.step(&rt.timing, c.start, c.end, observed);
+        // the condition that decided the level speaks for the warning
+        let decisive = match combine {
+            Combine::Any => (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))),
+            Combine::All => (0..levels.len())
+                .filter(|&i| !conds[i].gate)
+                .min_by_key(|&i| (levels[i], i)),
+        }
+        .unwrap_or(0);
+        let main = mains.get(decisive).copied().unwrap_or((f64::NAN, f64::NAN));
+        // conditions are measured from the start of the newest step of the window
+        let since = c.start.max(c.end - rt.timing.continuity);
+        let step = state.step(&rt.timing, since, c.end, observed);
         let idle = state.is_idle();
         if idle {
             rt.alerts.remove(&c.key);
@@ -526,7 +551,7 @@ impl Engine {
             }
         }
         if let Some(step) = step {
-            let a0 = c.accs.get(0);
+            let a0 = c.accs.get(decisive);
             let devices = match rule.key {
                 KeyBy::Device => vec![c.key],
                 KeyBy::Site => {

@@ -90,6 +90,18 @@ impl Windows {
         }
     }
 
+    /// End of input: close every window holding data up to `newest`, drop the rest.
+    pub fn flush(&mut self, newest: Ts, out: &mut Vec<Closed>) {
+        match self {
+            Windows::Panes(p) => {
+                let end = (newest.div_euclid(p.step) + 1) * p.step;
+                p.close_until(end, out);
+                p.panes.clear();
+            }
+            Windows::Sessions(s) => s.close_until(Ts::MAX, out),
+        }
+    }
+
     /// The earliest watermark at which something would close (for scheduling).
     pub fn next_due(&self) -> Ts {
         match self {
