@@ -143,7 +143,7 @@ fn check(dir: &Path) -> Result<ExitCode> {
         cfg.registry.sites.len(),
         cfg.registry.devices.len(),
         cfg.rules.len(),
-        cfg.dir.display()
+        if cfg.dir.as_os_str().is_empty() { Path::new(".") } else { &cfg.dir }.display()
     );
     Ok(ExitCode::SUCCESS)
 }

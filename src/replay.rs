@@ -146,10 +146,10 @@ fn create(p: &Path) -> Result<BufWriter<File>, ReplayError> {
 
 pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> {
     let started = Instant::now();
-    let format = match opts.format.or_else(|| Format::from_path(&opts.input)) {
-        Some(f) => f,
-        None if opts.mapping.is_some() => Format::Wide,
-        None => return Err(ReplayError::Format(opts.input.display().to_string())),
+    let format = match (opts.format, &opts.mapping) {
+        (Some(f), _) => f,
+        (None, Some(_)) => Format::Wide,
+        (None, None) => Format::from_path(&opts.input).ok_or_else(|| ReplayError::Format(opts.input.display().to_string()))?,
     };
     let tz = config.settings.timezone;
     let mut decoder = match format {

@@ -326,7 +326,7 @@ fn read_case(ctx: &Ctx, n: &marked_yaml::Node, file: &str, tz: chrono_tz::Tz) ->
     Some(Case {
         name: name.v,
         file: file.to_string(),
-        pos: o.pos(),
+        pos: o.key_pos("name"),
         start,
         samples,
         checks,

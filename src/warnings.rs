@@ -239,10 +239,10 @@ mod tests {
 
     #[test]
     fn ids_are_stable() {
-        let a = warning_id("dust", "cs-01-pm10", 1_795_833_000_000);
-        assert_eq!(a, warning_id("dust", "cs-01-pm10", 1_795_833_000_000));
-        assert_ne!(a, warning_id("dust", "cs-01-pm10", 1_795_833_060_000));
-        assert_ne!(a, warning_id("dust", "cs-02-pm10", 1_795_833_000_000));
+        let a = warning_id("dust", "cs-01-pm10", 1_795_825_800_000);
+        assert_eq!(a, warning_id("dust", "cs-01-pm10", 1_795_825_800_000));
+        assert_ne!(a, warning_id("dust", "cs-01-pm10", 1_795_825_860_000));
+        assert_ne!(a, warning_id("dust", "cs-02-pm10", 1_795_825_800_000));
         assert_eq!(a.len(), 18);
     }
 }

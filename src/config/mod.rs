@@ -31,6 +31,9 @@ pub struct EngineSettings {
     pub max_future: Millis,
     /// A reading more than this behind the stream's newest time is rejected as a bad timestamp.
     pub max_past: Millis,
+    /// Absence rules also cover devices never heard from since the engine started (live
+    /// service); off by default so a replay of some sites does not flag every other device.
+    pub watch_unseen_devices: bool,
 }
 
 impl Default for EngineSettings {
@@ -42,6 +45,7 @@ impl Default for EngineSettings {
             idle_timeout: 5 * MINUTE,
             max_future: DAY,
             max_past: 30 * DAY,
+            watch_unseen_devices: false,
         }
     }
 }
@@ -55,6 +59,7 @@ struct EngineToml {
     idle_timeout: Option<String>,
     max_future: Option<String>,
     max_past: Option<String>,
+    watch_unseen_devices: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +85,9 @@ pub fn engine_settings(file: &str, text: &str) -> Result<EngineSettings, Vec<Dia
     let mut s = EngineSettings::default();
     let mut errs = Vec::new();
     let e = parsed.engine;
+    if let Some(w) = e.watch_unseen_devices {
+        s.watch_unseen_devices = w;
+    }
     if let Some(tz) = e.timezone {
         match tz.parse::<Tz>() {
             Ok(t) => s.timezone = t,
@@ -156,6 +164,8 @@ pub struct Layout {
 impl Layout {
     /// `DIR` may be the config directory itself or its `rules/` folder.
     pub fn find(dir: &Path) -> Layout {
+        // `./rules/x.yaml` reads better as `rules/x.yaml`
+        let dir = if dir == Path::new(".") || dir == Path::new("./") { Path::new("") } else { dir };
         let base = if !dir.join("sites.yaml").exists()
             && dir.file_name().is_some_and(|n| n == "rules")
             && dir.parent().is_some_and(|p| p.join("sites.yaml").exists())

@@ -431,7 +431,7 @@ sites:
         let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
         assert_eq!(errs.len(), 3, "{text:?}");
         assert!(
-            text[0].starts_with("sites.yaml:8:11: unknown site kind `factory`"),
+            text[0].starts_with("sites.yaml:7:11: unknown site kind `factory`"),
             "{text:?}"
         );
         assert!(text

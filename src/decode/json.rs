@@ -185,7 +185,7 @@ mod tests {
             r#"{"ts":"2026-11-28T08:30:00+08:00","site":"s","device":"d","metric":"pm10","value":88.1,"unit":"ug/m3"}"#,
         );
         assert_eq!(r, Ok(1));
-        assert_eq!(g[0], ("d".into(), "pm10".into(), 88.1, 1_795_833_000_000));
+        assert_eq!(g[0], ("d".into(), "pm10".into(), 88.1, 1_795_825_800_000));
         let (g, r) =
             run(r#"{"ts":1795833000000,"device":"d","values":{"pm10":88.1,"pm2_5":40.2}}"#);
         assert_eq!(r, Ok(2));

@@ -607,6 +607,9 @@ impl Engine {
         let rt = &mut self.rules[ri];
         for &d in &rt.watched {
             let seen = self.last_seen[d as usize];
+            if seen == Ts::MIN && !self.config.settings.watch_unseen_devices {
+                continue;
+            }
             let since = if seen == Ts::MIN {
                 self.started_at
             } else {
