@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -111,6 +111,15 @@ fn main() -> ExitCode {
     };
     match res {
         Ok(code) => code,
+        // a closed pipe (`yujing test | head`) is not an error worth a message
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("yujing: {e:#}");
             ExitCode::from(2)
@@ -143,7 +152,12 @@ fn check(dir: &Path) -> Result<ExitCode> {
         cfg.registry.sites.len(),
         cfg.registry.devices.len(),
         cfg.rules.len(),
-        if cfg.dir.as_os_str().is_empty() { Path::new(".") } else { &cfg.dir }.display()
+        if cfg.dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &cfg.dir
+        }
+        .display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -174,6 +188,7 @@ fn test(files: Vec<PathBuf>, config: Option<PathBuf>) -> Result<ExitCode> {
     } else {
         files
     };
+    let mut out = std::io::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
     let mut configs: std::collections::BTreeMap<PathBuf, Arc<Config>> = Default::default();
     for f in &files {
@@ -205,16 +220,16 @@ fn test(files: Vec<PathBuf>, config: Option<PathBuf>) -> Result<ExitCode> {
             match &o.failure {
                 None => {
                     passed += 1;
-                    println!("PASS {} {}", o.location, o.name);
+                    writeln!(out, "PASS {} {}", o.location, o.name)?;
                 }
                 Some(why) => {
                     failed += 1;
-                    println!("FAIL {} {}\n{}", o.location, o.name, why.trim_end());
+                    writeln!(out, "FAIL {} {}\n{}", o.location, o.name, why.trim_end())?;
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
     } else {

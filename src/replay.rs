@@ -96,7 +96,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Input(#[from] yujing_connectors::file::FileError),
     #[error("{0}: {1}")]
-    Output(String, io::Error),
+    Output(String, #[source] io::Error),
     #[error("cannot tell the input format of {0}: use --format csv|jsonl|wide")]
     Format(String),
     #[error("--format wide needs --mapping FILE")]
@@ -149,7 +149,8 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     let format = match (opts.format, &opts.mapping) {
         (Some(f), _) => f,
         (None, Some(_)) => Format::Wide,
-        (None, None) => Format::from_path(&opts.input).ok_or_else(|| ReplayError::Format(opts.input.display().to_string()))?,
+        (None, None) => Format::from_path(&opts.input)
+            .ok_or_else(|| ReplayError::Format(opts.input.display().to_string()))?,
     };
     let tz = config.settings.timezone;
     let mut decoder = match format {

@@ -8,7 +8,11 @@ fn root() -> PathBuf {
 }
 
 fn yujing(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_yujing")).args(args).current_dir(cwd).output().expect("run yujing")
+    Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run yujing")
 }
 
 fn text(b: &[u8]) -> String {
@@ -30,7 +34,11 @@ fn config_with(rules: &[(&str, &str)]) -> tempfile::TempDir {
 fn check_passes_on_the_samples() {
     let out = yujing(&["check"], &root());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("ok: 27 sites"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("ok: 27 sites"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = yujing(&["check", "rules/"], &root());
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -75,20 +83,37 @@ fn check_points_at_every_error() {
 
 #[test]
 fn check_survives_broken_yaml_and_sites() {
-    let dir = config_with(&[("a.yaml", "rules:\n  - id: [oops\n"), ("b.yaml", "rules: 3\n")]);
-    std::fs::write(dir.path().join("sites.yaml"), "sites:\n  - id: s1\n    kind: moon\n").expect("write");
+    let dir = config_with(&[
+        ("a.yaml", "rules:\n  - id: [oops\n"),
+        ("b.yaml", "rules: 3\n"),
+    ]);
+    std::fs::write(
+        dir.path().join("sites.yaml"),
+        "sites:\n  - id: s1\n    kind: moon\n",
+    )
+    .expect("write");
     let out = yujing(&["check", "."], dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("sites.yaml:3:11: unknown site kind `moon`"), "{err}");
-    assert!(err.contains("sites.yaml:2:5: site is missing the required field `name`") || err.contains("required field `name`"), "{err}");
+    assert!(
+        err.contains("sites.yaml:3:11: unknown site kind `moon`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sites.yaml:2:5: site is missing the required field `name`")
+            || err.contains("required field `name`"),
+        "{err}"
+    );
     // with a sound registry, rule syntax errors are found too
     std::fs::copy(root().join("sites.yaml"), dir.path().join("sites.yaml")).expect("copy");
     let out = yujing(&["check", "."], dir.path());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("rules/a.yaml:3:1: YAML syntax error"), "{err}");
-    assert!(err.contains("rules/b.yaml:1:8: rules must be a list"), "{err}");
+    assert!(
+        err.contains("rules/b.yaml:1:8: rules must be a list"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -98,7 +123,10 @@ fn rule_tests_pass_and_failures_show_the_difference() {
     assert!(out.status.success(), "{so}\n{}", text(&out.stderr));
     assert!(so.lines().any(|l| l.ends_with(" passed, 0 failed")), "{so}");
 
-    let dir = config_with(&[("t.yaml", &std::fs::read_to_string(root().join("rules/tourism.yaml")).expect("read"))]);
+    let dir = config_with(&[(
+        "t.yaml",
+        &std::fs::read_to_string(root().join("rules/tourism.yaml")).expect("read"),
+    )]);
     std::fs::create_dir(dir.path().join("rules/tests")).expect("mkdir");
     std::fs::write(
         dir.path().join("rules/tests/wrong.yaml"),
@@ -108,38 +136,84 @@ fn rule_tests_pass_and_failures_show_the_difference() {
     let out = yujing(&["test"], dir.path());
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{so}");
-    assert!(so.contains("FAIL rules/tests/wrong.yaml:2:5 wrong level"), "{so}");
+    assert!(
+        so.contains("FAIL rules/tests/wrong.yaml:2:5 wrong level"),
+        "{so}"
+    );
     assert!(so.contains("expected, not raised: {rule: scenic_crowding, site: sa-02, level: red, transition: raise}"), "{so}");
     assert!(so.contains("raised, not expected: {rule: scenic_crowding, site: sa-02, level: orange, transition: raise, subject: sa-02-gate, value: 7300} at 5m"), "{so}");
     assert!(so.contains("0 passed, 1 failed"), "{so}");
 }
 
 fn warnings(jsonl: &str) -> Vec<serde_json::Value> {
-    jsonl.lines().map(|l| serde_json::from_str(l).expect("warning JSON")).collect()
+    jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("warning JSON"))
+        .collect()
 }
 
 #[test]
 fn replay_warns_on_beijing_heavy_pollution_days() {
     let r = root();
     let f1 = r.join("tests/fixtures/beijing/dongsi_2015-11-24_2015-12-04.csv");
-    let out = yujing(&["replay", "--mapping", "mappings/beijing_air.yaml", "--input", f1.to_str().unwrap_or_default(), "-q"], &r);
+    let out = yujing(
+        &[
+            "replay",
+            "--mapping",
+            "mappings/beijing_air.yaml",
+            "--input",
+            f1.to_str().unwrap_or_default(),
+            "-q",
+        ],
+        &r,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ws = warnings(&text(&out.stdout));
     // the PM2.5 warning is red through 2015-12-01 (a severe episode) and clears on 12-02
-    let red = ws.iter().find(|w| w["rule"] == "aq_pm25_24h" && w["level"] == "red").expect("a red PM2.5 warning");
-    assert!(red["at"].as_str().unwrap_or_default() < "2015-12-01", "{red}");
+    let red = ws
+        .iter()
+        .find(|w| w["rule"] == "aq_pm25_24h" && w["level"] == "red")
+        .expect("a red PM2.5 warning");
+    assert!(
+        red["at"].as_str().unwrap_or_default() < "2015-12-01",
+        "{red}"
+    );
     assert_eq!(red["site"]["id"], "bj-dongsi");
     assert_eq!(red["departments"], serde_json::json!(["sthj"]));
     let id = red["id"].as_str().unwrap_or_default();
-    let clear = ws.iter().find(|w| w["id"] == id && w["transition"] == "clear").expect("cleared later");
-    assert!(clear["at"].as_str().unwrap_or_default() > "2015-12-02", "{clear}");
-    assert!(ws.iter().filter(|w| w["id"] == id).all(|w| w["rule"] == "aq_pm25_24h"));
+    let clear = ws
+        .iter()
+        .find(|w| w["id"] == id && w["transition"] == "clear")
+        .expect("cleared later");
+    assert!(
+        clear["at"].as_str().unwrap_or_default() > "2015-12-02",
+        "{clear}"
+    );
+    assert!(ws
+        .iter()
+        .filter(|w| w["id"] == id)
+        .all(|w| w["rule"] == "aq_pm25_24h"));
 
     let f2 = r.join("tests/fixtures/beijing/dongsi_2016-12-14_2016-12-23.csv");
-    let out = yujing(&["replay", "--mapping", "mappings/beijing_air.yaml", "--input", f2.to_str().unwrap_or_default(), "-q"], &r);
+    let out = yujing(
+        &[
+            "replay",
+            "--mapping",
+            "mappings/beijing_air.yaml",
+            "--input",
+            f2.to_str().unwrap_or_default(),
+            "-q",
+        ],
+        &r,
+    );
     let ws = warnings(&text(&out.stdout));
     assert!(
-        ws.iter().any(|w| w["rule"] == "aq_pm25_24h" && w["level"] == "red" && w["at"].as_str().unwrap_or_default().starts_with("2016-12-20")),
+        ws.iter().any(|w| w["rule"] == "aq_pm25_24h"
+            && w["level"] == "red"
+            && w["at"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("2016-12-20")),
         "no red PM2.5 warning on 2016-12-20"
     );
 }
@@ -150,7 +224,9 @@ fn replay_dead_letters_bad_input_and_carries_on() {
     let input = dir.path().join("in.csv");
     let mut lines = vec!["ts,site,device,metric,value".to_string()];
     for i in 0..30 {
-        lines.push(format!("2026-11-28T10:{i:02}:00+08:00,sa-02,sa-02-gate,visitors,7300"));
+        lines.push(format!(
+            "2026-11-28T10:{i:02}:00+08:00,sa-02,sa-02-gate,visitors,7300"
+        ));
     }
     lines.push("2026-11-28T10:31:00+08:00,sa-02,sa-02-gate,visitors,NaN".into());
     lines.push("2026-11-28T10:31:00+08:00,sa-02,no-such-device,visitors,1".into());
@@ -158,23 +234,71 @@ fn replay_dead_letters_bad_input_and_carries_on() {
     lines.push("2099-01-01T00:00:00+08:00,sa-02,sa-02-gate,visitors,1".into());
     lines.push("not a reading".into());
     lines.push("2026-11-28T10:32:00+08:00,sa-02,sa-02-gate,visitors,".into());
-    lines.push(format!("2026-11-28T10:32:00+08:00,sa-02,sa-02-gate,visitors,{}", "9".repeat(70_000)));
+    lines.push(format!(
+        "2026-11-28T10:32:00+08:00,sa-02,sa-02-gate,visitors,{}",
+        "9".repeat(70_000)
+    ));
     lines.push("2026-11-28T10:00:00+08:00,sa-02,sa-02-gate,visitors,9000".into()); // late
     lines.push("2026-11-28T10:33:00+08:00,sa-02,sa-02-gate,visitors,7300".into());
     std::fs::write(&input, lines.join("\n")).expect("write");
     let out_path = dir.path().join("w.jsonl");
-    let out = yujing(&["replay", "-c", root().to_str().unwrap_or_default(), "-i", "in.csv", "-o", "w.jsonl"], dir.path());
+    let out = yujing(
+        &[
+            "replay",
+            "-c",
+            root().to_str().unwrap_or_default(),
+            "-i",
+            "in.csv",
+            "-o",
+            "w.jsonl",
+        ],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary = text(&out.stderr);
-    for want in ["readings         39", "processed        31", "rejected         8", "non_finite       1", "unknown_device   1", "site_mismatch    1", "bad_timestamp    1", "malformed        1", "missing_field    1", "oversize         1", "late             1"] {
+    for want in [
+        "readings         39",
+        "processed        31",
+        "rejected         8",
+        "non_finite       1",
+        "unknown_device   1",
+        "site_mismatch    1",
+        "bad_timestamp    1",
+        "malformed        1",
+        "missing_field    1",
+        "oversize         1",
+        "late             1",
+    ] {
         assert!(summary.contains(want), "missing {want:?} in\n{summary}");
     }
     let ws = warnings(&std::fs::read_to_string(out_path).expect("output"));
-    assert!(ws.iter().any(|w| w["rule"] == "scenic_crowding" && w["level"] == "orange"), "{ws:?}");
-    let dead = std::fs::read_to_string(dir.path().join("yujing-dead-letter.jsonl")).expect("dead letters");
-    let reasons: Vec<String> = dead.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["reason"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(
+        ws.iter()
+            .any(|w| w["rule"] == "scenic_crowding" && w["level"] == "orange"),
+        "{ws:?}"
+    );
+    let dead =
+        std::fs::read_to_string(dir.path().join("yujing-dead-letter.jsonl")).expect("dead letters");
+    let reasons: Vec<String> = dead
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
     assert_eq!(reasons.len(), 8, "{dead}");
-    for r in ["non_finite", "unknown_device", "site_mismatch", "bad_timestamp", "malformed", "missing_field", "oversize", "late"] {
+    for r in [
+        "non_finite",
+        "unknown_device",
+        "site_mismatch",
+        "bad_timestamp",
+        "malformed",
+        "missing_field",
+        "oversize",
+        "late",
+    ] {
         assert!(reasons.iter().any(|x| x == r), "no {r} in {dead}");
     }
 }
@@ -190,19 +314,38 @@ fn replay_reads_json_lines_and_ids_are_stable() {
     }
     std::fs::write(dir.path().join("in.jsonl"), lines.join("\n")).expect("write");
     let run = || {
-        let out = yujing(&["replay", "-c", root().to_str().unwrap_or_default(), "-i", "in.jsonl", "-q"], dir.path());
+        let out = yujing(
+            &[
+                "replay",
+                "-c",
+                root().to_str().unwrap_or_default(),
+                "-i",
+                "in.jsonl",
+                "-q",
+            ],
+            dir.path(),
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         warnings(&text(&out.stdout))
     };
     let (a, b) = (run(), run());
     assert_eq!(a, b, "replay is deterministic");
     let dust: Vec<&serde_json::Value> = a.iter().filter(|w| w["rule"] == "dust_pm10_1h").collect();
-    let kinds: Vec<&str> = dust.iter().map(|w| w["transition"].as_str().unwrap_or_default()).collect();
+    let kinds: Vec<&str> = dust
+        .iter()
+        .map(|w| w["transition"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(kinds, vec!["raise", "clear", "raise"], "{dust:?}");
-    assert!(dust.iter().all(|w| w["id"] == dust[0]["id"]), "a relapse within min_gap keeps the id");
+    assert!(
+        dust.iter().all(|w| w["id"] == dust[0]["id"]),
+        "a relapse within min_gap keeps the id"
+    );
     assert_eq!(dust[2]["reopened"], true);
     assert!(dust[0]["id"].as_str().unwrap_or_default().starts_with("w-"));
-    assert_eq!(dust[0]["evidence"]["devices"], serde_json::json!(["cs-06-dust"]));
+    assert_eq!(
+        dust[0]["evidence"]["devices"],
+        serde_json::json!(["cs-06-dust"])
+    );
 }
 
 #[test]
@@ -210,18 +353,38 @@ fn demo_replays_the_sample_day() {
     let out = yujing(&["demo"], &root());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let so = text(&out.stdout);
-    for want in ["【红色】", "【橙色】", "【黄色】", "【蓝色】", "宁溪大道改造工程扬尘监测PM10小时均值", "西溪渡口水位站监测设备rv-03-level已15m无数据上报", "龙门峡谷景区瞬时游客量"] {
+    for want in [
+        "【红色】",
+        "【橙色】",
+        "【黄色】",
+        "【蓝色】",
+        "宁溪大道改造工程扬尘监测PM10小时均值",
+        "西溪渡口水位站监测设备rv-03-level已15m无数据上报",
+        "龙门峡谷景区瞬时游客量",
+    ] {
         assert!(so.contains(want), "missing {want:?} in\n{so}");
     }
     let out = yujing(&["demo", "--en"], &root());
-    assert!(text(&out.stdout).contains("[orange] raise"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("[orange] raise"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
 fn bad_command_lines_get_clear_errors() {
     let out = yujing(&["replay", "-i", "/nonexistent/file.csv"], &root());
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cannot open /nonexistent/file.csv"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot open /nonexistent/file.csv"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = yujing(&["replay", "-i", "x.parquetz"], &root());
-    assert!(text(&out.stderr).contains("cannot tell the input format"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot tell the input format"),
+        "{}",
+        text(&out.stderr)
+    );
 }

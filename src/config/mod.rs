@@ -165,7 +165,11 @@ impl Layout {
     /// `DIR` may be the config directory itself or its `rules/` folder.
     pub fn find(dir: &Path) -> Layout {
         // `./rules/x.yaml` reads better as `rules/x.yaml`
-        let dir = if dir == Path::new(".") || dir == Path::new("./") { Path::new("") } else { dir };
+        let dir = if dir == Path::new(".") || dir == Path::new("./") {
+            Path::new("")
+        } else {
+            dir
+        };
         let base = if !dir.join("sites.yaml").exists()
             && dir.file_name().is_some_and(|n| n == "rules")
             && dir.parent().is_some_and(|p| p.join("sites.yaml").exists())

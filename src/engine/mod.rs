@@ -319,6 +319,8 @@ impl Engine {
             .get(r.metric)
             .map(|&m| site as usize * self.n_metrics + m as usize);
         // late for every rule it would feed?
+        let lateness = self.config.settings.allowed_lateness;
+        let limit = self.wm.current().saturating_sub(lateness);
         let mut fed = 0usize;
         let mut late = 0usize;
         if let Some(ri) = routes_idx {
@@ -339,10 +341,9 @@ impl Engine {
                 };
                 if let Some(w) = &mut rt.windows {
                     fed += 1;
-                    if w.insert(r.ts, key, route.cond as usize, r.value, dev)
-                        .is_err()
-                    {
-                        late += 1;
+                    match w.insert(r.ts, key, route.cond as usize, r.value, dev, limit) {
+                        Ok(due) => self.next_due = self.next_due.min(due.saturating_add(lateness)),
+                        Err(_) => late += 1,
                     }
                 }
             }

@@ -67,6 +67,8 @@ impl Windows {
         }
     }
 
+    /// Add a reading. `limit` is the watermark less the allowed lateness: a reading all of whose
+    /// windows end at or before it is late. Returns when something may next close.
     #[inline]
     pub fn insert(
         &mut self,
@@ -75,10 +77,11 @@ impl Windows {
         cond: usize,
         v: f64,
         device: u32,
-    ) -> Result<(), Late> {
+        limit: Ts,
+    ) -> Result<Ts, Late> {
         match self {
-            Windows::Panes(p) => p.insert(ts, key, cond, v, device),
-            Windows::Sessions(s) => s.insert(ts, key, cond, v, device),
+            Windows::Panes(p) => p.insert(ts, key, cond, v, device, limit),
+            Windows::Sessions(s) => s.insert(ts, key, cond, v, device, limit),
         }
     }
 
@@ -131,8 +134,22 @@ pub struct Panes {
 
 impl Panes {
     #[inline]
-    fn insert(&mut self, ts: Ts, key: u32, cond: usize, v: f64, device: u32) -> Result<(), Late> {
+    fn insert(
+        &mut self,
+        ts: Ts,
+        key: u32,
+        cond: usize,
+        v: f64,
+        device: u32,
+        limit: Ts,
+    ) -> Result<Ts, Late> {
         let pane = ts.div_euclid(self.step) * self.step;
+        if limit > self.final_until {
+            // windows ending by the watermark are final even when they held nothing (every
+            // window with data was closed as the watermark passed it)
+            let aligned = limit.div_euclid(self.step) * self.step;
+            self.final_until = self.final_until.max(aligned);
+        }
         if pane + self.size <= self.final_until {
             return Err(Late);
         }
@@ -144,7 +161,7 @@ impl Panes {
             .or_insert_with(|| shape.make())
             .get_mut(cond)
             .push(ts, v, device);
-        Ok(())
+        Ok((pane + self.step).max(self.final_until + self.step))
     }
 
     fn next_due(&self) -> Ts {
@@ -236,14 +253,22 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn insert(&mut self, ts: Ts, key: u32, cond: usize, v: f64, device: u32) -> Result<(), Late> {
+    fn insert(
+        &mut self,
+        ts: Ts,
+        key: u32,
+        cond: usize,
+        v: f64,
+        device: u32,
+        limit: Ts,
+    ) -> Result<Ts, Late> {
         let gap = self.gap;
         let list = self.open.entry(key).or_default();
         // sessions this reading touches: [start - gap, last + gap)
         let touching: Vec<usize> = (0..list.len())
             .filter(|&i| ts > list[i].start - gap && ts < list[i].last + gap)
             .collect();
-        if touching.is_empty() && ts + gap <= self.final_until {
+        if touching.is_empty() && ts + gap <= self.final_until.max(limit) {
             if list.is_empty() {
                 self.open.remove(&key);
             }
@@ -273,7 +298,7 @@ impl Sessions {
         s.last = s.last.max(ts);
         s.accs.get_mut(cond).push(ts, v, device);
         self.heap.push(Reverse((s.last + gap, key)));
-        Ok(())
+        Ok(s.last + gap)
     }
 
     fn close_until(&mut self, wm: Ts, out: &mut Vec<Closed>) {
