@@ -16,6 +16,7 @@
 //!   ([`engine::window`]), accumulators ([`engine::acc`]), the warning state machine
 //!   ([`engine::alert`]); the [`engine::Engine`] ties them together with a rule index.
 //! - [`warnings`]: renders transitions into the warning documents of the contract, stable ids.
+//! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
 //! - `main.rs`: the `yujing` command line.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod event;
+pub mod intern;
 pub mod replay;
 pub mod ruletest;
 pub mod sim;

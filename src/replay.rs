@@ -214,10 +214,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     let mut summary = Summary::default();
     let mut rejects: Vec<(u64, RejectReason, String)> = Vec::new();
     let mut lines = 0u64;
-    loop {
-        let Some(line) = reader.next_line()? else {
-            break;
-        };
+    while let Some(line) = reader.next_line()? {
         lines += 1;
         let number = line.number;
         if line.oversize {
@@ -270,7 +267,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
             )?;
         }
         if let Some(b) = &bar {
-            if lines % 65_536 == 0 {
+            if lines.is_multiple_of(65_536) {
                 b.set_position(reader.bytes_read());
             }
         }
@@ -327,9 +324,10 @@ fn flush(
     let ts = std::mem::take(&mut engine.transitions);
     for t in &ts {
         let w = render(engine, t);
-        let line = serde_json::to_string(&w)
+        serde_json::to_writer(&mut *out, &w)
             .map_err(|e| ReplayError::Output(out_name.to_string(), io::Error::other(e)))?;
-        writeln!(out, "{line}").map_err(|e| ReplayError::Output(out_name.to_string(), e))?;
+        out.write_all(b"\n")
+            .map_err(|e| ReplayError::Output(out_name.to_string(), e))?;
     }
     let ex = std::mem::take(&mut engine.exceedances);
     summary.exceedances += ex.len() as u64;

@@ -147,8 +147,7 @@ pub fn local_to_ts(naive: NaiveDateTime, tz: Tz) -> Option<Ts> {
 /// RFC 3339 in the given zone, to the second (or millisecond when needed).
 pub fn format_ts(ts: Ts, tz: Tz) -> String {
     match tz.timestamp_millis_opt(ts).single() {
-        Some(dt) if ts % 1000 == 0 => dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
+        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
         None => ts.to_string(),
     }
 }

@@ -148,7 +148,7 @@ mod tests {
                 (4, "last".into(), false)
             ]
         );
-        assert_eq!(r.bytes_read(), 13);
+        assert_eq!(r.bytes_read(), 12);
     }
 
     #[test]

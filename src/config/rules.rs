@@ -751,7 +751,7 @@ fn read_condition(
     });
     // some device in scope must measure the metric
     let provides = |d: &crate::config::sites::Device| {
-        d.metrics.iter().any(|m| *m == metric.v)
+        d.metrics.contains(&metric.v)
             && (device_filter.is_empty() || device_filter.iter().any(|f| f.v == d.id))
     };
     let covered = sites.iter().any(|&s| {

@@ -2,7 +2,7 @@
 //! enterprises responsible for them, and the devices bound to each.
 
 use super::yaml::{Ctx, Diag, Pos, Spanned};
-use rustc_hash::FxHashMap;
+use crate::intern::Interner;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -87,19 +87,24 @@ pub struct Registry {
     pub sites: Vec<Site>,
     pub devices: Vec<Device>,
     pub departments: Vec<Department>,
-    site_index: FxHashMap<String, u32>,
-    device_index: FxHashMap<String, u32>,
+    site_index: Interner,
+    device_index: Interner,
     /// Where each site and device was declared, for errors in other files.
     pub site_pos: Vec<Pos>,
 }
 
 impl Registry {
     pub fn site(&self, id: &str) -> Option<u32> {
-        self.site_index.get(id).copied()
+        self.site_index.get(id)
     }
     #[inline]
     pub fn device(&self, id: &str) -> Option<u32> {
-        self.device_index.get(id).copied()
+        self.device_index.get(id)
+    }
+    /// A site's id from compact memory (the hot path compares it per reading).
+    #[inline]
+    pub fn site_id(&self, site: u32) -> &str {
+        self.site_index.resolve(site)
     }
     pub fn department_name(&self, id: &str) -> Option<&str> {
         self.departments
@@ -182,7 +187,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                 ),
             );
         }
-        if reg.site_index.contains_key(&id.v) {
+        if reg.site_index.get(&id.v).is_some() {
             ctx.err(id.pos, format!("site `{}` is declared twice", id.v));
             continue;
         }
@@ -300,7 +305,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                         ),
                     );
                 }
-                if reg.device_index.contains_key(&did.v) {
+                if reg.device_index.get(&did.v).is_some() {
                     ctx.err(
                         did.pos,
                         format!("device `{}` is bound to more than one site", did.v),
@@ -315,7 +320,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                     );
                 }
                 let idx = reg.devices.len() as u32;
-                reg.device_index.insert(did.v.clone(), idx);
+                reg.device_index.intern(&did.v);
                 reg.devices.push(Device {
                     id: did.v,
                     site: site_idx,
@@ -325,7 +330,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                 devices.push(idx);
             }
         }
-        reg.site_index.insert(id.v.clone(), site_idx);
+        reg.site_index.intern(&id.v);
         reg.site_pos.push(id.pos);
         reg.sites.push(Site {
             id: id.v,

@@ -40,11 +40,14 @@ impl CsvDecoder {
         line: &'a [u8],
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
-        let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
-        let mut n = 0;
         if memchr::memchr(b'"', line).is_some() {
             return self.decode_quoted(line, emit);
         }
+        // one UTF-8 check for the line; commas are ASCII, so every field is a valid slice
+        let text = std::str::from_utf8(line)
+            .map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))?;
+        let mut fields: [&str; MAX_FIELDS] = [""; MAX_FIELDS];
+        let mut n = 0;
         let mut start = 0;
         for i in memchr::memchr_iter(b',', line) {
             if n + 1 >= MAX_FIELDS {
@@ -53,27 +56,28 @@ impl CsvDecoder {
                     "too many columns",
                 ));
             }
-            fields[n] = &line[start..i];
+            fields[n] = &text[start..i];
             n += 1;
             start = i + 1;
         }
-        fields[n] = &line[start..];
+        fields[n] = &text[start..];
         n += 1;
         if !self.started {
             self.started = true;
-            if self.try_header(&fields[..n])? {
+            let raw: Vec<&[u8]> = fields[..n].iter().map(|f| f.as_bytes()).collect();
+            if self.try_header(&raw)? {
                 return Ok(false);
             }
         }
         let f = |c: usize| -> Result<&str, DecodeError> {
-            let b = fields.get(c).filter(|_| c < n).ok_or_else(|| {
-                DecodeError::new(
+            if c < n {
+                Ok(fields[c])
+            } else {
+                Err(DecodeError::new(
                     RejectReason::Malformed,
                     format!("expected at least {} columns, got {n}", c + 1),
-                )
-            })?;
-            std::str::from_utf8(b)
-                .map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))
+                ))
+            }
         };
         let r = reading(
             f(self.cols[TS])?,
@@ -223,7 +227,9 @@ pub fn reading<'a>(
 mod tests {
     use super::*;
 
-    fn run(lines: &[&str]) -> Vec<Result<Option<(String, String, f64, i64)>, RejectReason>> {
+    type Got = (String, String, f64, i64);
+
+    fn run(lines: &[&str]) -> Vec<Result<Option<Got>, RejectReason>> {
         let mut d = CsvDecoder::new(chrono_tz::Asia::Shanghai);
         lines
             .iter()

@@ -167,7 +167,9 @@ pub fn decode(
 mod tests {
     use super::*;
 
-    fn run(s: &str) -> (Vec<(String, String, f64, i64)>, Result<usize, RejectReason>) {
+    type Got = (String, String, f64, i64);
+
+    fn run(s: &str) -> (Vec<Got>, Result<usize, RejectReason>) {
         let mut got = Vec::new();
         let r = decode(
             s.as_bytes(),

@@ -13,6 +13,7 @@ pub mod window;
 use crate::config::rules::{Body, Combine, Direction, Hysteresis, KeyBy, LevelThresholds, Rule};
 use crate::config::Config;
 use crate::event::{Level, RejectReason};
+use crate::intern::Interner;
 use crate::time::{local_day, local_minute_of_day, Ts};
 use acc::AccSet;
 use alert::{AlertState, Step, Timing, TransitionKind};
@@ -116,13 +117,15 @@ struct RuleRt {
 
 pub struct Engine {
     pub config: Arc<Config>,
-    metric_ids: FxHashMap<String, u16>,
+    metric_ids: Interner,
     n_metrics: usize,
     routes: Vec<Vec<Route>>,
     rules: Vec<RuleRt>,
     wm: Watermarks,
     /// Newest event time per device (`Ts::MIN` = never seen).
     last_seen: Vec<Ts>,
+    /// Offline warnings firing per device: a reading only looks for them when there are some.
+    offline: Vec<u16>,
     /// Watermark at which the engine first saw time: silence is measured from there at most.
     started_at: Ts,
     next_due: Ts,
@@ -136,19 +139,15 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Arc<Config>) -> Engine {
         let reg = &config.registry;
-        let mut metric_ids: FxHashMap<String, u16> = FxHashMap::default();
-        let intern = |m: &str, ids: &mut FxHashMap<String, u16>| -> u16 {
-            let n = ids.len() as u16;
-            *ids.entry(m.to_string()).or_insert(n)
-        };
+        let mut metric_ids = Interner::default();
         for d in &reg.devices {
             for m in &d.metrics {
-                intern(m, &mut metric_ids);
+                metric_ids.intern(m);
             }
         }
         for r in &config.rules {
             for m in r.metrics() {
-                intern(&m, &mut metric_ids);
+                metric_ids.intern(&m);
             }
         }
         let n_metrics = metric_ids.len().max(1);
@@ -166,7 +165,7 @@ impl Engine {
             let (windows, continuity) = match &r.body {
                 Body::Threshold { conds, window, .. } => {
                     for (ci, c) in conds.iter().enumerate() {
-                        let m = metric_ids[&c.metric] as usize;
+                        let m = metric_ids.get(&c.metric).unwrap_or(0) as usize;
                         for &s in &r.sites {
                             routes[s as usize * n_metrics + m].push(Route {
                                 rule: ri as u32,
@@ -179,6 +178,9 @@ impl Engine {
                         conds: conds.len(),
                         sketch: conds.iter().any(|c| c.aggregate.needs_sketch()),
                         devices: r.key == KeyBy::Site,
+                        stddev: conds
+                            .iter()
+                            .any(|c| c.aggregate == crate::config::rules::Agg::Stddev),
                     };
                     let continuity = match window.grid() {
                         Some((_, step)) => step,
@@ -224,6 +226,7 @@ impl Engine {
             rules,
             wm,
             last_seen: vec![Ts::MIN; n_dev],
+            offline: vec![0; n_dev],
             started_at: Ts::MIN,
             next_due: Ts::MIN,
             collect_exceedances: false,
@@ -310,14 +313,14 @@ impl Engine {
         };
         let site = self.config.registry.devices[dev as usize].site;
         if let Some(claimed) = r.site {
-            if claimed != self.config.registry.sites[site as usize].id {
+            if claimed != self.config.registry.site_id(site) {
                 return Err(RejectReason::SiteMismatch);
             }
         }
         let routes_idx = self
             .metric_ids
             .get(r.metric)
-            .map(|&m| site as usize * self.n_metrics + m as usize);
+            .map(|m| site as usize * self.n_metrics + m as usize);
         // late for every rule it would feed?
         let lateness = self.config.settings.allowed_lateness;
         let limit = self.wm.current().saturating_sub(lateness);
@@ -354,7 +357,9 @@ impl Engine {
         let was_seen = self.last_seen[dev as usize];
         if r.ts > was_seen {
             self.last_seen[dev as usize] = r.ts;
-            self.device_back(dev, r.ts);
+            if self.offline[dev as usize] > 0 {
+                self.device_back(dev, r.ts);
+            }
         }
         let wm = self.wm.observe(r.source, r.ts, r.arrival);
         if self.started_at == Ts::MIN {
@@ -625,6 +630,7 @@ impl Engine {
             }
             if wm >= due {
                 let st = rt.alerts.entry(d).or_default();
+                self.offline[d as usize] += 1;
                 st.firing = Some(alert::Firing {
                     episode_start: since,
                     level,
@@ -673,6 +679,7 @@ impl Engine {
                 continue;
             };
             let Some(f) = st.firing else { continue };
+            self.offline[dev as usize] = self.offline[dev as usize].saturating_sub(1);
             let site = self.config.registry.devices[dev as usize].site;
             self.record(Transition {
                 rule: ri,

@@ -29,11 +29,12 @@ pub struct AccShape {
     pub conds: usize,
     pub sketch: bool,
     pub devices: bool,
+    pub stddev: bool,
 }
 
 impl AccShape {
     fn make(&self) -> AccSet {
-        AccSet::new(self.conds, self.sketch, self.devices)
+        AccSet::new(self.conds, self.sketch, self.devices, self.stddev)
     }
 }
 
@@ -173,10 +174,7 @@ impl Panes {
     }
 
     fn close_until(&mut self, wm: Ts, out: &mut Vec<Closed>) {
-        loop {
-            let Some(&first) = self.panes.keys().next() else {
-                break;
-            };
+        while let Some(&first) = self.panes.keys().next() {
             let end = (first + self.step).max(self.final_until + self.step);
             if end > wm {
                 break;

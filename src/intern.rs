@@ -1,0 +1,85 @@
+//! Interned names (device, site and metric ids): every name lives in one contiguous buffer and
+//! the hash table holds only small indexes, so looking up a device per reading touches compact
+//! memory instead of chasing a heap pointer per key.
+
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+#[derive(Clone, Default)]
+pub struct Interner {
+    text: String,
+    spans: Vec<(u32, u32)>,
+    table: HashTable<u32>,
+    hasher: rustc_hash::FxBuildHasher,
+}
+
+impl std::fmt::Debug for Interner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interner")
+            .field("len", &self.spans.len())
+            .finish()
+    }
+}
+
+impl Interner {
+    #[inline]
+    fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
+    }
+
+    /// The name of an index.
+    #[inline]
+    pub fn resolve(&self, i: u32) -> &str {
+        let (a, b) = self.spans[i as usize];
+        &self.text[a as usize..b as usize]
+    }
+
+    /// The index of a name, if interned.
+    #[inline]
+    pub fn get(&self, s: &str) -> Option<u32> {
+        let h = self.hash(s);
+        self.table.find(h, |&i| self.resolve(i) == s).copied()
+    }
+
+    /// Intern a name: its existing index, or a new one.
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(i) = self.get(s) {
+            return i;
+        }
+        let i = self.spans.len() as u32;
+        let a = self.text.len() as u32;
+        self.text.push_str(s);
+        self.spans.push((a, self.text.len() as u32));
+        let h = self.hash(s);
+        let (text, spans, hasher) = (&self.text, &self.spans, &self.hasher);
+        self.table.insert_unique(h, i, |&j| {
+            let (a, b) = spans[j as usize];
+            hasher.hash_one(&text[a as usize..b as usize])
+        });
+        i
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_and_resolves() {
+        let mut n = Interner::default();
+        let ids: Vec<u32> = (0..1000).map(|i| n.intern(&format!("d{i}"))).collect();
+        assert_eq!(n.intern("d7"), ids[7]);
+        assert_eq!(n.get("d999"), Some(ids[999]));
+        assert_eq!(n.get("d1000"), None);
+        assert_eq!(n.resolve(ids[42]), "d42");
+        assert_eq!(n.len(), 1000);
+    }
+}
