@@ -130,7 +130,7 @@ fn rule_tests_pass_and_failures_show_the_difference() {
     std::fs::create_dir(dir.path().join("rules/tests")).expect("mkdir");
     std::fs::write(
         dir.path().join("rules/tests/wrong.yaml"),
-        "tests:\n  - name: wrong level\n    rules: [scenic_crowding]\n    input:\n      - {device: sa-02-gate, metric: visitors, values: \"7300x10\"}\n    expect:\n      - at: 5m\n        warnings: [{rule: scenic_crowding, site: sa-02, level: red}]\n",
+        "tests:\n  - name: wrong level\n    rules: [scenic_crowding]\n    input:\n      - {device: sa-02-gate, metric: visitors, values: \"7300x10\"}\n    expect:\n      - at: 10m\n        warnings: [{rule: scenic_crowding, site: sa-02, level: red}]\n",
     )
     .expect("write");
     let out = yujing(&["test"], dir.path());
@@ -141,7 +141,7 @@ fn rule_tests_pass_and_failures_show_the_difference() {
         "{so}"
     );
     assert!(so.contains("expected, not raised: {rule: scenic_crowding, site: sa-02, level: red, transition: raise}"), "{so}");
-    assert!(so.contains("raised, not expected: {rule: scenic_crowding, site: sa-02, level: orange, transition: raise, subject: sa-02-gate, value: 7300} at 5m"), "{so}");
+    assert!(so.contains("raised, not expected: {rule: scenic_crowding, site: sa-02, level: orange, transition: raise, subject: sa-02-gate, value: 7300} at 10m"), "{so}");
     assert!(so.contains("0 passed, 1 failed"), "{so}");
 }
 

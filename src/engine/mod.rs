@@ -774,3 +774,212 @@ pub fn level_of(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EngineSettings;
+    use crate::time::{MINUTE, SECOND};
+
+    const T0: Ts = 1_795_795_200_000;
+    const SITES: &str = "sites:
+  - id: s1
+    name: 一号站
+    kind: construction
+    department: zjj
+    devices:
+      - {id: a, metrics: [pm10]}
+      - {id: b, metrics: [pm10]}
+";
+
+    fn engine(rules: &str, settings: EngineSettings) -> Engine {
+        let cfg = Config::from_texts(SITES, &[("r.yaml", rules)], settings)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut e = Engine::new(Arc::new(cfg));
+        e.collect_exceedances(true);
+        e
+    }
+
+    fn push(
+        e: &mut Engine,
+        src: usize,
+        dev: &str,
+        ts: Ts,
+        arrival: Ts,
+        v: f64,
+    ) -> Result<(), RejectReason> {
+        e.push(&Input {
+            site: None,
+            device: dev,
+            metric: "pm10",
+            value: v,
+            ts,
+            arrival,
+            source: src,
+        })
+    }
+
+    const TUMBLING: &str = "rules:
+  - {id: r, title: t, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: avg, above: 0, level: blue, message: x}
+";
+
+    #[test]
+    fn allowed_lateness_keeps_windows_open() {
+        let settings = EngineSettings {
+            out_of_orderness: 0,
+            allowed_lateness: MINUTE,
+            ..EngineSettings::default()
+        };
+        let mut e = engine(TUMBLING, settings);
+        let src = e.source("s");
+        for i in 0..60 {
+            push(&mut e, src, "a", T0 + i * SECOND, T0 + i * SECOND, 100.0).unwrap();
+        }
+        push(&mut e, src, "a", T0 + 65 * SECOND, T0 + 65 * SECOND, 100.0).unwrap();
+        // 35 s behind the watermark, but within the minute of allowed lateness
+        push(&mut e, src, "a", T0 + 30 * SECOND, T0 + 66 * SECOND, 1000.0).unwrap();
+        assert!(
+            e.exceedances.is_empty(),
+            "the window waits for its lateness"
+        );
+        push(
+            &mut e,
+            src,
+            "a",
+            T0 + 121 * SECOND,
+            T0 + 121 * SECOND,
+            100.0,
+        )
+        .unwrap();
+        assert_eq!(e.exceedances.len(), 1);
+        let a = e.exceedances[0].accs.get(0);
+        assert_eq!((a.count, a.max), (61, 1000.0));
+        // past end + lateness: late
+        assert_eq!(
+            push(&mut e, src, "a", T0 + 10 * SECOND, T0 + 122 * SECOND, 1.0),
+            Err(RejectReason::Late)
+        );
+    }
+
+    #[test]
+    fn an_idle_source_stops_holding_windows_open() {
+        let settings = EngineSettings {
+            out_of_orderness: 0,
+            idle_timeout: 2 * MINUTE,
+            ..EngineSettings::default()
+        };
+        let mut e = engine(TUMBLING, settings);
+        let (s1, s2) = (e.source("mqtt"), e.source("hj212"));
+        push(&mut e, s1, "a", T0, T0, 10.0).unwrap();
+        push(&mut e, s2, "b", T0, T0, 10.0).unwrap();
+        // only s2 keeps talking: s1 holds the watermark at T0 until it is idle
+        for i in 1..=4 {
+            push(&mut e, s2, "b", T0 + i * MINUTE, T0 + i * MINUTE, 10.0).unwrap();
+        }
+        assert_eq!(
+            e.watermark(),
+            T0 + 4 * MINUTE,
+            "s1 idle after 2 minutes of processing time"
+        );
+        assert!(e.exceedances.len() >= 3, "{}", e.exceedances.len());
+        // a heartbeat with no data does the same
+        let mut e = engine(
+            TUMBLING,
+            EngineSettings {
+                out_of_orderness: 0,
+                idle_timeout: 2 * MINUTE,
+                ..EngineSettings::default()
+            },
+        );
+        let (s1, s2) = (e.source("mqtt"), e.source("hj212"));
+        push(&mut e, s1, "a", T0, T0, 10.0).unwrap();
+        push(&mut e, s2, "b", T0 + 5 * MINUTE, T0, 10.0).unwrap();
+        assert_eq!(e.watermark(), T0);
+        e.tick(T0 + 3 * MINUTE);
+        assert_eq!(e.watermark(), T0 + 5 * MINUTE);
+    }
+
+    #[test]
+    fn session_windows_warn_on_a_burst() {
+        let rules = "rules:
+  - {id: burst, title: t, metric: pm10, window: {type: session, gap: 5m}, aggregate: count, above: {yellow: 3}, message: x}
+";
+        let mut e = engine(
+            rules,
+            EngineSettings {
+                out_of_orderness: 0,
+                ..EngineSettings::default()
+            },
+        );
+        let src = e.source("s");
+        for m in [0, 1, 2, 3] {
+            push(&mut e, src, "a", T0 + m * MINUTE, T0 + m * MINUTE, 1.0).unwrap();
+        }
+        push(&mut e, src, "a", T0 + 20 * MINUTE, T0 + 20 * MINUTE, 1.0).unwrap();
+        assert_eq!(e.transitions.len(), 1);
+        let t = &e.transitions[0];
+        assert_eq!(
+            (t.step.kind, t.step.level, t.value),
+            (TransitionKind::Raise, Level::Yellow, 4.0)
+        );
+        assert_eq!(t.window, (T0, T0 + 8 * MINUTE));
+    }
+
+    #[test]
+    fn site_keyed_rules_list_contributing_devices() {
+        let rules = "rules:
+  - {id: site_avg, title: t, key: site, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: avg, above: {blue: 150}, message: x}
+";
+        let mut e = engine(
+            rules,
+            EngineSettings {
+                out_of_orderness: 0,
+                ..EngineSettings::default()
+            },
+        );
+        let src = e.source("s");
+        push(&mut e, src, "a", T0, T0, 300.0).unwrap();
+        push(&mut e, src, "b", T0 + SECOND, T0 + SECOND, 100.0).unwrap();
+        e.advance_to(T0 + MINUTE);
+        let t = &e.transitions[0];
+        assert_eq!(t.subject, Subject::Site(0));
+        assert_eq!(t.value, 200.0);
+        assert_eq!(t.devices, vec![0, 1]);
+    }
+
+    #[test]
+    fn rejects_with_reasons_and_keeps_going() {
+        let mut e = engine(TUMBLING, EngineSettings::default());
+        let src = e.source("s");
+        assert_eq!(
+            push(&mut e, src, "a", T0, T0, f64::NAN),
+            Err(RejectReason::NonFinite)
+        );
+        assert_eq!(
+            push(&mut e, src, "zz", T0, T0, 1.0),
+            Err(RejectReason::UnknownDevice)
+        );
+        assert_eq!(
+            push(&mut e, src, "a", 0, T0, 1.0),
+            Err(RejectReason::BadTimestamp)
+        );
+        assert_eq!(push(&mut e, src, "a", T0, T0, 1.0), Ok(()));
+        assert_eq!(
+            push(&mut e, src, "a", T0 + 400 * crate::time::DAY, T0, 1.0),
+            Err(RejectReason::BadTimestamp)
+        );
+        let claimed = e.push(&Input {
+            site: Some("s9"),
+            device: "a",
+            metric: "pm10",
+            value: 1.0,
+            ts: T0,
+            arrival: T0,
+            source: src,
+        });
+        assert_eq!(claimed, Err(RejectReason::SiteMismatch));
+        assert_eq!(e.stats.readings, 6);
+        assert_eq!(e.stats.accepted, 1);
+        assert_eq!(e.stats.rejected_total(), 5);
+    }
+}
