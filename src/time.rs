@@ -97,11 +97,10 @@ pub fn format_duration(mut d: Millis) -> String {
 /// Parse a timestamp: epoch milliseconds (an integer), RFC 3339 / ISO-8601 with an offset, or a
 /// naive `YYYY-MM-DD[T ]HH:MM[:SS]` read in the given local time zone.
 pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<i64>()
-            .map_err(|_| format!("bad epoch-ms timestamp `{s}`"));
+    let s = s.trim_ascii();
+    // the common case first: epoch milliseconds, digits only
+    if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(s.bytes().fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64));
     }
     if let Ok(dt) = DateTime::<FixedOffset>::parse_from_rfc3339(s) {
         return Ok(dt.timestamp_millis());

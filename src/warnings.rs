@@ -183,7 +183,9 @@ pub fn render(engine: &Engine, t: &Transition) -> WarningEvent {
         aggregates.insert("min".into(), num(e.min).into());
         aggregates.insert("max".into(), num(e.max).into());
         aggregates.insert("avg".into(), num(e.avg).into());
-        aggregates.insert("last".into(), num(e.last).into());
+        if e.last.is_finite() {
+            aggregates.insert("last".into(), num(e.last).into());
+        }
     }
     let window_desc = match rule.window() {
         Some(w) => w.describe(),

@@ -40,28 +40,32 @@ impl CsvDecoder {
         line: &'a [u8],
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
-        if memchr::memchr(b'"', line).is_some() {
-            return self.decode_quoted(line, emit);
+        // split on commas in one pass; a quote sends the line to the full CSV parser
+        let mut bounds = [0usize; MAX_FIELDS + 1];
+        let mut n = 0;
+        for (i, &b) in line.iter().enumerate() {
+            if b == b',' {
+                n += 1;
+                if n >= MAX_FIELDS {
+                    return Err(DecodeError::new(
+                        RejectReason::Malformed,
+                        "too many columns",
+                    ));
+                }
+                bounds[n] = i + 1;
+            } else if b == b'"' {
+                return self.decode_quoted(line, emit);
+            }
         }
+        n += 1;
+        bounds[n] = line.len() + 1;
         // one UTF-8 check for the line; commas are ASCII, so every field is a valid slice
         let text = std::str::from_utf8(line)
             .map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))?;
         let mut fields: [&str; MAX_FIELDS] = [""; MAX_FIELDS];
-        let mut n = 0;
-        let mut start = 0;
-        for i in memchr::memchr_iter(b',', line) {
-            if n + 1 >= MAX_FIELDS {
-                return Err(DecodeError::new(
-                    RejectReason::Malformed,
-                    "too many columns",
-                ));
-            }
-            fields[n] = &text[start..i];
-            n += 1;
-            start = i + 1;
+        for (k, f) in fields.iter_mut().enumerate().take(n) {
+            *f = &text[bounds[k]..bounds[k + 1] - 1];
         }
-        fields[n] = &text[start..];
-        n += 1;
         if !self.started {
             self.started = true;
             let raw: Vec<&[u8]> = fields[..n].iter().map(|f| f.as_bytes()).collect();
@@ -195,7 +199,7 @@ pub fn reading<'a>(
     if metric.is_empty() {
         return Err(DecodeError::new(RejectReason::MissingField, "empty metric"));
     }
-    let value = value.trim();
+    let value = value.trim_ascii();
     if value.is_empty() {
         return Err(DecodeError::new(RejectReason::MissingField, "empty value"));
     }

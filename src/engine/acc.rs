@@ -1,5 +1,5 @@
-//! Window accumulators: everything a window needs to answer any aggregate, in constant space
-//! (quantiles from a bounded DDSketch, allocated only for rules that ask for them).
+//! Window accumulators: everything a window needs to answer its rule's aggregates, in constant
+//! space (quantiles from a bounded DDSketch, allocated only for rules that ask for them).
 
 use crate::config::rules::Agg;
 use crate::time::{Ts, HOUR};
@@ -9,23 +9,53 @@ use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 const SKETCH_ALPHA: f64 = 0.01;
 const SKETCH_MAX_BINS: u32 = 1024;
 
+/// What an accumulator must track beyond count, sum, min and max.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// first / last by event time (first, last, delta, rate)
+    pub order: bool,
+    /// spread (stddev)
+    pub spread: bool,
+    /// a quantile sketch (pNN)
+    pub sketch: bool,
+    /// contributing devices (site-keyed rules)
+    pub devices: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs {
+        order: true,
+        spread: true,
+        sketch: true,
+        devices: true,
+    };
+    fn ext(&self) -> bool {
+        self.order || self.spread || self.sketch || self.devices
+    }
+}
+
+/// The common accumulator is 40 bytes (count, sum, min, max and an empty extension), so a
+/// window of count/avg/max costs little per series; rules that need more get an extension.
 #[derive(Clone)]
 pub struct Acc {
     pub count: u64,
     pub sum: f64,
-    /// Sum of squared deviations from the mean (Welford), for stddev.
-    m2: f64,
     pub min: f64,
     pub max: f64,
-    pub first_ts: Ts,
-    pub first: f64,
-    pub last_ts: Ts,
-    pub last: f64,
-    sketch: Option<Box<DDSketch>>,
-    /// Devices that contributed (only tracked for site-keyed rules). Boxed so the common case
-    /// costs 8 bytes per accumulator instead of 24.
-    #[allow(clippy::box_collection)]
-    devices: Option<Box<Vec<u32>>>,
+    ext: Option<Box<Ext>>,
+}
+
+#[derive(Clone)]
+struct Ext {
+    first_ts: Ts,
+    first: f64,
+    last_ts: Ts,
+    last: f64,
+    /// Sum of squared deviations from the mean (Welford), for stddev; NaN when not tracked.
+    m2: f64,
+    sketch: Option<DDSketch>,
+    devices: Vec<u32>,
+    track_devices: bool,
 }
 
 impl std::fmt::Debug for Acc {
@@ -35,73 +65,68 @@ impl std::fmt::Debug for Acc {
             .field("sum", &self.sum)
             .field("min", &self.min)
             .field("max", &self.max)
-            .field("first", &self.first)
-            .field("last", &self.last)
+            .field("last", &self.last())
             .finish()
     }
 }
 
 impl Acc {
-    pub fn new(with_sketch: bool, with_devices: bool) -> Acc {
-        Self::with_stddev(with_sketch, with_devices, true)
-    }
-
-    /// An accumulator that tracks the spread (for `stddev`) only when asked to.
-    pub fn with_stddev(with_sketch: bool, with_devices: bool, with_stddev: bool) -> Acc {
+    pub fn new(needs: Needs) -> Acc {
+        let ext = needs.ext().then(|| {
+            Box::new(Ext {
+                first_ts: Ts::MAX,
+                first: f64::NAN,
+                last_ts: Ts::MIN,
+                last: f64::NAN,
+                m2: if needs.spread { 0.0 } else { f64::NAN },
+                sketch: needs
+                    .sketch
+                    .then(|| DDSketch::new(SketchConfig::new(SKETCH_ALPHA, SKETCH_MAX_BINS, 1e-9))),
+                devices: Vec::new(),
+                track_devices: needs.devices,
+            })
+        });
         Acc {
             count: 0,
             sum: 0.0,
-            m2: if with_stddev { 0.0 } else { f64::NAN },
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            first_ts: Ts::MAX,
-            first: f64::NAN,
-            last_ts: Ts::MIN,
-            last: f64::NAN,
-            sketch: with_sketch.then(|| {
-                Box::new(DDSketch::new(SketchConfig::new(
-                    SKETCH_ALPHA,
-                    SKETCH_MAX_BINS,
-                    1e-9,
-                )))
-            }),
-            devices: with_devices.then(|| Box::new(Vec::new())),
+            ext,
         }
     }
 
     #[inline]
     pub fn push(&mut self, ts: Ts, v: f64, device: u32) {
-        let n_old = self.count as f64;
-        self.count += 1;
-        // m2 is NaN when the rule needs no stddev: two divisions saved per reading
-        if n_old > 0.0 && !self.m2.is_nan() {
-            let mean_old = self.sum / n_old;
-            let delta = v - mean_old;
-            let mean_new = mean_old + delta / self.count as f64;
-            self.m2 += delta * (v - mean_new);
+        if let Some(e) = &mut self.ext {
+            if !e.m2.is_nan() && self.count > 0 {
+                let n_old = self.count as f64;
+                let mean_old = self.sum / n_old;
+                let delta = v - mean_old;
+                let mean_new = mean_old + delta / (n_old + 1.0);
+                e.m2 += delta * (v - mean_new);
+            }
+            if ts < e.first_ts {
+                e.first_ts = ts;
+                e.first = v;
+            }
+            if ts >= e.last_ts {
+                e.last_ts = ts;
+                e.last = v;
+            }
+            if let Some(s) = &mut e.sketch {
+                s.add(v);
+            }
+            if e.track_devices && !e.devices.contains(&device) {
+                e.devices.push(device);
+            }
         }
+        self.count += 1;
         self.sum += v;
         if v < self.min {
             self.min = v;
         }
         if v > self.max {
             self.max = v;
-        }
-        if ts < self.first_ts {
-            self.first_ts = ts;
-            self.first = v;
-        }
-        if ts >= self.last_ts {
-            self.last_ts = ts;
-            self.last = v;
-        }
-        if let Some(s) = &mut self.sketch {
-            s.add(v);
-        }
-        if let Some(d) = &mut self.devices {
-            if !d.contains(&device) {
-                d.push(device);
-            }
         }
     }
 
@@ -114,32 +139,37 @@ impl Acc {
             *self = o.clone();
             return;
         }
-        let (na, nb) = (self.count as f64, o.count as f64);
-        let delta = o.sum / nb - self.sum / na;
-        self.m2 += o.m2 + delta * delta * na * nb / (na + nb);
+        if let (Some(a), Some(b)) = (&mut self.ext, &o.ext) {
+            let (na, nb) = (self.count as f64, o.count as f64);
+            let delta = o.sum / nb - self.sum / na;
+            a.m2 += b.m2 + delta * delta * na * nb / (na + nb);
+            if b.first_ts < a.first_ts {
+                a.first_ts = b.first_ts;
+                a.first = b.first;
+            }
+            if b.last_ts >= a.last_ts {
+                a.last_ts = b.last_ts;
+                a.last = b.last;
+            }
+            if let (Some(x), Some(y)) = (&mut a.sketch, &b.sketch) {
+                // both sketches share one configuration, so merging cannot fail
+                let _ = x.merge(y);
+            }
+            for d in &b.devices {
+                if !a.devices.contains(d) {
+                    a.devices.push(*d);
+                }
+            }
+        }
         self.count += o.count;
         self.sum += o.sum;
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
-        if o.first_ts < self.first_ts {
-            self.first_ts = o.first_ts;
-            self.first = o.first;
-        }
-        if o.last_ts >= self.last_ts {
-            self.last_ts = o.last_ts;
-            self.last = o.last;
-        }
-        if let (Some(a), Some(b)) = (&mut self.sketch, &o.sketch) {
-            // both sketches share one configuration, so merging cannot fail
-            let _ = a.merge(b);
-        }
-        if let (Some(a), Some(b)) = (&mut self.devices, &o.devices) {
-            for d in b.iter() {
-                if !a.contains(d) {
-                    a.push(*d);
-                }
-            }
-        }
+    }
+
+    /// The newest value by event time (NaN when the rule does not track order).
+    pub fn last(&self) -> f64 {
+        self.ext.as_ref().map(|e| e.last).unwrap_or(f64::NAN)
     }
 
     pub fn get(&self, agg: Agg) -> f64 {
@@ -147,40 +177,44 @@ impl Acc {
             return f64::NAN;
         }
         let n = self.count as f64;
+        let ext = self.ext.as_deref();
         match agg {
             Agg::Count => n,
             Agg::Sum => self.sum,
             Agg::Avg => self.sum / n,
             Agg::Min => self.min,
             Agg::Max => self.max,
-            Agg::First => self.first,
-            Agg::Last => self.last,
-            Agg::Delta => self.last - self.first,
-            Agg::Rate => {
-                let dt = self.last_ts - self.first_ts;
-                if dt <= 0 {
-                    0.0
-                } else {
-                    (self.last - self.first) * HOUR as f64 / dt as f64
-                }
-            }
-            Agg::Stddev => {
-                if self.count < 2 {
-                    0.0
-                } else {
-                    (self.m2 / (n - 1.0)).max(0.0).sqrt()
-                }
-            }
-            Agg::Quantile(q) => self
-                .sketch
-                .as_ref()
+            Agg::First => ext.map(|e| e.first).unwrap_or(f64::NAN),
+            Agg::Last => ext.map(|e| e.last).unwrap_or(f64::NAN),
+            Agg::Delta => ext.map(|e| e.last - e.first).unwrap_or(f64::NAN),
+            Agg::Rate => ext
+                .map(|e| {
+                    let dt = e.last_ts - e.first_ts;
+                    if dt <= 0 {
+                        0.0
+                    } else {
+                        (e.last - e.first) * HOUR as f64 / dt as f64
+                    }
+                })
+                .unwrap_or(f64::NAN),
+            Agg::Stddev => match ext {
+                Some(e) if e.m2.is_nan() => f64::NAN,
+                Some(_) if self.count < 2 => 0.0,
+                Some(e) => (e.m2 / (n - 1.0)).max(0.0).sqrt(),
+                None => f64::NAN,
+            },
+            Agg::Quantile(q) => ext
+                .and_then(|e| e.sketch.as_ref())
                 .and_then(|s| s.quantile(q).ok().flatten())
                 .unwrap_or(f64::NAN),
         }
     }
 
     pub fn devices(&self) -> &[u32] {
-        self.devices.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
+        self.ext
+            .as_ref()
+            .map(|e| e.devices.as_slice())
+            .unwrap_or(&[])
     }
 }
 
@@ -192,15 +226,11 @@ pub enum AccSet {
 }
 
 impl AccSet {
-    pub fn new(n: usize, sketch: bool, devices: bool, stddev: bool) -> AccSet {
+    pub fn new(n: usize, needs: Needs) -> AccSet {
         if n == 1 {
-            AccSet::One(Acc::with_stddev(sketch, devices, stddev))
+            AccSet::One(Acc::new(needs))
         } else {
-            AccSet::Many(
-                (0..n)
-                    .map(|_| Acc::with_stddev(sketch, devices, stddev))
-                    .collect(),
-            )
+            AccSet::Many((0..n).map(|_| Acc::new(needs)).collect())
         }
     }
     #[inline]
@@ -238,7 +268,7 @@ mod tests {
 
     #[test]
     fn aggregates_match_definitions() {
-        let mut a = Acc::new(true, false);
+        let mut a = Acc::new(Needs::ALL);
         for (i, v) in [3.0, 1.0, 4.0, 1.0, 5.0].iter().enumerate() {
             a.push(i as Ts * 60_000, *v, 0);
         }
@@ -259,8 +289,8 @@ mod tests {
     #[test]
     fn merge_equals_sequential() {
         let vals: Vec<f64> = (0..100).map(|i| ((i * 37) % 11) as f64 * 1.5).collect();
-        let mut whole = Acc::new(false, false);
-        let (mut a, mut b) = (Acc::new(false, false), Acc::new(false, false));
+        let mut whole = Acc::new(Needs::ALL);
+        let (mut a, mut b) = (Acc::new(Needs::ALL), Acc::new(Needs::ALL));
         for (i, v) in vals.iter().enumerate() {
             whole.push(i as Ts, *v, 0);
             if i < 40 {

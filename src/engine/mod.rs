@@ -10,12 +10,13 @@ pub mod alert;
 pub mod watermark;
 pub mod window;
 
+use crate::config::rules::Agg;
 use crate::config::rules::{Body, Combine, Direction, Hysteresis, KeyBy, LevelThresholds, Rule};
 use crate::config::Config;
 use crate::event::{Level, RejectReason};
 use crate::intern::Interner;
 use crate::time::{local_day, local_minute_of_day, Ts};
-use acc::AccSet;
+use acc::{AccSet, Needs};
 use alert::{AlertState, Step, Timing, TransitionKind};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -134,6 +135,18 @@ pub struct Engine {
     pub transitions: Vec<Transition>,
     pub exceedances: Vec<Exceedance>,
     scratch: Vec<Closed>,
+    eval_scratch: Vec<CondEval>,
+}
+
+/// One condition's result in one window.
+#[derive(Clone, Copy, Debug)]
+struct CondEval {
+    /// The window's aggregate.
+    raw: f64,
+    /// What the thresholds compare: the aggregate, or today's exceedance count.
+    v: f64,
+    thr: f64,
+    level: Option<Level>,
 }
 
 impl Engine {
@@ -174,13 +187,17 @@ impl Engine {
                             });
                         }
                     }
+                    let has = |f: fn(&Agg) -> bool| conds.iter().any(|c| f(&c.aggregate));
                     let shape = AccShape {
                         conds: conds.len(),
-                        sketch: conds.iter().any(|c| c.aggregate.needs_sketch()),
-                        devices: r.key == KeyBy::Site,
-                        stddev: conds
-                            .iter()
-                            .any(|c| c.aggregate == crate::config::rules::Agg::Stddev),
+                        needs: Needs {
+                            order: has(|a| {
+                                matches!(a, Agg::First | Agg::Last | Agg::Delta | Agg::Rate)
+                            }),
+                            spread: has(|a| *a == Agg::Stddev),
+                            sketch: has(|a| a.needs_sketch()),
+                            devices: r.key == KeyBy::Site,
+                        },
                     };
                     let continuity = match window.grid() {
                         Some((_, step)) => step,
@@ -234,6 +251,7 @@ impl Engine {
             transitions: Vec::new(),
             exceedances: Vec::new(),
             scratch: Vec::new(),
+            eval_scratch: Vec::new(),
         }
     }
 
@@ -463,18 +481,22 @@ impl Engine {
             }
         });
         let rt = &mut self.rules[ri];
-        let state = rt.alerts.entry(c.key).or_default();
-        let current = state.current_level();
-        let mut values = Vec::with_capacity(conds.len());
-        let mut levels: Vec<Option<Level>> = Vec::with_capacity(conds.len());
-        let mut mains: Vec<(f64, f64)> = Vec::with_capacity(conds.len());
+        // most windows of most series meet no condition and have no state: no map insert then
+        let needs_state = per_day.is_some() || rt.alerts.contains_key(&c.key);
+        let current = rt.alerts.get(&c.key).and_then(|s| s.current_level());
+        let mut evals = std::mem::take(&mut self.eval_scratch);
+        evals.clear();
+        let mut day_state: Option<(i64, u32)> = None;
         for (ci, cond) in conds.iter().enumerate() {
-            let acc = c.accs.get(ci);
-            let mut v = acc.get(cond.aggregate);
-            values.push((cond.metric.clone(), cond.aggregate.name(), v));
+            let raw = c.accs.get(ci).get(cond.aggregate);
+            let mut v = raw;
             let Some(thr) = cond.thresholds.get(&site) else {
-                levels.push(None);
-                mains.push((v, f64::NAN));
+                evals.push(CondEval {
+                    raw,
+                    v,
+                    thr: f64::NAN,
+                    level: None,
+                });
                 continue;
             };
             let mut inclusive = false;
@@ -484,13 +506,16 @@ impl Engine {
                     Direction::Above => v > x,
                     Direction::Below => v < x,
                 });
-                let entry = state.day.get_or_insert((day, 0));
-                if entry.0 != day {
-                    *entry = (day, 0);
-                }
+                let prev = rt
+                    .alerts
+                    .get(&c.key)
+                    .and_then(|s| s.day)
+                    .filter(|d| d.0 == day);
+                let mut entry = prev.unwrap_or((day, 0));
                 if exceeded && in_hours {
                     entry.1 += 1;
                 }
+                day_state = Some(entry);
                 v = entry.1 as f64;
                 inclusive = true;
             }
@@ -504,43 +529,58 @@ impl Engine {
             } else {
                 None
             };
-            mains.push((
+            let shown = lvl
+                .map(|l| thr[l.index()])
+                .unwrap_or_else(|| first_threshold(thr));
+            evals.push(CondEval {
+                raw,
                 v,
-                lvl.map(|l| thr[l.index()])
-                    .unwrap_or_else(|| first_threshold(thr)),
-            ));
-            levels.push(lvl.map(|l| if cond.gate { rule.level } else { l }));
+                thr: shown,
+                level: lvl.map(|l| if cond.gate { rule.level } else { l }),
+            });
         }
         let observed = match combine {
             Combine::All => {
-                if levels.iter().all(|l| l.is_some()) {
-                    let non_gate: Vec<Level> = conds
+                if evals.iter().all(|e| e.level.is_some()) {
+                    conds
                         .iter()
-                        .zip(&levels)
+                        .zip(evals.iter())
                         .filter(|(c, _)| !c.gate)
-                        .filter_map(|(_, l)| *l)
-                        .collect();
-                    non_gate.into_iter().min().or(Some(rule.level))
+                        .filter_map(|(_, e)| e.level)
+                        .min()
+                        .or(Some(rule.level))
                 } else {
                     None
                 }
             }
-            Combine::Any => levels.iter().flatten().copied().max(),
+            Combine::Any => evals.iter().filter_map(|e| e.level).max(),
         };
+        if observed.is_none() && !needs_state {
+            self.eval_scratch = evals;
+            return;
+        }
         // the condition that decided the level speaks for the warning
         let decisive = match combine {
-            Combine::Any => (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))),
-            Combine::All => (0..levels.len())
+            Combine::Any => {
+                (0..evals.len()).max_by_key(|&i| (evals[i].level, std::cmp::Reverse(i)))
+            }
+            Combine::All => (0..evals.len())
                 .filter(|&i| !conds[i].gate)
-                .min_by_key(|&i| (levels[i], i)),
+                .min_by_key(|&i| (evals[i].level, i)),
         }
         .unwrap_or(0);
-        let main = mains.get(decisive).copied().unwrap_or((f64::NAN, f64::NAN));
+        let main = evals
+            .get(decisive)
+            .map(|e| (e.v, e.thr))
+            .unwrap_or((f64::NAN, f64::NAN));
+        let state = rt.alerts.entry(c.key).or_default();
+        if day_state.is_some() {
+            state.day = day_state;
+        }
         // conditions are measured from the start of the newest step of the window
         let since = c.start.max(c.end - rt.timing.continuity);
         let step = state.step(&rt.timing, since, c.end, observed);
-        let idle = state.is_idle();
-        if idle {
+        if state.is_idle() {
             rt.alerts.remove(&c.key);
         }
         let subj = subject(rule.key, c.key);
@@ -569,6 +609,11 @@ impl Engine {
                     d
                 }
             };
+            let values = conds
+                .iter()
+                .zip(evals.iter())
+                .map(|(c, e)| (c.metric.clone(), c.aggregate.name(), e.raw))
+                .collect();
             self.record(Transition {
                 rule: ri,
                 subject: subj,
@@ -580,8 +625,8 @@ impl Engine {
                     count: a0.count,
                     min: a0.min,
                     max: a0.max,
-                    avg: a0.get(crate::config::rules::Agg::Avg),
-                    last: a0.last,
+                    avg: a0.get(Agg::Avg),
+                    last: a0.last(),
                 }),
                 window: (c.start, c.end),
                 at: c.end,
@@ -589,6 +634,7 @@ impl Engine {
                 step,
             });
         }
+        self.eval_scratch = evals;
     }
 
     fn record(&mut self, t: Transition) {

@@ -3,7 +3,7 @@
 //! is reduced and handed to the rule. Tumbling windows are sliding windows whose step is their
 //! size; session windows are kept per key and close after a gap without readings.
 
-use super::acc::AccSet;
+use super::acc::{AccSet, Needs};
 use crate::config::rules::WindowSpec;
 use crate::time::{Millis, Ts};
 use rustc_hash::FxHashMap;
@@ -27,14 +27,12 @@ pub struct Late;
 #[derive(Clone, Copy, Debug)]
 pub struct AccShape {
     pub conds: usize,
-    pub sketch: bool,
-    pub devices: bool,
-    pub stddev: bool,
+    pub needs: Needs,
 }
 
 impl AccShape {
     fn make(&self) -> AccSet {
-        AccSet::new(self.conds, self.sketch, self.devices, self.stddev)
+        AccSet::new(self.conds, self.needs)
     }
 }
 
