@@ -9,8 +9,32 @@ use std::hash::BuildHasher;
 pub struct Interner {
     text: String,
     spans: Vec<(u32, u32)>,
-    table: HashTable<u32>,
+    table: HashTable<Slot>,
     hasher: rustc_hash::FxBuildHasher,
+}
+
+/// Short names (most device ids) are kept in the table itself, so a lookup reads one cache line.
+#[derive(Clone, Copy)]
+struct Slot {
+    idx: u32,
+    /// Length of the name; `INLINE + 1` and more: compare against the buffer instead.
+    len: u8,
+    inline: [u8; INLINE],
+}
+
+const INLINE: usize = 11;
+
+impl Slot {
+    fn new(idx: u32, s: &str) -> Slot {
+        let mut inline = [0u8; INLINE];
+        let len = if s.len() <= INLINE {
+            inline[..s.len()].copy_from_slice(s.as_bytes());
+            s.len() as u8
+        } else {
+            u8::MAX
+        };
+        Slot { idx, len, inline }
+    }
 }
 
 impl std::fmt::Debug for Interner {
@@ -38,7 +62,16 @@ impl Interner {
     #[inline]
     pub fn get(&self, s: &str) -> Option<u32> {
         let h = self.hash(s);
-        self.table.find(h, |&i| self.resolve(i) == s).copied()
+        let short = s.len() <= INLINE;
+        self.table
+            .find(h, |slot| {
+                if short {
+                    slot.len as usize == s.len() && &slot.inline[..s.len()] == s.as_bytes()
+                } else {
+                    slot.len == u8::MAX && self.resolve(slot.idx) == s
+                }
+            })
+            .map(|slot| slot.idx)
     }
 
     /// Intern a name: its existing index, or a new one.
@@ -52,8 +85,8 @@ impl Interner {
         self.spans.push((a, self.text.len() as u32));
         let h = self.hash(s);
         let (text, spans, hasher) = (&self.text, &self.spans, &self.hasher);
-        self.table.insert_unique(h, i, |&j| {
-            let (a, b) = spans[j as usize];
+        self.table.insert_unique(h, Slot::new(i, s), |slot| {
+            let (a, b) = spans[slot.idx as usize];
             hasher.hash_one(&text[a as usize..b as usize])
         });
         i
@@ -76,10 +109,13 @@ mod tests {
     fn interns_and_resolves() {
         let mut n = Interner::default();
         let ids: Vec<u32> = (0..1000).map(|i| n.intern(&format!("d{i}"))).collect();
+        let long = n.intern("a-rather-long-device-id-0001");
+        assert_eq!(n.get("a-rather-long-device-id-0001"), Some(long));
+        assert_eq!(n.get("a-rather-long-device-id-0002"), None);
         assert_eq!(n.intern("d7"), ids[7]);
         assert_eq!(n.get("d999"), Some(ids[999]));
         assert_eq!(n.get("d1000"), None);
         assert_eq!(n.resolve(ids[42]), "d42");
-        assert_eq!(n.len(), 1000);
+        assert_eq!(n.len(), 1001);
     }
 }

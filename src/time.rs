@@ -99,8 +99,19 @@ pub fn format_duration(mut d: Millis) -> String {
 pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
     let s = s.trim_ascii();
     // the common case first: epoch milliseconds, digits only
-    if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(s.bytes().fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64));
+    if !s.is_empty() && s.len() <= 18 {
+        let mut ms: i64 = 0;
+        let mut digits = true;
+        for b in s.bytes() {
+            if !b.is_ascii_digit() {
+                digits = false;
+                break;
+            }
+            ms = ms * 10 + (b - b'0') as i64;
+        }
+        if digits {
+            return Ok(ms);
+        }
     }
     if let Ok(dt) = DateTime::<FixedOffset>::parse_from_rfc3339(s) {
         return Ok(dt.timestamp_millis());

@@ -24,6 +24,8 @@ pub struct Line<'a> {
 pub struct LineReader {
     inner: BufReader<Box<dyn Read + Send>>,
     buf: Vec<u8>,
+    /// Bytes of the reader's buffer handed out as the last line, consumed on the next call.
+    pending: usize,
     line: u64,
     bytes_read: u64,
     total: Option<u64>,
@@ -54,6 +56,7 @@ impl LineReader {
         LineReader {
             inner: BufReader::with_capacity(1 << 20, reader),
             buf: Vec::with_capacity(4096),
+            pending: 0,
             line: 0,
             bytes_read: 0,
             total,
@@ -72,6 +75,30 @@ impl LineReader {
 
     /// The next line, or `None` at the end.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, FileError> {
+        if self.pending > 0 {
+            self.inner.consume(self.pending);
+            self.pending = 0;
+        }
+        // fast path: the whole line is in the reader's buffer; hand it out without copying
+        let found = match self.inner.fill_buf() {
+            Ok(avail) => memchr::memchr(b'\n', avail).filter(|&i| i <= self.max_line),
+            Err(_) => None,
+        };
+        if let Some(i) = found {
+            self.pending = i + 1;
+            self.bytes_read += (i + 1) as u64;
+            self.line += 1;
+            let avail = self.inner.buffer();
+            let mut end = i;
+            while end > 0 && avail[end - 1] == b'\r' {
+                end -= 1;
+            }
+            return Ok(Some(Line {
+                number: self.line,
+                bytes: &avail[..end],
+                oversize: false,
+            }));
+        }
         self.buf.clear();
         let mut oversize = false;
         loop {

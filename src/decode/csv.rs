@@ -43,19 +43,18 @@ impl CsvDecoder {
         // split on commas in one pass; a quote sends the line to the full CSV parser
         let mut bounds = [0usize; MAX_FIELDS + 1];
         let mut n = 0;
-        for (i, &b) in line.iter().enumerate() {
-            if b == b',' {
-                n += 1;
-                if n >= MAX_FIELDS {
-                    return Err(DecodeError::new(
-                        RejectReason::Malformed,
-                        "too many columns",
-                    ));
-                }
-                bounds[n] = i + 1;
-            } else if b == b'"' {
+        for i in memchr::memchr2_iter(b',', b'"', line) {
+            if line[i] == b'"' {
                 return self.decode_quoted(line, emit);
             }
+            n += 1;
+            if n >= MAX_FIELDS {
+                return Err(DecodeError::new(
+                    RejectReason::Malformed,
+                    "too many columns",
+                ));
+            }
+            bounds[n] = i + 1;
         }
         n += 1;
         bounds[n] = line.len() + 1;

@@ -120,7 +120,10 @@ pub struct Engine {
     pub config: Arc<Config>,
     metric_ids: Interner,
     n_metrics: usize,
-    routes: Vec<Vec<Route>>,
+    /// Rules per (site, metric), flattened: the routes of slot `i` are
+    /// `routes[route_start[i]..route_start[i + 1]]` (one contiguous array, no pointer chasing).
+    routes: Vec<Route>,
+    route_start: Vec<u32>,
     rules: Vec<RuleRt>,
     wm: Watermarks,
     /// Newest event time per device (`Ts::MIN` = never seen).
@@ -239,7 +242,17 @@ impl Engine {
             config,
             metric_ids,
             n_metrics,
-            routes,
+            routes: routes.concat(),
+            route_start: {
+                let mut starts = Vec::with_capacity(routes.len() + 1);
+                let mut n = 0u32;
+                starts.push(0);
+                for r in &routes {
+                    n += r.len() as u32;
+                    starts.push(n);
+                }
+                starts
+            },
             rules,
             wm,
             last_seen: vec![Ts::MIN; n_dev],
@@ -345,8 +358,8 @@ impl Engine {
         let mut fed = 0usize;
         let mut late = 0usize;
         if let Some(ri) = routes_idx {
-            for i in 0..self.routes[ri].len() {
-                let route = self.routes[ri][i];
+            for i in self.route_start[ri] as usize..self.route_start[ri + 1] as usize {
+                let route = self.routes[i];
                 let rt = &mut self.rules[route.rule as usize];
                 if route.filtered {
                     if rt.devices.as_ref().is_some_and(|d| !d.contains(&dev)) {

@@ -48,6 +48,7 @@ impl Windows {
                 size,
                 step,
                 shape,
+                keys_hint: 0,
                 panes: BTreeMap::new(),
                 final_until: Ts::MIN,
             }),
@@ -125,6 +126,8 @@ pub struct Panes {
     size: Millis,
     step: Millis,
     shape: AccShape,
+    /// The most keys a pane has held: the capacity of the next one.
+    keys_hint: usize,
     /// pane start -> key -> accumulators
     panes: BTreeMap<Ts, FxHashMap<u32, AccSet>>,
     /// Every window ending at or before this is final.
@@ -153,10 +156,15 @@ impl Panes {
             return Err(Late);
         }
         let shape = self.shape;
-        self.panes
-            .entry(pane)
-            .or_default()
-            .entry(key)
+        let hint = self.keys_hint;
+        let keys = self.panes.entry(pane).or_insert_with(|| {
+            // a new pane will hold about as many keys as the last: size it once, no rehashing
+            FxHashMap::with_capacity_and_hasher(hint, Default::default())
+        });
+        if keys.len() >= self.keys_hint {
+            self.keys_hint = keys.len() + 1;
+        }
+        keys.entry(key)
             .or_insert_with(|| shape.make())
             .get_mut(cond)
             .push(ts, v, device);
