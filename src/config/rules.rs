@@ -614,37 +614,26 @@ fn read_window(ctx: &Ctx, o: &Obj) -> Option<WindowSpec> {
     let w = ctx.obj(wn, "window", &["type", "size", "step", "gap"])?;
     let ty = w.req_string("type")?;
     let pos = ty.pos;
-    match ty.v.as_str() {
-        "tumbling" => {
-            let size = w.duration("size").or_else(|| {
-                if !w.has("size") {
-                    ctx.err(pos, "a tumbling window needs a `size`")
-                }
-                None
-            })?;
-            if size.v == 0 {
-                ctx.err(size.pos, "window size must be longer than 0");
-                return None;
+    // a positive duration that the window type needs
+    let need = |key: &str| -> Option<Spanned<Millis>> {
+        let d = w.duration(key).or_else(|| {
+            if !w.has(key) {
+                ctx.err(pos, format!("a {} window needs a `{key}`", ty.v));
             }
-            Some(WindowSpec::Tumbling { size: size.v })
+            None
+        })?;
+        if d.v == 0 {
+            ctx.err(d.pos, format!("window {key} must be longer than 0"));
+            return None;
         }
+        Some(d)
+    };
+    match ty.v.as_str() {
+        "tumbling" => Some(WindowSpec::Tumbling {
+            size: need("size")?.v,
+        }),
         "sliding" | "hopping" => {
-            let size = w.duration("size").or_else(|| {
-                if !w.has("size") {
-                    ctx.err(pos, "a sliding window needs a `size`")
-                }
-                None
-            })?;
-            let step = w.duration("step").or_else(|| {
-                if !w.has("step") {
-                    ctx.err(pos, "a sliding window needs a `step`")
-                }
-                None
-            })?;
-            if size.v == 0 || step.v == 0 {
-                ctx.err(size.pos, "window size and step must be longer than 0");
-                return None;
-            }
+            let (size, step) = (need("size")?, need("step")?);
             if size.v % step.v != 0 {
                 ctx.err(
                     step.pos,
@@ -665,19 +654,9 @@ fn read_window(ctx: &Ctx, o: &Obj) -> Option<WindowSpec> {
                 step: step.v,
             })
         }
-        "session" => {
-            let gap = w.duration("gap").or_else(|| {
-                if !w.has("gap") {
-                    ctx.err(pos, "a session window needs a `gap`")
-                }
-                None
-            })?;
-            if gap.v == 0 {
-                ctx.err(gap.pos, "session gap must be longer than 0");
-                return None;
-            }
-            Some(WindowSpec::Session { gap: gap.v })
-        }
+        "session" => Some(WindowSpec::Session {
+            gap: need("gap")?.v,
+        }),
         other => {
             ctx.err(
                 pos,

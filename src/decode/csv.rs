@@ -82,12 +82,22 @@ impl CsvDecoder {
                 ))
             }
         };
+        self.emit_row(f, emit)
+    }
+
+    /// Build the reading from a row's fields (by column index) and hand it on.
+    fn emit_row<'a>(
+        &self,
+        f: impl Fn(usize) -> Result<&'a str, DecodeError>,
+        emit: &mut dyn FnMut(ReadingRef<'_>),
+    ) -> Result<bool, DecodeError> {
+        let c = &self.cols;
         let r = reading(
-            f(self.cols[TS])?,
-            opt(f, self.cols[SITE])?,
-            f(self.cols[DEVICE])?,
-            f(self.cols[METRIC])?,
-            f(self.cols[VALUE])?,
+            f(c[TS])?,
+            opt(&f, c[SITE])?,
+            f(c[DEVICE])?,
+            f(c[METRIC])?,
+            f(c[VALUE])?,
             self.tz,
         )?;
         emit(r);
@@ -134,15 +144,7 @@ impl CsvDecoder {
         line: &[u8],
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
-        let mut rdr = ::csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(line);
-        let mut rec = ::csv::StringRecord::new();
-        match rdr.read_record(&mut rec) {
-            Ok(true) => {}
-            Ok(false) => return Err(DecodeError::new(RejectReason::Malformed, "empty line")),
-            Err(e) => return Err(DecodeError::new(RejectReason::Malformed, e.to_string())),
-        }
+        let rec = super::csv_record(line)?;
         self.quoted = rec.iter().map(|s| s.to_string()).collect();
         let q = std::mem::take(&mut self.quoted);
         if !self.started {
@@ -160,21 +162,12 @@ impl CsvDecoder {
                 )
             })
         };
-        let r = reading(
-            f(self.cols[TS])?,
-            opt(f, self.cols[SITE])?,
-            f(self.cols[DEVICE])?,
-            f(self.cols[METRIC])?,
-            f(self.cols[VALUE])?,
-            self.tz,
-        )?;
-        emit(r);
-        Ok(true)
+        self.emit_row(f, emit)
     }
 }
 
 fn opt<'a>(
-    f: impl Fn(usize) -> Result<&'a str, DecodeError>,
+    f: &impl Fn(usize) -> Result<&'a str, DecodeError>,
     c: usize,
 ) -> Result<Option<&'a str>, DecodeError> {
     if c == usize::MAX {

@@ -36,6 +36,19 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// One CSV record, quotes and all, through the `csv` crate.
+pub(crate) fn csv_record(line: &[u8]) -> Result<::csv::StringRecord, DecodeError> {
+    let mut rdr = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line);
+    let mut rec = ::csv::StringRecord::new();
+    match rdr.read_record(&mut rec) {
+        Ok(true) => Ok(rec),
+        Ok(false) => Err(DecodeError::new(RejectReason::Malformed, "empty line")),
+        Err(e) => Err(DecodeError::new(RejectReason::Malformed, e.to_string())),
+    }
+}
+
 /// Input formats of recorded readings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -206,15 +206,7 @@ impl WideDecoder {
         line: &[u8],
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<usize, DecodeError> {
-        let mut rdr = ::csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(line);
-        let mut rec = ::csv::StringRecord::new();
-        match rdr.read_record(&mut rec) {
-            Ok(true) => {}
-            Ok(false) => return Err(DecodeError::new(RejectReason::Malformed, "empty line")),
-            Err(e) => return Err(DecodeError::new(RejectReason::Malformed, e.to_string())),
-        }
+        let rec = super::csv_record(line)?;
         if self.header.is_none() {
             self.header = Some(
                 rec.iter()

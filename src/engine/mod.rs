@@ -433,18 +433,29 @@ impl Engine {
         // close the windows that hold the last readings; sliding windows that would only see
         // data leave (ending after the last step past the newest reading) are not evaluated
         for ri in 0..self.rules.len() {
-            if let Some(mut w) = self.rules[ri].windows.take() {
-                let mut closed = std::mem::take(&mut self.scratch);
-                w.flush(newest, &mut closed);
-                self.stats.windows_closed += closed.len() as u64;
-                for c in closed.drain(..) {
-                    self.evaluate(ri, c);
-                }
-                self.scratch = closed;
-                self.rules[ri].windows = Some(w);
-            }
+            self.close_windows(ri, |w, out| w.flush(newest, out));
         }
         self.next_due = Ts::MAX;
+    }
+
+    /// Close a rule's windows with `close` and evaluate each; returns when the rule is next due
+    /// (`None` for rules without windows).
+    fn close_windows(
+        &mut self,
+        ri: usize,
+        close: impl FnOnce(&mut Windows, &mut Vec<Closed>),
+    ) -> Option<Ts> {
+        let mut w = self.rules[ri].windows.take()?;
+        let mut closed = std::mem::take(&mut self.scratch);
+        close(&mut w, &mut closed);
+        self.stats.windows_closed += closed.len() as u64;
+        for c in closed.drain(..) {
+            self.evaluate(ri, c);
+        }
+        self.scratch = closed;
+        let due = w.next_due();
+        self.rules[ri].windows = Some(w);
+        Some(due)
     }
 
     fn run_due(&mut self, wm: Ts, absence: bool) {
@@ -452,16 +463,8 @@ impl Engine {
         let close_at = wm.saturating_sub(lateness);
         let mut next = Ts::MAX;
         for ri in 0..self.rules.len() {
-            if let Some(mut w) = self.rules[ri].windows.take() {
-                let mut closed = std::mem::take(&mut self.scratch);
-                w.close_until(close_at, &mut closed);
-                self.stats.windows_closed += closed.len() as u64;
-                for c in closed.drain(..) {
-                    self.evaluate(ri, c);
-                }
-                self.scratch = closed;
-                next = next.min(w.next_due().saturating_add(lateness));
-                self.rules[ri].windows = Some(w);
+            if let Some(due) = self.close_windows(ri, |w, out| w.close_until(close_at, out)) {
+                next = next.min(due.saturating_add(lateness));
             } else if absence && wm != Ts::MAX {
                 next = next.min(self.check_absence(ri, wm));
             }
