@@ -1010,6 +1010,34 @@ mod tests {
     }
 
     #[test]
+    fn scopes_by_device_and_source() {
+        let rules = "rules:
+  - {id: only_b, title: t, scope: {devices: [b]}, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: max, above: 0, level: blue, message: x}
+  - {id: only_hj, title: t, scope: {source: hj212}, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: max, above: 0, level: blue, message: x}
+";
+        let mut e = engine(
+            rules,
+            EngineSettings {
+                out_of_orderness: 0,
+                ..EngineSettings::default()
+            },
+        );
+        let (mqtt, hj) = (e.source("mqtt"), e.source("hj212"));
+        push(&mut e, mqtt, "a", T0, T0, 1.0).unwrap();
+        push(&mut e, mqtt, "b", T0, T0, 1.0).unwrap();
+        push(&mut e, hj, "a", T0, T0, 1.0).unwrap();
+        e.advance_to(T0 + MINUTE);
+        let got: Vec<(usize, Subject)> =
+            e.exceedances.iter().map(|x| (x.rule, x.subject)).collect();
+        assert_eq!(got, vec![(0, Subject::Device(1)), (1, Subject::Device(0))]);
+        assert_eq!(
+            e.exceedances[1].accs.get(0).count,
+            1,
+            "only the hj212 reading"
+        );
+    }
+
+    #[test]
     fn rejects_with_reasons_and_keeps_going() {
         let mut e = engine(TUMBLING, EngineSettings::default());
         let src = e.source("s");

@@ -1,0 +1,97 @@
+//! Bad input never panics: random bytes through every decoder, and randomly damaged copies of the
+//! sample configuration through the loaders. Each must come back with a result or a reasoned error.
+
+use proptest::prelude::*;
+use std::path::PathBuf;
+use yujing::config::{rules, sites, EngineSettings};
+use yujing::decode::{csv::CsvDecoder, json, wide};
+use yujing::ruletest;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(p: &str) -> String {
+    std::fs::read_to_string(root().join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// Damage a text: delete, insert or replace a few characters at random places.
+fn damaged(text: String) -> impl Strategy<Value = String> {
+    let len = text.chars().count().max(1);
+    prop::collection::vec(
+        (
+            0..len,
+            0u8..3,
+            prop::sample::select(vec![
+                ':', '{', '}', '[', ']', '-', ' ', '\n', '"', '\'', 'x', '9', '#', '&', '*', '!',
+                '\t', '|', '>',
+            ]),
+        ),
+        1..6,
+    )
+    .prop_map(move |edits| {
+        let mut chars: Vec<char> = text.chars().collect();
+        for (at, op, c) in edits {
+            let at = at.min(chars.len().saturating_sub(1));
+            match op {
+                0 if !chars.is_empty() => {
+                    chars.remove(at);
+                }
+                1 => chars.insert(at, c),
+                _ if !chars.is_empty() => chars[at] = c,
+                _ => {}
+            }
+        }
+        chars.into_iter().collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut csv = CsvDecoder::new(chrono_tz::Asia::Shanghai);
+        let _ = csv.decode(&bytes, &mut |_| {});
+        let _ = csv.decode(&bytes, &mut |_| {});
+        let _ = json::decode(&bytes, None, None, chrono_tz::Asia::Shanghai, &mut |_| {});
+        let map = wide::Mapping::load("m.yaml", &read("mappings/beijing_air.yaml")).expect("mapping");
+        let mut w = wide::WideDecoder::new(map, chrono_tz::UTC);
+        let _ = w.decode(b"No,year,month,day,hour,PM2.5,PM10,SO2,NO2,CO,O3,station", &mut |_| {});
+        let _ = w.decode(&bytes, &mut |_| {});
+    }
+
+    #[test]
+    fn csv_lines_of_plausible_shape_never_panic(ts in "[0-9T:+ -]{0,30}", dev in "[a-z0-9-]{0,12}", v in "[-+.eEnaNif0-9]{0,12}") {
+        let mut csv = CsvDecoder::new(chrono_tz::Asia::Shanghai);
+        let line = format!("{ts},cs-01,{dev},pm10,{v}");
+        let _ = csv.decode(line.as_bytes(), &mut |r| assert!(r.value.is_finite()));
+    }
+
+    #[test]
+    fn damaged_rule_files_give_errors_not_panics(text in damaged(read("rules/construction.yaml"))) {
+        let reg = sites::load("sites.yaml", &read("sites.yaml")).expect("sample sites");
+        if let Err(diags) = rules::load(&[("r.yaml".into(), text)], &reg) {
+            prop_assert!(!diags.is_empty());
+            for d in diags {
+                prop_assert!(d.pos.line >= 1, "{d}");
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_sites_files_give_errors_not_panics(text in damaged(read("sites.yaml"))) {
+        let _ = sites::load("sites.yaml", &text);
+    }
+
+    #[test]
+    fn damaged_rule_tests_give_errors_not_panics(text in damaged(read("rules/tests/water.yaml"))) {
+        let _ = ruletest::load("t.yaml", &text, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn damaged_engine_settings_give_errors_not_panics(text in damaged(read("yujing.toml"))) {
+        let _ = yujing::config::engine_settings("yujing.toml", &text);
+        let _ = EngineSettings::default();
+    }
+}
