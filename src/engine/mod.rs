@@ -103,6 +103,8 @@ struct Route {
     rule: u32,
     cond: u8,
     filtered: bool,
+    /// The rule's dense series index of this site's first device (device-keyed) or of the site.
+    base: u32,
 }
 
 struct RuleRt {
@@ -128,6 +130,10 @@ pub struct Engine {
     wm: Watermarks,
     /// Newest event time per device (`Ts::MIN` = never seen).
     last_seen: Vec<Ts>,
+    /// Index of each site's first device (a site's devices are numbered contiguously).
+    site_first_device: Vec<u32>,
+    /// The site of each device: a compact copy of the registry's, read per reading.
+    device_site: Vec<u32>,
     /// Offline warnings firing per device: a reading only looks for them when there are some.
     offline: Vec<u16>,
     /// Watermark at which the engine first saw time: silence is measured from there at most.
@@ -180,13 +186,25 @@ impl Engine {
             let mut watched = Vec::new();
             let (windows, continuity) = match &r.body {
                 Body::Threshold { conds, window, .. } => {
+                    // the rule's series, densely numbered: every device of the covered sites, or
+                    // every covered site; `keys` maps the number back
+                    let mut keys: Vec<u32> = Vec::new();
+                    let mut bases = Vec::with_capacity(r.sites.len());
+                    for &s in &r.sites {
+                        bases.push(keys.len() as u32);
+                        match r.key {
+                            KeyBy::Device => keys.extend(&reg.sites[s as usize].devices),
+                            KeyBy::Site => keys.push(s),
+                        }
+                    }
                     for (ci, c) in conds.iter().enumerate() {
                         let m = metric_ids.get(&c.metric).unwrap_or(0) as usize;
-                        for &s in &r.sites {
+                        for (&s, &base) in r.sites.iter().zip(&bases) {
                             routes[s as usize * n_metrics + m].push(Route {
                                 rule: ri as u32,
                                 cond: ci as u8,
                                 filtered,
+                                base,
                             });
                         }
                     }
@@ -206,7 +224,7 @@ impl Engine {
                         Some((_, step)) => step,
                         None => Ts::MAX / 4,
                     };
-                    (Some(Windows::new(*window, shape)), continuity)
+                    (Some(Windows::new(*window, shape, keys)), continuity)
                 }
                 Body::Absence { metrics, .. } => {
                     for &s in &r.sites {
@@ -238,6 +256,12 @@ impl Engine {
             });
         }
         let n_dev = reg.devices.len();
+        let device_site = reg.devices.iter().map(|d| d.site).collect();
+        let site_first_device = reg
+            .sites
+            .iter()
+            .map(|s| s.devices.first().copied().unwrap_or(0))
+            .collect();
         Engine {
             config,
             metric_ids,
@@ -256,6 +280,8 @@ impl Engine {
             rules,
             wm,
             last_seen: vec![Ts::MIN; n_dev],
+            site_first_device,
+            device_site,
             offline: vec![0; n_dev],
             started_at: Ts::MIN,
             next_due: Ts::MIN,
@@ -342,7 +368,7 @@ impl Engine {
         let Some(dev) = self.config.registry.device(r.device) else {
             return Err(RejectReason::UnknownDevice);
         };
-        let site = self.config.registry.devices[dev as usize].site;
+        let site = self.device_site[dev as usize];
         if let Some(claimed) = r.site {
             if claimed != self.config.registry.site_id(site) {
                 return Err(RejectReason::SiteMismatch);
@@ -369,13 +395,13 @@ impl Engine {
                         continue;
                     }
                 }
-                let key = match self.config.rules[route.rule as usize].key {
-                    KeyBy::Device => dev,
-                    KeyBy::Site => site,
+                let series = match self.config.rules[route.rule as usize].key {
+                    KeyBy::Device => route.base + (dev - self.site_first_device[site as usize]),
+                    KeyBy::Site => route.base,
                 };
                 if let Some(w) = &mut rt.windows {
                     fed += 1;
-                    match w.insert(r.ts, key, route.cond as usize, r.value, dev, limit) {
+                    match w.insert(r.ts, series, route.cond as usize, r.value, dev, limit) {
                         Ok(due) => self.next_due = self.next_due.min(due.saturating_add(lateness)),
                         Err(_) => late += 1,
                     }

@@ -42,13 +42,16 @@ pub enum Windows {
 }
 
 impl Windows {
-    pub fn new(spec: WindowSpec, shape: AccShape) -> Windows {
+    /// `keys` maps the rule's dense series index (what `insert` takes) to its key (a device or
+    /// site index), which is what closed windows report.
+    pub fn new(spec: WindowSpec, shape: AccShape, keys: Vec<u32>) -> Windows {
         match spec.grid() {
             Some((size, step)) => Windows::Panes(Panes {
                 size,
                 step,
                 shape,
-                keys_hint: 0,
+                series: (0..keys.len()).map(|_| Bins::default()).collect(),
+                keys,
                 panes: BTreeMap::new(),
                 final_until: Ts::MIN,
             }),
@@ -59,6 +62,7 @@ impl Windows {
                 Windows::Sessions(Sessions {
                     gap,
                     shape,
+                    keys,
                     open: FxHashMap::default(),
                     heap: BinaryHeap::new(),
                     final_until: Ts::MIN,
@@ -73,15 +77,15 @@ impl Windows {
     pub fn insert(
         &mut self,
         ts: Ts,
-        key: u32,
+        series: u32,
         cond: usize,
         v: f64,
         device: u32,
         limit: Ts,
     ) -> Result<Ts, Late> {
         match self {
-            Windows::Panes(p) => p.insert(ts, key, cond, v, device, limit),
-            Windows::Sessions(s) => s.insert(ts, key, cond, v, device, limit),
+            Windows::Panes(p) => p.insert(ts, series, cond, v, device, limit),
+            Windows::Sessions(s) => s.insert(ts, series, cond, v, device, limit),
         }
     }
 
@@ -100,6 +104,7 @@ impl Windows {
                 let end = (newest.div_euclid(p.step) + 1) * p.step;
                 p.close_until(end, out);
                 p.panes.clear();
+                p.series.iter_mut().for_each(|b| *b = Bins::default());
             }
             Windows::Sessions(s) => s.close_until(Ts::MAX, out),
         }
@@ -122,14 +127,67 @@ impl Windows {
     }
 }
 
+/// One series' open bins: two inline (the current pane and a straggler, the common case), more
+/// on the heap for sliding windows.
+#[derive(Default)]
+struct Bins {
+    inline: [Option<(Ts, AccSet)>; 2],
+    more: Vec<(Ts, AccSet)>,
+}
+
+impl Bins {
+    #[inline]
+    fn get_mut(&mut self, pane: Ts) -> Option<&mut AccSet> {
+        let pos = self
+            .inline
+            .iter()
+            .position(|s| matches!(s, Some((p, _)) if *p == pane));
+        match pos {
+            Some(i) => self.inline[i].as_mut().map(|(_, a)| a),
+            None => self
+                .more
+                .iter_mut()
+                .find(|(p, _)| *p == pane)
+                .map(|(_, a)| a),
+        }
+    }
+
+    fn add(&mut self, pane: Ts, accs: AccSet) {
+        match self.inline.iter().position(Option::is_none) {
+            Some(i) => self.inline[i] = Some((pane, accs)),
+            None => self.more.push((pane, accs)),
+        }
+    }
+
+    fn take(&mut self, pane: Ts) -> Option<AccSet> {
+        for slot in self.inline.iter_mut() {
+            if matches!(slot, Some((p, _)) if *p == pane) {
+                return slot.take().map(|(_, a)| a);
+            }
+        }
+        let i = self.more.iter().position(|(p, _)| *p == pane)?;
+        Some(self.more.swap_remove(i).1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Ts, &AccSet)> {
+        self.inline
+            .iter()
+            .flatten()
+            .chain(self.more.iter())
+            .map(|(p, a)| (*p, a))
+    }
+}
+
+/// Tumbling and sliding windows: per series, its open panes in a dense array (no hashing per
+/// reading); per pane, the series that have data in it (for closing).
 pub struct Panes {
     size: Millis,
     step: Millis,
     shape: AccShape,
-    /// The most keys a pane has held: the capacity of the next one.
-    keys_hint: usize,
-    /// pane start -> key -> accumulators
-    panes: BTreeMap<Ts, FxHashMap<u32, AccSet>>,
+    series: Vec<Bins>,
+    keys: Vec<u32>,
+    /// pane start -> series with a bin in that pane
+    panes: BTreeMap<Ts, Vec<u32>>,
     /// Every window ending at or before this is final.
     final_until: Ts,
 }
@@ -139,7 +197,7 @@ impl Panes {
     fn insert(
         &mut self,
         ts: Ts,
-        key: u32,
+        series: u32,
         cond: usize,
         v: f64,
         device: u32,
@@ -155,19 +213,16 @@ impl Panes {
         if pane + self.size <= self.final_until {
             return Err(Late);
         }
-        let shape = self.shape;
-        let hint = self.keys_hint;
-        let keys = self.panes.entry(pane).or_insert_with(|| {
-            // a new pane will hold about as many keys as the last: size it once, no rehashing
-            FxHashMap::with_capacity_and_hasher(hint, Default::default())
-        });
-        if keys.len() >= self.keys_hint {
-            self.keys_hint = keys.len() + 1;
+        let bins = &mut self.series[series as usize];
+        match bins.get_mut(pane) {
+            Some(accs) => accs.get_mut(cond).push(ts, v, device),
+            None => {
+                let mut accs = self.shape.make();
+                accs.get_mut(cond).push(ts, v, device);
+                bins.add(pane, accs);
+                self.panes.entry(pane).or_default().push(series);
+            }
         }
-        keys.entry(key)
-            .or_insert_with(|| shape.make())
-            .get_mut(cond)
-            .push(ts, v, device);
         Ok((pane + self.step).max(self.final_until + self.step))
     }
 
@@ -188,39 +243,54 @@ impl Panes {
             let start = end - self.size;
             let before = out.len();
             if self.step == self.size {
-                if let Some(keys) = self.panes.remove(&start) {
-                    out.extend(keys.into_iter().map(|(key, accs)| Closed {
-                        key,
-                        start,
-                        end,
-                        accs,
-                    }));
+                for s in self.panes.remove(&start).unwrap_or_default() {
+                    if let Some(accs) = self.series[s as usize].take(start) {
+                        out.push(Closed {
+                            key: self.keys[s as usize],
+                            start,
+                            end,
+                            accs,
+                        });
+                    }
                 }
             } else {
-                let mut merged: FxHashMap<u32, AccSet> = FxHashMap::default();
-                for (_, keys) in self.panes.range(start..end) {
-                    for (k, a) in keys {
-                        match merged.get_mut(k) {
-                            Some(m) => m.merge(a),
-                            None => {
-                                merged.insert(*k, a.clone());
+                let mut with_data: Vec<u32> = self
+                    .panes
+                    .range(start..end)
+                    .flat_map(|(_, v)| v.iter().copied())
+                    .collect();
+                with_data.sort_unstable();
+                with_data.dedup();
+                for s in with_data {
+                    let mut merged: Option<AccSet> = None;
+                    for (p, a) in self.series[s as usize].iter() {
+                        if p >= start && p < end {
+                            match &mut merged {
+                                Some(m) => m.merge(a),
+                                None => merged = Some(a.clone()),
                             }
                         }
                     }
+                    if let Some(accs) = merged {
+                        out.push(Closed {
+                            key: self.keys[s as usize],
+                            start,
+                            end,
+                            accs,
+                        });
+                    }
                 }
-                out.extend(merged.into_iter().map(|(key, accs)| Closed {
-                    key,
-                    start,
-                    end,
-                    accs,
-                }));
                 // panes no later window needs
                 let keep_from = end + self.step - self.size;
-                while let Some((&p, _)) = self.panes.first_key_value() {
-                    if p < keep_from {
-                        self.panes.pop_first();
-                    } else {
-                        break;
+                while self
+                    .panes
+                    .first_key_value()
+                    .is_some_and(|(&p, _)| p < keep_from)
+                {
+                    if let Some((p, old)) = self.panes.pop_first() {
+                        for s in old {
+                            self.series[s as usize].take(p);
+                        }
                     }
                 }
             }
@@ -250,6 +320,7 @@ struct Session {
 pub struct Sessions {
     gap: Millis,
     shape: AccShape,
+    keys: Vec<u32>,
     open: FxHashMap<u32, Vec<Session>>,
     /// (close time, key); stale entries are skipped when popped.
     heap: BinaryHeap<Reverse<(Ts, u32)>>,
@@ -320,7 +391,7 @@ impl Sessions {
                 if list[i].last + self.gap <= wm {
                     let s = list.remove(i);
                     out.push(Closed {
-                        key,
+                        key: self.keys.get(key as usize).copied().unwrap_or(key),
                         start: s.start,
                         end: s.last + self.gap,
                         accs: s.accs,
