@@ -13,27 +13,41 @@ pub struct Interner {
     hasher: rustc_hash::FxBuildHasher,
 }
 
-/// Short names (most device ids) are kept in the table itself, so a lookup reads one cache line.
+/// Short names (most device ids) are kept in the table itself, so a lookup reads one cache line
+/// and compares two fixed-size arrays.
 #[derive(Clone, Copy)]
 struct Slot {
     idx: u32,
-    /// Length of the name; `INLINE + 1` and more: compare against the buffer instead.
-    len: u8,
-    inline: [u8; INLINE],
+    /// The name zero-padded, its length in the last byte; `LONG` there: compare the buffer.
+    key: [u8; 12],
 }
 
 const INLINE: usize = 11;
+const LONG: u8 = u8::MAX;
+
+/// The fixed-size key of a short name, or `None` for a long one.
+#[inline]
+fn short_key(s: &str) -> Option<[u8; 12]> {
+    let b = s.as_bytes();
+    if b.len() > INLINE {
+        return None;
+    }
+    let mut key = [0u8; 12];
+    for (k, c) in key.iter_mut().zip(b) {
+        *k = *c;
+    }
+    key[INLINE] = b.len() as u8;
+    Some(key)
+}
 
 impl Slot {
     fn new(idx: u32, s: &str) -> Slot {
-        let mut inline = [0u8; INLINE];
-        let len = if s.len() <= INLINE {
-            inline[..s.len()].copy_from_slice(s.as_bytes());
-            s.len() as u8
-        } else {
-            u8::MAX
-        };
-        Slot { idx, len, inline }
+        let key = short_key(s).unwrap_or_else(|| {
+            let mut k = [0u8; 12];
+            k[INLINE] = LONG;
+            k
+        });
+        Slot { idx, key }
     }
 }
 
@@ -62,16 +76,13 @@ impl Interner {
     #[inline]
     pub fn get(&self, s: &str) -> Option<u32> {
         let h = self.hash(s);
-        let short = s.len() <= INLINE;
-        self.table
-            .find(h, |slot| {
-                if short {
-                    slot.len as usize == s.len() && &slot.inline[..s.len()] == s.as_bytes()
-                } else {
-                    slot.len == u8::MAX && self.resolve(slot.idx) == s
-                }
-            })
-            .map(|slot| slot.idx)
+        match short_key(s) {
+            Some(key) => self.table.find(h, |slot| slot.key == key),
+            None => self.table.find(h, |slot| {
+                slot.key[INLINE] == LONG && self.resolve(slot.idx) == s
+            }),
+        }
+        .map(|slot| slot.idx)
     }
 
     /// Intern a name: its existing index, or a new one.

@@ -42,22 +42,16 @@ impl CsvDecoder {
     ) -> Result<bool, DecodeError> {
         // split on commas in one pass; a quote sends the line to the full CSV parser
         let mut bounds = [0usize; MAX_FIELDS + 1];
-        let mut n = 0;
-        for i in memchr::memchr2_iter(b',', b'"', line) {
-            if line[i] == b'"' {
-                return self.decode_quoted(line, emit);
-            }
-            n += 1;
-            if n >= MAX_FIELDS {
+        let n = match split_commas(line, &mut bounds) {
+            Split::Fields(n) => n,
+            Split::Quoted => return self.decode_quoted(line, emit),
+            Split::TooMany => {
                 return Err(DecodeError::new(
                     RejectReason::Malformed,
                     "too many columns",
-                ));
+                ))
             }
-            bounds[n] = i + 1;
-        }
-        n += 1;
-        bounds[n] = line.len() + 1;
+        };
         // one UTF-8 check for the line; commas are ASCII, so every field is a valid slice
         let text = std::str::from_utf8(line)
             .map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))?;
@@ -176,6 +170,102 @@ fn opt<'a>(
     f(c).map(|s| if s.is_empty() { None } else { Some(s) })
 }
 
+enum Split {
+    /// Number of fields; `bounds[k]..bounds[k + 1] - 1` is field k.
+    Fields(usize),
+    Quoted,
+    TooMany,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of each byte of `w` that equals `b`, exactly (no false positives).
+#[inline]
+fn bytes_equal(w: u64, b: u8) -> u64 {
+    let x = w ^ (ONES * b as u64);
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// Find the commas of a line eight bytes at a time (lines are short: a call per comma to a
+/// general search routine costs more than the line).
+#[inline]
+fn split_commas(line: &[u8], bounds: &mut [usize; MAX_FIELDS + 1]) -> Split {
+    let mut n = 0;
+    let mut comma = |i: usize, n: &mut usize| -> bool {
+        *n += 1;
+        if *n >= MAX_FIELDS {
+            return false;
+        }
+        bounds[*n] = i + 1;
+        true
+    };
+    let mut chunks = line.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            continue;
+        };
+        let w = u64::from_le_bytes(bytes);
+        if bytes_equal(w, b'"') != 0 {
+            return Split::Quoted;
+        }
+        let mut m = bytes_equal(w, b',');
+        while m != 0 {
+            if !comma(base + (m.trailing_zeros() / 8) as usize, &mut n) {
+                return Split::TooMany;
+            }
+            m &= m - 1;
+        }
+        base += 8;
+    }
+    for (k, &b) in chunks.remainder().iter().enumerate() {
+        if b == b'"' {
+            return Split::Quoted;
+        }
+        if b == b',' && !comma(base + k, &mut n) {
+            return Split::TooMany;
+        }
+    }
+    n += 1;
+    bounds[n] = line.len() + 1;
+    Split::Fields(n)
+}
+
+/// Powers of ten that are exact in an f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// Plain decimals (`-12.34`, at most 15 digits) the fast way: the digits and the power of ten are
+/// both exact in an f64 and IEEE division rounds correctly, so the result equals `str::parse`.
+/// Anything else (exponents, signs, long numbers, NaN) returns `None` for the general parser.
+#[inline]
+fn parse_decimal(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    let (mut m, mut count, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + (c - b'0') as u64;
+                count += 1;
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if count == 0 || count > 15 {
+        return None;
+    }
+    let v = m as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
+}
+
 /// Build a reading from text fields, with precise reasons for what is wrong.
 pub fn reading<'a>(
     ts: &'a str,
@@ -195,12 +285,15 @@ pub fn reading<'a>(
     if value.is_empty() {
         return Err(DecodeError::new(RejectReason::MissingField, "empty value"));
     }
-    let v: f64 = value.parse().map_err(|_| {
-        DecodeError::new(
-            RejectReason::Malformed,
-            format!("value `{value}` is not a number"),
-        )
-    })?;
+    let v: f64 = parse_decimal(value)
+        .map(Ok)
+        .unwrap_or_else(|| value.parse())
+        .map_err(|_| {
+            DecodeError::new(
+                RejectReason::Malformed,
+                format!("value `{value}` is not a number"),
+            )
+        })?;
     if !v.is_finite() {
         return Err(DecodeError::new(
             RejectReason::NonFinite,
@@ -239,6 +332,32 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_decimals_equal_the_standard_parser(m in 0u64..1_000_000_000_000_000, frac in 0usize..16, neg: bool) {
+            let digits = m.to_string();
+            let s = if frac == 0 || frac >= digits.len() { digits.clone() } else { format!("{}.{}", &digits[..digits.len() - frac], &digits[digits.len() - frac..]) };
+            let s = if neg { format!("-{s}") } else { s };
+            if let Some(v) = parse_decimal(&s) {
+                proptest::prop_assert_eq!(v.to_bits(), s.parse::<f64>().unwrap_or(f64::NAN).to_bits(), "{}", s);
+            }
+        }
+
+        #[test]
+        fn commas_are_found_like_a_plain_split(line in "[a-z0-9,.]{0,60}") {
+            let mut bounds = [0usize; MAX_FIELDS + 1];
+            let want: Vec<&str> = line.split(',').collect();
+            match split_commas(line.as_bytes(), &mut bounds) {
+                Split::Fields(n) => {
+                    let got: Vec<&str> = (0..n).map(|k| &line[bounds[k]..bounds[k + 1] - 1]).collect();
+                    proptest::prop_assert_eq!(got, want);
+                }
+                Split::TooMany => proptest::prop_assert!(want.len() >= MAX_FIELDS),
+                Split::Quoted => proptest::prop_assert!(false, "no quotes here"),
+            }
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl Windows {
                 keys,
                 panes: BTreeMap::new(),
                 final_until: Ts::MIN,
+                last_pane: Ts::MIN,
             }),
             None => {
                 let WindowSpec::Session { gap } = spec else {
@@ -190,6 +191,8 @@ pub struct Panes {
     panes: BTreeMap<Ts, Vec<u32>>,
     /// Every window ending at or before this is final.
     final_until: Ts,
+    /// The pane of the last reading.
+    last_pane: Ts,
 }
 
 impl Panes {
@@ -203,7 +206,15 @@ impl Panes {
         device: u32,
         limit: Ts,
     ) -> Result<Ts, Late> {
-        let pane = ts.div_euclid(self.step) * self.step;
+        // most readings fall in the pane of the one before: skip the division then
+        // (as an unsigned distance: before the pane, or no pane yet, wraps to a huge value)
+        let pane = if (ts.wrapping_sub(self.last_pane) as u64) < self.step as u64 {
+            self.last_pane
+        } else {
+            let p = ts.div_euclid(self.step) * self.step;
+            self.last_pane = p;
+            p
+        };
         if limit > self.final_until {
             // windows ending by the watermark are final even when they held nothing (every
             // window with data was closed as the watermark passed it)
@@ -243,7 +254,10 @@ impl Panes {
             let start = end - self.size;
             let before = out.len();
             if self.step == self.size {
-                for s in self.panes.remove(&start).unwrap_or_default() {
+                let mut with_data = self.panes.remove(&start).unwrap_or_default();
+                // series numbers follow key order: sorting them sorts the output
+                with_data.sort_unstable();
+                for s in with_data {
                     if let Some(accs) = self.series[s as usize].take(start) {
                         out.push(Closed {
                             key: self.keys[s as usize],
@@ -294,7 +308,7 @@ impl Panes {
                     }
                 }
             }
-            out[before..].sort_unstable_by_key(|c| c.key);
+            debug_assert!(out[before..].windows(2).all(|p| p[0].key < p[1].key));
             self.final_until = end;
         }
         // nothing open: remember how far time has been made final
