@@ -251,6 +251,13 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
             engine.stats.rejected[e.reason as usize] += 1;
             dead.write(number, e.reason, &e.detail, line.bytes)?;
         }
+        for (reason, h) in engine.take_deferred_rejects() {
+            let detail = format!(
+                "{} {} {} at {}: far ahead of the stream, not confirmed by the readings after it",
+                h.device, h.metric, h.value, h.ts
+            );
+            dead.write(number, reason, &detail, b"")?;
+        }
         if !rejects.is_empty() {
             let raw = line.bytes.to_vec();
             for (n, reason, detail) in rejects.drain(..) {
@@ -273,6 +280,13 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         }
     }
     engine.finish();
+    for (reason, h) in engine.take_deferred_rejects() {
+        let detail = format!(
+            "{} {} {} at {}: far ahead of the stream, not confirmed by the readings after it",
+            h.device, h.metric, h.value, h.ts
+        );
+        dead.write(lines, reason, &detail, b"")?;
+    }
     flush(
         &mut engine,
         &mut out,

@@ -30,6 +30,51 @@ pub const MAX_SANE_TS: Ts = 4_102_444_800_000;
 /// A reading as the engine takes it: borrowed from the decoder's buffer, no allocation.
 pub use crate::event::ReadingRef as Input;
 
+/// A reading held back: far ahead of the stream, waiting for the next readings to confirm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Held {
+    pub site: Option<String>,
+    pub device: String,
+    pub metric: String,
+    pub value: f64,
+    pub ts: Ts,
+    pub arrival: Ts,
+    pub source: usize,
+}
+
+impl Held {
+    fn of(r: &Input) -> Held {
+        Held {
+            site: r.site.map(str::to_string),
+            device: r.device.to_string(),
+            metric: r.metric.to_string(),
+            value: r.value,
+            ts: r.ts,
+            arrival: r.arrival,
+            source: r.source,
+        }
+    }
+    fn as_input(&self) -> Input<'_> {
+        Input {
+            site: self.site.as_deref(),
+            device: &self.device,
+            metric: &self.metric,
+            value: self.value,
+            ts: self.ts,
+            arrival: self.arrival,
+            source: self.source,
+        }
+    }
+}
+
+/// Readings that must agree before the stream may jump far ahead (or that refute the jump).
+const JUMP_CONFIRMATIONS: usize = 3;
+
+enum Accepted {
+    Processed,
+    Held,
+}
+
 /// What a warning is about: a device, or a whole site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
@@ -145,6 +190,9 @@ pub struct Engine {
     pub exceedances: Vec<Exceedance>,
     scratch: Vec<Closed>,
     eval_scratch: Vec<CondEval>,
+    held: Vec<Held>,
+    held_refuted: usize,
+    deferred_rejects: Vec<(RejectReason, Held)>,
 }
 
 /// One condition's result in one window.
@@ -291,6 +339,9 @@ impl Engine {
             exceedances: Vec::new(),
             scratch: Vec::new(),
             eval_scratch: Vec::new(),
+            held: Vec::new(),
+            held_refuted: 0,
+            deferred_rejects: Vec::new(),
         }
     }
 
@@ -340,30 +391,31 @@ impl Engine {
     #[inline]
     pub fn push(&mut self, r: &Input) -> Result<(), RejectReason> {
         self.stats.readings += 1;
-        let res = self.accept(r);
-        match res {
-            Ok(()) => self.stats.accepted += 1,
-            Err(reason) => self.stats.rejected[reason as usize] += 1,
+        match self.accept(r) {
+            Ok(Accepted::Processed) => {
+                self.stats.accepted += 1;
+                Ok(())
+            }
+            Ok(Accepted::Held) => Ok(()),
+            Err(reason) => {
+                self.stats.rejected[reason as usize] += 1;
+                Err(reason)
+            }
         }
-        res
     }
 
     #[inline]
-    fn accept(&mut self, r: &Input) -> Result<(), RejectReason> {
+    fn accept(&mut self, r: &Input) -> Result<Accepted, RejectReason> {
         if !r.value.is_finite() {
             return Err(RejectReason::NonFinite);
         }
-        if !(MIN_SANE_TS..MAX_SANE_TS).contains(&r.ts) {
+        let s = &self.config.settings;
+        // against the clock it arrived by (live sources; a recording arrives "at" its own time)
+        if !(MIN_SANE_TS..MAX_SANE_TS).contains(&r.ts)
+            || r.ts > r.arrival.saturating_add(s.max_future)
+            || r.ts < r.arrival.saturating_sub(s.max_past)
+        {
             return Err(RejectReason::BadTimestamp);
-        }
-        let newest = self.wm.newest();
-        if newest != Ts::MIN {
-            let s = &self.config.settings;
-            if r.ts > newest.saturating_add(s.max_future)
-                || r.ts < newest.saturating_sub(s.max_past)
-            {
-                return Err(RejectReason::BadTimestamp);
-            }
         }
         let Some(dev) = self.config.registry.device(r.device) else {
             return Err(RejectReason::UnknownDevice);
@@ -374,6 +426,85 @@ impl Engine {
                 return Err(RejectReason::SiteMismatch);
             }
         }
+        // against the stream: far behind is bad; far ahead is an outlier or the stream resuming
+        // after an outage, and the readings after it tell which
+        let newest = self.wm.newest();
+        if newest != Ts::MIN {
+            if r.ts < newest.saturating_sub(s.max_past) {
+                return Err(RejectReason::BadTimestamp);
+            }
+            if r.ts > newest.saturating_add(s.max_future) {
+                self.hold(r);
+                return Ok(Accepted::Held);
+            }
+        }
+        if !self.held.is_empty() {
+            self.refute_held();
+        }
+        self.process(r, dev, site).map(|()| Accepted::Processed)
+    }
+
+    /// Keep a reading far ahead of the stream until the next readings confirm the jump.
+    fn hold(&mut self, r: &Input) {
+        let near = self
+            .held
+            .first()
+            .is_none_or(|h| (r.ts - h.ts).abs() <= self.config.settings.max_future);
+        if !near {
+            // a second, different jump: the first was an outlier
+            self.reject_held();
+        }
+        self.held.push(Held::of(r));
+        if self.held.len() >= JUMP_CONFIRMATIONS {
+            self.confirm_held();
+        }
+    }
+
+    /// A reading in the stream's own range argues against the held jump.
+    fn refute_held(&mut self) {
+        self.held_refuted += 1;
+        if self.held_refuted >= JUMP_CONFIRMATIONS {
+            self.reject_held();
+        }
+    }
+
+    fn reject_held(&mut self) {
+        for h in std::mem::take(&mut self.held) {
+            self.stats.rejected[RejectReason::BadTimestamp as usize] += 1;
+            self.deferred_rejects.push((RejectReason::BadTimestamp, h));
+        }
+        self.held_refuted = 0;
+    }
+
+    fn confirm_held(&mut self) {
+        self.held_refuted = 0;
+        for h in std::mem::take(&mut self.held) {
+            let r = h.as_input();
+            let Some(dev) = self.config.registry.device(r.device) else {
+                // checked before it was held; kept for the record all the same
+                self.stats.rejected[RejectReason::UnknownDevice as usize] += 1;
+                self.deferred_rejects.push((RejectReason::UnknownDevice, h));
+                continue;
+            };
+            let site = self.device_site[dev as usize];
+            match self.process(&r, dev, site) {
+                Ok(()) => self.stats.accepted += 1,
+                Err(reason) => {
+                    self.stats.rejected[reason as usize] += 1;
+                    self.deferred_rejects.push((reason, h));
+                }
+            }
+        }
+    }
+
+    /// Rejections decided after `push` returned (held readings the stream did not confirm), for
+    /// the dead-letter place.
+    pub fn take_deferred_rejects(&mut self) -> Vec<(RejectReason, Held)> {
+        std::mem::take(&mut self.deferred_rejects)
+    }
+
+    #[inline]
+    fn process(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
         let routes_idx = self
             .metric_ids
             .get(r.metric)
@@ -450,6 +581,12 @@ impl Engine {
 
     /// End of input: close every open window. Silence is judged only up to the newest event.
     pub fn finish(&mut self) {
+        // a jump at the very end: readings that agree with each other stand
+        if self.held.len() >= 2 {
+            self.confirm_held();
+        } else {
+            self.reject_held();
+        }
         let newest = self.wm.newest();
         if newest == Ts::MIN {
             return;
@@ -1061,6 +1198,44 @@ mod tests {
             1,
             "only the hj212 reading"
         );
+    }
+
+    #[test]
+    fn a_jump_far_ahead_needs_confirmation() {
+        let mut e = engine(
+            TUMBLING,
+            EngineSettings {
+                out_of_orderness: 0,
+                ..EngineSettings::default()
+            },
+        );
+        let src = e.source("file");
+        // recorded data: arrival is the event time, so only the stream can judge
+        let at = |m: i64| T0 + m * MINUTE;
+        push(&mut e, src, "a", at(0), at(0), 1.0).unwrap();
+        // one reading a year ahead (a broken clock), then the stream goes on
+        push(&mut e, src, "a", at(525_600), at(525_600), 9.0).unwrap();
+        for m in 1..=3 {
+            push(&mut e, src, "a", at(m), at(m), 1.0).unwrap();
+        }
+        let rejected = e.take_deferred_rejects();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            (rejected[0].0, rejected[0].1.ts),
+            (RejectReason::BadTimestamp, at(525_600))
+        );
+        assert!(
+            e.watermark() < at(10),
+            "the outlier never moved the watermark"
+        );
+        // the feed resumes after a two-day outage: the readings agree, the stream moves on
+        for m in 0..3 {
+            push(&mut e, src, "b", at(2 * 1440 + m), at(2 * 1440 + m), 2.0).unwrap();
+        }
+        assert!(e.take_deferred_rejects().is_empty());
+        assert_eq!(e.stats.accepted, 7);
+        assert_eq!(e.stats.rejected(RejectReason::BadTimestamp), 1);
+        assert!(e.newest() >= at(2 * 1440 + 2));
     }
 
     #[test]
