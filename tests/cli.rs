@@ -388,3 +388,82 @@ fn bad_command_lines_get_clear_errors() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn replay_survives_an_outage_longer_than_max_future() {
+    // two days without data, then the feed resumes: nothing after the gap may be lost
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lines = vec!["ts,site,device,metric,value".to_string()];
+    for day in [0i64, 3] {
+        for m in 0..120i64 {
+            let ts = 1_795_795_200_000 + day * 86_400_000 + m * 60_000;
+            lines.push(format!(
+                "{ts},sa-02,sa-02-gate,visitors,{}",
+                if day == 3 { 7500 } else { 1000 }
+            ));
+        }
+    }
+    std::fs::write(dir.path().join("in.csv"), lines.join("\n")).expect("write");
+    let out = yujing(
+        &[
+            "replay",
+            "-c",
+            root().to_str().unwrap_or_default(),
+            "-i",
+            "in.csv",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let summary = text(&out.stderr);
+    assert!(summary.contains("processed        240"), "{summary}");
+    assert!(summary.contains("rejected         0"), "{summary}");
+    let ws = warnings(&text(&out.stdout));
+    assert!(
+        ws.iter()
+            .any(|w| w["rule"] == "scenic_crowding" && w["level"] == "orange"),
+        "{ws:?}"
+    );
+}
+
+/// The whole Dongsi file, when the shared data is there (CI has it; a bare clone skips this).
+#[test]
+fn replay_full_beijing_station_when_available() {
+    let file =
+        root().join("../shared/data/real/beijing_air/PRSA_Data_Dongsi_20130301-20170228.csv");
+    if !file.exists() {
+        eprintln!("skipped: {} not present", file.display());
+        return;
+    }
+    let out = yujing(
+        &[
+            "replay",
+            "--mapping",
+            "mappings/beijing_air.yaml",
+            "-i",
+            file.to_str().unwrap_or_default(),
+        ],
+        &root(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stderr);
+    assert!(summary.contains("rejected         0"), "{summary}");
+    let ws = warnings(&text(&out.stdout));
+    // the PM2.5 warning level in force at the end of each severe day
+    let level_at = |day: &str| {
+        let mut level = None;
+        for w in ws.iter().filter(|w| w["rule"] == "aq_pm25_24h") {
+            if w["at"].as_str().unwrap_or_default()[..10] > *day {
+                break;
+            }
+            level = if w["transition"] == "clear" {
+                None
+            } else {
+                w["level"].as_str().map(str::to_string)
+            };
+        }
+        level
+    };
+    assert_eq!(level_at("2015-12-01").as_deref(), Some("red"));
+    assert_eq!(level_at("2016-12-20").as_deref(), Some("red"));
+}
