@@ -336,11 +336,14 @@ fn flush(
     summary: &mut Summary,
 ) -> Result<(), ReplayError> {
     let ts = std::mem::take(&mut engine.transitions);
+    // each document goes to a plain buffer first: one write per line, not one per JSON token
+    let mut line = Vec::with_capacity(2048);
     for t in &ts {
-        let w = render(engine, t);
-        serde_json::to_writer(&mut *out, &w)
+        line.clear();
+        serde_json::to_writer(&mut line, &render(engine, t))
             .map_err(|e| ReplayError::Output(out_name.to_string(), io::Error::other(e)))?;
-        out.write_all(b"\n")
+        line.push(b'\n');
+        out.write_all(&line)
             .map_err(|e| ReplayError::Output(out_name.to_string(), e))?;
     }
     let ex = std::mem::take(&mut engine.exceedances);

@@ -397,11 +397,11 @@ pub fn run(config: &Arc<Config>, case: &Case) -> Outcome {
             .map(|t| {
                 let w = render(&engine, t);
                 Expected {
-                    rule: w.rule,
-                    site: w.site.id,
+                    rule: w.rule.to_string(),
+                    site: w.site.id.to_string(),
                     level: w.level,
                     transition: w.transition,
-                    subject: Some(w.subject),
+                    subject: Some(w.subject.to_string()),
                     value: w.value,
                     at: Some(t.at - case.start),
                 }

@@ -5,7 +5,7 @@
 use crate::config::template::{fmt_num, Value};
 use crate::config::Config;
 use crate::engine::alert::TransitionKind;
-use crate::engine::{Engine, Subject, Transition};
+use crate::engine::{Engine, Transition};
 use crate::event::Level;
 use crate::time::{format_duration, format_ts, Ts};
 use serde::Serialize;
@@ -30,10 +30,10 @@ pub fn warning_id(rule: &str, subject: &str, episode_start: Ts) -> String {
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct SiteRef {
-    pub id: String,
-    pub name: String,
-    pub kind: String,
+pub struct SiteRef<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub kind: &'a str,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -42,19 +42,46 @@ pub struct WindowRef {
     pub end: String,
 }
 
+/// The main condition's window, summarised (fields in alphabetical order, as JSON readers sort).
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Evidence {
-    pub window: String,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    pub aggregates: serde_json::Map<String, serde_json::Value>,
-    pub devices: Vec<String>,
+pub struct Aggregates {
+    pub avg: Option<f64>,
+    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<f64>,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
 }
 
-/// One warning transition, as written by `yujing replay` and delivered to departments.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct WarningEvent {
+pub struct Evidence<'a> {
+    pub window: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregates: Option<Aggregates>,
+    pub devices: Vec<&'a str>,
+}
+
+/// Every condition's aggregate by `metric.aggregate`, serialised as a JSON object.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Values(pub Vec<(String, Option<f64>)>);
+
+impl Serialize for Values {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// One warning transition, as written by `yujing replay` and delivered to departments. It
+/// borrows names and titles from the loaded configuration.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WarningEvent<'a> {
     pub id: String,
-    pub rule: String,
+    pub rule: &'a str,
     pub transition: TransitionKind,
     pub level: Level,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,25 +89,29 @@ pub struct WarningEvent {
     pub seq: u32,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reopened: bool,
-    pub site: SiteRef,
+    pub site: SiteRef<'a>,
     /// The device or site the rule watched.
-    pub subject: String,
-    pub departments: Vec<String>,
-    pub title: String,
+    pub subject: &'a str,
+    pub departments: &'a [String],
+    pub title: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub title_en: Option<String>,
+    pub title_en: Option<&'a str>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_en: Option<String>,
     pub value: Option<f64>,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    pub values: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub values: Values,
     pub threshold: Option<f64>,
     pub window: WindowRef,
     pub at: String,
     pub raised_at: String,
-    pub evidence: Evidence,
+    pub evidence: Evidence<'a>,
     pub status: &'static str,
+}
+
+fn is_empty(v: &Values) -> bool {
+    v.0.is_empty()
 }
 
 fn num(v: f64) -> Option<f64> {
@@ -88,58 +119,63 @@ fn num(v: f64) -> Option<f64> {
 }
 
 /// Render an engine transition into the warning document.
-pub fn render(engine: &Engine, t: &Transition) -> WarningEvent {
+pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
     let cfg: &Config = &engine.config;
     let rule = &cfg.rules[t.rule];
     let site = &cfg.registry.sites[t.site as usize];
     let tz = cfg.settings.timezone;
-    let subject = engine.subject_id(t.subject).to_string();
-    let devices: Vec<String> = t
+    let subject = engine.subject_id(t.subject);
+    let devices: Vec<&str> = t
         .devices
         .iter()
-        .map(|d| cfg.registry.devices[*d as usize].id.clone())
+        .map(|d| cfg.registry.devices[*d as usize].id.as_str())
         .collect();
-    let metric = rule.metrics().first().cloned().unwrap_or_default();
+    let metric = match &rule.body {
+        crate::config::rules::Body::Threshold { conds, .. } => {
+            conds.first().map(|c| c.metric.as_str()).unwrap_or("")
+        }
+        crate::config::rules::Body::Absence { metrics, .. } => {
+            metrics.first().map(String::as_str).unwrap_or("")
+        }
+    };
+    let site_en = site.name_en.as_deref().unwrap_or(&site.name);
     let lookup = |en: bool| {
-        let subject = subject.clone();
-        let metric = metric.clone();
-        move |name: &str| -> Value {
+        move |name: &str| -> Value<'a> {
+            let s = |x: &'a str| Value::Str(x.into());
             match name {
-                "site.id" => Value::Str(site.id.clone()),
-                "site.name" => Value::Str(if en {
-                    site.name_en.clone().unwrap_or_else(|| site.name.clone())
-                } else {
-                    site.name.clone()
-                }),
-                "site.kind" => Value::Str(site.kind.as_str().to_string()),
-                "device" | "key" => Value::Str(subject.clone()),
-                "metric" => Value::Str(metric.clone()),
+                "site.id" => s(&site.id),
+                "site.name" => s(if en { site_en } else { &site.name }),
+                "site.kind" => s(site.kind.as_str()),
+                "device" | "key" => s(subject),
+                "metric" => s(metric),
                 "value" => Value::Num(t.value),
                 "threshold" => Value::Num(t.threshold),
-                "level" => Value::Str(if en {
-                    t.step.level.as_str().to_string()
+                "level" => s(if en {
+                    t.step.level.as_str()
                 } else {
-                    t.step.level.zh().to_string()
+                    t.step.level.zh()
                 }),
-                "rule" => Value::Str(rule.id.clone()),
-                "title" => Value::Str(rule.title.clone()),
-                "window.start" => Value::Str(format_ts(t.window.0, tz)),
-                "window.end" => Value::Str(format_ts(t.window.1, tz)),
-                "window.size" | "duration" => Value::Str(format_duration(t.window.1 - t.window.0)),
+                "rule" => s(&rule.id),
+                "title" => s(&rule.title),
+                "window.start" => Value::Str(format_ts(t.window.0, tz).into()),
+                "window.end" => Value::Str(format_ts(t.window.1, tz).into()),
+                "window.size" | "duration" => {
+                    Value::Str(format_duration(t.window.1 - t.window.0).into())
+                }
                 "count" => Value::Num(t.evidence.map(|e| e.count as f64).unwrap_or(f64::NAN)),
-                _ => Value::Str(String::new()),
+                _ => s(""),
             }
         }
     };
-    let site_en = site.name_en.clone().unwrap_or_else(|| site.name.clone());
     let (message, message_en) = if t.step.kind == TransitionKind::Clear {
         // the rule's message describes the breach; a clear says that it is over
-        let now = if t.evidence.is_some() && t.value.is_finite() {
+        let shown = t.evidence.is_some() && t.value.is_finite();
+        let now = if shown {
             format!("，当前值{}", fmt_num(t.value))
         } else {
             String::new()
         };
-        let now_en = if t.evidence.is_some() && t.value.is_finite() {
+        let now_en = if shown {
             format!(" (now {})", fmt_num(t.value))
         } else {
             String::new()
@@ -173,20 +209,20 @@ pub fn render(engine: &Engine, t: &Transition) -> WarningEvent {
         }
         (m, m_en)
     };
-    let mut values = serde_json::Map::new();
-    for (m, a, v) in &t.values {
-        values.insert(format!("{m}.{a}"), num(*v).into());
-    }
-    let mut aggregates = serde_json::Map::new();
-    if let Some(e) = t.evidence {
-        aggregates.insert("count".into(), e.count.into());
-        aggregates.insert("min".into(), num(e.min).into());
-        aggregates.insert("max".into(), num(e.max).into());
-        aggregates.insert("avg".into(), num(e.avg).into());
-        if e.last.is_finite() {
-            aggregates.insert("last".into(), num(e.last).into());
-        }
-    }
+    let mut values: Vec<(String, Option<f64>)> = t
+        .values
+        .iter()
+        .map(|(m, a, v)| (format!("{m}.{a}"), num(*v)))
+        .collect();
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    values.dedup_by(|a, b| a.0 == b.0);
+    let aggregates = t.evidence.map(|e| Aggregates {
+        avg: num(e.avg),
+        count: e.count,
+        last: num(e.last),
+        max: num(e.max),
+        min: num(e.min),
+    });
     let window_desc = match rule.window() {
         Some(w) => w.describe(),
         None => "absence".to_string(),
@@ -197,28 +233,26 @@ pub fn render(engine: &Engine, t: &Transition) -> WarningEvent {
         "open"
     };
     WarningEvent {
-        id: warning_id(&rule.id, &subject, t.step.episode_start),
-        rule: rule.id.clone(),
+        id: warning_id(&rule.id, subject, t.step.episode_start),
+        rule: &rule.id,
         transition: t.step.kind,
         level: t.step.level,
         previous_level: t.step.previous,
         seq: t.step.seq,
         reopened: t.step.reopened,
         site: SiteRef {
-            id: site.id.clone(),
-            name: site.name.clone(),
-            kind: site.kind.as_str().to_string(),
+            id: &site.id,
+            name: &site.name,
+            kind: site.kind.as_str(),
         },
-        subject: match t.subject {
-            Subject::Device(_) | Subject::Site(_) => subject.clone(),
-        },
-        departments: site.departments.clone(),
-        title: rule.title.clone(),
-        title_en: rule.title_en.clone(),
+        subject,
+        departments: &site.departments,
+        title: &rule.title,
+        title_en: rule.title_en.as_deref(),
         message,
         message_en,
         value: num(t.value),
-        values,
+        values: Values(values),
         threshold: num(t.threshold),
         window: WindowRef {
             start: format_ts(t.window.0, tz),

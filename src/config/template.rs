@@ -108,7 +108,7 @@ impl Template {
     }
 
     /// Render with a lookup for placeholder values. Numbers honour `:.N`.
-    pub fn render(&self, lookup: impl Fn(&str) -> Value) -> String {
+    pub fn render<'a>(&self, lookup: impl Fn(&str) -> Value<'a>) -> String {
         let mut out = String::new();
         for p in &self.pieces {
             match p {
@@ -126,9 +126,9 @@ impl Template {
     }
 }
 
-pub enum Value {
+pub enum Value<'a> {
     Num(f64),
-    Str(String),
+    Str(std::borrow::Cow<'a, str>),
 }
 
 /// Numbers without noise: integers plainly, others with at most two decimals.
