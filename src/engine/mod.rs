@@ -179,6 +179,8 @@ pub struct Engine {
     site_first_device: Vec<u32>,
     /// The site of each device: a compact copy of the registry's, read per reading.
     device_site: Vec<u32>,
+    /// The metric ids each device declares.
+    device_metrics: Vec<Box<[u16]>>,
     /// Offline warnings firing per device: a reading only looks for them when there are some.
     offline: Vec<u16>,
     /// Watermark at which the engine first saw time: silence is measured from there at most.
@@ -305,6 +307,17 @@ impl Engine {
         }
         let n_dev = reg.devices.len();
         let device_site = reg.devices.iter().map(|d| d.site).collect();
+        let device_metrics = reg
+            .devices
+            .iter()
+            .map(|d| {
+                d.metrics
+                    .iter()
+                    .filter_map(|m| metric_ids.get(m))
+                    .map(|m| m as u16)
+                    .collect()
+            })
+            .collect();
         let site_first_device = reg
             .sites
             .iter()
@@ -330,6 +343,7 @@ impl Engine {
             last_seen: vec![Ts::MIN; n_dev],
             site_first_device,
             device_site,
+            device_metrics,
             offline: vec![0; n_dev],
             started_at: Ts::MIN,
             next_due: Ts::MIN,
@@ -505,9 +519,14 @@ impl Engine {
 
     #[inline]
     fn process(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
-        let routes_idx = self
-            .metric_ids
-            .get(r.metric)
+        // the metrics a device declares are few: compare against those before hashing
+        let declared = self.device_metrics[dev as usize]
+            .iter()
+            .copied()
+            .find(|&m| self.metric_ids.resolve(m as u32) == r.metric);
+        let routes_idx = declared
+            .map(u32::from)
+            .or_else(|| self.metric_ids.get(r.metric))
             .map(|m| site as usize * self.n_metrics + m as usize);
         // late for every rule it would feed?
         let lateness = self.config.settings.allowed_lateness;
