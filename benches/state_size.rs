@@ -1,5 +1,6 @@
-//! Window state per active series, measured: fill N series (count/avg/max tumbling windows) and
-//! read the process's resident memory before and after.
+//! Engine state per active series, measured: build the engine and fill N series (count/avg/max
+//! tumbling windows), reading the process's resident memory before and after. This counts the
+//! per-device tables and the window state.
 //!
 //!   cargo bench --bench state_size            # 1 M series
 //!   cargo bench --bench state_size -- 100000  # another count
@@ -46,9 +47,10 @@ fn main() {
         Config::from_texts(&y, &[("r.yaml", rules)], EngineSettings::default()).expect("config"),
     );
     let ids: Vec<String> = (0..sites * 1000).map(|d| format!("d{d}")).collect();
+    // the engine allocates its per-series tables up front: measure from before it exists
+    let before = rss_bytes();
     let mut e = Engine::new(cfg);
     let src = e.source("bench");
-    let before = rss_bytes();
     let base = 1_795_795_200_000i64;
     for (i, id) in ids.iter().enumerate() {
         let _ = e.push(&Input {
@@ -64,7 +66,7 @@ fn main() {
     let after = rss_bytes();
     let series = ids.len();
     println!(
-        "{series} active series, {} window entries: {:.0} bytes per series ({} MB resident for window state)",
+        "{series} active series, {} window entries: {:.0} bytes per series ({} MB resident for engine state)",
         e.window_entries(),
         (after.saturating_sub(before)) as f64 / series as f64,
         (after.saturating_sub(before)) / 1_000_000
