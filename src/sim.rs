@@ -208,7 +208,7 @@ pub fn demo(
     write_day: Option<&Path>,
     en: bool,
     out: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> std::io::Result<()> {
     let day = sample_day(&config);
     if let Some(p) = write_day {
         let mut w = std::io::BufWriter::new(std::fs::File::create(p)?);

@@ -10,10 +10,10 @@ pub mod json;
 pub mod wide;
 
 use crate::event::RejectReason;
-use std::fmt;
 
 /// Why a record could not be decoded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{reason}: {detail}")]
 pub struct DecodeError {
     pub reason: RejectReason,
     pub detail: String,
@@ -27,14 +27,6 @@ impl DecodeError {
         }
     }
 }
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason, self.detail)
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 /// One CSV record, quotes and all, through the `csv` crate.
 pub(crate) fn csv_record(line: &[u8]) -> Result<::csv::StringRecord, DecodeError> {

@@ -1258,6 +1258,49 @@ mod tests {
     }
 
     #[test]
+    fn quantiles_stddev_and_rate_reach_rules() {
+        let rules = "rules:
+  - {id: p95, title: t, metric: pm10, window: {type: tumbling, size: 2m}, aggregate: p95, above: {yellow: 90}, message: x}
+  - {id: sd, title: t, metric: pm10, window: {type: tumbling, size: 2m}, aggregate: stddev, above: {blue: 20}, message: x}
+  - {id: rate, title: t, metric: pm10, window: {type: tumbling, size: 2m}, aggregate: rate, above: {red: 1000}, message: x}
+";
+        let mut e = engine(
+            rules,
+            EngineSettings {
+                out_of_orderness: 0,
+                ..EngineSettings::default()
+            },
+        );
+        let src = e.source("s");
+        for i in 0..100 {
+            push(
+                &mut e,
+                src,
+                "a",
+                T0 + i * SECOND,
+                T0 + i * SECOND,
+                (i + 1) as f64,
+            )
+            .unwrap();
+        }
+        e.advance_to(T0 + 2 * MINUTE);
+        let by_rule = |id: usize| {
+            e.transitions
+                .iter()
+                .find(|t| t.rule == id)
+                .map(|t| (t.step.level, t.value))
+        };
+        let (level, p95) = by_rule(0).expect("p95 warning");
+        assert_eq!(level, Level::Yellow);
+        assert!((p95 - 95.0).abs() <= 0.01 * 95.0 + 1e-9, "{p95}");
+        let (_, sd) = by_rule(1).expect("stddev warning");
+        assert!((sd - 29.011491975882016).abs() < 1e-9, "{sd}");
+        // 1 -> 100 over 99 s: 3,600 per hour
+        let (_, rate) = by_rule(2).expect("rate warning");
+        assert!((rate - 3600.0).abs() < 1e-6, "{rate}");
+    }
+
+    #[test]
     fn rejects_with_reasons_and_keeps_going() {
         let mut e = engine(TUMBLING, EngineSettings::default());
         let src = e.source("s");
