@@ -99,19 +99,8 @@ pub fn format_duration(mut d: Millis) -> String {
 pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
     let s = s.trim_ascii();
     // the common case first: epoch milliseconds, digits only
-    if !s.is_empty() && s.len() <= 18 {
-        let mut ms: i64 = 0;
-        let mut digits = true;
-        for b in s.bytes() {
-            if !b.is_ascii_digit() {
-                digits = false;
-                break;
-            }
-            ms = ms * 10 + (b - b'0') as i64;
-        }
-        if digits {
-            return Ok(ms);
-        }
+    if let Some(ms) = parse_digits(s.as_bytes()) {
+        return Ok(ms as i64);
     }
     if let Ok(dt) = DateTime::<FixedOffset>::parse_from_rfc3339(s) {
         return Ok(dt.timestamp_millis());
@@ -145,6 +134,38 @@ pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
     Err(format!(
         "bad timestamp `{s}`: expected epoch milliseconds or ISO-8601 such as 2026-11-28T08:30:00+08:00"
     ))
+}
+
+/// An unsigned decimal of 1 to 18 digits, eight digits at a time (SWAR: each step checks eight
+/// bytes are digits and folds them with three multiplications).
+#[inline]
+pub fn parse_digits(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 18 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        let d = w.wrapping_sub(0x3030_3030_3030_3030);
+        // every byte in '0'..='9': no byte below '0' (borrow) and none above after adding 0x76
+        if (w & 0xf0f0_f0f0_f0f0_f0f0) != 0x3030_3030_3030_3030
+            || (d.wrapping_add(0x7676_7676_7676_7676) & 0x8080_8080_8080_8080) != 0
+        {
+            return None;
+        }
+        let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
+        let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_ffff_0000_ffff;
+        let d = (d.wrapping_mul(10_000) + (d >> 32)) & 0x0000_0000_ffff_ffff;
+        v = v * 100_000_000 + d;
+    }
+    for &c in chunks.remainder() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u64;
+    }
+    Some(v)
 }
 
 /// A local wall-clock time to event time (the earlier instant when ambiguous).
@@ -223,6 +244,14 @@ mod tests {
         assert!(parse_ts("yesterday", tz).is_err());
         assert_eq!(format_ts(t, tz), "2026-11-28T08:30:00+08:00");
         assert_eq!(local_minute_of_day(t, tz), 8 * 60 + 30);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn digits_parse_like_the_standard_parser(s in "[0-9]{1,18}|[0-9:/ a-z.-]{0,20}") {
+            let want = if s.bytes().all(|b| b.is_ascii_digit()) { s.parse::<u64>().ok() } else { None };
+            proptest::prop_assert_eq!(parse_digits(s.as_bytes()), want);
+        }
     }
 
     #[test]

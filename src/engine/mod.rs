@@ -666,7 +666,7 @@ impl Engine {
             return;
         };
         let site = match rule.key {
-            KeyBy::Device => self.config.registry.devices[c.key as usize].site,
+            KeyBy::Device => self.device_site[c.key as usize],
             KeyBy::Site => c.key,
         };
         let tz = self.config.settings.timezone;
@@ -680,8 +680,9 @@ impl Engine {
         });
         let rt = &mut self.rules[ri];
         // most windows of most series meet no condition and have no state: no map insert then
-        let needs_state = per_day.is_some() || rt.alerts.contains_key(&c.key);
-        let current = rt.alerts.get(&c.key).and_then(|s| s.current_level());
+        let existing = rt.alerts.get(&c.key);
+        let needs_state = per_day.is_some() || existing.is_some();
+        let current = existing.and_then(|s| s.current_level());
         let mut evals = std::mem::take(&mut self.eval_scratch);
         evals.clear();
         let mut day_state: Option<(i64, u32)> = None;
