@@ -37,6 +37,8 @@ pub struct Summary {
     pub lines: u64,
     pub readings: u64,
     pub accepted: u64,
+    /// Processed readings of metrics no rule watches (they still count for device health).
+    pub unrouted: u64,
     pub rejected: Vec<(RejectReason, u64)>,
     pub missing_cells: u64,
     pub windows: u64,
@@ -63,6 +65,9 @@ impl Summary {
             self.readings as f64 / secs
         )?;
         writeln!(w, "  processed        {}", self.accepted)?;
+        if self.unrouted > 0 {
+            writeln!(w, "    no rule uses   {}", self.unrouted)?;
+        }
         writeln!(w, "  rejected         {}", self.rejected_total())?;
         for (r, n) in &self.rejected {
             if *n > 0 {
@@ -311,6 +316,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     summary.lines = lines;
     summary.readings = s.readings;
     summary.accepted = s.accepted;
+    summary.unrouted = s.unrouted;
     summary.rejected = RejectReason::ALL
         .iter()
         .map(|r| (*r, s.rejected(*r)))
