@@ -19,6 +19,7 @@
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
+//! - [`sim`]: the simulated sample day of the sample county (`yujing demo`).
 //! - `main.rs`: the `yujing` command line.
 //!
 //! The I/O crate `yujing-connectors` (folder `connectors/`) moves bytes and knows nothing of
