@@ -55,20 +55,17 @@ impl CsvDecoder {
         // one UTF-8 check for the line; commas are ASCII, so every field is a valid slice
         let text = std::str::from_utf8(line)
             .map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))?;
-        let mut fields: [&str; MAX_FIELDS] = [""; MAX_FIELDS];
-        for (k, f) in fields.iter_mut().enumerate().take(n) {
-            *f = &text[bounds[k]..bounds[k + 1] - 1];
-        }
+        let field = |k: usize| &text[bounds[k]..bounds[k + 1] - 1];
         if !self.started {
             self.started = true;
-            let raw: Vec<&[u8]> = fields[..n].iter().map(|f| f.as_bytes()).collect();
+            let raw: Vec<&[u8]> = (0..n).map(|k| field(k).as_bytes()).collect();
             if self.try_header(&raw)? {
                 return Ok(false);
             }
         }
         let f = |c: usize| -> Result<&str, DecodeError> {
             if c < n {
-                Ok(fields[c])
+                Ok(field(c))
             } else {
                 Err(DecodeError::new(
                     RejectReason::Malformed,

@@ -19,6 +19,8 @@ pub struct Watermarks {
     sources: Vec<Source>,
     current: Ts,
     newest_arrival: Ts,
+    /// The newest event time on any source.
+    newest: Ts,
 }
 
 impl Watermarks {
@@ -29,6 +31,7 @@ impl Watermarks {
             sources: Vec::new(),
             current: Ts::MIN,
             newest_arrival: Ts::MIN,
+            newest: Ts::MIN,
         }
     }
 
@@ -51,11 +54,7 @@ impl Watermarks {
 
     /// The newest event time seen on any source.
     pub fn newest(&self) -> Ts {
-        self.sources
-            .iter()
-            .map(|s| s.max_ts)
-            .max()
-            .unwrap_or(Ts::MIN)
+        self.newest
     }
 
     /// Record an event; returns the (possibly advanced) watermark.
@@ -70,7 +69,15 @@ impl Watermarks {
         }
         if ts > s.max_ts {
             s.max_ts = ts;
-            self.recompute();
+            if ts > self.newest {
+                self.newest = ts;
+            }
+            if self.sources.len() == 1 {
+                // one source: nothing to wait for but itself
+                self.current = self.current.max(ts.saturating_sub(self.out_of_orderness));
+            } else {
+                self.recompute();
+            }
         }
         self.current
     }
