@@ -1045,6 +1045,17 @@ mod tests {
         e
     }
 
+    /// An engine whose watermark is the newest event time (no out-of-orderness).
+    fn strict(rules: &str) -> Engine {
+        engine(
+            rules,
+            EngineSettings {
+                out_of_orderness: 0,
+                ..EngineSettings::default()
+            },
+        )
+    }
+
     fn push(
         e: &mut Engine,
         src: usize,
@@ -1149,13 +1160,7 @@ mod tests {
         let rules = "rules:
   - {id: burst, title: t, metric: pm10, window: {type: session, gap: 5m}, aggregate: count, above: {yellow: 3}, message: x}
 ";
-        let mut e = engine(
-            rules,
-            EngineSettings {
-                out_of_orderness: 0,
-                ..EngineSettings::default()
-            },
-        );
+        let mut e = strict(rules);
         let src = e.source("s");
         for m in [0, 1, 2, 3] {
             push(&mut e, src, "a", T0 + m * MINUTE, T0 + m * MINUTE, 1.0).unwrap();
@@ -1175,13 +1180,7 @@ mod tests {
         let rules = "rules:
   - {id: site_avg, title: t, key: site, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: avg, above: {blue: 150}, message: x}
 ";
-        let mut e = engine(
-            rules,
-            EngineSettings {
-                out_of_orderness: 0,
-                ..EngineSettings::default()
-            },
-        );
+        let mut e = strict(rules);
         let src = e.source("s");
         push(&mut e, src, "a", T0, T0, 300.0).unwrap();
         push(&mut e, src, "b", T0 + SECOND, T0 + SECOND, 100.0).unwrap();
@@ -1198,13 +1197,7 @@ mod tests {
   - {id: only_b, title: t, scope: {devices: [b]}, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: max, above: 0, level: blue, message: x}
   - {id: only_hj, title: t, scope: {source: hj212}, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: max, above: 0, level: blue, message: x}
 ";
-        let mut e = engine(
-            rules,
-            EngineSettings {
-                out_of_orderness: 0,
-                ..EngineSettings::default()
-            },
-        );
+        let mut e = strict(rules);
         let (mqtt, hj) = (e.source("mqtt"), e.source("hj212"));
         push(&mut e, mqtt, "a", T0, T0, 1.0).unwrap();
         push(&mut e, mqtt, "b", T0, T0, 1.0).unwrap();
@@ -1222,13 +1215,7 @@ mod tests {
 
     #[test]
     fn a_jump_far_ahead_needs_confirmation() {
-        let mut e = engine(
-            TUMBLING,
-            EngineSettings {
-                out_of_orderness: 0,
-                ..EngineSettings::default()
-            },
-        );
+        let mut e = strict(TUMBLING);
         let src = e.source("file");
         // recorded data: arrival is the event time, so only the stream can judge
         let at = |m: i64| T0 + m * MINUTE;
@@ -1265,13 +1252,7 @@ mod tests {
   - {id: sd, title: t, metric: pm10, window: {type: tumbling, size: 2m}, aggregate: stddev, above: {blue: 20}, message: x}
   - {id: rate, title: t, metric: pm10, window: {type: tumbling, size: 2m}, aggregate: rate, above: {red: 1000}, message: x}
 ";
-        let mut e = engine(
-            rules,
-            EngineSettings {
-                out_of_orderness: 0,
-                ..EngineSettings::default()
-            },
-        );
+        let mut e = strict(rules);
         let src = e.source("s");
         for i in 0..100 {
             push(
