@@ -13,17 +13,15 @@ BIN=${YUJING_BIN:-${CARGO_TARGET_DIR:-$HERE/../target}/release/yujing}
 [ -x "$BIN" ] || { echo "no release binary at $BIN: run cargo build --release (or set YUJING_BIN)" >&2; exit 2; }
 CFG=${YUJING_PEER_CONFIG:-${TMPDIR:-/tmp}/yujing-peer-config}
 # the workload's registry: 10,000 sensors, site = sensor // 10, metric = METRICS[sensor % 4]
-if [ ! -s "$CFG/sites.yaml" ] || [ "$HERE/peer.sh" -nt "$CFG/sites.yaml" ]; then
+if [ ! -s "$CFG/sites.csv" ] || [ "$HERE/peer.sh" -nt "$CFG/sites.csv" ]; then
   mkdir -p "$CFG"
+  rm -f "$CFG/sites.yaml"
   awk 'BEGIN {
     split("pm10 noise_db water_level visitors", m, " ");
-    print "sites:";
-    for (s = 0; s < 1000; s++) {
-      printf "  - {id: \"%d\", name: peer-%d, kind: environment, department: peer, devices: [", s, s;
-      for (d = 0; d < 10; d++) { id = s * 10 + d; printf "%s{id: \"%d\", metrics: [%s]}", (d ? ", " : ""), id, m[id % 4 + 1] }
-      print "]}";
-    } }' > "$CFG/sites.yaml.tmp"
-  mv "$CFG/sites.yaml.tmp" "$CFG/sites.yaml"
+    print "site,kind,department,device,metrics";
+    for (id = 0; id < 10000; id++) printf "%d,environment,peer,%d,%s\n", int(id / 10), id, m[id % 4 + 1];
+  }' > "$CFG/sites.csv.tmp"
+  mv "$CFG/sites.csv.tmp" "$CFG/sites.csv"
 fi
 rm -rf "$CFG/rules"; cp -r "$HERE/peer/rules" "$CFG/rules"; cp "$HERE/peer/yujing.toml" "$CFG/yujing.toml"
 exec "$BIN" replay --config "$CFG" --format csv --input "$1" --output-csv "$2" \

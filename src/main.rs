@@ -162,11 +162,11 @@ fn check(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The config directory of a test file: the nearest ancestor holding sites.yaml.
+/// The config directory of a test file: the nearest ancestor holding a site registry.
 fn config_of(file: &Path) -> PathBuf {
     let mut p = file.parent();
     while let Some(d) = p {
-        if d.join("sites.yaml").exists() {
+        if d.join("sites.yaml").exists() || d.join("sites.csv").exists() {
             return d.to_path_buf();
         }
         p = d.parent();

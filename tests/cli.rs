@@ -467,3 +467,63 @@ fn replay_full_beijing_station_when_available() {
     assert_eq!(level_at("2015-12-01").as_deref(), Some("red"));
     assert_eq!(level_at("2016-12-20").as_deref(), Some("red"));
 }
+
+#[test]
+fn a_csv_registry_works_like_the_yaml_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("sites.csv"),
+        "site,name,kind,department,device,type,metrics,param:capacity\nsa-09,溪口景区,tourism,wlj,sa-09-gate,visitor_counter,visitors,1000\n",
+    )
+    .expect("write");
+    std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
+    std::fs::copy(
+        root().join("rules/tourism.yaml"),
+        dir.path().join("rules/tourism.yaml"),
+    )
+    .expect("copy");
+    let out = yujing(&["check", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ok: 1 sites, 1 devices, 1 rules"),
+        "{}",
+        text(&out.stdout)
+    );
+    let readings: Vec<String> = (0..20)
+        .map(|m| {
+            format!(
+                "{},sa-09,sa-09-gate,visitors,950",
+                1_795_795_200_000i64 + m * 60_000
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.csv"), readings.join("\n")).expect("write");
+    let out = yujing(&["replay", "-i", "in.csv", "-q"], dir.path());
+    let ws = warnings(&text(&out.stdout));
+    assert!(
+        ws.iter().any(|w| w["rule"] == "scenic_crowding"
+            && w["level"] == "orange"
+            && w["site"]["name"] == "溪口景区"),
+        "{ws:?}"
+    );
+    // a broken row points at its line and column; two registries are one too many
+    std::fs::write(
+        dir.path().join("sites.csv"),
+        "site,kind,department,device,metrics\nsa-09,lake,wlj,sa-09-gate,visitors\n",
+    )
+    .expect("write");
+    let out = yujing(&["check", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("sites.csv:2:7: unknown site kind `lake`"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::copy(root().join("sites.yaml"), dir.path().join("sites.yaml")).expect("copy");
+    let out = yujing(&["check", "."], dir.path());
+    assert!(
+        text(&out.stderr).contains("both sites.yaml and sites.csv are here"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,9 +1,10 @@
 //! Configuration files an administrator edits, and their loading with precise errors:
-//! `yujing.toml` (engine settings), `sites.yaml` (the registry) and `rules/*.yaml`.
+//! `yujing.toml` (engine settings), `sites.yaml` or `sites.csv` (the registry) and `rules/*.yaml`.
 
 pub mod expr;
 pub mod rules;
 pub mod sites;
+pub mod sites_csv;
 pub mod template;
 pub mod yaml;
 
@@ -153,6 +154,17 @@ pub struct Config {
     pub rules: Vec<Rule>,
 }
 
+/// The registry of a config directory: `sites.yaml`, or `sites.csv` when there is no YAML one.
+fn registry_file(dir: &Path) -> PathBuf {
+    let yaml = dir.join("sites.yaml");
+    let csv = dir.join("sites.csv");
+    if !yaml.exists() && csv.exists() {
+        csv
+    } else {
+        yaml
+    }
+}
+
 /// Where the pieces of a config directory are.
 pub struct Layout {
     pub dir: PathBuf,
@@ -170,22 +182,24 @@ impl Layout {
         } else {
             dir
         };
-        let base = if !dir.join("sites.yaml").exists()
-            && dir.file_name().is_some_and(|n| n == "rules")
-            && dir.parent().is_some_and(|p| p.join("sites.yaml").exists())
-        {
-            let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-            return Layout {
-                sites: parent.join("sites.yaml"),
-                toml: parent.join("yujing.toml"),
-                rules_dir: dir.to_path_buf(),
-                dir: parent,
-            };
-        } else {
-            dir.to_path_buf()
+        let has_registry = |d: &Path| d.join("sites.yaml").exists() || d.join("sites.csv").exists();
+        let base = match dir.parent() {
+            Some(parent)
+                if !has_registry(dir)
+                    && dir.file_name().is_some_and(|n| n == "rules")
+                    && has_registry(parent) =>
+            {
+                return Layout {
+                    sites: registry_file(parent),
+                    toml: parent.join("yujing.toml"),
+                    rules_dir: dir.to_path_buf(),
+                    dir: parent.to_path_buf(),
+                };
+            }
+            _ => dir.to_path_buf(),
         };
         Layout {
-            sites: base.join("sites.yaml"),
+            sites: registry_file(&base),
             toml: base.join("yujing.toml"),
             rules_dir: base.join("rules"),
             dir: base,
@@ -241,11 +255,27 @@ impl Config {
         } else {
             EngineSettings::default()
         };
+        let is_csv = layout.sites.extension().is_some_and(|e| e == "csv");
+        if !is_csv && layout.dir.join("sites.csv").exists() && layout.sites.exists() {
+            diags.push(Diag {
+                file: layout.dir.join("sites.csv").display().to_string().into(),
+                pos: Pos { line: 1, col: 1 },
+                msg: "both sites.yaml and sites.csv are here: keep one registry".into(),
+            });
+        }
         let registry = match read(&layout.sites, &mut diags) {
-            Some(t) => sites::load(&layout.sites.display().to_string(), &t).unwrap_or_else(|e| {
-                diags.extend(e);
-                Registry::default()
-            }),
+            Some(t) => {
+                let name = layout.sites.display().to_string();
+                let loaded = if is_csv {
+                    sites_csv::load(&name, &t)
+                } else {
+                    sites::load(&name, &t)
+                };
+                loaded.unwrap_or_else(|e| {
+                    diags.extend(e);
+                    Registry::default()
+                })
+            }
             None => Registry::default(),
         };
         let files: Vec<(String, String)> = layout

@@ -697,7 +697,7 @@ fn eval_on_site(ctx: &Ctx, e: &Expr, pos: Pos, reg: &Registry, site: u32) -> Opt
             ctx.err(
                 pos,
                 format!(
-                    "{msg} on site `{}` (sites.yaml:{}:{}), which this rule covers",
+                    "{msg} on site `{}` (declared at line {}, column {} of the registry), which this rule covers",
                     s.id, at.line, at.col
                 ),
             );

@@ -101,6 +101,24 @@ impl Registry {
     pub fn device(&self, id: &str) -> Option<u32> {
         self.device_index.get(id)
     }
+    /// Add a device (of the site being read, whose index it names); returns its index. A site's
+    /// devices must be added one after another, before the next site's.
+    pub(crate) fn push_device(&mut self, d: Device) -> u32 {
+        let idx = self.devices.len() as u32;
+        self.device_index.intern(&d.id);
+        self.devices.push(d);
+        idx
+    }
+
+    /// Add a site whose devices were just added; returns its index.
+    pub(crate) fn push_site(&mut self, s: Site, pos: Pos) -> u32 {
+        let idx = self.sites.len() as u32;
+        self.site_index.intern(&s.id);
+        self.site_pos.push(pos);
+        self.sites.push(s);
+        idx
+    }
+
     /// A site's id from compact memory (the hot path compares it per reading).
     #[inline]
     pub fn site_id(&self, site: u32) -> &str {
@@ -319,35 +337,33 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                         format!("device `{}` needs `metrics` (what it measures)", did.v),
                     );
                 }
-                let idx = reg.devices.len() as u32;
-                reg.device_index.intern(&did.v);
-                reg.devices.push(Device {
+                devices.push(reg.push_device(Device {
                     id: did.v,
                     site: site_idx,
                     metrics,
                     kind: d.string("type").map(|s| s.v),
-                });
-                devices.push(idx);
+                }));
             }
         }
-        reg.site_index.intern(&id.v);
-        reg.site_pos.push(id.pos);
-        reg.sites.push(Site {
-            id: id.v,
-            name,
-            name_en: o.string("name_en").map(|s| s.v),
-            kind,
-            departments: departments.into_iter().map(|d| d.v).collect(),
-            location,
-            params,
-            enterprises,
-            devices,
-        });
+        reg.push_site(
+            Site {
+                id: id.v,
+                name,
+                name_en: o.string("name_en").map(|s| s.v),
+                kind,
+                departments: departments.into_iter().map(|d| d.v).collect(),
+                location,
+                params,
+                enterprises,
+                devices,
+            },
+            id.pos,
+        );
     }
     reg
 }
 
-fn valid_id(s: &str) -> bool {
+pub(crate) fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
