@@ -3,9 +3,15 @@
 
 use proptest::prelude::*;
 use std::path::PathBuf;
-use yujing::config::{rules, sites, EngineSettings};
+use yujing::config::{rules, sites, sites_csv, EngineSettings};
 use yujing::decode::{csv::CsvDecoder, json, wide};
 use yujing::ruletest;
+
+const CSV_SITES: &str = "site,name,kind,department,lat,lon,device,type,metrics,param:warning_level_m,credit_code,enterprise
+rv-01,城关水文站,water,slj;yjj,29.04,119.67,rv-01-level,gauge,water_level,42.5,,
+rv-01,,,,,,rv-01-rain,rain_gauge,rainfall,,,
+cs-01,工地,construction,zjj,29.1,119.7,cs-01-dust,dust,pm10;tsp,,91330100MA27XL3Q2U,某公司
+";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +88,13 @@ proptest! {
     #[test]
     fn damaged_sites_files_give_errors_not_panics(text in damaged(read("sites.yaml"))) {
         let _ = sites::load("sites.yaml", &text);
+    }
+
+    #[test]
+    fn damaged_csv_registries_give_errors_not_panics(text in damaged(CSV_SITES.to_string())) {
+        if let Err(diags) = sites_csv::load("sites.csv", &text) {
+            prop_assert!(!diags.is_empty());
+        }
     }
 
     #[test]
