@@ -75,6 +75,23 @@ enum Accepted {
     Held,
 }
 
+/// Metrics a device declares that are checked without hashing (more go through the name table).
+const DECLARED: usize = 4;
+
+/// Per-device state a reading touches, kept together (32 bytes).
+#[derive(Clone, Copy, Debug)]
+struct DevHot {
+    /// Newest event time (`Ts::MIN` = never seen).
+    last_seen: Ts,
+    site: u32,
+    /// The index of its site's first device (a site's devices are numbered contiguously).
+    first_of_site: u32,
+    /// Declared metric ids, `u16::MAX` past the end.
+    metrics: [u16; DECLARED],
+    /// Offline warnings firing for it.
+    offline: u16,
+}
+
 /// What a warning is about: a device, or a whole site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
@@ -150,6 +167,8 @@ struct Route {
     filtered: bool,
     /// The rule's dense series index of this site's first device (device-keyed) or of the site.
     base: u32,
+    /// The rule keeps one series per site (else per device).
+    by_site: bool,
 }
 
 struct RuleRt {
@@ -173,16 +192,8 @@ pub struct Engine {
     route_start: Vec<u32>,
     rules: Vec<RuleRt>,
     wm: Watermarks,
-    /// Newest event time per device (`Ts::MIN` = never seen).
-    last_seen: Vec<Ts>,
-    /// Index of each site's first device (a site's devices are numbered contiguously).
-    site_first_device: Vec<u32>,
-    /// The site of each device: a compact copy of the registry's, read per reading.
-    device_site: Vec<u32>,
-    /// The metric ids each device declares.
-    device_metrics: Vec<Box<[u16]>>,
-    /// Offline warnings firing per device: a reading only looks for them when there are some.
-    offline: Vec<u16>,
+    /// What a reading touches of its device, in one cache line's worth.
+    dev: Vec<DevHot>,
     /// Watermark at which the engine first saw time: silence is measured from there at most.
     started_at: Ts,
     next_due: Ts,
@@ -255,6 +266,7 @@ impl Engine {
                                 cond: ci as u8,
                                 filtered,
                                 base,
+                                by_site: r.key == KeyBy::Site,
                             });
                         }
                     }
@@ -305,23 +317,29 @@ impl Engine {
                 watched,
             });
         }
-        let n_dev = reg.devices.len();
-        let device_site = reg.devices.iter().map(|d| d.site).collect();
-        let device_metrics = reg
+        let dev = reg
             .devices
             .iter()
             .map(|d| {
-                d.metrics
-                    .iter()
-                    .filter_map(|m| metric_ids.get(m))
-                    .map(|m| m as u16)
-                    .collect()
+                let mut metrics = [u16::MAX; DECLARED];
+                for (slot, m) in metrics
+                    .iter_mut()
+                    .zip(d.metrics.iter().filter_map(|m| metric_ids.get(m)))
+                {
+                    *slot = m as u16;
+                }
+                DevHot {
+                    last_seen: Ts::MIN,
+                    site: d.site,
+                    first_of_site: reg.sites[d.site as usize]
+                        .devices
+                        .first()
+                        .copied()
+                        .unwrap_or(0),
+                    metrics,
+                    offline: 0,
+                }
             })
-            .collect();
-        let site_first_device = reg
-            .sites
-            .iter()
-            .map(|s| s.devices.first().copied().unwrap_or(0))
             .collect();
         Engine {
             config,
@@ -340,11 +358,7 @@ impl Engine {
             },
             rules,
             wm,
-            last_seen: vec![Ts::MIN; n_dev],
-            site_first_device,
-            device_site,
-            device_metrics,
-            offline: vec![0; n_dev],
+            dev,
             started_at: Ts::MIN,
             next_due: Ts::MIN,
             collect_exceedances: false,
@@ -434,7 +448,7 @@ impl Engine {
         let Some(dev) = self.config.registry.device(r.device) else {
             return Err(RejectReason::UnknownDevice);
         };
-        let site = self.device_site[dev as usize];
+        let site = self.dev[dev as usize].site;
         if let Some(claimed) = r.site {
             if claimed != self.config.registry.site_id(site) {
                 return Err(RejectReason::SiteMismatch);
@@ -500,7 +514,7 @@ impl Engine {
                 self.deferred_rejects.push((RejectReason::UnknownDevice, h));
                 continue;
             };
-            let site = self.device_site[dev as usize];
+            let site = self.dev[dev as usize].site;
             match self.process(&r, dev, site) {
                 Ok(()) => self.stats.accepted += 1,
                 Err(reason) => {
@@ -520,9 +534,11 @@ impl Engine {
     #[inline]
     fn process(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
         // the metrics a device declares are few: compare against those before hashing
-        let declared = self.device_metrics[dev as usize]
+        let declared = self.dev[dev as usize]
+            .metrics
             .iter()
             .copied()
+            .take_while(|&m| m != u16::MAX)
             .find(|&m| self.metric_ids.resolve(m as u32) == r.metric);
         let routes_idx = declared
             .map(u32::from)
@@ -545,9 +561,10 @@ impl Engine {
                         continue;
                     }
                 }
-                let series = match self.config.rules[route.rule as usize].key {
-                    KeyBy::Device => route.base + (dev - self.site_first_device[site as usize]),
-                    KeyBy::Site => route.base,
+                let series = if route.by_site {
+                    route.base
+                } else {
+                    route.base + (dev - self.dev[dev as usize].first_of_site)
                 };
                 if let Some(w) = &mut rt.windows {
                     fed += 1;
@@ -561,10 +578,10 @@ impl Engine {
         if fed == 0 {
             self.stats.unrouted += 1;
         }
-        let was_seen = self.last_seen[dev as usize];
+        let was_seen = self.dev[dev as usize].last_seen;
         if r.ts > was_seen {
-            self.last_seen[dev as usize] = r.ts;
-            if self.offline[dev as usize] > 0 {
+            self.dev[dev as usize].last_seen = r.ts;
+            if self.dev[dev as usize].offline > 0 {
                 self.device_back(dev, r.ts);
             }
         }
@@ -666,7 +683,7 @@ impl Engine {
             return;
         };
         let site = match rule.key {
-            KeyBy::Device => self.device_site[c.key as usize],
+            KeyBy::Device => self.dev[c.key as usize].site,
             KeyBy::Site => c.key,
         };
         let tz = self.config.settings.timezone;
@@ -857,7 +874,7 @@ impl Engine {
         let mut raised = Vec::new();
         let rt = &mut self.rules[ri];
         for &d in &rt.watched {
-            let seen = self.last_seen[d as usize];
+            let seen = self.dev[d as usize].last_seen;
             if seen == Ts::MIN && !self.config.settings.watch_unseen_devices {
                 continue;
             }
@@ -875,7 +892,7 @@ impl Engine {
             }
             if wm >= due {
                 let st = rt.alerts.entry(d).or_default();
-                self.offline[d as usize] += 1;
+                self.dev[d as usize].offline += 1;
                 st.firing = Some(alert::Firing {
                     episode_start: since,
                     level,
@@ -924,7 +941,7 @@ impl Engine {
                 continue;
             };
             let Some(f) = st.firing else { continue };
-            self.offline[dev as usize] = self.offline[dev as usize].saturating_sub(1);
+            self.dev[dev as usize].offline = self.dev[dev as usize].offline.saturating_sub(1);
             let site = self.config.registry.devices[dev as usize].site;
             self.record(Transition {
                 rule: ri,
