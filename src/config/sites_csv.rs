@@ -19,8 +19,8 @@ use super::yaml::{Diag, Pos};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const KNOWN: &[&str] = &[
-    "site",
+/// Columns that describe the site (repeated on each of its rows, or left empty after the first).
+const SITE_COLUMNS: &[&str] = &[
     "name",
     "name_en",
     "kind",
@@ -28,6 +28,10 @@ const KNOWN: &[&str] = &[
     "lat",
     "lon",
     "address",
+];
+/// Columns that describe the row's device.
+const DEVICE_COLUMNS: &[&str] = &[
+    "site",
     "device",
     "type",
     "metrics",
@@ -104,8 +108,9 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
         .map(|c| c.0.to_ascii_lowercase())
         .collect();
     for (i, n) in names.iter().enumerate() {
-        if !KNOWN.contains(&n.as_str()) && !n.starts_with("param:") {
-            let hint = super::yaml::suggest(n, KNOWN)
+        let known: Vec<&str> = SITE_COLUMNS.iter().chain(DEVICE_COLUMNS).copied().collect();
+        if !known.contains(&n.as_str()) && !n.starts_with("param:") {
+            let hint = super::yaml::suggest(n, &known)
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             err(
@@ -179,18 +184,7 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             }
         });
         // site columns: the first value given wins; a different one later is an error
-        for name in [
-            "name",
-            "name_en",
-            "kind",
-            "department",
-            "lat",
-            "lon",
-            "address",
-        ]
-        .iter()
-        .copied()
-        .chain(
+        for name in SITE_COLUMNS.iter().copied().chain(
             names
                 .iter()
                 .filter(|n| n.starts_with("param:"))
