@@ -14,7 +14,8 @@
 //! - [`decode`]: narrow CSV, JSON (MQTT payloads, JSON lines), wide CSV through a column mapping.
 //! - [`engine`]: watermarks ([`engine::watermark`]), window panes and sessions
 //!   ([`engine::window`]), accumulators ([`engine::acc`]), the warning state machine
-//!   ([`engine::alert`]); the [`engine::Engine`] ties them together with a rule index.
+//!   ([`engine::alert`]), far jumps in event time ([`engine::jump`]); the [`engine::Engine`] ties
+//!   them together with a rule index.
 //! - [`warnings`]: renders transitions into the warning documents of the contract, stable ids.
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).

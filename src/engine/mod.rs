@@ -7,6 +7,7 @@
 
 pub mod acc;
 pub mod alert;
+pub mod jump;
 pub mod watermark;
 pub mod window;
 
@@ -18,6 +19,8 @@ use crate::intern::Interner;
 use crate::time::{local_day, local_minute_of_day, Ts};
 use acc::{AccSet, Needs};
 use alert::{AlertState, Step, Timing, TransitionKind};
+pub use jump::Held;
+use jump::JumpGuard;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use watermark::Watermarks;
@@ -29,46 +32,6 @@ pub const MAX_SANE_TS: Ts = 4_102_444_800_000;
 
 /// A reading as the engine takes it: borrowed from the decoder's buffer, no allocation.
 pub use crate::event::ReadingRef as Input;
-
-/// A reading held back: far ahead of the stream, waiting for the next readings to confirm.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Held {
-    pub site: Option<String>,
-    pub device: String,
-    pub metric: String,
-    pub value: f64,
-    pub ts: Ts,
-    pub arrival: Ts,
-    pub source: usize,
-}
-
-impl Held {
-    fn of(r: &Input) -> Held {
-        Held {
-            site: r.site.map(str::to_string),
-            device: r.device.to_string(),
-            metric: r.metric.to_string(),
-            value: r.value,
-            ts: r.ts,
-            arrival: r.arrival,
-            source: r.source,
-        }
-    }
-    fn as_input(&self) -> Input<'_> {
-        Input {
-            site: self.site.as_deref(),
-            device: &self.device,
-            metric: &self.metric,
-            value: self.value,
-            ts: self.ts,
-            arrival: self.arrival,
-            source: self.source,
-        }
-    }
-}
-
-/// Readings that must agree before the stream may jump far ahead (or that refute the jump).
-const JUMP_CONFIRMATIONS: usize = 3;
 
 enum Accepted {
     Processed,
@@ -203,8 +166,7 @@ pub struct Engine {
     pub exceedances: Vec<Exceedance>,
     scratch: Vec<Closed>,
     eval_scratch: Vec<CondEval>,
-    held: Vec<Held>,
-    held_refuted: usize,
+    jumps: JumpGuard,
     deferred_rejects: Vec<(RejectReason, Held)>,
 }
 
@@ -367,8 +329,7 @@ impl Engine {
             exceedances: Vec::new(),
             scratch: Vec::new(),
             eval_scratch: Vec::new(),
-            held: Vec::new(),
-            held_refuted: 0,
+            jumps: JumpGuard::default(),
             deferred_rejects: Vec::new(),
         }
     }
@@ -462,60 +423,32 @@ impl Engine {
                 return Err(RejectReason::BadTimestamp);
             }
             if r.ts > newest.saturating_add(s.max_future) {
-                self.hold(r);
+                let decided = self.jumps.ahead(r, s.max_future);
+                self.apply(decided);
                 return Ok(Accepted::Held);
             }
         }
-        if !self.held.is_empty() {
-            self.refute_held();
+        if !self.jumps.is_empty() {
+            let decided = self.jumps.in_range();
+            self.apply(decided);
         }
         self.process(r, dev, site).map(|()| Accepted::Processed)
     }
 
-    /// Keep a reading far ahead of the stream until the next readings confirm the jump.
-    fn hold(&mut self, r: &Input) {
-        let near = self
-            .held
-            .first()
-            .is_none_or(|h| (r.ts - h.ts).abs() <= self.config.settings.max_future);
-        if !near {
-            // a second, different jump: the first was an outlier
-            self.reject_held();
-        }
-        self.held.push(Held::of(r));
-        if self.held.len() >= JUMP_CONFIRMATIONS {
-            self.confirm_held();
-        }
-    }
-
-    /// A reading in the stream's own range argues against the held jump.
-    fn refute_held(&mut self) {
-        self.held_refuted += 1;
-        if self.held_refuted >= JUMP_CONFIRMATIONS {
-            self.reject_held();
-        }
-    }
-
-    fn reject_held(&mut self) {
-        for h in std::mem::take(&mut self.held) {
+    /// Carry out what the jump guard decided about held readings.
+    fn apply(&mut self, d: jump::Decided) {
+        for h in d.refuted {
             self.stats.rejected[RejectReason::BadTimestamp as usize] += 1;
             self.deferred_rejects.push((RejectReason::BadTimestamp, h));
         }
-        self.held_refuted = 0;
-    }
-
-    fn confirm_held(&mut self) {
-        self.held_refuted = 0;
-        for h in std::mem::take(&mut self.held) {
+        for h in d.confirmed {
             let r = h.as_input();
-            let Some(dev) = self.config.registry.device(r.device) else {
+            let outcome = match self.config.registry.device(r.device) {
+                Some(dev) => self.process(&r, dev, self.dev[dev as usize].site),
                 // checked before it was held; kept for the record all the same
-                self.stats.rejected[RejectReason::UnknownDevice as usize] += 1;
-                self.deferred_rejects.push((RejectReason::UnknownDevice, h));
-                continue;
+                None => Err(RejectReason::UnknownDevice),
             };
-            let site = self.dev[dev as usize].site;
-            match self.process(&r, dev, site) {
+            match outcome {
                 Ok(()) => self.stats.accepted += 1,
                 Err(reason) => {
                     self.stats.rejected[reason as usize] += 1;
@@ -617,12 +550,8 @@ impl Engine {
 
     /// End of input: close every open window. Silence is judged only up to the newest event.
     pub fn finish(&mut self) {
-        // a jump at the very end: readings that agree with each other stand
-        if self.held.len() >= 2 {
-            self.confirm_held();
-        } else {
-            self.reject_held();
-        }
+        let decided = self.jumps.finish();
+        self.apply(decided);
         let newest = self.wm.newest();
         if newest == Ts::MIN {
             return;
