@@ -122,6 +122,19 @@ struct DeadLetters {
 }
 
 impl DeadLetters {
+    /// Readings the engine rejected after `push` returned (a far jump the stream did not
+    /// confirm); `line` is where the decision fell, the record names the reading itself.
+    fn write_deferred(&mut self, engine: &mut Engine, line: u64) -> Result<(), ReplayError> {
+        for (reason, h) in engine.take_deferred_rejects() {
+            let detail = format!(
+                "{} {} {} at {}: far ahead of the stream, not confirmed by the readings after it",
+                h.device, h.metric, h.value, h.ts
+            );
+            self.write(line, reason, &detail, b"")?;
+        }
+        Ok(())
+    }
+
     fn write(
         &mut self,
         line: u64,
@@ -256,13 +269,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
             engine.stats.rejected[e.reason as usize] += 1;
             dead.write(number, e.reason, &e.detail, line.bytes)?;
         }
-        for (reason, h) in engine.take_deferred_rejects() {
-            let detail = format!(
-                "{} {} {} at {}: far ahead of the stream, not confirmed by the readings after it",
-                h.device, h.metric, h.value, h.ts
-            );
-            dead.write(number, reason, &detail, b"")?;
-        }
+        dead.write_deferred(&mut engine, number)?;
         if !rejects.is_empty() {
             let raw = line.bytes.to_vec();
             for (n, reason, detail) in rejects.drain(..) {
@@ -285,13 +292,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         }
     }
     engine.finish();
-    for (reason, h) in engine.take_deferred_rejects() {
-        let detail = format!(
-            "{} {} {} at {}: far ahead of the stream, not confirmed by the readings after it",
-            h.device, h.metric, h.value, h.ts
-        );
-        dead.write(lines, reason, &detail, b"")?;
-    }
+    dead.write_deferred(&mut engine, lines)?;
     flush(
         &mut engine,
         &mut out,

@@ -19,6 +19,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+#[track_caller]
+fn assert_has(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "missing {needle:?} in:\n{haystack}"
+    );
+}
+
 /// A config directory in a temp dir: the sample sites.yaml and the given rule files.
 fn config_with(rules: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -34,11 +42,7 @@ fn config_with(rules: &[(&str, &str)]) -> tempfile::TempDir {
 fn check_passes_on_the_samples() {
     let out = yujing(&["check"], &root());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("ok: 27 sites"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_has(&text(&out.stdout), "ok: 27 sites");
     let out = yujing(&["check", "rules/"], &root());
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -365,28 +369,16 @@ fn demo_replays_the_sample_day() {
         assert!(so.contains(want), "missing {want:?} in\n{so}");
     }
     let out = yujing(&["demo", "--en"], &root());
-    assert!(
-        text(&out.stdout).contains("[orange] raise"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_has(&text(&out.stdout), "[orange] raise");
 }
 
 #[test]
 fn bad_command_lines_get_clear_errors() {
     let out = yujing(&["replay", "-i", "/nonexistent/file.csv"], &root());
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("cannot open /nonexistent/file.csv"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_has(&text(&out.stderr), "cannot open /nonexistent/file.csv");
     let out = yujing(&["replay", "-i", "x.parquetz"], &root());
-    assert!(
-        text(&out.stderr).contains("cannot tell the input format"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_has(&text(&out.stderr), "cannot tell the input format");
 }
 
 #[test]
@@ -484,11 +476,7 @@ fn a_csv_registry_works_like_the_yaml_one() {
     .expect("copy");
     let out = yujing(&["check", "."], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("ok: 1 sites, 1 devices, 1 rules"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_has(&text(&out.stdout), "ok: 1 sites, 1 devices, 1 rules");
     let readings: Vec<String> = (0..20)
         .map(|m| {
             format!(
@@ -514,16 +502,11 @@ fn a_csv_registry_works_like_the_yaml_one() {
     .expect("write");
     let out = yujing(&["check", "."], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("sites.csv:2:7: unknown site kind `lake`"),
-        "{}",
-        text(&out.stderr)
+    assert_has(
+        &text(&out.stderr),
+        "sites.csv:2:7: unknown site kind `lake`",
     );
     std::fs::copy(root().join("sites.yaml"), dir.path().join("sites.yaml")).expect("copy");
     let out = yujing(&["check", "."], dir.path());
-    assert!(
-        text(&out.stderr).contains("both sites.yaml and sites.csv are here"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_has(&text(&out.stderr), "both sites.yaml and sites.csv are here");
 }

@@ -45,13 +45,6 @@ impl WindowSpec {
             WindowSpec::Session { gap } => format!("session (gap {})", format_duration(gap)),
         }
     }
-    /// The longest a window can stay open after its first reading (for flushing).
-    pub fn span(&self) -> Millis {
-        match *self {
-            WindowSpec::Tumbling { size } | WindowSpec::Sliding { size, .. } => size,
-            WindowSpec::Session { gap } => gap,
-        }
-    }
 }
 
 /// What a window is reduced to.

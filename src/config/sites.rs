@@ -124,12 +124,6 @@ impl Registry {
     pub fn site_id(&self, site: u32) -> &str {
         self.site_index.resolve(site)
     }
-    pub fn department_name(&self, id: &str) -> Option<&str> {
-        self.departments
-            .iter()
-            .find(|d| d.id == id)
-            .map(|d| d.name.as_str())
-    }
 }
 
 const SITE_FIELDS: &[&str] = &[

@@ -331,20 +331,6 @@ impl<'a> Obj<'a> {
             .map(|n| self.ctx.strings(n, &self.label(key)))
             .unwrap_or_default()
     }
-    pub fn bool(&self, key: &str) -> Option<bool> {
-        let s = self.string(key)?;
-        match s.v.as_str() {
-            "true" | "yes" | "on" => Some(true),
-            "false" | "no" | "off" => Some(false),
-            _ => {
-                self.ctx.err(
-                    s.pos,
-                    format!("{}: expected true or false, got `{}`", self.label(key), s.v),
-                );
-                None
-            }
-        }
-    }
     /// Iterate over this mapping's entries with each key's position.
     pub fn entries(&self) -> impl Iterator<Item = (Spanned<String>, &'a Node)> + 'a {
         self.map.iter().map(|(k, v)| {

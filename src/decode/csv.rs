@@ -20,7 +20,6 @@ pub struct CsvDecoder {
     /// Field index of ts, site, device, metric, value (usize::MAX = absent).
     cols: [usize; 5],
     started: bool,
-    quoted: Vec<String>,
 }
 
 impl CsvDecoder {
@@ -29,7 +28,6 @@ impl CsvDecoder {
             tz,
             cols: [0, 1, 2, 3, 4],
             started: false,
-            quoted: Vec::new(),
         }
     }
 
@@ -136,8 +134,7 @@ impl CsvDecoder {
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
         let rec = super::csv_record(line)?;
-        self.quoted = rec.iter().map(|s| s.to_string()).collect();
-        let q = std::mem::take(&mut self.quoted);
+        let q: Vec<String> = rec.iter().map(|s| s.to_string()).collect();
         if !self.started {
             self.started = true;
             let bytes: Vec<&[u8]> = q.iter().map(|s| s.as_bytes()).collect();
