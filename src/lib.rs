@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! Data flows one way: connectors (bytes in) -> [`decode`] (bytes -> readings) -> [`engine`]
-//! (windows, rules) -> [`warnings`] (warning documents) -> dispatch (later) -> connectors (out).
+//! (windows, rules) -> [`warnings`] (warning documents) -> [`store`] -> [`dispatch`] (departments,
+//! channels) -> connectors (out). The [`api`] reads the store and the engine's state.
 //!
 //! - [`time`]: event time, durations and timestamps as files write them.
 //! - [`event`]: the event model: readings, camera events, hotline tickets, rejection reasons,
@@ -17,6 +18,17 @@
 //!   ([`engine::alert`]), far jumps in event time ([`engine::jump`]); the [`engine::Engine`] ties
 //!   them together with a rule index.
 //! - [`warnings`]: renders transitions into the warning documents of the contract, stable ids.
+//! - [`store`]: SQLite store of warnings, their timeline and the delivery outbox; versioned
+//!   migrations.
+//! - [`dispatch`]: the outbox worker (webhook with HMAC signature, WeCom, DingTalk, MQTT; retries
+//!   with backoff, dead letters) and the deadline watcher (reminders, supervising unit);
+//!   [`dispatch::channel`] builds and signs what each channel sends.
+//! - [`api`]: the HTTP API (axum): warnings and their lifecycle, sites, rules, server-sent events,
+//!   `/metrics`, health; bearer tokens with roles.
+//! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`service`]: `yujing run` and `yujing demo`: wires MQTT in, the engine, store, dispatch and API
+//!   together ([`service::pipeline`]), hot reload, shutdown in drain order; the live simulator
+//!   ([`service::simulate`]).
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
@@ -26,13 +38,18 @@
 //! The I/O crate `yujing-connectors` (folder `connectors/`) moves bytes and knows nothing of
 //! rules.
 
+pub mod api;
 pub mod config;
 pub mod decode;
+pub mod dispatch;
 pub mod engine;
 pub mod event;
 pub mod intern;
+pub mod metrics;
 pub mod replay;
 pub mod ruletest;
+pub mod service;
 pub mod sim;
+pub mod store;
 pub mod time;
 pub mod warnings;

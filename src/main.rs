@@ -23,17 +23,52 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Replay a simulated sample day of the bundled county through the sample rules.
+    /// Everything in one process: embedded MQTT broker and store, a simulator publishing every
+    /// sample site's feeds, the rules, dispatch and the HTTP API. No external service needed.
     Demo {
-        /// Config directory (sites.yaml, rules/, yujing.toml)
+        /// Config directory (sites.yaml, rules/, routes.yaml, yujing.toml)
         #[arg(short, long, default_value = ".")]
         config: PathBuf,
-        /// Also write the simulated readings as CSV here
+        /// HTTP address of the API (a free port is chosen if this one is taken)
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: String,
+        /// Port of the embedded MQTT broker on 127.0.0.1 (a free one if taken)
+        #[arg(long, default_value_t = 18830)]
+        mqtt_port: u16,
+        /// How much faster than the clock the simulated feeds run until they catch up with now
+        #[arg(long, default_value_t = 180.0)]
+        speed: f64,
+        /// Where the demo keeps its store and dead letters (default: a new temporary directory)
         #[arg(long)]
+        data: Option<PathBuf>,
+        /// Instead: replay the simulated sample day through the rules and print the warnings
+        #[arg(long)]
+        offline: bool,
+        /// With --offline: also write the simulated readings as CSV here
+        #[arg(long, requires = "offline")]
         write_day: Option<PathBuf>,
-        /// Print warnings in English
-        #[arg(long)]
+        /// With --offline: print warnings in English
+        #[arg(long, requires = "offline")]
         en: bool,
+    },
+    /// The production service: MQTT in, rules, store, dispatch to departments, HTTP API.
+    Run {
+        /// yujing.toml, or the config directory holding it
+        #[arg(short, long, default_value = "yujing.toml")]
+        config: PathBuf,
+        /// Log filter (tracing syntax), e.g. `info` or `yujing=debug,warn`
+        #[arg(long, default_value = "info")]
+        log: String,
+    },
+    /// Make an API token: prints the token (give it to its user) and the [[tokens]] entry for
+    /// yujing.toml (which keeps only its SHA-256).
+    Token {
+        /// Who the token is for
+        #[arg(long)]
+        name: String,
+        /// operator, admin, or department:<id>
+        #[arg(long)]
+        role: String,
     },
     /// Validate sites and rules; print every error as file:line:col: message.
     Check {
@@ -105,9 +140,21 @@ fn main() -> ExitCode {
         }
         Cmd::Demo {
             config,
+            offline: true,
             write_day,
             en,
+            ..
         } => demo(&config, write_day.as_deref(), en),
+        Cmd::Demo {
+            config,
+            listen,
+            mqtt_port,
+            speed,
+            data,
+            ..
+        } => live_demo(config, listen, mqtt_port, speed, data),
+        Cmd::Run { config, log } => run(config, &log),
+        Cmd::Token { name, role } => token(&name, &role),
     };
     match res {
         Ok(code) => code,
@@ -255,5 +302,220 @@ fn demo(dir: &Path, write_day: Option<&Path>, en: bool) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     yujing::sim::demo(cfg, write_day, en, &mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+fn run(config: PathBuf, log: &str) -> Result<ExitCode> {
+    init_logging(log);
+    let dir = if config.is_file() || config.extension().is_some_and(|e| e == "toml") {
+        config
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        config
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let opts = yujing::service::Options {
+        config_dir: dir,
+        overlay: Arc::new(|_| {}),
+        demo: None,
+    };
+    runtime()?.block_on(yujing::service::run(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 16 random bytes as hex, from the operating system's generator.
+fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn token(name: &str, role: &str) -> Result<ExitCode> {
+    if yujing::config::service::Role::parse(role).is_none() {
+        eprintln!("yujing: unknown role `{role}` (operator, admin or department:<id>)");
+        return Ok(ExitCode::from(2));
+    }
+    let t = format!("yj_{}", random_token()?);
+    println!("token (give this to {name}; it is shown only now): {t}");
+    println!();
+    println!("[[tokens]]");
+    println!("name = {:?}", name);
+    println!("role = {:?}", role);
+    println!("sha256 = {:?}", yujing::dispatch::channel::token_hash(&t));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn live_demo(
+    config: PathBuf,
+    listen: String,
+    mqtt_port: u16,
+    speed: f64,
+    data: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use yujing::config::routes::{Channel, ChannelKind};
+    use yujing::config::service::{MqttSettings, Role, Token};
+    use yujing_connectors::broker;
+    init_logging("warn");
+    // check the configuration before starting anything
+    if let Err(code) = load(&config) {
+        return Ok(code);
+    }
+    let mut addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen}: not an address like 127.0.0.1:8088"))?;
+    if std::net::TcpListener::bind(addr).is_err() {
+        let free = broker::free_port()?;
+        eprintln!("yujing demo: {addr} is taken; using port {free}");
+        addr.set_port(free);
+    }
+    let mqtt_port = if broker::port_is_free(mqtt_port) {
+        mqtt_port
+    } else {
+        let free = broker::free_port()?;
+        eprintln!("yujing demo: MQTT port {mqtt_port} is taken; using {free}");
+        free
+    };
+    broker::start(mqtt_port, 1 << 20)?;
+    let data = match data {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("yujing-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let hook_secret = random_token()?;
+    let tokens = [
+        ("demo-operator", Role::Operator, random_token()?),
+        ("demo-zjj", Role::Department("zjj".into()), random_token()?),
+        ("demo-slj", Role::Department("slj".into()), random_token()?),
+        ("demo-admin", Role::Admin, random_token()?),
+    ];
+    let token_table: Vec<Token> = tokens
+        .iter()
+        .map(|(n, r, t)| Token {
+            name: n.to_string(),
+            role: r.clone(),
+            sha256: yujing::dispatch::channel::token_hash(t),
+        })
+        .collect();
+    let secret = hook_secret.clone();
+    let store_dir = data.clone();
+    let overlay: yujing::service::Overlay = Arc::new(move |c: &mut Config| {
+        c.service.http.listen = addr.to_string();
+        c.service.mqtt = Some(MqttSettings {
+            host: "127.0.0.1".into(),
+            port: mqtt_port,
+            client_id: "yujing-demo".into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            topics: vec!["yujing/sensors/+/+".into()],
+            persistent: true,
+            keep_alive: 30_000,
+            max_payload: 64 * 1024,
+            dead_letter_topic: Some("yujing/dead-letter".into()),
+        });
+        c.service.store.path = store_dir.join("yujing-demo.db");
+        c.service.store.dead_letter = store_dir.join("dead-letter.jsonl");
+        c.service.tokens = token_table.clone();
+        c.service.secrets.insert("demo-hook".into(), secret.clone());
+        // every department: a signed webhook to the demo itself, and MQTT
+        c.routes.channels = vec![Channel {
+            id: "mqtt".into(),
+            kind: ChannelKind::Mqtt,
+            url: None,
+            secret: None,
+        }];
+        c.routes.departments.clear();
+        for d in &c.registry.departments {
+            let id = format!("hook-{}", d.id);
+            c.routes.channels.push(Channel {
+                id: id.clone(),
+                kind: ChannelKind::Webhook,
+                url: Some(format!("http://{addr}/demo/hooks/{}", d.id)),
+                secret: Some("demo-hook".into()),
+            });
+            c.routes
+                .departments
+                .push((d.id.clone(), vec![id, "mqtt".into()]));
+        }
+    });
+    let t = |n: &str| {
+        tokens
+            .iter()
+            .find(|x| x.0 == n)
+            .map(|x| x.2.clone())
+            .unwrap_or_default()
+    };
+    let banner = format!(
+        "
+预警 yujing demo: every sample site publishes over MQTT; simulated time runs {speed}x from
+yesterday 00:00 until it catches up with now. Warnings appear within the first minutes.
+
+  API          {{http}}/api/v1/warnings   (OpenAPI: {{http}}/api/v1/openapi.json)
+  live stream  {{http}}/api/v1/stream
+  metrics      {{http}}/metrics
+  MQTT broker  127.0.0.1:{mqtt_port}   (warnings also on yujing/warnings/<department>)
+  data         {data}
+
+Tokens (valid for this run):
+  operator          {op}
+  department zjj    {zjj}   (住房和城乡建设局: construction sites)
+  department slj    {slj}   (水利局: reservoirs and rivers)
+  admin             {admin}
+
+Try:
+  curl -s -H 'Authorization: Bearer {op}' '{{http}}/api/v1/warnings?status=open'
+  curl -N -H 'Authorization: Bearer {zjj}' {{http}}/api/v1/stream
+  curl -s -X POST -H 'Authorization: Bearer {zjj}' {{http}}/api/v1/warnings/<id>/ack
+  curl -s -X POST -H 'Authorization: Bearer {zjj}' -H 'Content-Type: application/json' \\
+       -d '{{\"measures\":\"洒水降尘，停止土方作业\",\"result\":\"PM10已回落\"}}' {{http}}/api/v1/warnings/<id>/feedback
+  curl -s -H 'Authorization: Bearer {zjj}' {{http}}/api/v1/warnings/<id>      (the timeline)
+  mosquitto_sub -p {mqtt_port} -t 'yujing/warnings/#'
+  mosquitto_pub -p {mqtt_port} -t yujing/sensors/cs-01/cs-01-noise -m '{{\"ts\": '$(date +%s000)', \"metric\": \"noise\", \"value\": 88}}'
+
+Webhooks the departments receive are printed below. Ctrl-C stops.
+",
+        data = data.display(),
+        op = t("demo-operator"),
+        zjj = t("demo-zjj"),
+        slj = t("demo-slj"),
+        admin = t("demo-admin"),
+    );
+    let opts = yujing::service::Options {
+        config_dir: config,
+        overlay,
+        demo: Some(yujing::service::DemoOptions {
+            hook_secret,
+            speed,
+            banner,
+        }),
+    };
+    runtime()?.block_on(yujing::service::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }

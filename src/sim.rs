@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub const DAY_START: Ts = 1_795_795_200_000;
 
 /// A small deterministic generator (SplitMix64): the same day every run.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -49,7 +49,7 @@ pub struct SimReading {
     pub value: f64,
 }
 
-fn hour_of(t: Ts) -> f64 {
+pub(crate) fn hour_of(t: Ts) -> f64 {
     (t - DAY_START) as f64 / HOUR as f64
 }
 
@@ -66,7 +66,7 @@ fn ramp(h: f64, a: f64, b: f64, c: f64, d: f64) -> f64 {
     }
 }
 
-fn value(
+pub(crate) fn value(
     rng: &mut Rng,
     site: &str,
     params: &std::collections::BTreeMap<String, f64>,

@@ -354,7 +354,7 @@ fn replay_reads_json_lines_and_ids_are_stable() {
 
 #[test]
 fn demo_replays_the_sample_day() {
-    let out = yujing(&["demo"], &root());
+    let out = yujing(&["demo", "--offline"], &root());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let so = text(&out.stdout);
     for want in [
@@ -368,7 +368,7 @@ fn demo_replays_the_sample_day() {
     ] {
         assert!(so.contains(want), "missing {want:?} in\n{so}");
     }
-    let out = yujing(&["demo", "--en"], &root());
+    let out = yujing(&["demo", "--offline", "--en"], &root());
     assert_has(&text(&out.stdout), "[orange] raise");
 }
 

@@ -50,7 +50,7 @@ fn sample_day() {
     let dir = tempfile::tempdir().expect("tempdir");
     let day = dir.path().join("day.csv");
     let day_s = day.to_str().unwrap_or_default();
-    run(&["demo", "--write-day", day_s]);
+    run(&["demo", "--offline", "--write-day", day_s]);
     let got = run(&["replay", "-i", day_s, "-q"]);
     compare(&got, &root().join("tests/golden/sample_day.expected.jsonl"));
 }

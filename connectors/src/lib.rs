@@ -3,8 +3,13 @@
 //!
 //! # Layout
 //! - [`file`]: recorded input read line by line, with progress by bytes (replay, backtest).
+//! - [`mqtt`]: MQTT subscriptions (QoS 1, persistent session, manual acks) and publishing.
+//! - [`broker`]: the embedded MQTT broker of `yujing demo` (rumqttd).
+//! - [`http`]: HTTP POST out (webhooks, WeCom and DingTalk group robots).
 //!
-//! The live connectors (MQTT, Kafka, HJ 212 over TCP, RTSP, webhooks) join here as protocol
-//! nouns, one module each.
+//! Kafka, HJ 212 over TCP and RTSP join here as protocol nouns, one module each.
 
+pub mod broker;
 pub mod file;
+pub mod http;
+pub mod mqtt;

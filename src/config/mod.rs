@@ -2,7 +2,9 @@
 //! `yujing.toml` (engine settings), `sites.yaml` or `sites.csv` (the registry) and `rules/*.yaml`.
 
 pub mod expr;
+pub mod routes;
 pub mod rules;
+pub mod service;
 pub mod sites;
 pub mod sites_csv;
 pub mod template;
@@ -18,7 +20,7 @@ pub use rules::Rule;
 pub use sites::Registry;
 
 /// Event-time behaviour of the engine (`[engine]` in yujing.toml).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineSettings {
     /// Local time zone for time-of-day scopes, per-day counts and messages.
     pub timezone: Tz,
@@ -152,6 +154,10 @@ pub struct Config {
     pub settings: EngineSettings,
     pub registry: Registry,
     pub rules: Vec<Rule>,
+    /// routes.yaml (defaults: every warning to its site's departments, no channels).
+    pub routes: routes::Routes,
+    /// The service tables of yujing.toml.
+    pub service: service::ServiceSettings,
 }
 
 /// The registry of a config directory: `sites.yaml`, or `sites.csv` when there is no YAML one.
@@ -171,6 +177,7 @@ pub struct Layout {
     pub sites: PathBuf,
     pub rules_dir: PathBuf,
     pub toml: PathBuf,
+    pub routes: PathBuf,
 }
 
 impl Layout {
@@ -192,6 +199,7 @@ impl Layout {
                 return Layout {
                     sites: registry_file(parent),
                     toml: parent.join("yujing.toml"),
+                    routes: parent.join("routes.yaml"),
                     rules_dir: dir.to_path_buf(),
                     dir: parent.to_path_buf(),
                 };
@@ -201,6 +209,7 @@ impl Layout {
         Layout {
             sites: registry_file(&base),
             toml: base.join("yujing.toml"),
+            routes: base.join("routes.yaml"),
             rules_dir: base.join("rules"),
             dir: base,
         }
@@ -244,17 +253,33 @@ impl Config {
     pub fn load(dir: &Path) -> Result<Config, Vec<Diag>> {
         let layout = Layout::find(dir);
         let mut diags = Vec::new();
-        let settings = if layout.toml.exists() {
+        let toml_name = layout.toml.display().to_string();
+        let toml_text = if layout.toml.exists() {
             read(&layout.toml, &mut diags)
-                .and_then(|t| {
-                    engine_settings(&layout.toml.display().to_string(), &t)
-                        .map_err(|e| diags.extend(e))
-                        .ok()
-                })
-                .unwrap_or_default()
         } else {
-            EngineSettings::default()
+            None
         };
+        let settings = toml_text
+            .as_deref()
+            .and_then(|t| {
+                engine_settings(&toml_name, t)
+                    .map_err(|e| diags.extend(e))
+                    .ok()
+            })
+            .unwrap_or_default();
+        let service = toml_text
+            .as_deref()
+            .and_then(|t| {
+                service::load(&toml_name, t, &layout.dir)
+                    .map_err(|e| diags.extend(e))
+                    .ok()
+            })
+            .unwrap_or_else(|| {
+                let mut s = service::ServiceSettings::default();
+                s.store.path = layout.dir.join(&s.store.path);
+                s.store.dead_letter = layout.dir.join(&s.store.dead_letter);
+                s
+            });
         let is_csv = layout.sites.extension().is_some_and(|e| e == "csv");
         if !is_csv && layout.dir.join("sites.csv").exists() && layout.sites.exists() {
             diags.push(Diag {
@@ -299,12 +324,39 @@ impl Config {
         } else {
             Vec::new()
         };
+        let mut routes = routes::Routes::default();
+        if diags.is_empty() && layout.routes.exists() {
+            if let Some(text) = read(&layout.routes, &mut diags) {
+                let name = layout.routes.display().to_string();
+                match routes::load(&name, &text, &registry) {
+                    Ok(r) => {
+                        let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+                        diags.extend(routes::check_rules(&name, &text, &r, &ids));
+                        for c in &r.channels {
+                            if let Some(sec) = &c.secret {
+                                if !service.secrets.contains_key(sec) {
+                                    diags.push(Diag {
+                                        file: name.as_str().into(),
+                                        pos: text.find(sec.as_str()).map(|o| offset_pos(&text, o)).unwrap_or_default(),
+                                        msg: format!("channel `{}`: secret `{sec}` is not in the [secrets] table of yujing.toml", c.id),
+                                    });
+                                }
+                            }
+                        }
+                        routes = r;
+                    }
+                    Err(e) => diags.extend(e),
+                }
+            }
+        }
         if diags.is_empty() {
             Ok(Config {
                 dir: layout.dir,
                 settings,
                 registry,
                 rules,
+                routes,
+                service,
             })
         } else {
             Err(diags)
@@ -328,6 +380,8 @@ impl Config {
             settings,
             registry,
             rules,
+            routes: routes::Routes::default(),
+            service: service::ServiceSettings::default(),
         })
     }
 }

@@ -534,6 +534,10 @@ impl Engine {
     /// Processing time passed (no input): idle sources stop holding the watermark back.
     pub fn tick(&mut self, now: Ts) {
         let wm = self.wm.tick(now);
+        // no event time yet: nothing can be due
+        if wm == Ts::MIN {
+            return;
+        }
         if wm >= self.next_due {
             self.run_due(wm, true);
         }
@@ -896,6 +900,130 @@ impl Engine {
             // a reading is due again within the limit
             self.next_due = self.next_due.min(ts);
         }
+    }
+
+    /// Resume a warning that was firing when the service stopped (from the store), so that the
+    /// same episode keeps its id and its transitions continue its sequence instead of raising a
+    /// second warning. Returns false when the rule or subject no longer exists.
+    pub fn resume(
+        &mut self,
+        rule: &str,
+        subject: &str,
+        level: Level,
+        seq: u32,
+        episode_start: Ts,
+        raised_at: Ts,
+    ) -> bool {
+        let Some(ri) = self.config.rules.iter().position(|r| r.id == rule) else {
+            return false;
+        };
+        let absence = matches!(self.config.rules[ri].body, Body::Absence { .. });
+        let key = if absence || self.config.rules[ri].key == KeyBy::Device {
+            self.config.registry.device(subject)
+        } else {
+            self.config.registry.site(subject)
+        };
+        let Some(key) = key else { return false };
+        if absence && !self.rules[ri].watched.contains(&key) {
+            return false;
+        }
+        let st = self.rules[ri].alerts.entry(key).or_default();
+        if st.firing.is_some() {
+            return true;
+        }
+        st.firing = Some(alert::Firing {
+            episode_start,
+            level,
+            raised_at,
+            seq,
+        });
+        if absence {
+            self.dev[key as usize].offline += 1;
+        }
+        true
+    }
+
+    /// Swap in a new configuration. When the registry is unchanged, every rule whose definition
+    /// is unchanged keeps its windows and warning state (and devices their last-seen times);
+    /// new or edited rules start empty. A changed registry renumbers devices and sites, so then
+    /// every rule starts afresh. Returns (rules kept, rules started afresh).
+    pub fn reload(&mut self, config: Arc<Config>) -> (usize, usize) {
+        let mut next = Engine::new(config);
+        let old = &self.config;
+        let same_registry = format!(
+            "{:?}{:?}{:?}",
+            old.registry.sites, old.registry.devices, old.registry.departments
+        ) == format!(
+            "{:?}{:?}{:?}",
+            next.config.registry.sites,
+            next.config.registry.devices,
+            next.config.registry.departments
+        ) && old.settings == next.config.settings;
+        let total = next.rules.len();
+        if !same_registry {
+            next.stats = std::mem::take(&mut self.stats);
+            *self = next;
+            return (0, total);
+        }
+        let fingerprint = |r: &Rule| {
+            let mut c = r.clone();
+            c.file = Arc::from("");
+            c.pos = Default::default();
+            format!("{c:?}")
+        };
+        let old_prints: Vec<String> = self.config.rules.iter().map(fingerprint).collect();
+        // keep the old watermarks (carried rules' sources index into them)
+        std::mem::swap(&mut next.wm, &mut self.wm);
+        let mut kept = 0;
+        for ni in 0..next.rules.len() {
+            let print = fingerprint(&next.config.rules[ni]);
+            let found =
+                self.config.rules.iter().enumerate().position(|(oi, r)| {
+                    r.id == next.config.rules[ni].id && old_prints[oi] == print
+                });
+            match found {
+                Some(oi) => {
+                    next.rules[ni] = std::mem::replace(
+                        &mut self.rules[oi],
+                        RuleRt {
+                            windows: None,
+                            alerts: FxHashMap::default(),
+                            timing: next.rules[ni].timing,
+                            devices: None,
+                            sources: Vec::new(),
+                            watched: Vec::new(),
+                        },
+                    );
+                    kept += 1;
+                }
+                None => {
+                    let names = next.config.rules[ni].sources.clone();
+                    next.rules[ni].sources = names.iter().map(|s| next.wm.source(s)).collect();
+                }
+            }
+        }
+        // devices: last seen carries; offline counts follow the absence warnings that carried
+        for (d, h) in next.dev.iter_mut().enumerate() {
+            h.last_seen = self.dev[d].last_seen;
+            h.offline = 0;
+        }
+        for rt in &next.rules {
+            if rt.watched.is_empty() {
+                continue;
+            }
+            for (k, st) in &rt.alerts {
+                if st.firing.is_some() {
+                    next.dev[*k as usize].offline += 1;
+                }
+            }
+        }
+        next.started_at = self.started_at;
+        next.next_due = Ts::MIN;
+        next.stats = std::mem::take(&mut self.stats);
+        next.jumps = std::mem::take(&mut self.jumps);
+        next.collect_exceedances = self.collect_exceedances;
+        *self = next;
+        (kept, total - kept)
     }
 
     /// Ids a warning is known by: rule id, subject id and episode start always give the same id.

@@ -312,7 +312,7 @@ impl Panes {
             self.final_until = end;
         }
         // nothing open: remember how far time has been made final
-        let aligned = wm.div_euclid(self.step) * self.step;
+        let aligned = wm.div_euclid(self.step).saturating_mul(self.step);
         if aligned > self.final_until
             && self
                 .panes

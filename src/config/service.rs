@@ -1,0 +1,405 @@
+//! The service tables of `yujing.toml`: HTTP, MQTT, store, dispatch, secrets and API tokens.
+//! (`[engine]` is read by [`super::engine_settings`].)
+//!
+//! ```toml
+//! [http]
+//! listen = "127.0.0.1:8088"
+//! [mqtt]
+//! host = "127.0.0.1"
+//! port = 1883
+//! topics = ["yujing/sensors/+/+"]
+//! [store]
+//! path = "data/yujing.db"
+//! [secrets]
+//! zjj-hook = "a shared HMAC key"        # or: zjj-hook = { env = "YUJING_ZJJ_HOOK" }
+//! [[tokens]]
+//! name = "duty-operator"
+//! role = "operator"                    # operator | department:<id> | admin
+//! sha256 = "<hex SHA-256 of the token>" # `yujing token` makes one
+//! ```
+
+use super::yaml::{Diag, Pos};
+use crate::time::{parse_duration, Millis};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSettings {
+    pub http: HttpSettings,
+    pub mqtt: Option<MqttSettings>,
+    pub store: StoreSettings,
+    pub dispatch: DispatchSettings,
+    /// Secret name -> value (resolved from the environment where the file says so).
+    pub secrets: BTreeMap<String, String>,
+    pub tokens: Vec<Token>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpSettings {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub topics: Vec<String>,
+    pub persistent: bool,
+    pub keep_alive: Millis,
+    pub max_payload: usize,
+    /// Rejected messages are also published here (with the reason).
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    /// Rejected input as JSON lines (reason, detail, topic, payload).
+    pub dead_letter: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchSettings {
+    pub max_attempts: u32,
+    pub retry_base: Millis,
+    pub retry_max: Millis,
+    pub timeout: Millis,
+    pub concurrency: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Operator,
+    Department(String),
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => s
+                .strip_prefix("department:")
+                .filter(|d| !d.is_empty())
+                .map(|d| Role::Department(d.to_string())),
+        }
+    }
+    pub fn as_string(&self) -> String {
+        match self {
+            Role::Operator => "operator".into(),
+            Role::Admin => "admin".into(),
+            Role::Department(d) => format!("department:{d}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Token {
+    pub name: String,
+    pub role: Role,
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            http: HttpSettings {
+                listen: "127.0.0.1:8088".into(),
+            },
+            mqtt: None,
+            store: StoreSettings {
+                path: "data/yujing.db".into(),
+                dead_letter: "data/dead-letter.jsonl".into(),
+            },
+            dispatch: DispatchSettings {
+                max_attempts: 10,
+                retry_base: 1_000,
+                retry_max: 5 * 60_000,
+                timeout: 10_000,
+                concurrency: 16,
+            },
+            secrets: BTreeMap::new(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HttpToml {
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttToml {
+    host: Option<String>,
+    port: Option<u16>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<SecretToml>,
+    ca_file: Option<PathBuf>,
+    topics: Option<Vec<String>>,
+    persistent: Option<bool>,
+    keep_alive: Option<String>,
+    max_payload: Option<usize>,
+    dead_letter_topic: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreToml {
+    path: Option<PathBuf>,
+    dead_letter: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DispatchToml {
+    max_attempts: Option<u32>,
+    retry_base: Option<String>,
+    retry_max: Option<String>,
+    timeout: Option<String>,
+    concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum SecretToml {
+    Plain(String),
+    Env { env: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenToml {
+    name: String,
+    role: String,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    #[serde(default)]
+    #[allow(dead_code)]
+    engine: Option<toml::Table>,
+    #[serde(default)]
+    http: HttpToml,
+    mqtt: Option<MqttToml>,
+    #[serde(default)]
+    store: StoreToml,
+    #[serde(default)]
+    dispatch: DispatchToml,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretToml>,
+    #[serde(default)]
+    tokens: Vec<TokenToml>,
+}
+
+/// Parse the service tables. Relative paths are taken from the config directory `base`.
+pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSettings, Vec<Diag>> {
+    let diag = |pos: Pos, msg: String| Diag {
+        file: file.into(),
+        pos,
+        msg,
+    };
+    let parsed: FileToml = toml::from_str(text).map_err(|e| {
+        let pos = e
+            .span()
+            .map(|s| super::offset_pos(text, s.start))
+            .unwrap_or_default();
+        vec![diag(pos, e.message().to_string())]
+    })?;
+    let mut s = ServiceSettings::default();
+    let mut errs = Vec::new();
+    let at = |key: &str| super::find_pos(text, key);
+    let secret = |v: SecretToml, key: &str, errs: &mut Vec<Diag>| -> Option<String> {
+        match v {
+            SecretToml::Plain(p) => Some(p),
+            SecretToml::Env { env } => match std::env::var(&env) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    errs.push(diag(
+                        at(key),
+                        format!("`{key}` names the environment variable {env}, which is not set"),
+                    ));
+                    None
+                }
+            },
+        }
+    };
+    if let Some(l) = parsed.http.listen {
+        if l.parse::<std::net::SocketAddr>().is_err() {
+            errs.push(diag(
+                at("listen"),
+                format!("http.listen: `{l}` is not an address like 127.0.0.1:8088"),
+            ));
+        }
+        s.http.listen = l;
+    }
+    let duration = |key: &str, v: Option<String>, slot: &mut Millis, errs: &mut Vec<Diag>| {
+        if let Some(v) = v {
+            match parse_duration(&v) {
+                Ok(d) => *slot = d,
+                Err(m) => errs.push(diag(at(key), format!("{key}: {m}"))),
+            }
+        }
+    };
+    if let Some(m) = parsed.mqtt {
+        let mut keep_alive = 30_000;
+        duration("keep_alive", m.keep_alive, &mut keep_alive, &mut errs);
+        let password = m.password.and_then(|p| secret(p, "password", &mut errs));
+        s.mqtt = Some(MqttSettings {
+            host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: m.port.unwrap_or(1883),
+            client_id: m.client_id.unwrap_or_else(|| "yujing".into()),
+            username: m.username,
+            password,
+            ca_file: m.ca_file.map(|p| base.join(p)),
+            topics: m
+                .topics
+                .unwrap_or_else(|| vec!["yujing/sensors/+/+".to_string()]),
+            persistent: m.persistent.unwrap_or(true),
+            keep_alive,
+            max_payload: m.max_payload.unwrap_or(64 * 1024),
+            dead_letter_topic: m.dead_letter_topic,
+        });
+    }
+    if let Some(p) = parsed.store.path {
+        s.store.path = p;
+    }
+    if let Some(p) = parsed.store.dead_letter {
+        s.store.dead_letter = p;
+    }
+    s.store.path = base.join(&s.store.path);
+    s.store.dead_letter = base.join(&s.store.dead_letter);
+    let d = parsed.dispatch;
+    if let Some(n) = d.max_attempts {
+        s.dispatch.max_attempts = n.max(1);
+    }
+    if let Some(n) = d.concurrency {
+        s.dispatch.concurrency = n.max(1);
+    }
+    duration(
+        "retry_base",
+        d.retry_base,
+        &mut s.dispatch.retry_base,
+        &mut errs,
+    );
+    duration(
+        "retry_max",
+        d.retry_max,
+        &mut s.dispatch.retry_max,
+        &mut errs,
+    );
+    duration("timeout", d.timeout, &mut s.dispatch.timeout, &mut errs);
+    for (k, v) in parsed.secrets {
+        if let Some(v) = secret(v, &k, &mut errs) {
+            s.secrets.insert(k, v);
+        }
+    }
+    for t in parsed.tokens {
+        let Some(role) = Role::parse(&t.role) else {
+            errs.push(diag(
+                at(&t.role),
+                format!(
+                    "token `{}`: unknown role `{}` (operator, admin or department:<id>)",
+                    t.name, t.role
+                ),
+            ));
+            continue;
+        };
+        let hash = t.sha256.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            errs.push(diag(
+                at(&t.sha256),
+                format!(
+                    "token `{}`: sha256 must be 64 hex digits (`yujing token` prints one)",
+                    t.name
+                ),
+            ));
+            continue;
+        }
+        s.tokens.push(Token {
+            name: t.name,
+            role,
+            sha256: hash,
+        });
+    }
+    if errs.is_empty() {
+        Ok(s)
+    } else {
+        Err(errs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn reads_every_table() {
+        let text = r#"
+[engine]
+timezone = "Asia/Shanghai"
+[http]
+listen = "127.0.0.1:9000"
+[mqtt]
+port = 1884
+username = "iot"
+password = "iotpass"
+[store]
+path = "var/y.db"
+[dispatch]
+max_attempts = 3
+retry_base = "200ms"
+[secrets]
+hook = "k1"
+[[tokens]]
+name = "ops"
+role = "department:zjj"
+sha256 = "AB00000000000000000000000000000000000000000000000000000000000000"
+"#;
+        let s = load("yujing.toml", text, Path::new("/etc/yujing")).expect("loads");
+        assert_eq!(s.http.listen, "127.0.0.1:9000");
+        let m = s.mqtt.expect("mqtt");
+        assert_eq!((m.port, m.password.as_deref()), (1884, Some("iotpass")));
+        assert_eq!(m.topics, vec!["yujing/sensors/+/+"]);
+        assert_eq!(s.store.path, Path::new("/etc/yujing/var/y.db"));
+        assert_eq!((s.dispatch.max_attempts, s.dispatch.retry_base), (3, 200));
+        assert_eq!(s.secrets.get("hook").map(String::as_str), Some("k1"));
+        assert_eq!(s.tokens[0].role, Role::Department("zjj".into()));
+        assert!(s.tokens[0].sha256.starts_with("ab"));
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let errs = load(
+            "yujing.toml",
+            "[http]\nlisten = \"nowhere\"\n",
+            Path::new(""),
+        )
+        .expect_err("bad address");
+        assert_eq!(
+            errs[0].to_string(),
+            "yujing.toml:2:1: http.listen: `nowhere` is not an address like 127.0.0.1:8088"
+        );
+        let errs = load("yujing.toml", "[mqtt]\nprot = 1\n", Path::new("")).expect_err("typo");
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("yujing.toml:2:1: unknown field `prot`"),
+            "{}",
+            errs[0]
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Every metric the service exports, defined in one place under one naming scheme:
+//! `yujing_<area>_<noun>_<unit>[_total]`, with low-cardinality labels (`connector`, `reason`,
+//! `rule`, `level`, `channel`, `outcome`, never a device id).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Readings taken from each connector.
+    pub readings: IntCounterVec,
+    /// Input rejected, by connector and reason (also in the dead-letter log).
+    pub rejected: IntCounterVec,
+    /// Readings after their windows were final (also counted under `rejected{reason="late"}`).
+    pub late: IntCounter,
+    /// Window series held in memory.
+    pub window_series: IntGauge,
+    /// Windows evaluated against their rules.
+    pub evaluations: IntCounter,
+    /// Warning transitions, by rule, level and kind.
+    pub transitions: IntCounterVec,
+    /// Deliveries by channel type and outcome (delivered, failed, dead).
+    pub deliveries: IntCounterVec,
+    /// From storing a transition to its delivery, by channel type.
+    pub delivery_latency: HistogramVec,
+    /// From a reading's arrival to its transition being stored.
+    pub detect_latency: Histogram,
+    /// Deliveries waiting or given up, by state.
+    pub outbox: IntGaugeVec,
+    /// Configuration reloads by result (ok, error).
+    pub reloads: IntCounterVec,
+    /// Connection state per connector (1 up, 0 down).
+    pub connector_up: IntGaugeVec,
+    /// API requests refused, by status.
+    pub api_refused: IntCounterVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // the definitions below are static: a failure is a programming error caught by the tests
+    r.expect("metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let readings = counter_vec(
+            "yujing_input_readings_total",
+            "Readings taken, by connector",
+            &["connector"],
+        );
+        let rejected = counter_vec(
+            "yujing_input_rejected_total",
+            "Input rejected and dead-lettered, by connector and reason",
+            &["connector", "reason"],
+        );
+        let transitions = counter_vec(
+            "yujing_warnings_transitions_total",
+            "Warning transitions stored, by rule, level and kind",
+            &["rule", "level", "kind"],
+        );
+        let deliveries = counter_vec(
+            "yujing_dispatch_deliveries_total",
+            "Delivery attempts by channel type and outcome",
+            &["channel", "outcome"],
+        );
+        let reloads = counter_vec(
+            "yujing_config_reloads_total",
+            "Configuration reloads by result",
+            &["result"],
+        );
+        let api_refused = counter_vec(
+            "yujing_api_refused_total",
+            "API requests refused, by HTTP status",
+            &["status"],
+        );
+        let late = must(IntCounter::new(
+            "yujing_engine_late_readings_total",
+            "Readings that arrived after their windows were final",
+        ));
+        must(registry.register(Box::new(late.clone())));
+        let evaluations = must(IntCounter::new(
+            "yujing_engine_rule_evaluations_total",
+            "Final windows evaluated against their rules",
+        ));
+        must(registry.register(Box::new(evaluations.clone())));
+        let window_series = must(IntGauge::new(
+            "yujing_engine_window_series",
+            "Window series held in memory",
+        ));
+        must(registry.register(Box::new(window_series.clone())));
+        let delivery_latency = must(HistogramVec::new(
+            HistogramOpts::new(
+                "yujing_dispatch_delivery_latency_seconds",
+                "From storing a transition to its delivery",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["channel"],
+        ));
+        must(registry.register(Box::new(delivery_latency.clone())));
+        let detect_latency = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "yujing_engine_detect_latency_seconds",
+                "From the arrival of the reading that closed a window to its transition being stored",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+        ));
+        must(registry.register(Box::new(detect_latency.clone())));
+        let outbox = must(IntGaugeVec::new(
+            Opts::new(
+                "yujing_dispatch_outbox_deliveries",
+                "Deliveries in the outbox, by state",
+            ),
+            &["state"],
+        ));
+        must(registry.register(Box::new(outbox.clone())));
+        let connector_up = must(IntGaugeVec::new(
+            Opts::new(
+                "yujing_connector_up",
+                "Connection state per connector (1 up, 0 down)",
+            ),
+            &["connector"],
+        ));
+        must(registry.register(Box::new(connector_up.clone())));
+        Metrics {
+            registry,
+            readings,
+            rejected,
+            late,
+            window_series,
+            evaluations,
+            transitions,
+            deliveries,
+            delivery_latency,
+            detect_latency,
+            outbox,
+            reloads,
+            connector_up,
+            api_refused,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_follows_the_naming_scheme() {
+        let m = Metrics::new();
+        m.readings.with_label_values(&["mqtt"]).inc();
+        m.rejected.with_label_values(&["mqtt", "malformed"]).inc();
+        m.transitions
+            .with_label_values(&["r", "red", "raise"])
+            .inc();
+        m.deliveries
+            .with_label_values(&["webhook", "delivered"])
+            .inc();
+        m.delivery_latency
+            .with_label_values(&["webhook"])
+            .observe(0.01);
+        m.outbox.with_label_values(&["pending"]).set(1);
+        m.reloads.with_label_values(&["ok"]).inc();
+        m.connector_up.with_label_values(&["mqtt"]).set(1);
+        m.api_refused.with_label_values(&["401"]).inc();
+        let text = m.render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap_or("");
+            assert!(name.starts_with("yujing_"), "{name}");
+            if line.ends_with("counter") {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(
+            text.contains("yujing_input_rejected_total{connector=\"mqtt\",reason=\"malformed\"} 1")
+        );
+    }
+}

@@ -1,0 +1,402 @@
+//! `yujing run` and `yujing demo`: the live service wired together.
+//!
+//! ```text
+//! MQTT source --> pipeline (decode, engine, render, route, store) --> outbox --> dispatcher --> channels
+//!                     ^  |                                              ^
+//!        reload ------'  '--> live events (SSE)        deadline watcher '
+//! HTTP API: reads the store, asks the pipeline for the engine's state, acts on warnings
+//! ```
+//!
+//! Shutdown (Ctrl-C or SIGTERM) drains in this order:
+//! 1. the MQTT source stops taking messages;
+//! 2. the pipeline processes what it had received and stores the transitions (open windows are
+//!    not judged early);
+//! 3. acknowledgements are flushed to the broker and the source disconnects;
+//! 4. deliveries under way finish; the rest stay queued in the outbox for the next start;
+//! 5. the deadline watcher and the MQTT publisher stop;
+//! 6. the HTTP API stops (open event streams get two seconds);
+//! 7. the store is closed.
+
+pub mod pipeline;
+pub mod simulate;
+
+use crate::api::{self, AppState, DemoHooks};
+use crate::config::service::MqttSettings;
+use crate::config::Config;
+use crate::dispatch::{self, Dispatcher};
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use pipeline::{DeadLetter, Pipeline, ReloadResult, Request};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use yujing_connectors::http::HttpOut;
+use yujing_connectors::mqtt::{self, LinkState, MqttConfig, Publisher};
+
+/// Applied to every configuration loaded (at start and on each reload): the demo's overrides,
+/// or nothing.
+pub type Overlay = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
+pub struct Options {
+    pub config_dir: PathBuf,
+    pub overlay: Overlay,
+    /// The demo: webhooks to itself, the simulator, and its banner.
+    pub demo: Option<DemoOptions>,
+}
+
+pub struct DemoOptions {
+    pub hook_secret: String,
+    pub speed: f64,
+    /// Printed once everything listens.
+    pub banner: String,
+}
+
+fn mqtt_config(m: &MqttSettings, suffix: &str) -> MqttConfig {
+    MqttConfig {
+        host: m.host.clone(),
+        port: m.port,
+        client_id: format!("{}{suffix}", m.client_id),
+        username: m.username.clone(),
+        password: m.password.clone(),
+        ca_file: m.ca_file.clone(),
+        persistent: m.persistent,
+        keep_alive: Duration::from_millis(m.keep_alive.max(5_000) as u64),
+        inflight: 100,
+    }
+}
+
+/// Load the config directory with the overlay applied.
+pub fn load(dir: &std::path::Path, overlay: &Overlay) -> Result<Config> {
+    match Config::load(dir) {
+        Ok(mut c) => {
+            // live, a device never heard from is as silent as one that stopped
+            c.settings.watch_unseen_devices = true;
+            overlay(&mut c);
+            Ok(c)
+        }
+        Err(diags) => {
+            let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+            anyhow::bail!("the configuration has errors:\n{}", text.join("\n"))
+        }
+    }
+}
+
+/// Track a connector's state in `/metrics`.
+fn watch_link(metrics: Arc<Metrics>, name: &'static str, mut rx: watch::Receiver<LinkState>) {
+    tokio::spawn(async move {
+        loop {
+            let up = *rx.borrow_and_update() == LinkState::Up;
+            metrics
+                .connector_up
+                .with_label_values(&[name])
+                .set(i64::from(up));
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return "Ctrl-C";
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Reload on SIGHUP and when a config file changes (debounced).
+fn reload_triggers(
+    dir: PathBuf,
+    engine: mpsc::Sender<Request>,
+    cancel: CancellationToken,
+) -> Option<notify::RecommendedWatcher> {
+    #[cfg(unix)]
+    {
+        let engine = engine.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        if engine.send(Request::Reload("SIGHUP".into(), tx)).await.is_err() { break; }
+                        let _ = rx.await;
+                    }
+                    _ = cancel.cancelled() => break,
+                }
+            }
+        });
+    }
+    use notify::Watcher;
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = match notify::recommended_watcher(
+        move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                let relevant = ev.paths.iter().any(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    (name.ends_with(".yaml")
+                        || name.ends_with(".yml")
+                        || name.ends_with(".csv")
+                        || name == "yujing.toml")
+                        && !p.components().any(|c| c.as_os_str() == "tests")
+                });
+                if relevant && (ev.kind.is_modify() || ev.kind.is_create() || ev.kind.is_remove()) {
+                    let _ = tx.send(());
+                }
+            }
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config directory; reload with SIGHUP or POST /api/v1/reload");
+            return None;
+        }
+    };
+    for p in [dir.clone(), dir.join("rules")] {
+        if p.exists() {
+            if let Err(e) = watcher.watch(&p, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(error = %e, path = %p.display(), "cannot watch");
+            }
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() { break; }
+                    // editors write in several steps: wait for the burst to end
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    while rx.try_recv().is_ok() {}
+                    let (tx, r) = tokio::sync::oneshot::channel();
+                    if engine.send(Request::Reload("file change".into(), tx)).await.is_err() { break; }
+                    let _ = r.await;
+                }
+                _ = cancel.cancelled() => break,
+            }
+        }
+    });
+    Some(watcher)
+}
+
+/// Run the service until Ctrl-C or SIGTERM.
+pub async fn run(opts: Options) -> Result<()> {
+    let config = Arc::new(load(&opts.config_dir, &opts.overlay)?);
+    let svc = config.service.clone();
+    let metrics = Arc::new(Metrics::new());
+    let store = Store::open(&svc.store.path)
+        .await
+        .with_context(|| format!("opening the store {}", svc.store.path.display()))?;
+    let released = store.release_leases().await?;
+    if released > 0 {
+        tracing::warn!(released, "deliveries that were under way when the service last stopped are sent again (same idempotency keys)");
+    }
+    let (config_tx, config_rx) = watch::channel(config.clone());
+    let (events, _) = broadcast::channel(1024);
+    let wake = Arc::new(Notify::new());
+    let cancel = CancellationToken::new();
+
+    // MQTT in and out
+    let (msg_tx, msg_rx) = mpsc::channel(4096);
+    let stop_source = CancellationToken::new();
+    let source_done = CancellationToken::new();
+    let mut source = None;
+    let mut publisher: Option<Publisher> = None;
+    let mut mqtt_up = None;
+    if let Some(m) = &svc.mqtt {
+        let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
+        watch_link(metrics.clone(), "mqtt", state_rx.clone());
+        mqtt_up = Some(state_rx);
+        let (acker, handle) = mqtt::subscribe(
+            &mqtt_config(m, ""),
+            m.topics.clone(),
+            msg_tx,
+            state_tx,
+            stop_source.clone(),
+            source_done.clone(),
+        )?;
+        source = Some((acker, handle));
+        let (ptx, prx) = watch::channel(LinkState::Connecting);
+        watch_link(metrics.clone(), "mqtt_out", prx);
+        let (p, _) = Publisher::connect(&mqtt_config(m, "-out"), ptx)?;
+        publisher = Some(p);
+    } else {
+        drop(msg_tx);
+        tracing::warn!("no [mqtt] table in yujing.toml: no readings will come in");
+    }
+
+    // the engine, resumed from the store
+    let mut engine = Engine::new(config.clone());
+    engine.source("mqtt");
+    let dead_topic = svc
+        .mqtt
+        .as_ref()
+        .and_then(|m| m.dead_letter_topic.clone())
+        .and_then(|t| publisher.clone().map(|p| (p, t)));
+    let dead = DeadLetter::open(&svc.store.dead_letter, dead_topic).with_context(|| {
+        format!(
+            "opening the dead-letter file {}",
+            svc.store.dead_letter.display()
+        )
+    })?;
+    let reload_state = Arc::new(Mutex::new(ReloadResult {
+        at: crate::time::format_ts(crate::store::now_ms(), config.settings.timezone),
+        ok: true,
+        errors: Vec::new(),
+        kept: 0,
+        reset: config.rules.len(),
+        trigger: "start".into(),
+    }));
+    let mut pipe = Pipeline::new(
+        engine,
+        store.clone(),
+        metrics.clone(),
+        events.clone(),
+        wake.clone(),
+        dead,
+        config_tx,
+        reload_state.clone(),
+        opts.config_dir.clone(),
+        opts.overlay.clone(),
+    );
+    let resumed = pipe.resume().await?;
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "warnings still firing at the last stop resume their episodes"
+        );
+    }
+    let (req_tx, req_rx) = mpsc::channel(64);
+    let acker = source.as_ref().map(|(a, _)| a.clone());
+    let pipeline_task = tokio::spawn(pipe.run(msg_rx, acker, req_rx));
+
+    // dispatch
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        config: config_rx.clone(),
+        http: HttpOut::new(Duration::from_millis(svc.dispatch.timeout as u64))?,
+        mqtt: publisher.clone(),
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+    };
+    let dispatch_cancel = CancellationToken::new();
+    let dispatch_task = tokio::spawn(dispatcher.run(dispatch_cancel.clone()));
+    let deadline_task = tokio::spawn(dispatch::watch_deadlines(
+        store.clone(),
+        config_rx.clone(),
+        wake.clone(),
+        Duration::from_millis(500),
+        dispatch_cancel.clone(),
+    ));
+
+    // HTTP
+    let demo_hooks = opts.demo.as_ref().map(|d| {
+        Arc::new(DemoHooks {
+            secret: d.hook_secret.clone(),
+            received: Mutex::new(Vec::new()),
+        })
+    });
+    let state = AppState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        config: config_rx.clone(),
+        engine: req_tx.clone(),
+        events: events.clone(),
+        reload: reload_state,
+        mqtt_up,
+        demo_hooks,
+    };
+    let listener = tokio::net::TcpListener::bind(&svc.http.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (choose another with --listen or [http] listen)",
+                svc.http.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+    // the line tests and scripts wait for
+    println!("yujing: listening on http://{local}");
+    tracing::info!(%local, "HTTP API up");
+    let http_cancel = CancellationToken::new();
+    let hc = http_cancel.clone();
+    let http_task = tokio::spawn(async move {
+        let r = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { hc.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let _watcher = reload_triggers(opts.config_dir.clone(), req_tx.clone(), cancel.clone());
+    drop(req_tx);
+
+    let sim_cancel = CancellationToken::new();
+    if let Some(d) = &opts.demo {
+        println!("{}", d.banner.replace("{http}", &format!("http://{local}")));
+        if let Some(p) = &publisher {
+            tokio::spawn(simulate::run(
+                config.clone(),
+                p.clone(),
+                d.speed,
+                sim_cancel.clone(),
+            ));
+        }
+    }
+
+    let why = shutdown_signal().await;
+    tracing::info!(
+        signal = why,
+        "shutting down: sources, engine, acknowledgements, deliveries, API, store"
+    );
+    eprintln!(
+        "yujing: {why}: draining (sources, engine, acknowledgements, deliveries, API, store)"
+    );
+    sim_cancel.cancel();
+    cancel.cancel();
+    // 1-3: sources stop; the pipeline drains and stores; acks are flushed; disconnect
+    stop_source.cancel();
+    let _ = pipeline_task.await;
+    source_done.cancel();
+    if let Some((_, h)) = source {
+        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+    }
+    // 4-5: deliveries under way finish; the rest stay queued
+    dispatch_cancel.cancel();
+    let _ = dispatch_task.await;
+    let _ = deadline_task.await;
+    if let Some(p) = &publisher {
+        p.disconnect().await;
+    }
+    // 6: the API
+    http_cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    // 7: the store
+    store.close().await;
+    eprintln!("yujing: stopped");
+    Ok(())
+}

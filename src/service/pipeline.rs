@@ -1,0 +1,604 @@
+//! The live pipeline: one task owns the engine. MQTT messages come in, are decoded and pushed;
+//! transitions are rendered, routed, and stored (with the deliveries they owe) before the
+//! message is acknowledged to the broker; the API asks it for the engine's state; a reload swaps
+//! the configuration in place.
+
+use crate::config::sites::SiteKind;
+use crate::config::Config;
+use crate::decode;
+use crate::engine::{Engine, Subject};
+use crate::event::{Level, RejectReason};
+use crate::metrics::Metrics;
+use crate::store::{now_ms, NewTransition, Store};
+use crate::time::{format_ts, Ts};
+use crate::warnings::render;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use yujing_connectors::mqtt::{Acker, Message, Publisher};
+
+/// A change the live stream (SSE) reports: a transition or a department's action.
+#[derive(Clone, Debug)]
+pub struct LiveEvent {
+    /// `transition` or `update`.
+    pub kind: &'static str,
+    pub id: String,
+    pub departments: Vec<String>,
+    /// The JSON sent to clients.
+    pub data: String,
+}
+
+/// The result of the last configuration (re)load.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadResult {
+    pub at: String,
+    pub ok: bool,
+    pub errors: Vec<String>,
+    /// Rules that kept their window and warning state, and rules that started afresh.
+    pub kept: usize,
+    pub reset: usize,
+    pub trigger: String,
+}
+
+/// What the API asks of the engine.
+pub enum Request {
+    Sites(oneshot::Sender<Vec<SiteView>>),
+    Reload(String, oneshot::Sender<ReloadResult>),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LatestReading {
+    pub metric: String,
+    pub value: f64,
+    pub ts: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub metrics: Vec<String>,
+    /// online | offline (an absence warning is open) | unseen (nothing since start)
+    pub status: &'static str,
+    pub last_seen: Option<String>,
+    pub readings: Vec<LatestReading>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteView {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
+    pub kind: SiteKind,
+    pub departments: Vec<String>,
+    pub location: crate::config::sites::Location,
+    pub params: std::collections::BTreeMap<String, f64>,
+    /// Warnings firing now: (rule, level).
+    pub firing: Vec<(String, Level)>,
+    pub devices: Vec<DeviceView>,
+}
+
+/// Rejected input, as JSON lines in a file and optionally on an MQTT topic. Log lines about
+/// rejections are rate-limited (one per reason per 10 s); every one is counted.
+pub struct DeadLetter {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    topic: Option<(Publisher, String)>,
+    last_log: FxHashMap<&'static str, Instant>,
+}
+
+impl DeadLetter {
+    pub fn open(path: &Path, topic: Option<(Publisher, String)>) -> std::io::Result<DeadLetter> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(DeadLetter {
+            file: Some(std::io::BufWriter::new(f)),
+            topic,
+            last_log: FxHashMap::default(),
+        })
+    }
+
+    async fn write(
+        &mut self,
+        connector: &str,
+        reason: RejectReason,
+        detail: &str,
+        topic: &str,
+        payload: &[u8],
+    ) {
+        let shown = &payload[..payload.len().min(4096)];
+        let line = serde_json::json!({
+            "at": now_ms(),
+            "connector": connector,
+            "reason": reason.as_str(),
+            "detail": detail,
+            "topic": topic,
+            "payload": String::from_utf8_lossy(shown),
+            "payload_bytes": payload.len(),
+        })
+        .to_string();
+        if let Some(f) = &mut self.file {
+            if let Err(e) = writeln!(f, "{line}") {
+                tracing::error!(error = %e, "cannot write the dead-letter file");
+            }
+        }
+        if let Some((p, t)) = &self.topic {
+            let _ = p.publish(t, line.into_bytes()).await;
+        }
+        let now = Instant::now();
+        let due = self
+            .last_log
+            .get(reason.as_str())
+            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(10));
+        if due {
+            self.last_log.insert(reason.as_str(), now);
+            tracing::warn!(connector, reason = reason.as_str(), detail, topic, "input rejected (dead-lettered; further ones for this reason are counted, logged at most every 10 s)");
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(f) = &mut self.file {
+            let _ = f.flush();
+        }
+    }
+}
+
+pub struct Pipeline {
+    pub engine: Engine,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub events: broadcast::Sender<Arc<LiveEvent>>,
+    pub wake: Arc<Notify>,
+    pub dead: DeadLetter,
+    pub config_tx: watch::Sender<Arc<Config>>,
+    pub reload_state: Arc<Mutex<ReloadResult>>,
+    pub config_dir: PathBuf,
+    overlay: super::Overlay,
+    latest: FxHashMap<u32, Vec<(Box<str>, Ts, f64)>>,
+    source: usize,
+    seen: [u64; 4],
+}
+
+impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mut engine: Engine,
+        store: Store,
+        metrics: Arc<Metrics>,
+        events: broadcast::Sender<Arc<LiveEvent>>,
+        wake: Arc<Notify>,
+        dead: DeadLetter,
+        config_tx: watch::Sender<Arc<Config>>,
+        reload_state: Arc<Mutex<ReloadResult>>,
+        config_dir: PathBuf,
+        overlay: super::Overlay,
+    ) -> Pipeline {
+        let source = engine.source("mqtt");
+        Pipeline {
+            engine,
+            store,
+            metrics,
+            events,
+            wake,
+            dead,
+            config_tx,
+            reload_state,
+            config_dir,
+            overlay,
+            latest: FxHashMap::default(),
+            source,
+            seen: [0; 4],
+        }
+    }
+
+    /// Resume the warnings that were firing when the service stopped.
+    pub async fn resume(&mut self) -> Result<usize, crate::store::StoreError> {
+        let mut n = 0;
+        for (w, episode_start) in self.store.active().await? {
+            let Some(level) = Level::parse(&w.level) else {
+                continue;
+            };
+            if self.engine.resume(
+                &w.rule,
+                &w.subject,
+                level,
+                w.seq as u32,
+                episode_start,
+                w.raised_at,
+            ) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Run until the message channel closes (its sources stopped); requests are answered
+    /// meanwhile and the engine ticks every second by the clock.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Message>,
+        acker: Option<Acker>,
+        mut requests: mpsc::Receiver<Request>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests_open = true;
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => {
+                        self.on_message(&m).await;
+                        if let Some(a) = &acker {
+                            if let Err(e) = a.ack(&m).await {
+                                tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker will redeliver it");
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                r = requests.recv(), if requests_open => match r {
+                    Some(r) => self.on_request(r).await,
+                    None => requests_open = false,
+                },
+                _ = tick.tick() => {
+                    self.engine.tick(now_ms());
+                    self.flush(now_ms()).await;
+                    self.sync_metrics();
+                    self.dead.flush();
+                }
+            }
+        }
+        // the sources stopped: what was taken is stored; windows still open are not judged early
+        self.flush(now_ms()).await;
+        self.sync_metrics();
+        self.dead.flush();
+    }
+
+    async fn on_request(&mut self, r: Request) {
+        match r {
+            Request::Sites(reply) => {
+                let _ = reply.send(self.sites());
+            }
+            Request::Reload(trigger, reply) => {
+                let res = self.reload(&trigger);
+                let _ = reply.send(res);
+            }
+        }
+    }
+
+    /// Validate the whole config directory again; swap it in only if it is clean.
+    pub fn reload(&mut self, trigger: &str) -> ReloadResult {
+        let tz = self.engine.config.settings.timezone;
+        let at = format_ts(now_ms(), tz);
+        let res = match Config::load(&self.config_dir) {
+            Err(diags) => {
+                let errors: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                for e in &errors {
+                    tracing::error!(error = %e, "reload rejected; the previous configuration keeps running");
+                }
+                self.metrics.reloads.with_label_values(&["error"]).inc();
+                ReloadResult {
+                    at,
+                    ok: false,
+                    errors,
+                    kept: 0,
+                    reset: 0,
+                    trigger: trigger.into(),
+                }
+            }
+            Ok(cfg) => {
+                let mut cfg = cfg;
+                cfg.settings.watch_unseen_devices = true;
+                (self.overlay)(&mut cfg);
+                // connection settings (HTTP, MQTT, store) take effect on restart; tokens, secrets
+                // and dispatch settings now
+                let running = &self.engine.config.service;
+                cfg.service.http = running.http.clone();
+                cfg.service.mqtt = running.mqtt.clone();
+                cfg.service.store = running.store.clone();
+                let cfg = Arc::new(cfg);
+                let (kept, reset) = self.engine.reload(cfg.clone());
+                self.source = self.engine.source("mqtt");
+                self.config_tx.send_replace(cfg);
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(kept, reset, trigger, "configuration reloaded");
+                ReloadResult {
+                    at,
+                    ok: true,
+                    errors: Vec::new(),
+                    kept,
+                    reset,
+                    trigger: trigger.into(),
+                }
+            }
+        };
+        if let Ok(mut s) = self.reload_state.lock() {
+            *s = res.clone();
+        }
+        res
+    }
+
+    async fn on_message(&mut self, m: &Message) {
+        let now = now_ms();
+        let max = self
+            .engine
+            .config
+            .service
+            .mqtt
+            .as_ref()
+            .map_or(64 * 1024, |m| m.max_payload);
+        if m.payload.len() > max {
+            self.reject(
+                RejectReason::Oversize,
+                &format!("{} bytes, the limit is {max}", m.payload.len()),
+                m,
+            )
+            .await;
+            return;
+        }
+        let mut parts = m.topic.rsplit('/');
+        let (Some(device), Some(site)) = (parts.next(), parts.next()) else {
+            self.reject(
+                RejectReason::Malformed,
+                "topic is not .../{site}/{device}",
+                m,
+            )
+            .await;
+            return;
+        };
+        let tz = self.engine.config.settings.timezone;
+        let src = self.source;
+        let engine = &mut self.engine;
+        let latest = &mut self.latest;
+        let mut rejected: Vec<(RejectReason, String)> = Vec::new();
+        let res = decode::json::decode(&m.payload, Some(site), Some(device), tz, &mut |mut r| {
+            r.arrival = now;
+            r.source = src;
+            match engine.push(&r) {
+                Ok(()) => {
+                    if let Some(d) = engine.config.registry.device(r.device) {
+                        let v = latest.entry(d).or_default();
+                        match v.iter_mut().find(|(mm, _, _)| &**mm == r.metric) {
+                            Some(slot) if slot.1 <= r.ts => *slot = (slot.0.clone(), r.ts, r.value),
+                            Some(_) => {}
+                            None => v.push((r.metric.into(), r.ts, r.value)),
+                        }
+                    }
+                }
+                Err(reason) => {
+                    rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)))
+                }
+            }
+        });
+        if let Err(e) = res {
+            self.reject(e.reason, &e.detail, m).await;
+        }
+        for (reason, detail) in rejected {
+            if reason == RejectReason::Late {
+                self.metrics.late.inc();
+            }
+            self.dead
+                .write("mqtt", reason, &detail, &m.topic, &m.payload)
+                .await;
+        }
+        for (reason, held) in self.engine.take_deferred_rejects() {
+            let detail = format!("{held:?}");
+            self.dead
+                .write("mqtt", reason, &detail, &m.topic, &m.payload)
+                .await;
+        }
+        if !self.engine.transitions.is_empty() {
+            self.flush(now).await;
+            self.metrics
+                .detect_latency
+                .observe((now_ms() - now).max(0) as f64 / 1000.0);
+        }
+    }
+
+    async fn reject(&mut self, reason: RejectReason, detail: &str, m: &Message) {
+        // counted like the engine's own rejections (synced into /metrics)
+        self.engine.stats.readings += 1;
+        self.engine.stats.rejected[reason as usize] += 1;
+        self.dead
+            .write("mqtt", reason, detail, &m.topic, &m.payload)
+            .await;
+    }
+
+    /// Render, route and store the engine's transitions; retried until the store takes them
+    /// (input waits meanwhile: nothing is acknowledged that is not stored).
+    async fn flush(&mut self, now: Ts) {
+        if self.engine.transitions.is_empty() {
+            return;
+        }
+        let transitions = std::mem::take(&mut self.engine.transitions);
+        let cfg = self.engine.config.clone();
+        let mut batch = Vec::with_capacity(transitions.len());
+        for t in &transitions {
+            let w = render(&self.engine, t);
+            let site = &cfg.registry.sites[t.site as usize];
+            let resolved = cfg.routes.resolve(
+                site.kind.as_str(),
+                &site.id,
+                w.rule,
+                w.level,
+                &site.departments,
+            );
+            let mut doc = match serde_json::to_value(&w) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot render a warning");
+                    continue;
+                }
+            };
+            doc["departments"] = serde_json::json!(resolved.departments);
+            let mut deliveries = Vec::new();
+            for d in &resolved.departments {
+                for c in cfg.routes.channels_of(d) {
+                    deliveries.push((d.clone(), c.clone()));
+                }
+            }
+            batch.push(NewTransition {
+                id: w.id.clone(),
+                seq: t.step.seq,
+                kind: t.step.kind,
+                reopened: t.step.reopened,
+                level: t.step.level,
+                previous: t.step.previous,
+                rule: w.rule.to_string(),
+                site: site.id.clone(),
+                site_kind: site.kind.as_str().to_string(),
+                subject: w.subject.to_string(),
+                title: w.title.to_string(),
+                message: w.message.clone(),
+                value: w.value,
+                threshold: w.threshold,
+                at: t.at,
+                raised_at: t.step.raised_at,
+                episode_start: t.step.episode_start,
+                doc: doc.to_string(),
+                departments: resolved.departments,
+                deadlines: resolved.deadlines,
+                supervisor: resolved.supervisor,
+                deliveries,
+            });
+        }
+        let mut wait = Duration::from_millis(100);
+        let fresh = loop {
+            match self.store.record(&batch, now).await {
+                Ok(f) => break f,
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot store warnings; input waits until the store takes them");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        for (t, new) in batch.iter().zip(fresh) {
+            if !new {
+                continue;
+            }
+            self.metrics
+                .transitions
+                .with_label_values(&[&t.rule, t.level.as_str(), t.kind.as_str()])
+                .inc();
+            tracing::info!(warning = %t.id, rule = %t.rule, site = %t.site, level = t.level.as_str(), transition = t.kind.as_str(), "{}", t.message);
+            let _ = self.events.send(Arc::new(LiveEvent {
+                kind: "transition",
+                id: t.id.clone(),
+                departments: t.departments.clone(),
+                data: t.doc.clone(),
+            }));
+        }
+        self.wake.notify_one();
+    }
+
+    fn sync_metrics(&mut self) {
+        let s = &self.engine.stats;
+        let now = [s.readings, s.windows_closed, 0, 0];
+        self.metrics
+            .readings
+            .with_label_values(&["mqtt"])
+            .inc_by(now[0].saturating_sub(self.seen[0]));
+        self.metrics
+            .evaluations
+            .inc_by(now[1].saturating_sub(self.seen[1]));
+        self.seen = now;
+        for r in RejectReason::ALL {
+            let c = self
+                .metrics
+                .rejected
+                .with_label_values(&["mqtt", r.as_str()]);
+            let total = s.rejected(r);
+            if total > c.get() {
+                c.inc_by(total - c.get());
+            }
+        }
+        self.metrics
+            .window_series
+            .set(self.engine.window_entries() as i64);
+    }
+
+    fn sites(&self) -> Vec<SiteView> {
+        let cfg = &self.engine.config;
+        let tz = cfg.settings.timezone;
+        let firing = self.engine.firing();
+        let mut offline = rustc_hash::FxHashSet::default();
+        for (ri, subj, _) in &firing {
+            if let (crate::config::rules::Body::Absence { .. }, Subject::Device(d)) =
+                (&cfg.rules[*ri].body, subj)
+            {
+                offline.insert(*d);
+            }
+        }
+        cfg.registry
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(si, s)| SiteView {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                name_en: s.name_en.clone(),
+                kind: s.kind,
+                departments: s.departments.clone(),
+                location: s.location.clone(),
+                params: s.params.clone(),
+                firing: firing
+                    .iter()
+                    .filter(|(_, subj, _)| match subj {
+                        Subject::Site(x) => *x as usize == si,
+                        Subject::Device(d) => cfg.registry.devices[*d as usize].site as usize == si,
+                    })
+                    .map(|(ri, _, l)| (cfg.rules[*ri].id.clone(), *l))
+                    .collect(),
+                devices: s
+                    .devices
+                    .iter()
+                    .map(|&d| {
+                        let dev = &cfg.registry.devices[d as usize];
+                        let readings: Vec<LatestReading> = self
+                            .latest
+                            .get(&d)
+                            .map(|v| {
+                                v.iter()
+                                    .map(|(m, ts, val)| LatestReading {
+                                        metric: m.to_string(),
+                                        value: *val,
+                                        ts: format_ts(*ts, tz),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let last = self
+                            .latest
+                            .get(&d)
+                            .and_then(|v| v.iter().map(|x| x.1).max());
+                        DeviceView {
+                            id: dev.id.clone(),
+                            kind: dev.kind.clone(),
+                            metrics: dev.metrics.clone(),
+                            status: if offline.contains(&d) {
+                                "offline"
+                            } else if last.is_none() {
+                                "unseen"
+                            } else {
+                                "online"
+                            },
+                            last_seen: last.map(|t| format_ts(t, tz)),
+                            readings,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}

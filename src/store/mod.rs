@@ -1,0 +1,896 @@
+//! The store (SQLite, embedded): warnings with their full timeline, the transitions that made
+//! them, and the delivery outbox. A transition and every delivery it owes are written in one
+//! transaction before anything is sent, so a crash between the two loses nothing; the outbox key
+//! (warning id, transition, purpose, department, channel) makes storing twice harmless.
+//!
+//! Schema migrations are versioned (`migrations/NNNN_name.sql`, applied in order, recorded with a
+//! checksum in `_sqlx_migrations`).
+
+use crate::config::routes::Deadlines;
+use crate::engine::alert::TransitionKind;
+use crate::event::Level;
+use crate::time::Ts;
+use serde::Serialize;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlSafeStr, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the store directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    #[error("stored JSON is damaged: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A transition ready to store: the rendered warning document and what routing decided.
+#[derive(Clone, Debug)]
+pub struct NewTransition {
+    pub id: String,
+    pub seq: u32,
+    pub kind: TransitionKind,
+    pub reopened: bool,
+    pub level: Level,
+    pub previous: Option<Level>,
+    pub rule: String,
+    pub site: String,
+    pub site_kind: String,
+    pub subject: String,
+    pub title: String,
+    pub message: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    /// Event time of the transition and of the raise.
+    pub at: Ts,
+    pub raised_at: Ts,
+    pub episode_start: Ts,
+    /// The warning document (JSON) as delivered.
+    pub doc: String,
+    pub departments: Vec<String>,
+    pub deadlines: Deadlines,
+    pub supervisor: Option<String>,
+    /// (department, channel) pairs owed a delivery.
+    pub deliveries: Vec<(String, String)>,
+}
+
+/// A warning as listed.
+#[derive(Clone, Debug, Serialize)]
+pub struct WarningRow {
+    pub id: String,
+    pub rule: String,
+    pub site: String,
+    pub site_kind: String,
+    pub subject: String,
+    pub level: String,
+    pub status: String,
+    pub active: bool,
+    pub seq: i64,
+    pub title: String,
+    pub message: String,
+    pub departments: Vec<String>,
+    pub raised_at: Ts,
+    pub stored_at: Ts,
+    pub updated_at: Ts,
+    pub ack_due: Option<Ts>,
+    pub handle_due: Option<Ts>,
+    pub acked_at: Option<Ts>,
+    pub handled_at: Option<Ts>,
+    pub closed_at: Option<Ts>,
+    pub cleared_at: Option<Ts>,
+    pub overdue_step: i64,
+    pub supervisor: Option<String>,
+    #[serde(skip)]
+    pub doc: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineEntry {
+    pub at: Ts,
+    pub kind: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+}
+
+/// One delivery owed.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub key: String,
+    pub warning_id: String,
+    pub seq: i64,
+    pub purpose: String,
+    pub department: String,
+    pub channel: String,
+    #[serde(skip)]
+    pub doc: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_at: Ts,
+    pub created_at: Ts,
+    pub delivered_at: Option<Ts>,
+    pub last_error: Option<String>,
+}
+
+/// Filters for listing warnings (all optional).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub level: Option<String>,
+    pub department: Option<String>,
+    pub site: Option<String>,
+    pub rule: Option<String>,
+    /// Raised at or after / before (event time, ms).
+    pub from: Option<Ts>,
+    pub to: Option<Ts>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// What a department or operator does to a warning.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Ack {
+        note: Option<String>,
+    },
+    Feedback {
+        measures: String,
+        result: String,
+    },
+    Close {
+        note: Option<String>,
+        /// Whether the actor may close a warning nobody has reported on (operators, admins).
+        without_feedback: bool,
+    },
+}
+
+/// Why an action was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum ActError {
+    #[error("no such warning")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// A warning whose deadline passed, with what is owed next.
+#[derive(Clone, Debug)]
+pub struct Overdue {
+    pub id: String,
+    pub seq: i64,
+    /// `ack` (reminder or supervisor) or `handle` (supervisor).
+    pub what: &'static str,
+    /// The ladder step this notice takes the warning to (1 reminder, 2 supervisor).
+    pub step: i64,
+    pub due: Ts,
+    pub departments: Vec<String>,
+    pub supervisor: Option<String>,
+    pub doc: String,
+}
+
+pub fn now_ms() -> Ts {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Ts)
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const WARNING_COLUMNS: &str = "id, rule, site, site_kind, subject, level, status, active, seq, title, message, \
+     (SELECT group_concat(department, ',') FROM warning_departments d WHERE d.warning_id = warnings.id) AS departments, \
+     raised_at, stored_at, updated_at, ack_due, handle_due, acked_at, handled_at, closed_at, cleared_at, \
+     overdue_step, supervisor, doc";
+
+fn warning_row(r: &sqlx::sqlite::SqliteRow) -> Result<WarningRow, sqlx::Error> {
+    let deps: Option<String> = r.try_get("departments")?;
+    let mut departments: Vec<String> = deps
+        .map(|d| d.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    departments.sort();
+    Ok(WarningRow {
+        id: r.try_get("id")?,
+        rule: r.try_get("rule")?,
+        site: r.try_get("site")?,
+        site_kind: r.try_get("site_kind")?,
+        subject: r.try_get("subject")?,
+        level: r.try_get("level")?,
+        status: r.try_get("status")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+        seq: r.try_get("seq")?,
+        title: r.try_get("title")?,
+        message: r.try_get("message")?,
+        departments,
+        raised_at: r.try_get("raised_at")?,
+        stored_at: r.try_get("stored_at")?,
+        updated_at: r.try_get("updated_at")?,
+        ack_due: r.try_get("ack_due")?,
+        handle_due: r.try_get("handle_due")?,
+        acked_at: r.try_get("acked_at")?,
+        handled_at: r.try_get("handled_at")?,
+        closed_at: r.try_get("closed_at")?,
+        cleared_at: r.try_get("cleared_at")?,
+        overdue_step: r.try_get("overdue_step")?,
+        supervisor: r.try_get("supervisor")?,
+        doc: r.try_get("doc")?,
+    })
+}
+
+fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxItem, sqlx::Error> {
+    Ok(OutboxItem {
+        id: r.try_get("id")?,
+        key: r.try_get("key")?,
+        warning_id: r.try_get("warning_id")?,
+        seq: r.try_get("seq")?,
+        purpose: r.try_get("purpose")?,
+        department: r.try_get("department")?,
+        channel: r.try_get("channel")?,
+        doc: r.try_get("doc")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_at: r.try_get("next_at")?,
+        created_at: r.try_get("created_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
+
+fn timeline_kind(t: &NewTransition) -> &'static str {
+    match t.kind {
+        TransitionKind::Raise if t.reopened => "reopened",
+        TransitionKind::Raise => "raised",
+        TransitionKind::Escalate => "escalated",
+        TransitionKind::DeEscalate => "de-escalated",
+        TransitionKind::Clear => "cleared",
+    }
+}
+
+async fn add_timeline(
+    tx: &mut sqlx::SqliteConnection,
+    id: &str,
+    at: Ts,
+    kind: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO timeline (warning_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(kind)
+    .bind(actor)
+    .bind(detail.to_string())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_delivery(
+    tx: &mut sqlx::SqliteConnection,
+    id: &str,
+    seq: i64,
+    purpose: &str,
+    department: &str,
+    channel: &str,
+    doc: &str,
+    now: Ts,
+) -> Result<bool, sqlx::Error> {
+    let key = format!("{id}:{seq}:{purpose}:{department}:{channel}");
+    let r = sqlx::query(
+        "INSERT OR IGNORE INTO outbox (key, warning_id, seq, purpose, department, channel, doc, state, next_at, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(key)
+    .bind(id)
+    .bind(seq)
+    .bind(purpose)
+    .bind(department)
+    .bind(channel)
+    .bind(doc)
+    .bind(now)
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+impl Store {
+    /// Open (creating it and its directory if needed) and migrate to the current schema.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // a commit is on disk before a delivery starts
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(v, name, sql)| {
+                Migration::new(
+                    *v,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations).run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The schema version the store is at.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Store transitions with their timeline entries and owed deliveries, all in one
+    /// transaction. Returns, per transition, whether it was new (a transition seen before,
+    /// after a restart re-read the same input, changes nothing).
+    pub async fn record(&self, batch: &[NewTransition], now: Ts) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut fresh = Vec::with_capacity(batch.len());
+        for t in batch {
+            let ins = sqlx::query(
+                "INSERT OR IGNORE INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&t.id)
+            .bind(t.seq as i64)
+            .bind(t.kind.as_str())
+            .bind(t.level.as_str())
+            .bind(t.at)
+            .bind(now)
+            .bind(&t.doc)
+            .execute(&mut *tx)
+            .await?;
+            if ins.rows_affected() == 0 {
+                fresh.push(false);
+                continue;
+            }
+            fresh.push(true);
+            let ack_due = t.deadlines.ack.map(|d| now + d);
+            let handle_due = t.deadlines.handle.map(|d| now + d);
+            match t.kind {
+                TransitionKind::Raise => {
+                    sqlx::query(
+                        "INSERT INTO warnings (id, rule, site, site_kind, subject, level, level_rank, status, active, seq, title, message, doc, \
+                           raised_at, stored_at, updated_at, ack_due, handle_due, ack_within, supervisor, episode_start) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', 1, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18) \
+                         ON CONFLICT (id) DO UPDATE SET level = ?6, level_rank = ?7, active = 1, seq = ?8, message = ?10, doc = ?11, \
+                           updated_at = ?13, cleared_at = NULL, \
+                           status = CASE WHEN status IN ('cleared', 'closed') THEN 'open' ELSE status END, \
+                           ack_due = CASE WHEN status IN ('cleared', 'closed') THEN ?14 ELSE ack_due END, \
+                           handle_due = CASE WHEN status IN ('cleared', 'closed') THEN ?15 ELSE handle_due END, \
+                           overdue_step = CASE WHEN status IN ('cleared', 'closed') THEN 0 ELSE overdue_step END, \
+                           handle_overdue = CASE WHEN status IN ('cleared', 'closed') THEN 0 ELSE handle_overdue END, \
+                           acked_at = CASE WHEN status IN ('cleared', 'closed') THEN NULL ELSE acked_at END, \
+                           handled_at = CASE WHEN status IN ('cleared', 'closed') THEN NULL ELSE handled_at END, \
+                           closed_at = NULL",
+                    )
+                    .bind(&t.id)
+                    .bind(&t.rule)
+                    .bind(&t.site)
+                    .bind(&t.site_kind)
+                    .bind(&t.subject)
+                    .bind(t.level.as_str())
+                    .bind(t.level.index() as i64)
+                    .bind(t.seq as i64)
+                    .bind(&t.title)
+                    .bind(&t.message)
+                    .bind(&t.doc)
+                    .bind(t.raised_at)
+                    .bind(now)
+                    .bind(ack_due)
+                    .bind(handle_due)
+                    .bind(t.deadlines.ack)
+                    .bind(&t.supervisor)
+                    .bind(t.episode_start)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                TransitionKind::Escalate | TransitionKind::DeEscalate => {
+                    // a sharper level may bring the deadlines forward, never back
+                    sqlx::query(
+                        "UPDATE warnings SET level = ?2, level_rank = ?3, seq = ?4, message = ?5, doc = ?6, updated_at = ?7, \
+                           ack_due = CASE WHEN acked_at IS NULL AND ?8 IS NOT NULL THEN min(coalesce(ack_due, ?8), ?8) ELSE ack_due END, \
+                           handle_due = CASE WHEN handled_at IS NULL AND ?9 IS NOT NULL THEN min(coalesce(handle_due, ?9), ?9) ELSE handle_due END, \
+                           ack_within = coalesce(?10, ack_within) \
+                         WHERE id = ?1",
+                    )
+                    .bind(&t.id)
+                    .bind(t.level.as_str())
+                    .bind(t.level.index() as i64)
+                    .bind(t.seq as i64)
+                    .bind(&t.message)
+                    .bind(&t.doc)
+                    .bind(now)
+                    .bind(if t.kind == TransitionKind::Escalate { ack_due } else { None })
+                    .bind(if t.kind == TransitionKind::Escalate { handle_due } else { None })
+                    .bind(if t.kind == TransitionKind::Escalate { t.deadlines.ack } else { None })
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                TransitionKind::Clear => {
+                    sqlx::query(
+                        "UPDATE warnings SET active = 0, seq = ?2, doc = ?3, updated_at = ?4, cleared_at = ?4, \
+                           status = CASE WHEN status = 'open' THEN 'cleared' ELSE status END \
+                         WHERE id = ?1",
+                    )
+                    .bind(&t.id)
+                    .bind(t.seq as i64)
+                    .bind(&t.doc)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            for d in &t.departments {
+                sqlx::query("INSERT OR IGNORE INTO warning_departments (warning_id, department) VALUES (?, ?)")
+                    .bind(&t.id)
+                    .bind(d)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let detail = serde_json::json!({
+                "seq": t.seq,
+                "level": t.level.as_str(),
+                "previous_level": t.previous.map(Level::as_str),
+                "value": t.value,
+                "threshold": t.threshold,
+                "event_time": t.at,
+                "message": t.message,
+            });
+            add_timeline(&mut tx, &t.id, now, timeline_kind(t), "engine", detail).await?;
+            for (dep, chan) in &t.deliveries {
+                add_delivery(
+                    &mut tx,
+                    &t.id,
+                    t.seq as i64,
+                    "transition",
+                    dep,
+                    chan,
+                    &t.doc,
+                    now,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    pub async fn list(&self, f: &Filter) -> Result<(Vec<WarningRow>, i64), StoreError> {
+        const WHERE: &str = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR level = ?2) \
+             AND (?3 IS NULL OR id IN (SELECT warning_id FROM warning_departments WHERE department = ?3)) \
+             AND (?4 IS NULL OR site = ?4) AND (?5 IS NULL OR rule = ?5) \
+             AND (?6 IS NULL OR raised_at >= ?6) AND (?7 IS NULL OR raised_at < ?7)";
+        let sql = format!(
+            "SELECT {WARNING_COLUMNS} FROM warnings {WHERE} ORDER BY stored_at DESC, id LIMIT ?8 OFFSET ?9"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&f.status)
+            .bind(&f.level)
+            .bind(&f.department)
+            .bind(&f.site)
+            .bind(&f.rule)
+            .bind(f.from)
+            .bind(f.to)
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM warnings {WHERE}"
+        )))
+        .bind(&f.status)
+        .bind(&f.level)
+        .bind(&f.department)
+        .bind(&f.site)
+        .bind(&f.rule)
+        .bind(f.from)
+        .bind(f.to)
+        .fetch_one(&self.pool)
+        .await?;
+        let list = rows.iter().map(warning_row).collect::<Result<_, _>>()?;
+        Ok((list, total))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<WarningRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WARNING_COLUMNS} FROM warnings WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(warning_row).transpose()?)
+    }
+
+    pub async fn timeline(&self, id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, actor, detail FROM timeline WHERE warning_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(TimelineEntry {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    actor: r.try_get("actor")?,
+                    detail: serde_json::from_str(&detail)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Acknowledge, report on, or close a warning, with a timeline entry naming the actor.
+    pub async fn act(
+        &self,
+        id: &str,
+        action: &Action,
+        actor: &str,
+        now: Ts,
+    ) -> Result<Result<WarningRow, ActError>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM warnings WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(status) = status else {
+            return Ok(Err(ActError::NotFound));
+        };
+        if status == "closed" {
+            return Ok(Err(ActError::Conflict("the warning is closed".into())));
+        }
+        let (kind, detail) = match action {
+            Action::Ack { note } => {
+                if status != "open" && status != "cleared" {
+                    return Ok(Err(ActError::Conflict(format!(
+                        "the warning is already {status}"
+                    ))));
+                }
+                sqlx::query("UPDATE warnings SET status = 'acknowledged', acked_at = ?2, updated_at = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                ("acknowledged", serde_json::json!({ "note": note }))
+            }
+            Action::Feedback { measures, result } => {
+                sqlx::query(
+                    "UPDATE warnings SET status = 'handled', acked_at = coalesce(acked_at, ?2), handled_at = ?2, updated_at = ?2 WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                (
+                    "feedback",
+                    serde_json::json!({ "measures": measures, "result": result }),
+                )
+            }
+            Action::Close {
+                note,
+                without_feedback,
+            } => {
+                if !without_feedback && status != "handled" && status != "cleared" {
+                    return Ok(Err(ActError::Conflict(
+                        "post feedback (measures taken, result) before closing".into(),
+                    )));
+                }
+                sqlx::query("UPDATE warnings SET status = 'closed', closed_at = ?2, updated_at = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                ("closed", serde_json::json!({ "note": note }))
+            }
+        };
+        add_timeline(&mut tx, id, now, kind, actor, detail).await?;
+        tx.commit().await?;
+        match self.get(id).await? {
+            Some(w) => Ok(Ok(w)),
+            None => Ok(Err(ActError::NotFound)),
+        }
+    }
+
+    /// Claim up to `limit` deliveries that are due; a claim holds them for `lease` ms (should a
+    /// worker die mid-delivery, they fall due again when it runs out, or at the next start).
+    pub async fn claim(
+        &self,
+        now: Ts,
+        lease: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ?1 \
+             AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, id LIMIT ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items: Vec<OutboxItem> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        for it in &items {
+            sqlx::query("UPDATE outbox SET leased_until = ? WHERE id = ?")
+                .bind(now + lease)
+                .bind(it.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(items)
+    }
+
+    /// At start, no delivery is under way: leases of a process that died are void.
+    pub async fn release_leases(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query("UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL")
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The earliest time a pending delivery falls due.
+    pub async fn next_due(&self) -> Result<Option<Ts>, StoreError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT min(max(next_at, coalesce(leased_until, 0))) FROM outbox WHERE state = 'pending'",
+            )
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn delivered(
+        &self,
+        item: &OutboxItem,
+        now: Ts,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, attempts = attempts + 1, last_error = NULL, leased_until = NULL WHERE id = ?1")
+            .bind(item.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        add_timeline(
+            &mut tx,
+            &item.warning_id,
+            now,
+            "delivered",
+            "dispatch",
+            detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A failed attempt: retry at `retry_at`, or give up (dead letter) when it is `None`.
+    pub async fn failed(
+        &self,
+        item: &OutboxItem,
+        now: Ts,
+        error: &str,
+        retry_at: Option<Ts>,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, leased_until = NULL, \
+               state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE 'pending' END, next_at = coalesce(?3, next_at) WHERE id = ?1",
+        )
+        .bind(item.id)
+        .bind(error)
+        .bind(retry_at)
+        .execute(&mut *tx)
+        .await?;
+        let kind = if retry_at.is_some() {
+            "delivery_failed"
+        } else {
+            "delivery_dead"
+        };
+        add_timeline(&mut tx, &item.warning_id, now, kind, "dispatch", detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deliveries in one state (`pending`, `delivered`, `dead`), newest first.
+    pub async fn deliveries(
+        &self,
+        state: Option<&str>,
+        warning: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR warning_id = ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(state)
+        .bind(warning)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Put a dead delivery back in the queue (an admin fixed the endpoint).
+    pub async fn retry_delivery(&self, id: i64, now: Ts) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE outbox SET state = 'pending', attempts = 0, next_at = ? WHERE id = ? AND state = 'dead'")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Pending deliveries by state, for `/metrics`.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, count(*) AS n FROM outbox GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Warnings whose acknowledgement or handling deadline has passed without the next notice
+    /// having gone out: at the ack deadline a reminder to the departments, one ack window later a
+    /// copy to the supervising unit; at the handling deadline a copy to the supervising unit.
+    pub async fn overdue(&self, now: Ts) -> Result<Vec<Overdue>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WARNING_COLUMNS}, ack_within, handle_overdue FROM warnings \
+             WHERE status NOT IN ('closed', 'cleared') AND ( \
+               (acked_at IS NULL AND ack_due IS NOT NULL AND ((overdue_step = 0 AND ack_due <= ?1) \
+                  OR (overdue_step = 1 AND ack_due + coalesce(ack_within, 0) <= ?1))) \
+               OR (handled_at IS NULL AND handle_due IS NOT NULL AND handle_overdue = 0 AND handle_due <= ?1))"
+        )))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let w = warning_row(r)?;
+            let ack_within: Option<i64> = r.try_get("ack_within")?;
+            let handle_overdue: i64 = r.try_get("handle_overdue")?;
+            if w.acked_at.is_none() {
+                if let Some(due) = w.ack_due {
+                    let next = if w.overdue_step == 0 {
+                        Some((1, due))
+                    } else if w.overdue_step == 1 && due + ack_within.unwrap_or(0) <= now {
+                        Some((2, due + ack_within.unwrap_or(0)))
+                    } else {
+                        None
+                    };
+                    if let Some((step, due)) = next.filter(|(_, d)| *d <= now) {
+                        out.push(Overdue {
+                            id: w.id.clone(),
+                            seq: w.seq,
+                            what: "ack",
+                            step,
+                            due,
+                            departments: w.departments.clone(),
+                            supervisor: w.supervisor.clone(),
+                            doc: w.doc.clone(),
+                        });
+                    }
+                }
+            }
+            if w.handled_at.is_none() && handle_overdue == 0 {
+                if let Some(due) = w.handle_due.filter(|d| *d <= now) {
+                    out.push(Overdue {
+                        id: w.id.clone(),
+                        seq: w.seq,
+                        what: "handle",
+                        step: 2,
+                        due,
+                        departments: w.departments.clone(),
+                        supervisor: w.supervisor.clone(),
+                        doc: w.doc,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record that an overdue notice went out: the ladder step, a timeline entry, and the
+    /// deliveries it owes, in one transaction.
+    pub async fn notice(
+        &self,
+        o: &Overdue,
+        kind: &str,
+        deliveries: &[(String, String)],
+        doc: &str,
+        now: Ts,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let purpose = if o.step == 1 {
+            "reminder"
+        } else {
+            "supervisor"
+        };
+        if o.what == "ack" {
+            sqlx::query("UPDATE warnings SET overdue_step = ?2 WHERE id = ?1")
+                .bind(&o.id)
+                .bind(o.step)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE warnings SET handle_overdue = 1 WHERE id = ?1")
+                .bind(&o.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let to: Vec<&str> = deliveries.iter().map(|(d, _)| d.as_str()).collect();
+        add_timeline(
+            &mut tx,
+            &o.id,
+            now,
+            kind,
+            "deadline",
+            serde_json::json!({ "overdue": o.what, "due": o.due, "to": to }),
+        )
+        .await?;
+        for (dep, chan) in deliveries {
+            add_delivery(
+                &mut tx,
+                &o.id,
+                o.seq,
+                &format!("{purpose}-{}", o.what),
+                dep,
+                chan,
+                doc,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Warnings whose condition still held when the service stopped (to resume their state):
+    /// (row, episode start).
+    pub async fn active(&self) -> Result<Vec<(WarningRow, Ts)>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WARNING_COLUMNS}, episode_start FROM warnings WHERE active = 1"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((warning_row(r)?, r.try_get("episode_start")?)))
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

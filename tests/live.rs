@@ -1,0 +1,613 @@
+//! The live service end to end: the real `yujing run` binary, the real Mosquitto broker
+//! (127.0.0.1:1883, or a private one where a test restarts it), `mosquitto_pub` as the device,
+//! and a webhook receiver that checks every signature.
+
+mod service;
+
+use serde_json::Value;
+use service::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const MOSQUITTO: u16 = 1883;
+
+fn ids(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|w| w["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kinds(timeline: &Value) -> Vec<String> {
+    timeline
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["kind"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new(
+        "breach",
+        &hook,
+        MOSQUITTO,
+        "deadlines:\n  red: {ack: 15m, handle: 2h}",
+    );
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+
+    // no token, a bad token: 401
+    let r = svc
+        .http
+        .get(format!("{}/api/v1/warnings", svc.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(svc.get("/api/v1/warnings", "nope").await.0, 401);
+
+    // the department's live stream, opened before the breach
+    let mut stream = svc
+        .http
+        .get(format!("{}/api/v1/stream", svc.base))
+        .bearer_auth(ZJJ)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status().as_u16(), 200);
+
+    // 91 dB(A) at cs-01 in one minute; the next minute's reading closes that window
+    let t0 = base_minute();
+    setup.publish("cs-01", "cs-01-noise", &reading(t0 + 10_000, "noise", 91.0));
+    let sent = Instant::now();
+    setup.publish("cs-01", "cs-01-noise", &reading(t0 + 61_000, "noise", 50.0));
+    let got = rx.wait_for(10, "the red warning", |g| !g.is_empty()).await;
+    let latency = got[0].at.duration_since(sent);
+    println!("reading -> signed webhook: {latency:?}");
+    let w = &got[0];
+    assert!(w.signature_ok, "signature must verify");
+    assert_eq!(w.department, "zjj");
+    assert_eq!(w.doc["level"], "red");
+    assert_eq!(w.doc["rule"], "noise_max");
+    assert_eq!(w.doc["site"]["id"], "cs-01");
+    assert!(w.key.ends_with(":0:transition:zjj:zjj-hook"), "{}", w.key);
+    let id = w.doc["id"].as_str().expect("id").to_string();
+
+    // the stream carried it
+    let mut seen = String::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while !seen.contains(&id) && Instant::now() < until {
+        if let Ok(Ok(Some(c))) = tokio::time::timeout(Duration::from_secs(1), stream.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&c));
+        }
+    }
+    assert!(
+        seen.contains("event: transition") && seen.contains(&id),
+        "stream: {seen}"
+    );
+
+    // departments see their own only
+    let (s, list) = svc.get("/api/v1/warnings", ZJJ).await;
+    assert_eq!(s, 200);
+    assert_eq!(ids(&list), vec![id.clone()]);
+    let (s, list) = svc.get("/api/v1/warnings", SLJ).await;
+    assert_eq!((s, ids(&list).len()), (200, 0));
+    assert_eq!(svc.get(&format!("/api/v1/warnings/{id}"), SLJ).await.0, 403);
+    assert_eq!(svc.get("/api/v1/warnings?department=zjj", SLJ).await.0, 403);
+    assert_eq!(
+        svc.post(&format!("/api/v1/warnings/{id}/ack"), SLJ, "")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(svc.post("/api/v1/reload", ZJJ, "").await.0, 403);
+    assert_eq!(svc.get("/api/v1/warnings/w-nope", OPERATOR).await.0, 404);
+
+    // the department acts: ack, feedback, close; each step in the timeline with its actor
+    let (s, v) = svc
+        .post(&format!("/api/v1/warnings/{id}/close"), ZJJ, "")
+        .await;
+    assert_eq!(s, 409, "closing before feedback: {v}");
+    let (s, v) = svc
+        .post(
+            &format!("/api/v1/warnings/{id}/ack"),
+            ZJJ,
+            r#"{"note": "已派人核查"}"#,
+        )
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("acknowledged")),
+        "{v}"
+    );
+    assert_eq!(
+        svc.post(&format!("/api/v1/warnings/{id}/ack"), ZJJ, "")
+            .await
+            .0,
+        409
+    );
+    let (s, _) = svc
+        .post(
+            &format!("/api/v1/warnings/{id}/feedback"),
+            ZJJ,
+            r#"{"measures": ""}"#,
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, v) = svc
+        .post(
+            &format!("/api/v1/warnings/{id}/feedback"),
+            ZJJ,
+            r#"{"measures": "责令停止夜间打桩", "result": "噪声已降至55dB(A)以下"}"#,
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("handled")), "{v}");
+    let (s, v) = svc
+        .post(
+            &format!("/api/v1/warnings/{id}/close"),
+            ZJJ,
+            r#"{"note": "办结"}"#,
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("closed")), "{v}");
+
+    let (s, detail) = svc.get(&format!("/api/v1/warnings/{id}"), OPERATOR).await;
+    assert_eq!(s, 200);
+    let k = kinds(&detail["timeline"]);
+    for want in ["raised", "delivered", "acknowledged", "feedback", "closed"] {
+        assert!(k.iter().any(|x| x == want), "timeline lacks {want}: {k:?}");
+    }
+    let fb = detail["timeline"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["kind"] == "feedback"))
+        .expect("feedback entry");
+    assert_eq!(fb["actor"], "zjj-duty (department:zjj)");
+    assert_eq!(fb["detail"]["measures"], "责令停止夜间打桩");
+    assert_eq!(detail["deliveries"][0]["state"], "delivered");
+    assert!(
+        detail["deadlines"]["ack"].is_string(),
+        "red has an ack deadline: {detail}"
+    );
+
+    // sites: latest readings and device health
+    let (s, site) = svc.get("/api/v1/sites/cs-01", OPERATOR).await;
+    assert_eq!(s, 200);
+    assert_eq!(site["devices"][0]["status"], "online");
+    assert_eq!(site["devices"][0]["readings"][0]["metric"], "noise");
+    let (_, sites) = svc.get("/api/v1/sites", ZJJ).await;
+    assert_eq!(sites["items"].as_array().map(Vec::len), Some(4));
+
+    // bad input is counted by reason and dead-lettered; the service keeps going
+    setup.publish("cs-01", "cs-01-noise", "{not json");
+    setup.publish("cs-01", "nobody", &reading(t0 + 62_000, "noise", 50.0));
+    setup.publish(
+        "cs-01",
+        "cs-01-noise",
+        &format!(
+            "{{\"ts\": {}, \"metric\": \"noise\", \"value\": \"NaN\"}}",
+            t0 + 63_000
+        ),
+    );
+    setup.publish(
+        "cs-01",
+        "cs-01-noise",
+        &reading(4_200_000_000_000, "noise", 50.0),
+    );
+    let big = format!(
+        "{{\"ts\": {}, \"metric\": \"noise\", \"value\": 1, \"pad\": \"{}\"}}",
+        t0,
+        "x".repeat(70_000)
+    );
+    setup.publish("cs-01", "cs-01-noise", &big);
+    wait_until(10, "rejections in /metrics", || async {
+        let m = svc.metrics().await;
+        [
+            "malformed",
+            "unknown_device",
+            "non_finite",
+            "bad_timestamp",
+            "oversize",
+        ]
+        .iter()
+        .all(|r| {
+            m.contains(&format!(
+                "yujing_input_rejected_total{{connector=\"mqtt\",reason=\"{r}\"}} 1"
+            ))
+        })
+    })
+    .await;
+    let dead = std::fs::read_to_string(setup.path().join("data/dead.jsonl")).unwrap_or_default();
+    assert!(
+        dead.contains("\"reason\":\"unknown_device\"") && dead.contains("\"reason\":\"oversize\""),
+        "{dead}"
+    );
+    assert_eq!(svc.get("/healthz", OPERATOR).await.0, 200);
+    let (s, doc) = svc.get("/api/v1/openapi.json", "").await;
+    assert_eq!((s, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    let m = svc.metrics().await;
+    assert!(
+        m.contains("yujing_dispatch_deliveries_total{channel=\"webhook\",outcome=\"delivered\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains(
+        "yujing_warnings_transitions_total{kind=\"raise\",level=\"red\",rule=\"noise_max\"} 1"
+    ));
+    assert!(m.contains("yujing_api_refused_total{status=\"403\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_rule_file_on_reload_leaves_the_old_rules_running() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new("reload", &hook, MOSQUITTO, "");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    // a window of cs-02 is open when the edit comes
+    setup.publish("cs-02", "cs-02-noise", &reading(t0 + 5_000, "noise", 75.0));
+
+    let broken = RULES.replace(
+        "aggregate: max\n    above: {yellow: 70",
+        "aggregate: maxx\n    above: {yellow: 70",
+    );
+    std::fs::write(setup.path().join("rules/test.yaml"), &broken).expect("write");
+    let (s, res) = svc.post("/api/v1/reload", ADMIN, "").await;
+    assert_eq!(s, 422, "{res}");
+    let errors: Vec<String> = res["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("rules/test.yaml:7:16:") && e.contains("maxx")),
+        "{errors:?}"
+    );
+    let (_, rules) = svc.get("/api/v1/rules", OPERATOR).await;
+    assert_eq!(rules["last_reload"]["ok"], false);
+    assert_eq!(rules["rules"].as_array().map(Vec::len), Some(2));
+    assert!(
+        svc.metric("yujing_config_reloads_total{result=\"error\"}")
+            .await
+            >= 1.0
+    );
+
+    // the old rules still run, with the window that was open before the edit
+    setup.publish("cs-02", "cs-02-noise", &reading(t0 + 61_000, "noise", 40.0));
+    let got = rx
+        .wait_for(10, "a warning from the old rules", |g| !g.is_empty())
+        .await;
+    assert_eq!(got[0].doc["site"]["id"], "cs-02");
+    assert_eq!(got[0].doc["level"], "yellow");
+
+    // a fixed file (one rule edited) reloads by file watch; the unchanged rule keeps its state
+    let edited = RULES.replace(
+        "above: {red: site.warning_level_m}",
+        "above: {orange: site.warning_level_m - 0.5, red: site.warning_level_m}",
+    );
+    std::fs::write(setup.path().join("rules/test.yaml"), &edited).expect("write");
+    wait_until(10, "the file-watch reload", || async {
+        let (_, r) = svc.get("/api/v1/rules", OPERATOR).await;
+        r["last_reload"]["ok"] == true && r["last_reload"]["trigger"] == "file change"
+    })
+    .await;
+    let (_, r) = svc.get("/api/v1/rules", OPERATOR).await;
+    assert_eq!(
+        (
+            r["last_reload"]["kept"].as_u64(),
+            r["last_reload"]["reset"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    // the warning raised before the reload clears under the same id (state kept)
+    setup.publish(
+        "cs-02",
+        "cs-02-noise",
+        &reading(t0 + 121_000, "noise", 40.0),
+    );
+    let id = got[0].doc["id"].clone();
+    rx.wait_for(10, "the clear of the same warning", |g| {
+        g.iter()
+            .any(|x| x.doc["id"] == id && x.doc["transition"] == "clear")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_delivery_then_restart_delivers_every_warning_once() {
+    let rx = Receiver::default();
+    // a slow endpoint: deliveries have arrived but are not answered when the process dies
+    rx.delay_ms
+        .store(3_000, std::sync::atomic::Ordering::SeqCst);
+    let hook = rx.start().await;
+    let setup = Setup::new("kill9", &hook, MOSQUITTO, "");
+    let mut svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    // one source: event time is shared, so every device's minute goes before the next minute
+    let devices = [
+        ("rv-01", "rv-01-gauge", "water_level", 42.5, 41.0),
+        ("cs-01", "cs-01-noise", "noise", 90.0, 50.0),
+        ("cs-02", "cs-02-noise", "noise", 90.0, 50.0),
+        ("cs-03", "cs-03-noise", "noise", 90.0, 50.0),
+    ];
+    for (i, minute) in [1_000, 61_000, 121_000].into_iter().enumerate() {
+        for (site, dev, metric, high, low) in devices {
+            setup.publish(
+                site,
+                dev,
+                &reading(t0 + minute, metric, if i == 0 { high } else { low }),
+            );
+        }
+    }
+    // a raise and a clear at each of four sites: 8 transitions, one delivery each
+    wait_until(10, "transitions stored", || async {
+        svc.metric(
+            "yujing_warnings_transitions_total{kind=\"clear\",level=\"red\",rule=\"noise_max\"}",
+        )
+        .await
+            >= 3.0
+    })
+    .await;
+    rx.wait_for(10, "deliveries under way", |g| g.len() >= 4)
+        .await;
+    svc.kill9();
+    let before = rx.all().len();
+    println!("received, unanswered, at kill -9: {before}");
+    rx.delay_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let got = rx
+        .wait_for(20, "every transition delivered", |g| {
+            g.iter()
+                .map(|x| x.key.as_str())
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= 8
+        })
+        .await;
+    // nothing more arrives: no warning doubled by the restart
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got2 = rx.all();
+    let keys: BTreeMap<&str, usize> = got2.iter().fold(BTreeMap::new(), |mut m, g| {
+        *m.entry(g.key.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(keys.len(), 8, "distinct deliveries: {keys:#?}");
+    assert!(got.iter().all(|g| g.signature_ok));
+    // a repeat can only be a delivery that was under way at the kill, and it carries the same
+    // idempotency key, so the receiver acts on each warning transition once
+    let repeats: usize = keys.values().map(|n| n - 1).sum();
+    println!("repeated deliveries (under way at kill -9, same key): {repeats}");
+    assert!(repeats <= before, "{keys:#?}");
+    assert!(keys.values().all(|&n| n <= 2), "{keys:#?}");
+    let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
+    assert_eq!(list["total"], 4, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_is_down_for_a_while_gets_everything_once_it_is_back() {
+    let rx = Receiver::default();
+    rx.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let hook = rx.start().await;
+    let setup = Setup::new("down", &hook, MOSQUITTO, "");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish_lines(
+        "cs-01",
+        "cs-01-noise",
+        &[
+            reading(t0 + 1_000, "noise", 88.0),
+            reading(t0 + 61_000, "noise", 50.0),
+            reading(t0 + 121_000, "noise", 50.0),
+        ],
+    );
+    wait_until(10, "failed attempts", || async {
+        rx.refused.load(std::sync::atomic::Ordering::SeqCst) >= 4
+    })
+    .await;
+    let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
+    let id = ids(&list)[0].clone();
+    let (_, d) = svc.get(&format!("/api/v1/warnings/{id}"), OPERATOR).await;
+    assert!(
+        kinds(&d["timeline"]).iter().any(|k| k == "delivery_failed"),
+        "{d}"
+    );
+    assert!(
+        svc.metric("yujing_dispatch_deliveries_total{channel=\"webhook\",outcome=\"failed\"}")
+            .await
+            >= 4.0
+    );
+    rx.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let got = rx
+        .wait_for(10, "raise and clear delivered", |g| g.len() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.all().len(), 2, "each delivered once: {got:#?}");
+    let (_, d) = svc.get(&format!("/api/v1/warnings/{id}"), OPERATOR).await;
+    assert!(
+        d["deliveries"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x["state"] == "delivered")),
+        "{d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_deadline_reminds_the_department_then_copies_the_supervisor() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new(
+        "deadline",
+        &hook,
+        MOSQUITTO,
+        "deadlines:\n  red: {ack: 1s, handle: 1h}",
+    );
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish_lines(
+        "rv-01",
+        "rv-01-gauge",
+        &[
+            reading(t0 + 1_000, "water_level", 42.4),
+            reading(t0 + 61_000, "water_level", 42.6),
+        ],
+    );
+    let got = rx
+        .wait_for(15, "warning, reminder, supervisor copy", |g| {
+            g.iter().any(|x| x.department == "dcs")
+                && g.iter().any(|x| x.key.contains(":reminder-ack:slj:"))
+        })
+        .await;
+    let sup = got
+        .iter()
+        .find(|x| x.department == "dcs")
+        .expect("supervisor copy");
+    assert_eq!(sup.doc["notice"]["kind"], "supervisor");
+    assert_eq!(sup.doc["notice"]["overdue"], "ack");
+    let id = sup.doc["id"].as_str().expect("id");
+    let (_, d) = svc.get(&format!("/api/v1/warnings/{id}"), SLJ).await;
+    let k = kinds(&d["timeline"]);
+    let pos = |w: &str| k.iter().position(|x| x == w);
+    assert!(
+        pos("raised") < pos("reminder") && pos("reminder") < pos("supervisor_notified"),
+        "{k:?}"
+    );
+    assert_eq!(d["overdue"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_restarted_mid_stream_loses_no_qos1_reading() {
+    let Some(mut broker) = PrivateBroker::start() else {
+        eprintln!("skipped: no mosquitto binary");
+        return;
+    };
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new("restart", &hook, broker.port, "");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    let first: Vec<String> = (0..200)
+        .map(|i| reading(t0 + i * 100, "noise", 50.0))
+        .collect();
+    setup.publish_lines("cs-01", "cs-01-noise", &first);
+    wait_until(10, "the first 200 readings", || async {
+        svc.metric("yujing_input_readings_total{connector=\"mqtt\"}")
+            .await
+            >= 200.0
+    })
+    .await;
+    broker.restart();
+    // published while yujing is still reconnecting: the broker keeps them for its session
+    let second: Vec<String> = (200..400)
+        .map(|i| reading(t0 + i * 100, "noise", 50.0))
+        .collect();
+    setup.publish_lines("cs-01", "cs-01-noise", &second);
+    wait_until(30, "all 400 readings", || async {
+        svc.metric("yujing_input_readings_total{connector=\"mqtt\"}")
+            .await
+            >= 400.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        svc.metric("yujing_input_readings_total{connector=\"mqtt\"}")
+            .await,
+        400.0
+    );
+    assert_eq!(
+        svc.metric("yujing_connector_up{connector=\"mqtt\"}").await,
+        1.0
+    );
+}
+
+/// A Mosquitto of this test's own (persistent, on a free port), so it can be restarted.
+struct PrivateBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl PrivateBroker {
+    fn start() -> Option<PrivateBroker> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let dir = tempfile::tempdir().ok()?;
+        let port = yujing_connectors::broker::free_port().ok()?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                dir.path().display()
+            ),
+        )
+        .ok()?;
+        let child = Self::spawn(bin, &conf)?;
+        let b = PrivateBroker { port, dir, child };
+        b.wait_up();
+        Some(b)
+    }
+
+    fn spawn(bin: &str, conf: &std::path::Path) -> Option<std::process::Child> {
+        std::process::Command::new(bin)
+            .arg("-c")
+            .arg(conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    }
+
+    fn wait_up(&self) {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private mosquitto did not start");
+    }
+
+    /// SIGTERM (it saves its sessions), then start again on the same port.
+    fn restart(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("mosquitto");
+        self.child = Self::spawn(bin, &self.dir.path().join("mosquitto.conf")).expect("restart");
+        self.wait_up();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

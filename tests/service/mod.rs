@@ -1,0 +1,484 @@
+//! Shared harness for the live-service tests: a config directory, the real `yujing run` binary on
+//! port 0, `mosquitto_pub` as the device, and a webhook receiver that verifies signatures.
+
+#![allow(dead_code)]
+
+use axum::extract::{Path as AxPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-hook-secret";
+pub const OPERATOR: &str = "tok-operator";
+pub const ZJJ: &str = "tok-zjj";
+pub const SLJ: &str = "tok-slj";
+pub const ADMIN: &str = "tok-admin";
+
+pub const SITES: &str = "departments:
+  - {id: zjj, name: 住房和城乡建设局}
+  - {id: slj, name: 水利局}
+  - {id: dcs, name: 县政府督查室}
+sites:
+  - id: cs-01
+    name: 城东工地
+    kind: construction
+    department: zjj
+    devices:
+      - {id: cs-01-noise, metrics: [noise]}
+  - id: cs-02
+    name: 城西工地
+    kind: construction
+    department: zjj
+    devices:
+      - {id: cs-02-noise, metrics: [noise]}
+  - id: cs-03
+    name: 城北工地
+    kind: construction
+    department: zjj
+    devices:
+      - {id: cs-03-noise, metrics: [noise]}
+  - id: rv-01
+    name: 城关水文站
+    kind: water
+    department: slj
+    params: {warning_level_m: 42.0}
+    devices:
+      - {id: rv-01-gauge, metrics: [water_level]}
+";
+
+pub const RULES: &str = "rules:
+  - id: noise_max
+    title: 施工噪声超标
+    scope: {kind: construction}
+    metric: noise
+    window: {type: tumbling, size: 1m}
+    aggregate: max
+    above: {yellow: 70, red: 85}
+    message: \"{site.name}噪声最大值{value:.1}dB(A)，超过{level}阈值{threshold}\"
+  - id: water_level
+    title: 水位超警戒
+    scope: {kind: water}
+    metric: water_level
+    window: {type: tumbling, size: 1m}
+    aggregate: max
+    above: {red: site.warning_level_m}
+    message: \"{site.name}水位{value:.2}米，超过警戒水位{threshold}米\"
+";
+
+pub fn routes(hook: &str, deadlines: &str) -> String {
+    format!(
+        "channels:
+  - {{id: zjj-hook, type: webhook, url: \"{hook}/zjj\", secret: hook}}
+  - {{id: slj-hook, type: webhook, url: \"{hook}/slj\", secret: hook}}
+  - {{id: dcs-hook, type: webhook, url: \"{hook}/dcs\", secret: hook}}
+departments:
+  zjj: {{channels: [zjj-hook]}}
+  slj: {{channels: [slj-hook]}}
+  dcs: {{channels: [dcs-hook]}}
+supervisor: dcs
+{deadlines}
+routes:
+  - to: [site]
+"
+    )
+}
+
+pub fn token_entry(name: &str, role: &str, token: &str) -> String {
+    format!(
+        "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+        yujing::dispatch::channel::token_hash(token)
+    )
+}
+
+/// A config directory for one test: its own topic prefix and client id on the broker.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    pub mqtt_port: u16,
+}
+
+impl Setup {
+    pub fn new(name: &str, hook: &str, mqtt_port: u16, deadlines: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prefix = format!("t{}-{name}", std::process::id());
+        let p = dir.path();
+        std::fs::write(p.join("sites.yaml"), SITES).expect("sites");
+        std::fs::create_dir(p.join("rules")).expect("rules dir");
+        std::fs::write(p.join("rules/test.yaml"), RULES).expect("rules");
+        std::fs::write(p.join("routes.yaml"), routes(hook, deadlines)).expect("routes");
+        let toml = format!(
+            "[engine]
+timezone = \"Asia/Shanghai\"
+out_of_orderness = \"0s\"
+[http]
+listen = \"127.0.0.1:0\"
+[mqtt]
+host = \"127.0.0.1\"
+port = {mqtt_port}
+client_id = \"{prefix}\"
+topics = [\"{prefix}/yujing/sensors/+/+\"]
+[store]
+path = \"data/yujing.db\"
+dead_letter = \"data/dead.jsonl\"
+[dispatch]
+max_attempts = 50
+retry_base = \"100ms\"
+retry_max = \"500ms\"
+timeout = \"5s\"
+[secrets]
+hook = \"{SECRET}\"
+{}{}{}{}",
+            token_entry("ops", "operator", OPERATOR),
+            token_entry("zjj-duty", "department:zjj", ZJJ),
+            token_entry("slj-duty", "department:slj", SLJ),
+            token_entry("root", "admin", ADMIN),
+        );
+        std::fs::write(p.join("yujing.toml"), toml).expect("toml");
+        Setup {
+            dir,
+            prefix,
+            mqtt_port,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Publish one message with QoS 1 as a device would.
+    pub fn publish(&self, site: &str, device: &str, payload: &str) {
+        let topic = format!("{}/yujing/sensors/{site}/{device}", self.prefix);
+        let st = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.mqtt_port.to_string(),
+                "-q",
+                "1",
+            ])
+            .args(["-t", &topic, "-m", payload])
+            .status()
+            .expect("mosquitto_pub (install mosquitto-clients)");
+        assert!(st.success(), "mosquitto_pub failed");
+    }
+
+    /// Publish many messages in one connection (one per line of stdin).
+    pub fn publish_lines(&self, site: &str, device: &str, payloads: &[String]) {
+        use std::io::Write;
+        let topic = format!("{}/yujing/sensors/{site}/{device}", self.prefix);
+        let mut child = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.mqtt_port.to_string(),
+                "-q",
+                "1",
+            ])
+            .args(["-t", &topic, "-l"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub");
+        {
+            let stdin = child.stdin.as_mut().expect("stdin");
+            for p in payloads {
+                writeln!(stdin, "{p}").expect("write");
+            }
+        }
+        drop(child.stdin.take());
+        assert!(child.wait().expect("wait").success());
+    }
+}
+
+/// `{"ts": ms, "metric": m, "value": v}`
+pub fn reading(ts: i64, metric: &str, value: f64) -> String {
+    format!("{{\"ts\": {ts}, \"metric\": \"{metric}\", \"value\": {value}}}")
+}
+
+/// A minute boundary a little in the past, so windows close as time moves on.
+pub fn base_minute() -> i64 {
+    let now = yujing::store::now_ms();
+    (now / 60_000 - 10) * 60_000
+}
+
+/// The running service.
+pub struct Service {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+    log: PathBuf,
+}
+
+impl Service {
+    pub fn start(dir: &Path) -> Service {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+            .args(["run", "-c"])
+            .arg(dir.join("yujing.toml"))
+            .args(["--log", "info"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start yujing run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut base = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if let Some(b) = line.strip_prefix("yujing: listening on ") {
+                base = b.trim().to_string();
+                break;
+            }
+        }
+        // keep draining stdout so the child never blocks on a full pipe
+        std::thread::spawn(move || for _ in lines {});
+        let stderr = child.stderr.take().expect("stderr");
+        let log = dir.join("service.log");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("log file");
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(f, "{l}");
+            }
+        });
+        assert!(
+            !base.is_empty(),
+            "yujing run did not start; see {}/service.log",
+            dir.display()
+        );
+        Service {
+            child,
+            base,
+            http: reqwest::Client::new(),
+            log: dir.join("service.log"),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
+    /// A counter's value from /metrics (0 when absent).
+    pub async fn metric(&self, line_prefix: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Wait until MQTT is connected (readyz).
+    pub async fn ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("service not ready after 20 s");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the drain.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- service log (last 40 lines) ---");
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
+            let dead = self.log.with_file_name("data").join("dead.jsonl");
+            eprintln!(
+                "--- dead letters ---\n{}",
+                std::fs::read_to_string(dead).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// One webhook as received.
+#[derive(Clone, Debug)]
+pub struct Got {
+    pub department: String,
+    pub key: String,
+    pub signature_ok: bool,
+    pub doc: Value,
+    pub at: Instant,
+}
+
+/// A webhook endpoint that checks `X-Yujing-Signature` and records what arrives; it can be
+/// made to fail (503) or to answer slowly (after it has recorded the delivery).
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub got: Arc<Mutex<Vec<Got>>>,
+    pub down: Arc<AtomicBool>,
+    pub delay_ms: Arc<AtomicU64>,
+    pub refused: Arc<AtomicU64>,
+}
+
+async fn hook(
+    State(r): State<Receiver>,
+    AxPath(department): AxPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    if r.down.load(Ordering::SeqCst) {
+        r.refused.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let signature_ok = yujing::dispatch::channel::verify(SECRET, &body, &h("x-yujing-signature"));
+    let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Ok(mut g) = r.got.lock() {
+        g.push(Got {
+            department,
+            key: h("x-yujing-delivery"),
+            signature_ok,
+            doc,
+            at: Instant::now(),
+        });
+    }
+    // a slow answer: the receiver has the warning, the sender does not know yet
+    let delay = r.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    StatusCode::OK
+}
+
+impl Receiver {
+    /// Start on a free port; returns the base URL.
+    pub async fn start(&self) -> String {
+        let app = axum::Router::new()
+            .route("/{department}", post(hook))
+            .with_state(self.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        format!("http://{addr}")
+    }
+
+    pub fn all(&self) -> Vec<Got> {
+        self.got.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Wait until `pred` holds over what arrived (or panic after `secs`).
+    pub async fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+        let start = Instant::now();
+        loop {
+            let all = self.all();
+            if pred(&all) {
+                return all;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!(
+                    "timed out waiting for {what}; received: {:#?}",
+                    all.iter()
+                        .map(|g| (&g.department, &g.key))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        if start.elapsed() > Duration::from_secs(secs) {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
