@@ -390,16 +390,20 @@ fn live_demo(
     let mut addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen}: not an address like 127.0.0.1:8088"))?;
-    if std::net::TcpListener::bind(addr).is_err() {
+    if addr.port() == 0 || std::net::TcpListener::bind(addr).is_err() {
         let free = broker::free_port()?;
-        eprintln!("yujing demo: {addr} is taken; using port {free}");
+        if addr.port() != 0 {
+            eprintln!("yujing demo: {addr} is taken; using port {free}");
+        }
         addr.set_port(free);
     }
-    let mqtt_port = if broker::port_is_free(mqtt_port) {
+    let mqtt_port = if mqtt_port != 0 && broker::port_is_free(mqtt_port) {
         mqtt_port
     } else {
         let free = broker::free_port()?;
-        eprintln!("yujing demo: MQTT port {mqtt_port} is taken; using {free}");
+        if mqtt_port != 0 {
+            eprintln!("yujing demo: MQTT port {mqtt_port} is taken; using {free}");
+        }
         free
     };
     broker::start(mqtt_port, 1 << 20)?;

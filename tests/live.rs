@@ -9,8 +9,6 @@ use service::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-const MOSQUITTO: u16 = 1883;
-
 fn ids(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()
@@ -40,7 +38,7 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
     let setup = Setup::new(
         "breach",
         &hook,
-        MOSQUITTO,
+        mosquitto(),
         "deadlines:\n  red: {ack: 15m, handle: 2h}",
     );
     let svc = Service::start(setup.path());
@@ -250,7 +248,7 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
 async fn a_broken_rule_file_on_reload_leaves_the_old_rules_running() {
     let rx = Receiver::default();
     let hook = rx.start().await;
-    let setup = Setup::new("reload", &hook, MOSQUITTO, "");
+    let setup = Setup::new("reload", &hook, mosquitto(), "");
     let svc = Service::start(setup.path());
     svc.ready().await;
     let t0 = base_minute();
@@ -336,7 +334,7 @@ async fn kill_9_during_delivery_then_restart_delivers_every_warning_once() {
     rx.delay_ms
         .store(3_000, std::sync::atomic::Ordering::SeqCst);
     let hook = rx.start().await;
-    let setup = Setup::new("kill9", &hook, MOSQUITTO, "");
+    let setup = Setup::new("kill9", &hook, mosquitto(), "");
     let mut svc = Service::start(setup.path());
     svc.ready().await;
     let t0 = base_minute();
@@ -407,7 +405,7 @@ async fn an_endpoint_that_is_down_for_a_while_gets_everything_once_it_is_back() 
     let rx = Receiver::default();
     rx.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let hook = rx.start().await;
-    let setup = Setup::new("down", &hook, MOSQUITTO, "");
+    let setup = Setup::new("down", &hook, mosquitto(), "");
     let svc = Service::start(setup.path());
     svc.ready().await;
     let t0 = base_minute();
@@ -458,7 +456,7 @@ async fn a_missed_deadline_reminds_the_department_then_copies_the_supervisor() {
     let setup = Setup::new(
         "deadline",
         &hook,
-        MOSQUITTO,
+        mosquitto(),
         "deadlines:\n  red: {ack: 1s, handle: 1h}",
     );
     let svc = Service::start(setup.path());
@@ -539,75 +537,4 @@ async fn mosquitto_restarted_mid_stream_loses_no_qos1_reading() {
         svc.metric("yujing_connector_up{connector=\"mqtt\"}").await,
         1.0
     );
-}
-
-/// A Mosquitto of this test's own (persistent, on a free port), so it can be restarted.
-struct PrivateBroker {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl PrivateBroker {
-    fn start() -> Option<PrivateBroker> {
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let dir = tempfile::tempdir().ok()?;
-        let port = yujing_connectors::broker::free_port().ok()?;
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
-                dir.path().display()
-            ),
-        )
-        .ok()?;
-        let child = Self::spawn(bin, &conf)?;
-        let b = PrivateBroker { port, dir, child };
-        b.wait_up();
-        Some(b)
-    }
-
-    fn spawn(bin: &str, conf: &std::path::Path) -> Option<std::process::Child> {
-        std::process::Command::new(bin)
-            .arg("-c")
-            .arg(conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()
-    }
-
-    fn wait_up(&self) {
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("private mosquitto did not start");
-    }
-
-    /// SIGTERM (it saves its sessions), then start again on the same port.
-    fn restart(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("mosquitto");
-        self.child = Self::spawn(bin, &self.dir.path().join("mosquitto.conf")).expect("restart");
-        self.wait_up();
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

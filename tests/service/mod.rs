@@ -482,3 +482,88 @@ where
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A Mosquitto of this test's own (persistent, on a free port), so it can be restarted.
+pub struct PrivateBroker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Option<PrivateBroker> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let dir = tempfile::tempdir().ok()?;
+        let port = yujing_connectors::broker::free_port().ok()?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                dir.path().display()
+            ),
+        )
+        .ok()?;
+        let child = Self::spawn(bin, &conf)?;
+        let b = PrivateBroker { port, dir, child };
+        b.wait_up();
+        Some(b)
+    }
+
+    fn spawn(bin: &str, conf: &std::path::Path) -> Option<std::process::Child> {
+        std::process::Command::new(bin)
+            .arg("-c")
+            .arg(conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    }
+
+    fn wait_up(&self) {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private mosquitto did not start");
+    }
+
+    /// SIGTERM (it saves its sessions), then start again on the same port.
+    pub fn restart(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("mosquitto");
+        self.child = Self::spawn(bin, &self.dir.path().join("mosquitto.conf")).expect("restart");
+        self.wait_up();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker the tests share: Mosquitto on 127.0.0.1:1883 when it runs (as on the service
+/// machines and in CI), else a private one started for this test process.
+pub fn mosquitto() -> u16 {
+    static SHARED: std::sync::OnceLock<Option<PrivateBroker>> = std::sync::OnceLock::new();
+    if std::net::TcpStream::connect(("127.0.0.1", 1883)).is_ok() {
+        return 1883;
+    }
+    SHARED
+        .get_or_init(PrivateBroker::start)
+        .as_ref()
+        .map(|b| b.port)
+        .expect("no MQTT broker on 127.0.0.1:1883 and no mosquitto binary: install mosquitto and mosquitto-clients (.ci/run does)")
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install and start what the tests talk to: Mosquitto (broker and clients) on 127.0.0.1:1883.
+set -euo pipefail
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+up() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
+if ! up; then
+    echo "starting mosquitto on 127.0.0.1:1883"
+    bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    if [ -f /etc/mosquitto/mosquitto.conf ]; then
+        "$bin" -d -c /etc/mosquitto/mosquitto.conf || "$bin" -d -p 1883
+    else
+        "$bin" -d -p 1883
+    fi
+    for _ in $(seq 1 50); do up && break; sleep 0.1; done
+fi
+up && echo "mosquitto: 127.0.0.1:1883 up"

@@ -1,0 +1,187 @@
+//! `yujing demo`, the README's run command, as a newcomer runs it: no external service, warnings
+//! of several levels within minutes at the API, on the live stream and at the departments'
+//! (signed) webhooks; a department acknowledges and reports back; Ctrl-C drains and stops.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-port",
+            "0",
+            "--speed",
+            "1500",
+            "--data",
+        ])
+        .arg(data.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start yujing demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut base, mut operator, mut zjj) = (String::new(), String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(b) = line.strip_prefix("yujing: listening on ") {
+            base = b.trim().to_string();
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["operator", t] => operator = t.to_string(),
+            ["department", "zjj", t, ..] => zjj = t.to_string(),
+            _ => {}
+        }
+        if line.contains("Ctrl-C stops") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let stderr = child.stderr.take().expect("stderr");
+    let err_log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        !base.is_empty() && !operator.is_empty() && !zjj.is_empty(),
+        "banner incomplete"
+    );
+    let http = reqwest::Client::new();
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).bearer_auth(token).send().await.expect("get");
+            let t = r.text().await.unwrap_or_default();
+            serde_json::from_str::<Value>(&t).unwrap_or(Value::Null)
+        }
+    };
+    // warnings of at least three levels, from the simulated feeds over the embedded broker
+    let start = Instant::now();
+    let levels = loop {
+        let v = get(
+            format!("{base}/api/v1/warnings?limit=500"),
+            operator.clone(),
+        )
+        .await;
+        let levels: std::collections::BTreeSet<String> = v["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|w| w["level"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mine = get(
+            format!("{base}/api/v1/warnings?department=zjj"),
+            zjj.clone(),
+        )
+        .await;
+        if levels.len() >= 3 && mine["total"].as_u64().unwrap_or(0) > 0 {
+            break levels;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "only {levels:?} after 4 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("levels seen after {:?}: {levels:?}", start.elapsed());
+
+    // the construction bureau's dust warning: acknowledge, report, read the timeline
+    let v = get(
+        format!("{base}/api/v1/warnings?department=zjj"),
+        zjj.clone(),
+    )
+    .await;
+    let id = v["items"][0]["id"]
+        .as_str()
+        .expect("a zjj warning")
+        .to_string();
+    let post = |path: String, body: &'static str| {
+        let http = http.clone();
+        let zjj = zjj.clone();
+        async move {
+            http.post(path)
+                .bearer_auth(zjj)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(format!("{base}/api/v1/warnings/{id}/ack"), "").await,
+        200
+    );
+    assert_eq!(
+        post(
+            format!("{base}/api/v1/warnings/{id}/feedback"),
+            r#"{"measures": "洒水降尘，停止土方作业", "result": "PM10已回落"}"#
+        )
+        .await,
+        200
+    );
+    let d = get(format!("{base}/api/v1/warnings/{id}"), zjj.clone()).await;
+    let kinds: Vec<&str> = d["timeline"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    for want in ["raised", "delivered", "acknowledged", "feedback"] {
+        assert!(kinds.contains(&want), "{want} missing in {kinds:?}");
+    }
+    // the departments' webhooks arrived signed (the demo's receiver refuses bad signatures)
+    let hooks = http
+        .get(format!("{base}/demo/hooks"))
+        .send()
+        .await
+        .expect("hooks")
+        .json_text()
+        .await;
+    assert!(hooks["count"].as_u64().unwrap_or(0) >= 3, "{hooks}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics
+            .contains("yujing_dispatch_deliveries_total{channel=\"mqtt\",outcome=\"delivered\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("yujing_connector_up{connector=\"mqtt\"} 1"));
+
+    // Ctrl-C (SIGINT) drains and stops
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    let err = err_log.join().unwrap_or_default().join("\n");
+    assert!(status.success(), "{err}");
+    assert!(err.contains("yujing: stopped"), "{err}");
+}
+
+trait JsonText {
+    async fn json_text(self) -> Value;
+}
+
+impl JsonText for reqwest::Response {
+    async fn json_text(self) -> Value {
+        serde_json::from_str(&self.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+    }
+}
