@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+    let child = Command::new(env!("CARGO_BIN_EXE_yujing"))
         .args([
             "demo",
             "--listen",
@@ -27,6 +27,8 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start yujing demo");
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (mut base, mut operator, mut zjj) = (String::new(), String::new(), String::new());
     for line in lines.by_ref() {
@@ -183,5 +185,15 @@ trait JsonText {
 impl JsonText for reqwest::Response {
     async fn json_text(self) -> Value {
         serde_json::from_str(&self.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+    }
+}
+
+/// The demo never stops by itself: a failing test must not leave it running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -313,6 +313,15 @@ async fn a_broken_rule_file_on_reload_leaves_the_old_rules_running() {
         (Some(1), Some(1)),
         "{r}"
     );
+    // SIGHUP reloads too
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &svc.child.id().to_string()])
+        .status();
+    wait_until(10, "the SIGHUP reload", || async {
+        let (_, r) = svc.get("/api/v1/rules", OPERATOR).await;
+        r["last_reload"]["trigger"] == "SIGHUP"
+    })
+    .await;
     // the warning raised before the reload clears under the same id (state kept)
     setup.publish(
         "cs-02",
@@ -537,4 +546,236 @@ async fn mosquitto_restarted_mid_stream_loses_no_qos1_reading() {
         svc.metric("yujing_connector_up{connector=\"mqtt\"}").await,
         1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_over_tls_with_a_password_and_a_refused_login_keeps_the_service_up() {
+    let Some(broker) = PrivateBroker::start_secure() else {
+        eprintln!("skipped: no mosquitto binary");
+        return;
+    };
+    let ca = broker.dir.path().join("ca.crt");
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let mqtt = format!(
+        "host = \"localhost\"\nusername = \"iot\"\npassword = \"iotpass\"\nca_file = \"{}\"",
+        ca.display()
+    );
+    let mut setup = Setup::with_mqtt("tls", &hook, broker.port, "", &mqtt);
+    setup.pub_args = [
+        "-h",
+        "localhost",
+        "--cafile",
+        &ca.display().to_string(),
+        "-u",
+        "iot",
+        "-P",
+        "iotpass",
+    ]
+    .map(String::from)
+    .to_vec();
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish_lines(
+        "cs-01",
+        "cs-01-noise",
+        &[
+            reading(t0 + 1_000, "noise", 86.0),
+            reading(t0 + 61_000, "noise", 50.0),
+        ],
+    );
+    let got = rx
+        .wait_for(10, "a warning over TLS", |g| !g.is_empty())
+        .await;
+    assert_eq!(got[0].doc["level"], "red");
+
+    // a wrong password: the service runs, is not ready, and says so
+    let bad = mqtt.replace("iotpass", "wrong");
+    let setup2 = Setup::with_mqtt("tls-bad", &hook, broker.port, "", &bad);
+    let svc2 = Service::start(setup2.path());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = svc2
+        .http
+        .get(format!("{}/readyz", svc2.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(
+        svc2.metric("yujing_connector_up{connector=\"mqtt\"}").await,
+        0.0
+    );
+    assert_eq!(svc2.get("/healthz", "").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wecom_and_dingtalk_robots_get_their_formats_and_dingtalk_its_signed_url() {
+    use axum::extract::{Query, State};
+    use std::sync::{Arc, Mutex};
+    /// (robot kind, body, query parameters)
+    type Call = (String, Value, BTreeMap<String, String>);
+    #[derive(Clone, Default)]
+    struct Robots {
+        got: Arc<Mutex<Vec<Call>>>,
+        fail_first: Arc<std::sync::atomic::AtomicBool>,
+    }
+    async fn robot(
+        State(r): State<Robots>,
+        axum::extract::Path(kind): axum::extract::Path<String>,
+        Query(q): Query<BTreeMap<String, String>>,
+        body: axum::body::Bytes,
+    ) -> String {
+        if kind == "dingtalk" {
+            // DingTalk's check: sign = base64(HMAC-SHA256(secret, "<timestamp>\n<secret>"))
+            let ts: i64 = q.get("timestamp").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let want = yujing::dispatch::channel::dingtalk_url("http://x/?a=b", "SECding", ts)
+                .expect("url");
+            let sign = q.get("sign").cloned().unwrap_or_default();
+            let expected: BTreeMap<String, String> = url::Url::parse(&want)
+                .expect("url")
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if expected.get("sign") != Some(&sign)
+                || (yujing::store::now_ms() - ts).abs() > 3_600_000
+            {
+                return r#"{"errcode": 310000, "errmsg": "sign not match"}"#.into();
+            }
+        }
+        if r.fail_first
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return r#"{"errcode": 45009, "errmsg": "api freq out of limit"}"#.into();
+        }
+        let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Ok(mut g) = r.got.lock() {
+            g.push((kind, doc, q));
+        }
+        r#"{"errcode": 0, "errmsg": "ok"}"#.into()
+    }
+    let robots = Robots::default();
+    robots
+        .fail_first
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let app = axum::Router::new()
+        .route("/{kind}", axum::routing::post(robot))
+        .with_state(robots.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", l.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(l, app).await });
+
+    let setup = Setup::new("robots", "http://127.0.0.1:9", mosquitto(), "");
+    setup.write_routes(&format!(
+        "channels:
+  - {{id: zjj-wecom, type: wecom, url: \"{base}/wecom?key=k1\"}}
+  - {{id: zjj-ding, type: dingtalk, url: \"{base}/dingtalk?access_token=t1\", secret: ding}}
+departments:
+  zjj: {{channels: [zjj-wecom, zjj-ding]}}
+"
+    ));
+    let toml = std::fs::read_to_string(setup.path().join("yujing.toml")).expect("toml");
+    std::fs::write(
+        setup.path().join("yujing.toml"),
+        toml.replace("[secrets]\n", "[secrets]\nding = \"SECding\"\n"),
+    )
+    .expect("toml");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish_lines(
+        "cs-02",
+        "cs-02-noise",
+        &[
+            reading(t0 + 1_000, "noise", 87.5),
+            reading(t0 + 61_000, "noise", 50.0),
+        ],
+    );
+    wait_until(15, "both robots", || async {
+        robots.got.lock().map(|g| g.len() >= 2).unwrap_or(false)
+    })
+    .await;
+    let got = robots.got.lock().map(|g| g.clone()).unwrap_or_default();
+    let wecom = got.iter().find(|g| g.0 == "wecom").expect("wecom");
+    assert_eq!(wecom.1["msgtype"], "markdown");
+    let content = wecom.1["markdown"]["content"].as_str().unwrap_or("");
+    assert!(
+        content.contains("【红色预警·发布】城西工地施工噪声超标"),
+        "{content}"
+    );
+    assert_eq!(wecom.2.get("key").map(String::as_str), Some("k1"));
+    let ding = got.iter().find(|g| g.0 == "dingtalk").expect("dingtalk");
+    assert!(
+        ding.1["markdown"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("城西工地噪声最大值87.5"),
+        "{}",
+        ding.1
+    );
+    assert_eq!(ding.2.get("access_token").map(String::as_str), Some("t1"));
+    // the robot's first refusal (errcode 45009) was retried
+    let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
+    let id = list["items"][0]["id"].as_str().expect("id").to_string();
+    let (_, d) = svc.get(&format!("/api/v1/warnings/{id}"), OPERATOR).await;
+    let failed = d["timeline"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["kind"] == "delivery_failed"))
+        .expect("a failed attempt");
+    assert!(
+        failed["detail"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("45009"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_a_firing_warning_continues_under_its_id() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new("resume", &hook, mosquitto(), "");
+    let mut svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish_lines(
+        "cs-03",
+        "cs-03-noise",
+        &[
+            reading(t0 + 1_000, "noise", 90.0),
+            reading(t0 + 61_000, "noise", 90.0),
+        ],
+    );
+    let first = rx.wait_for(10, "the raise", |g| !g.is_empty()).await;
+    let id = first[0].doc["id"].clone();
+    let status = svc.stop();
+    assert!(status.success(), "SIGTERM drains and exits 0: {status:?}");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    // the window still open at the stop was not judged early; the next ones clear the warning
+    setup.publish_lines(
+        "cs-03",
+        "cs-03-noise",
+        &[
+            reading(t0 + 121_000, "noise", 40.0),
+            reading(t0 + 181_000, "noise", 40.0),
+        ],
+    );
+    let got = rx
+        .wait_for(10, "the clear", |g| {
+            g.iter().any(|x| x.doc["transition"] == "clear")
+        })
+        .await;
+    let clear = got
+        .iter()
+        .find(|x| x.doc["transition"] == "clear")
+        .expect("clear");
+    assert_eq!(clear.doc["id"], id, "the same warning, not a new one");
+    assert_eq!(clear.doc["seq"], 1);
+    let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["items"][0]["status"], "cleared");
 }

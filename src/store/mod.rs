@@ -894,3 +894,277 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transition(kind: TransitionKind, seq: u32, level: Level) -> NewTransition {
+        NewTransition {
+            id: "w-1".into(),
+            seq,
+            kind,
+            reopened: false,
+            level,
+            previous: None,
+            rule: "noise_max".into(),
+            site: "cs-01".into(),
+            site_kind: "construction".into(),
+            subject: "cs-01-noise".into(),
+            title: "噪声".into(),
+            message: "城东工地噪声".into(),
+            value: Some(90.0),
+            threshold: Some(85.0),
+            at: 1_000,
+            raised_at: 1_000,
+            episode_start: 0,
+            doc: r#"{"id": "w-1"}"#.into(),
+            departments: vec!["zjj".into()],
+            deadlines: Deadlines {
+                ack: Some(1_000),
+                handle: Some(10_000),
+            },
+            supervisor: Some("dcs".into()),
+            deliveries: vec![("zjj".into(), "zjj-hook".into())],
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("y.db")).await.expect("open");
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn a_transition_stored_twice_is_stored_once() {
+        let (_d, s) = store().await;
+        assert_eq!(s.schema_version().await.expect("version"), 1);
+        let t = transition(TransitionKind::Raise, 0, Level::Red);
+        assert_eq!(
+            s.record(std::slice::from_ref(&t), 100)
+                .await
+                .expect("record"),
+            vec![true]
+        );
+        assert_eq!(s.record(&[t], 200).await.expect("record"), vec![false]);
+        assert_eq!(
+            s.deliveries(None, Some("w-1"), 10)
+                .await
+                .expect("outbox")
+                .len(),
+            1
+        );
+        let tl = s.timeline("w-1").await.expect("timeline");
+        assert_eq!(
+            tl.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+            ["raised"]
+        );
+        let w = s.get("w-1").await.expect("get").expect("row");
+        assert_eq!(
+            (w.status.as_str(), w.ack_due, w.handle_due),
+            ("open", Some(1_100), Some(10_100))
+        );
+        assert_eq!(w.departments, vec!["zjj"]);
+        // reopening the store keeps it
+        let (rows, total) = s
+            .list(&Filter {
+                limit: 10,
+                ..Filter::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!((rows.len(), total), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn the_lifecycle_refuses_steps_out_of_order() {
+        let (_d, s) = store().await;
+        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
+            .await
+            .expect("record");
+        let close = Action::Close {
+            note: None,
+            without_feedback: false,
+        };
+        assert!(matches!(
+            s.act("w-1", &close, "zjj", 200).await.expect("act"),
+            Err(ActError::Conflict(_))
+        ));
+        let ack = Action::Ack { note: None };
+        assert_eq!(
+            s.act("w-1", &ack, "zjj", 200)
+                .await
+                .expect("act")
+                .expect("ok")
+                .status,
+            "acknowledged"
+        );
+        assert!(s.act("w-1", &ack, "zjj", 210).await.expect("act").is_err());
+        let fb = Action::Feedback {
+            measures: "停工".into(),
+            result: "已恢复".into(),
+        };
+        assert_eq!(
+            s.act("w-1", &fb, "zjj", 300)
+                .await
+                .expect("act")
+                .expect("ok")
+                .status,
+            "handled"
+        );
+        assert_eq!(
+            s.act("w-1", &close, "zjj", 400)
+                .await
+                .expect("act")
+                .expect("ok")
+                .status,
+            "closed"
+        );
+        assert!(matches!(
+            s.act("w-1", &ack, "zjj", 500).await.expect("act"),
+            Err(ActError::Conflict(_))
+        ));
+        assert_eq!(
+            s.act("w-9", &ack, "zjj", 500).await.expect("act").err(),
+            Some(ActError::NotFound)
+        );
+        let kinds: Vec<String> = s
+            .timeline("w-1")
+            .await
+            .expect("tl")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["raised", "acknowledged", "feedback", "closed"]);
+    }
+
+    #[tokio::test]
+    async fn a_cleared_warning_needs_no_answer_and_a_relapse_reopens_it() {
+        let (_d, s) = store().await;
+        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
+            .await
+            .expect("raise");
+        s.record(&[transition(TransitionKind::Clear, 1, Level::Red)], 200)
+            .await
+            .expect("clear");
+        let w = s.get("w-1").await.expect("get").expect("row");
+        assert_eq!(
+            (w.status.as_str(), w.active, w.cleared_at),
+            ("cleared", false, Some(200))
+        );
+        assert!(
+            s.overdue(5_000).await.expect("overdue").is_empty(),
+            "cleared: no deadline"
+        );
+        let mut again = transition(TransitionKind::Raise, 2, Level::Yellow);
+        again.reopened = true;
+        s.record(&[again], 300).await.expect("reopen");
+        let w = s.get("w-1").await.expect("get").expect("row");
+        assert_eq!(
+            (w.status.as_str(), w.active, w.level.as_str(), w.ack_due),
+            ("open", true, "yellow", Some(1_300))
+        );
+        assert_eq!(s.active().await.expect("active").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn missed_deadlines_climb_the_ladder_once_each() {
+        let (_d, s) = store().await;
+        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
+            .await
+            .expect("raise");
+        assert!(s.overdue(1_000).await.expect("overdue").is_empty());
+        let due = s.overdue(1_100).await.expect("overdue");
+        assert_eq!((due.len(), due[0].step, due[0].what), (1, 1, "ack"));
+        s.notice(
+            &due[0],
+            "reminder",
+            &[("zjj".into(), "zjj-hook".into())],
+            "{}",
+            1_100,
+        )
+        .await
+        .expect("notice");
+        assert!(s.overdue(1_500).await.expect("overdue").is_empty());
+        let due = s.overdue(2_100).await.expect("overdue");
+        assert_eq!((due.len(), due[0].step), (1, 2));
+        s.notice(
+            &due[0],
+            "supervisor_notified",
+            &[("dcs".into(), "dcs-hook".into())],
+            "{}",
+            2_100,
+        )
+        .await
+        .expect("notice");
+        // the handling deadline is its own step
+        let due = s.overdue(10_100).await.expect("overdue");
+        assert_eq!((due.len(), due[0].what), (1, "handle"));
+        s.notice(&due[0], "supervisor_notified", &[], "{}", 10_100)
+            .await
+            .expect("notice");
+        assert!(s.overdue(99_000).await.expect("overdue").is_empty());
+        let purposes: Vec<String> = s
+            .deliveries(None, Some("w-1"), 10)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|d| d.purpose)
+            .collect();
+        assert_eq!(purposes, ["supervisor-ack", "reminder-ack", "transition"]);
+    }
+
+    #[tokio::test]
+    async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_ends() {
+        let (_d, s) = store().await;
+        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
+            .await
+            .expect("raise");
+        let got = s.claim(100, 1_000, 10).await.expect("claim");
+        assert_eq!(got.len(), 1);
+        assert!(s.claim(500, 1_000, 10).await.expect("claim").is_empty());
+        assert_eq!(
+            s.claim(1_100, 1_000, 10).await.expect("claim").len(),
+            1,
+            "lease ran out"
+        );
+        assert_eq!(s.release_leases().await.expect("release"), 1);
+        let it = s.claim(1_200, 1_000, 10).await.expect("claim").remove(0);
+        s.failed(&it, 1_200, "HTTP 503", Some(1_500), serde_json::json!({}))
+            .await
+            .expect("failed");
+        assert!(
+            s.claim(1_300, 1_000, 10).await.expect("claim").is_empty(),
+            "waits for its retry"
+        );
+        let it = s.claim(1_500, 1_000, 10).await.expect("claim").remove(0);
+        assert_eq!(it.attempts, 1);
+        s.failed(&it, 1_600, "HTTP 400", None, serde_json::json!({}))
+            .await
+            .expect("dead");
+        assert_eq!(
+            s.deliveries(Some("dead"), None, 10)
+                .await
+                .expect("dead")
+                .len(),
+            1
+        );
+        assert!(s.retry_delivery(it.id, 2_000).await.expect("retry"));
+        let it = s.claim(2_000, 1_000, 10).await.expect("claim").remove(0);
+        s.delivered(&it, 2_100, serde_json::json!({}))
+            .await
+            .expect("delivered");
+        assert!(s.claim(9_000, 1_000, 10).await.expect("claim").is_empty());
+        let kinds: Vec<String> = s
+            .timeline("w-1")
+            .await
+            .expect("tl")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["raised", "delivery_failed", "delivery_dead", "delivered"]
+        );
+    }
+}

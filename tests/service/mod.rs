@@ -101,10 +101,17 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub prefix: String,
     pub mqtt_port: u16,
+    /// Extra `mosquitto_pub` arguments (TLS, credentials).
+    pub pub_args: Vec<String>,
 }
 
 impl Setup {
     pub fn new(name: &str, hook: &str, mqtt_port: u16, deadlines: &str) -> Setup {
+        Self::with_mqtt(name, hook, mqtt_port, deadlines, "host = \"127.0.0.1\"")
+    }
+
+    /// `mqtt` replaces the `host = ...` line of the [mqtt] table (credentials, TLS).
+    pub fn with_mqtt(name: &str, hook: &str, mqtt_port: u16, deadlines: &str, mqtt: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let prefix = format!("t{}-{name}", std::process::id());
         let p = dir.path();
@@ -119,7 +126,7 @@ out_of_orderness = \"0s\"
 [http]
 listen = \"127.0.0.1:0\"
 [mqtt]
-host = \"127.0.0.1\"
+{mqtt}
 port = {mqtt_port}
 client_id = \"{prefix}\"
 topics = [\"{prefix}/yujing/sensors/+/+\"]
@@ -144,7 +151,12 @@ hook = \"{SECRET}\"
             dir,
             prefix,
             mqtt_port,
+            pub_args: vec!["-h".into(), "127.0.0.1".into()],
         }
+    }
+
+    pub fn write_routes(&self, text: &str) {
+        std::fs::write(self.path().join("routes.yaml"), text).expect("routes");
     }
 
     pub fn path(&self) -> &Path {
@@ -155,14 +167,8 @@ hook = \"{SECRET}\"
     pub fn publish(&self, site: &str, device: &str, payload: &str) {
         let topic = format!("{}/yujing/sensors/{site}/{device}", self.prefix);
         let st = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.mqtt_port.to_string(),
-                "-q",
-                "1",
-            ])
+            .args(&self.pub_args)
+            .args(["-p", &self.mqtt_port.to_string(), "-q", "1"])
             .args(["-t", &topic, "-m", payload])
             .status()
             .expect("mosquitto_pub (install mosquitto-clients)");
@@ -174,14 +180,8 @@ hook = \"{SECRET}\"
         use std::io::Write;
         let topic = format!("{}/yujing/sensors/{site}/{device}", self.prefix);
         let mut child = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.mqtt_port.to_string(),
-                "-q",
-                "1",
-            ])
+            .args(&self.pub_args)
+            .args(["-p", &self.mqtt_port.to_string(), "-q", "1"])
             .args(["-t", &topic, "-l"])
             .stdin(Stdio::piped())
             .spawn()
@@ -486,12 +486,46 @@ pub fn root() -> PathBuf {
 /// A Mosquitto of this test's own (persistent, on a free port), so it can be restarted.
 pub struct PrivateBroker {
     pub port: u16,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     child: std::process::Child,
 }
 
 impl PrivateBroker {
     pub fn start() -> Option<PrivateBroker> {
+        Self::start_with(|_, port| format!("listener {port} 127.0.0.1\nallow_anonymous true\n"))
+    }
+
+    /// A broker that takes only TLS (a test CA and a leaf for localhost) with user `iot`,
+    /// password `iotpass`. Its CA certificate is `dir/ca.crt`.
+    pub fn start_secure() -> Option<PrivateBroker> {
+        Self::start_with(|dir, port| {
+            let d = dir.display();
+            let sh = format!(
+                "set -e; cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=yujing-test-CA -keyout ca.key -out ca.crt
+openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nkeyUsage=digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile server.ext -out server.crt
+chmod 644 server.key
+touch passwd; mosquitto_passwd -b passwd iot iotpass; chmod 644 passwd"
+            );
+            let ok = Command::new("sh")
+                .args(["-c", &sh])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "could not make test certificates (openssl, mosquitto_passwd)"
+            );
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\ntls_version tlsv1.2\n"
+            )
+        })
+    }
+
+    fn start_with(listener: impl Fn(&std::path::Path, u16) -> String) -> Option<PrivateBroker> {
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())?;
@@ -501,7 +535,8 @@ impl PrivateBroker {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                "{}user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                listener(dir.path(), port),
                 dir.path().display()
             ),
         )
@@ -538,6 +573,9 @@ impl PrivateBroker {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        // long enough that the client's reconnect backoff has grown: what is published right
+        // after the restart can reach it only through its persisted session
+        std::thread::sleep(Duration::from_millis(1500));
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
