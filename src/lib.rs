@@ -8,8 +8,9 @@
 //! - [`time`]: event time, durations and timestamps as files write them.
 //! - [`event`]: the event model: readings, camera events, hotline tickets, rejection reasons,
 //!   warning levels. Leaf types shared by every stage.
-//! - [`config`]: files an administrator edits: `yujing.toml` (engine settings), `sites.yaml`
-//!   (sites, departments, devices), `rules/*.yaml`; loaded with every error as `file:line:col`.
+//! - [`config`]: files an administrator edits: `yujing.toml` (engine settings; the service's
+//!   tables in [`config::service`]), `sites.yaml` (sites, departments, devices), `rules/*.yaml`,
+//!   `routes.yaml` ([`config::routes`]); loaded with every error as `file:line:col`.
 //!   - [`config::yaml`]: YAML with positions, error collection. [`config::expr`]: threshold
 //!     expressions over site parameters. [`config::template`]: message templates.
 //! - [`decode`]: narrow CSV, JSON (MQTT payloads, JSON lines), wide CSV through a column mapping.
@@ -32,7 +33,7 @@
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
-//! - [`sim`]: the simulated sample day of the sample county (`yujing demo`).
+//! - [`sim`]: the simulated sample day of the sample county (`yujing demo --offline`).
 //! - `main.rs`: the `yujing` command line.
 //!
 //! The I/O crate `yujing-connectors` (folder `connectors/`) moves bytes and knows nothing of

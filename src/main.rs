@@ -194,8 +194,17 @@ fn check(dir: &Path) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let routes = if cfg.routes.channels.is_empty() && cfg.routes.routes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {} routes over {} channels",
+            cfg.routes.routes.len(),
+            cfg.routes.channels.len()
+        )
+    };
     println!(
-        "ok: {} sites, {} devices, {} rules in {}",
+        "ok: {} sites, {} devices, {} rules{routes} in {}",
         cfg.registry.sites.len(),
         cfg.registry.devices.len(),
         cfg.rules.len(),

@@ -1,8 +1,9 @@
 //! The sample day: a deterministic simulation of one day of readings for every device in the
 //! registry (diurnal patterns and noise by metric), with scripted incidents at the sample
 //! county's sites: a dust episode, night-time construction noise, an air-pollution episode, a
-//! river rising after heavy rain, a holiday crowd, and a gauge going silent. `yujing demo`
-//! replays it through the rules; the live service will publish the same feeds over MQTT.
+//! river rising after heavy rain, a holiday crowd, and a gauge going silent. `yujing demo
+//! --offline` replays it through the rules; `yujing demo` publishes the same shapes live over
+//! MQTT ([`crate::service::simulate`]).
 
 use crate::config::Config;
 use crate::engine::alert::TransitionKind;

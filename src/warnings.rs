@@ -1,6 +1,6 @@
 //! Warnings as users see them: a transition from the engine rendered into the warning document
 //! of the contract (stable id, level, site, departments, zh-CN and English messages, evidence).
-//! Storage and the lifecycle (ack, feedback, close) join here with the live service.
+//! Storage and the lifecycle (ack, feedback, close) are the store's ([`crate::store`]).
 
 use crate::config::template::{fmt_num, Value};
 use crate::config::Config;

@@ -510,3 +510,55 @@ fn a_csv_registry_works_like_the_yaml_one() {
     let out = yujing(&["check", "."], dir.path());
     assert_has(&text(&out.stderr), "both sites.yaml and sites.csv are here");
 }
+
+#[test]
+fn token_prints_a_token_and_the_entry_that_stores_only_its_hash() {
+    let out = yujing(
+        &["token", "--name", "duty", "--role", "department:zjj"],
+        &root(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let token = s
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("token line")
+        .to_string();
+    assert!(token.starts_with("yj_") && token.len() == 35, "{s}");
+    assert_has(&s, "role = \"department:zjj\"");
+    assert_has(
+        &s,
+        &format!(
+            "sha256 = \"{}\"",
+            yujing::dispatch::channel::token_hash(&token)
+        ),
+    );
+    let bad = yujing(&["token", "--name", "x", "--role", "boss"], &root());
+    assert_eq!(bad.status.code(), Some(2));
+    assert_has(&text(&bad.stderr), "unknown role `boss`");
+}
+
+#[test]
+fn check_reports_a_broken_routes_file_with_positions() {
+    let dir = config_with(&[]);
+    let f = "rules/environment.yaml";
+    std::fs::copy(root().join(f), dir.path().join(f)).expect("copy rule");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "channels:\n  - {id: h, type: webhook, url: \"http://x/\", secret: nokey}\ndepartments:\n  sthj: {channels: [h, nope]}\nroutes:\n  - match: {rule: [aq_pm25_24hh]}\n",
+    )
+    .expect("routes");
+    let out = yujing(&["check", &dir.path().display().to_string()], &root());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_has(&err, "routes.yaml:4:24: unknown channel `nope`");
+    assert_has(
+        &err,
+        "unknown rule `aq_pm25_24hh`; did you mean `aq_pm25_24h`?",
+    );
+    assert_has(
+        &err,
+        "secret `nokey` is not in the [secrets] table of yujing.toml",
+    );
+}

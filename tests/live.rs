@@ -186,7 +186,8 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
     let (_, sites) = svc.get("/api/v1/sites", ZJJ).await;
     assert_eq!(sites["items"].as_array().map(Vec::len), Some(4));
 
-    // bad input is counted by reason and dead-lettered; the service keeps going
+    // bad input is counted by reason and dead-lettered (file and topic); the service keeps going
+    let dead_topic = setup.subscribe("dead-letter", 5);
     setup.publish("cs-01", "cs-01-noise", "{not json");
     setup.publish("cs-01", "nobody", &reading(t0 + 62_000, "noise", 50.0));
     setup.publish(
@@ -225,6 +226,9 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
         })
     })
     .await;
+    let on_topic = dead_topic.join().unwrap_or_default();
+    assert_eq!(on_topic.lines().count(), 5, "{on_topic}");
+    assert!(on_topic.contains("\"reason\":\"malformed\""), "{on_topic}");
     let dead = std::fs::read_to_string(setup.path().join("data/dead.jsonl")).unwrap_or_default();
     assert!(
         dead.contains("\"reason\":\"unknown_device\"") && dead.contains("\"reason\":\"oversize\""),

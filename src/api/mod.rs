@@ -46,7 +46,9 @@ pub struct AppState {
 /// Webhooks the demo sends to itself, verified like any receiver would.
 pub struct DemoHooks {
     pub secret: String,
+    /// The newest webhooks received (at most 1,000) and how many in all.
     pub received: Mutex<Vec<Value>>,
+    pub total: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -610,12 +612,22 @@ async fn demo_hook(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let notice = if doc["notice"].is_object() {
+        "（超时提醒）"
+    } else {
+        ""
+    };
     println!(
-        "  webhook → {department}: 【{}】{} (signature ok)",
-        doc["level"].as_str().unwrap_or(""),
+        "  webhook → {department}: 【{}】{}{notice}  [signature ok]",
+        channel::level_zh(doc["level"].as_str().unwrap_or("")),
         doc["message"].as_str().unwrap_or("")
     );
+    h.total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut r) = h.received.lock() {
+        // the newest 1,000 are kept: a demo left running must not grow without bound
+        if r.len() >= 1_000 {
+            r.remove(0);
+        }
         r.push(json!({ "department": department, "key": key, "warning": doc }));
     }
     Ok(Json(json!({ "ok": true })))
@@ -626,5 +638,7 @@ async fn demo_hooks_seen(State(st): State<AppState>) -> Result<Json<Value>, ApiE
         return Err(ApiError::NotFound("no demo".into()));
     };
     let v = h.received.lock().map(|r| r.clone()).unwrap_or_default();
-    Ok(Json(json!({ "count": v.len(), "items": v })))
+    Ok(Json(
+        json!({ "count": h.total.load(std::sync::atomic::Ordering::Relaxed), "items": v }),
+    ))
 }

@@ -328,25 +328,27 @@ impl Config {
         if diags.is_empty() && layout.routes.exists() {
             if let Some(text) = read(&layout.routes, &mut diags) {
                 let name = layout.routes.display().to_string();
-                match routes::load(&name, &text, &registry) {
-                    Ok(r) => {
-                        let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-                        diags.extend(routes::check_rules(&name, &text, &r, &ids));
-                        for c in &r.channels {
-                            if let Some(sec) = &c.secret {
-                                if !service.secrets.contains_key(sec) {
-                                    diags.push(Diag {
-                                        file: name.as_str().into(),
-                                        pos: text.find(sec.as_str()).map(|o| offset_pos(&text, o)).unwrap_or_default(),
-                                        msg: format!("channel `{}`: secret `{sec}` is not in the [secrets] table of yujing.toml", c.id),
-                                    });
-                                }
-                            }
+                let (r, errs) = routes::load_all(&name, &text, &registry);
+                diags.extend(errs);
+                let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+                diags.extend(routes::check_rules(&name, &text, &r, &ids));
+                for c in &r.channels {
+                    if let Some(sec) = &c.secret {
+                        if !service.secrets.contains_key(sec) {
+                            diags.push(Diag {
+                                file: name.as_str().into(),
+                                pos: text
+                                    .find(&format!("secret: {sec}"))
+                                    .map(|o| o + "secret: ".len())
+                                    .or_else(|| text.find(sec.as_str()))
+                                    .map(|o| offset_pos(&text, o))
+                                    .unwrap_or_default(),
+                                msg: format!("channel `{}`: secret `{sec}` is not in the [secrets] table of yujing.toml", c.id),
+                            });
                         }
-                        routes = r;
                     }
-                    Err(e) => diags.extend(e),
                 }
+                routes = r;
             }
         }
         if diags.is_empty() {

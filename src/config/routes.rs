@@ -212,9 +212,20 @@ fn deadlines_table(ctx: &Ctx, node: &marked_yaml::Node, what: &str) -> [Deadline
 
 /// Load and check routes.yaml against the registry (departments must exist).
 pub fn load(file: &str, text: &str, registry: &Registry) -> Result<Routes, Vec<Diag>> {
+    let (routes, diags) = load_all(file, text, registry);
+    if diags.is_empty() {
+        Ok(routes)
+    } else {
+        Err(diags)
+    }
+}
+
+/// As [`load`], but also the part that loaded when there are errors (so that later checks can
+/// report theirs too).
+pub fn load_all(file: &str, text: &str, registry: &Registry) -> (Routes, Vec<Diag>) {
     let ctx = Ctx::new(file);
     let Some(root) = ctx.parse(text) else {
-        return Err(ctx.into_diags());
+        return (Routes::default(), ctx.into_diags());
     };
     let mut routes = Routes::default();
     let known_department = |d: &Spanned<String>| {
@@ -243,7 +254,7 @@ pub fn load(file: &str, text: &str, registry: &Registry) -> Result<Routes, Vec<D
             "routes",
         ],
     ) else {
-        return Err(ctx.into_diags());
+        return (Routes::default(), ctx.into_diags());
     };
     if let Some(n) = top.node("channels") {
         for c in ctx.seq(n, "channels") {
@@ -399,11 +410,7 @@ pub fn load(file: &str, text: &str, registry: &Registry) -> Result<Routes, Vec<D
             });
         }
     }
-    if ctx.error_count() > 0 {
-        Err(ctx.into_diags())
-    } else {
-        Ok(routes)
-    }
+    (routes, ctx.into_diags())
 }
 
 /// Route rule ids are checked against the loaded rules here (the rules load after the routes).

@@ -59,6 +59,11 @@ pub struct MqttSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreSettings {
     pub path: PathBuf,
+    /// Flush every commit to disk (`fsync = true`, SQLite `synchronous=FULL`): a stored warning
+    /// survives a power loss too. Off (`NORMAL` in WAL mode), a commit survives a crash or
+    /// `kill -9` of the process but the last ones may be lost with the power; commits are much
+    /// cheaper.
+    pub fsync: bool,
     /// Rejected input as JSON lines (reason, detail, topic, payload).
     pub dead_letter: PathBuf,
 }
@@ -116,6 +121,7 @@ impl Default for ServiceSettings {
             mqtt: None,
             store: StoreSettings {
                 path: "data/yujing.db".into(),
+                fsync: false,
                 dead_letter: "data/dead-letter.jsonl".into(),
             },
             dispatch: DispatchSettings {
@@ -157,6 +163,7 @@ struct MqttToml {
 #[serde(deny_unknown_fields)]
 struct StoreToml {
     path: Option<PathBuf>,
+    fsync: Option<bool>,
     dead_letter: Option<PathBuf>,
 }
 
@@ -275,6 +282,9 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     }
     if let Some(p) = parsed.store.path {
         s.store.path = p;
+    }
+    if let Some(f) = parsed.store.fsync {
+        s.store.fsync = f;
     }
     if let Some(p) = parsed.store.dead_letter {
         s.store.dead_letter = p;

@@ -82,7 +82,8 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     cur.as_str().unwrap_or("")
 }
 
-fn level_zh(level: &str) -> &'static str {
+/// 蓝色, 黄色, 橙色, 红色 for a level name.
+pub fn level_zh(level: &str) -> &'static str {
     match level {
         "blue" => "蓝色",
         "yellow" => "黄色",

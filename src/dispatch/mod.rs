@@ -12,11 +12,11 @@ pub mod channel;
 use crate::config::routes::ChannelKind;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, OutboxItem, Overdue, Store};
+use crate::store::{now_ms, OutboxItem, Outcome, Overdue, Store};
 use crate::time::{format_ts, Ts};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use yujing_connectors::http::HttpOut;
@@ -57,6 +57,9 @@ impl Dispatcher {
         let lease = cfg.service.dispatch.timeout * 2 + 5_000;
         let permits = Arc::new(Semaphore::new(limit));
         let mut tasks = JoinSet::new();
+        // outcomes are written together: a burst of deliveries costs one commit, not one each
+        let (otx, orx) = mpsc::unbounded_channel::<Outcome>();
+        let recorder = tokio::spawn(record_outcomes(self.store.clone(), orx));
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -72,8 +75,11 @@ impl Dispatcher {
                                 break;
                             };
                             let d = self.clone();
+                            let otx = otx.clone();
                             tasks.spawn(async move {
-                                d.deliver(it).await;
+                                let o = d.deliver(it).await;
+                                // the recorder outlives every task (it ends when they are gone)
+                                let _ = otx.send(o);
                                 drop(permit);
                             });
                         }
@@ -101,8 +107,11 @@ impl Dispatcher {
                 _ = cancel.cancelled() => {}
             }
         }
-        // drain: deliveries under way finish (each is bounded by the HTTP timeout)
+        // drain: deliveries under way finish (each is bounded by the HTTP timeout), and their
+        // outcomes are written
         while tasks.join_next().await.is_some() {}
+        drop(otx);
+        let _ = recorder.await;
     }
 
     async fn update_depth(&self) {
@@ -117,9 +126,9 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, item: OutboxItem) {
+    /// One attempt; its outcome is for the recorder to store.
+    async fn deliver(&self, item: OutboxItem) -> Outcome {
         let cfg = self.config.borrow().clone();
-        let started = std::time::Instant::now();
         let chan = cfg.routes.channel(&item.channel).cloned();
         let kind = chan.as_ref().map_or("unknown", |c| c.kind.as_str());
         let outcome = match &chan {
@@ -139,7 +148,7 @@ impl Dispatcher {
             "attempt": attempt,
             "key": item.key,
         });
-        let res = match outcome {
+        match outcome {
             Ok(status) => {
                 detail["status"] = status.into();
                 self.metrics
@@ -150,8 +159,13 @@ impl Dispatcher {
                     .delivery_latency
                     .with_label_values(&[kind])
                     .observe((now - item.created_at).max(0) as f64 / 1000.0);
-                let _ = started;
-                self.store.delivered(&item, now, detail).await
+                Outcome {
+                    item: item.id,
+                    warning_id: item.warning_id,
+                    at: now,
+                    failed: None,
+                    detail,
+                }
             }
             Err(f) => {
                 let d = &cfg.service.dispatch;
@@ -172,13 +186,14 @@ impl Dispatcher {
                 } else {
                     tracing::warn!(warning = %item.warning_id, channel = %item.channel, attempt, error = %f.error, "delivery failed; will retry");
                 }
-                self.store
-                    .failed(&item, now, &f.error, retry_at, detail)
-                    .await
+                Outcome {
+                    item: item.id,
+                    warning_id: item.warning_id,
+                    at: now,
+                    failed: Some((f.error, retry_at)),
+                    detail,
+                }
             }
-        };
-        if let Err(e) = res {
-            tracing::error!(error = %e, key = %item.key, "cannot record a delivery outcome");
         }
     }
 
@@ -277,6 +292,21 @@ impl Dispatcher {
                 Ok("queued".into())
             }
         }
+    }
+}
+
+/// Write delivery outcomes as they come, every one waiting at that moment in one transaction;
+/// retried until the store takes them.
+async fn record_outcomes(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, 512).await > 0 {
+        let mut wait = Duration::from_millis(100);
+        while let Err(e) = store.record_outcomes(&buf).await {
+            tracing::error!(error = %e, "cannot record delivery outcomes; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
+        buf.clear();
     }
 }
 

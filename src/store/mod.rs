@@ -120,6 +120,19 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
 }
 
+/// What became of one delivery attempt.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The outbox entry.
+    pub item: i64,
+    pub warning_id: String,
+    pub at: Ts,
+    /// `None`: delivered. Else the error, and when to retry (`None`: give up, dead letter).
+    pub failed: Option<(String, Option<Ts>)>,
+    /// The timeline entry's detail.
+    pub detail: serde_json::Value,
+}
+
 /// Filters for listing warnings (all optional).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -183,9 +196,12 @@ pub fn now_ms() -> Ts {
         .unwrap_or(0)
 }
 
+/// Reads go through a small pool; every write through one connection, so writers queue in
+/// order instead of sleeping on SQLite's busy lock.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 const WARNING_COLUMNS: &str = "id, rule, site, site_kind, subject, level, status, active, seq, title, message, \
@@ -308,8 +324,16 @@ async fn add_delivery(
 }
 
 impl Store {
-    /// Open (creating it and its directory if needed) and migrate to the current schema.
+    /// Open (creating it and its directory if needed) and migrate to the current schema; commits
+    /// reach the disk before they return (see [`Store::open_with`]).
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, true).await
+    }
+
+    /// With `fsync`, every commit is flushed to disk (SQLite `synchronous=FULL`) and survives a
+    /// power loss; without, WAL with `synchronous=NORMAL`: a commit survives a crash or `kill -9`
+    /// of the process, and costs far less.
+    pub async fn open_with(path: &Path, fsync: bool) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
@@ -318,13 +342,16 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // a commit is on disk before a delivery starts
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if fsync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
             .await?;
         let migrations = MIGRATIONS
             .iter()
@@ -338,8 +365,12 @@ impl Store {
                 )
             })
             .collect();
-        Migrator::with_migrations(migrations).run(&pool).await?;
-        Ok(Store { pool })
+        Migrator::with_migrations(migrations).run(&writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        Ok(Store { pool, writer })
     }
 
     /// The schema version the store is at.
@@ -354,7 +385,7 @@ impl Store {
     /// transaction. Returns, per transition, whether it was new (a transition seen before,
     /// after a restart re-read the same input, changes nothing).
     pub async fn record(&self, batch: &[NewTransition], now: Ts) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut fresh = Vec::with_capacity(batch.len());
         for t in batch {
             let ins = sqlx::query(
@@ -559,7 +590,7 @@ impl Store {
         actor: &str,
         now: Ts,
     ) -> Result<Result<WarningRow, ActError>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM warnings WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -630,7 +661,7 @@ impl Store {
         lease: i64,
         limit: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
             "SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ?1 \
              AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, id LIMIT ?2",
@@ -654,7 +685,7 @@ impl Store {
     /// At start, no delivery is under way: leases of a process that died are void.
     pub async fn release_leases(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected())
     }
@@ -676,23 +707,14 @@ impl Store {
         now: Ts,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, attempts = attempts + 1, last_error = NULL, leased_until = NULL WHERE id = ?1")
-            .bind(item.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        add_timeline(
-            &mut tx,
-            &item.warning_id,
-            now,
-            "delivered",
-            "dispatch",
+        self.record_outcomes(&[Outcome {
+            item: item.id,
+            warning_id: item.warning_id.clone(),
+            at: now,
+            failed: None,
             detail,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        }])
+        .await
     }
 
     /// A failed attempt: retry at `retry_at`, or give up (dead letter) when it is `None`.
@@ -704,22 +726,56 @@ impl Store {
         retry_at: Option<Ts>,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, leased_until = NULL, \
-               state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE 'pending' END, next_at = coalesce(?3, next_at) WHERE id = ?1",
-        )
-        .bind(item.id)
-        .bind(error)
-        .bind(retry_at)
-        .execute(&mut *tx)
-        .await?;
-        let kind = if retry_at.is_some() {
-            "delivery_failed"
-        } else {
-            "delivery_dead"
-        };
-        add_timeline(&mut tx, &item.warning_id, now, kind, "dispatch", detail).await?;
+        self.record_outcomes(&[Outcome {
+            item: item.id,
+            warning_id: item.warning_id.clone(),
+            at: now,
+            failed: Some((error.to_string(), retry_at)),
+            detail,
+        }])
+        .await
+    }
+
+    /// Record delivery outcomes (state, attempts, a timeline entry each) in one transaction.
+    pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for o in outcomes {
+            let kind = match &o.failed {
+                None => {
+                    sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, attempts = attempts + 1, last_error = NULL, leased_until = NULL WHERE id = ?1")
+                        .bind(o.item)
+                        .bind(o.at)
+                        .execute(&mut *tx)
+                        .await?;
+                    "delivered"
+                }
+                Some((error, retry_at)) => {
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, leased_until = NULL, \
+                           state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE 'pending' END, next_at = coalesce(?3, next_at) WHERE id = ?1",
+                    )
+                    .bind(o.item)
+                    .bind(error)
+                    .bind(retry_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if retry_at.is_some() {
+                        "delivery_failed"
+                    } else {
+                        "delivery_dead"
+                    }
+                }
+            };
+            add_timeline(
+                &mut tx,
+                &o.warning_id,
+                o.at,
+                kind,
+                "dispatch",
+                o.detail.clone(),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -747,7 +803,7 @@ impl Store {
         let r = sqlx::query("UPDATE outbox SET state = 'pending', attempts = 0, next_at = ? WHERE id = ? AND state = 'dead'")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -832,7 +888,7 @@ impl Store {
         doc: &str,
         now: Ts,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let purpose = if o.step == 1 {
             "reminder"
         } else {
@@ -892,6 +948,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -130,6 +130,7 @@ listen = \"127.0.0.1:0\"
 port = {mqtt_port}
 client_id = \"{prefix}\"
 topics = [\"{prefix}/yujing/sensors/+/+\"]
+dead_letter_topic = \"{prefix}/dead-letter\"
 [store]
 path = \"data/yujing.db\"
 dead_letter = \"data/dead.jsonl\"
@@ -153,6 +154,31 @@ hook = \"{SECRET}\"
             mqtt_port,
             pub_args: vec!["-h".into(), "127.0.0.1".into()],
         }
+    }
+
+    /// Start `mosquitto_sub` on a topic under this test's prefix; it exits after `count`
+    /// messages (or 15 s). Join the handle for what it printed.
+    pub fn subscribe(&self, topic: &str, count: usize) -> std::thread::JoinHandle<String> {
+        let child = Command::new("mosquitto_sub")
+            .args(&self.pub_args)
+            .args(["-p", &self.mqtt_port.to_string(), "-q", "1", "-W", "15"])
+            .args([
+                "-C",
+                &count.to_string(),
+                "-t",
+                &format!("{}/{topic}", self.prefix),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub");
+        // give it a moment to subscribe
+        std::thread::sleep(Duration::from_millis(300));
+        std::thread::spawn(move || {
+            child
+                .wait_with_output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        })
     }
 
     pub fn write_routes(&self, text: &str) {
