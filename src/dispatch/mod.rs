@@ -60,6 +60,7 @@ impl Dispatcher {
         // outcomes are written together: a burst of deliveries costs one commit, not one each
         let (otx, orx) = mpsc::unbounded_channel::<Outcome>();
         let recorder = tokio::spawn(record_outcomes(self.store.clone(), orx));
+        let mut last_depth: Option<std::time::Instant> = None;
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -87,7 +88,10 @@ impl Dispatcher {
                     Err(e) => tracing::error!(error = %e, "cannot read the delivery outbox"),
                 }
             }
-            self.update_depth().await;
+            if last_depth.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                self.update_depth().await;
+                last_depth = Some(std::time::Instant::now());
+            }
             if claimed > 0 && (claimed as i64) == free {
                 // there may be more: go again as soon as a slot frees
                 tokio::select! {
