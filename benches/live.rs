@@ -124,6 +124,9 @@ async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
 }
 
 struct Outcome {
+    /// Averages from yujing's own histograms: arrival -> transition stored, stored -> delivered.
+    detect_ms: f64,
+    dispatch_ms: f64,
     rate: u64,
     published: u64,
     taken: u64,
@@ -244,6 +247,31 @@ async fn one_run(broker: (&str, u16), rate: u64, seconds: u64, run: &str) -> Out
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_end = rss_kb(child.id());
+    let avg = |sum: f64, count: f64| {
+        if count > 0.0 {
+            1000.0 * sum / count
+        } else {
+            -1.0
+        }
+    };
+    let detect_ms = avg(
+        metric(&http, &base, "yujing_engine_detect_latency_seconds_sum").await,
+        metric(&http, &base, "yujing_engine_detect_latency_seconds_count").await,
+    );
+    let dispatch_ms = avg(
+        metric(
+            &http,
+            &base,
+            "yujing_dispatch_delivery_latency_seconds_sum{channel=\"webhook\"}",
+        )
+        .await,
+        metric(
+            &http,
+            &base,
+            "yujing_dispatch_delivery_latency_seconds_count{channel=\"webhook\"}",
+        )
+        .await,
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -254,6 +282,8 @@ async fn one_run(broker: (&str, u16), rate: u64, seconds: u64, run: &str) -> Out
         .map(|l| l.clone())
         .unwrap_or_default();
     Outcome {
+        detect_ms,
+        dispatch_ms,
         rate,
         published: acked.load(Ordering::Relaxed),
         taken: taken as u64,
@@ -314,11 +344,11 @@ fn main() {
     let (host, port) = broker_s.rsplit_once(':').expect("--broker HOST:PORT");
     let port: u16 = port.parse().expect("port");
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(20);
-    println!("| target rate/s | published/s | broker-acked | taken by yujing | lost | warnings | reading->webhook p50 | p99 | RSS start -> end |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("| target rate/s | published/s | broker-acked | taken by yujing | lost | warnings | reading->webhook p50 | p99 | of which: detect avg, store->webhook avg | RSS start -> end |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     let print = |o: &Outcome| {
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} ms | {} ms | {} -> {} MB |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} ms | {} ms | {:.1} ms, {:.1} ms | {} -> {} MB |",
             o.rate,
             o.achieved,
             o.published,
@@ -327,6 +357,8 @@ fn main() {
             o.warnings,
             o.p50,
             o.p99,
+            o.detect_ms,
+            o.dispatch_ms,
             o.rss_start / 1024,
             o.rss_end / 1024
         )

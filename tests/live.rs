@@ -183,6 +183,15 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
     assert_eq!(s, 200);
     assert_eq!(site["devices"][0]["status"], "online");
     assert_eq!(site["devices"][0]["readings"][0]["metric"], "noise");
+    assert_eq!(site["firing"][0][0], "noise_max", "{site}");
+    // another department sees the site, not what fires there
+    let (_, other) = svc.get("/api/v1/sites/cs-01", SLJ).await;
+    assert_eq!(other["firing"].as_array().map(Vec::len), Some(0), "{other}");
+    assert_eq!(
+        other["warnings"].as_array().map(Vec::len),
+        Some(0),
+        "{other}"
+    );
     let (_, sites) = svc.get("/api/v1/sites", ZJJ).await;
     assert_eq!(sites["items"].as_array().map(Vec::len), Some(4));
 

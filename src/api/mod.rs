@@ -443,7 +443,23 @@ async fn close(
     .await
 }
 
-async fn ask_sites(st: &AppState) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
+/// The engine's view of every site; a department sees what fires only at its own sites.
+async fn ask_sites(
+    st: &AppState,
+    caller: &Caller,
+) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
+    let mut v = ask_engine(st).await?;
+    if let Some(d) = caller.department() {
+        for s in &mut v {
+            if !s.departments.iter().any(|x| x == d) {
+                s.firing.clear();
+            }
+        }
+    }
+    Ok(v)
+}
+
+async fn ask_engine(st: &AppState) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
     let (tx, rx) = oneshot::channel();
     st.engine
         .send(Request::Sites(tx))
@@ -453,8 +469,8 @@ async fn ask_sites(st: &AppState) -> Result<Vec<crate::service::pipeline::SiteVi
         .map_err(|_| ApiError::Unavailable("the engine is shutting down".into()))
 }
 
-async fn sites(State(st): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
-    let v = ask_sites(&st).await?;
+async fn sites(State(st): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let v = ask_sites(&st, &caller).await?;
     Ok(Json(json!({ "items": v })))
 }
 
@@ -464,7 +480,7 @@ async fn site(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tz = st.config.borrow().settings.timezone;
-    let all = ask_sites(&st).await?;
+    let all = ask_sites(&st, &caller).await?;
     let Some(s) = all.into_iter().find(|s| s.id == id) else {
         return Err(ApiError::NotFound(format!("no site {id}")));
     };

@@ -129,7 +129,7 @@ impl Default for ServiceSettings {
                 retry_base: 1_000,
                 retry_max: 5 * 60_000,
                 timeout: 10_000,
-                concurrency: 16,
+                concurrency: 64,
             },
             secrets: BTreeMap::new(),
             tokens: Vec::new(),

@@ -369,7 +369,10 @@ impl Pipeline {
                     if let Some(d) = engine.config.registry.device(r.device) {
                         let v = latest.entry(d).or_default();
                         match v.iter_mut().find(|(mm, _, _)| &**mm == r.metric) {
-                            Some(slot) if slot.1 <= r.ts => *slot = (slot.0.clone(), r.ts, r.value),
+                            Some(slot) if slot.1 <= r.ts => {
+                                slot.1 = r.ts;
+                                slot.2 = r.value;
+                            }
                             Some(_) => {}
                             None => v.push((r.metric.into(), r.ts, r.value)),
                         }
