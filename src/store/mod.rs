@@ -272,6 +272,81 @@ fn timeline_kind(t: &NewTransition) -> &'static str {
     }
 }
 
+/// A timeline entry waiting to be written with others.
+struct TimelineRow {
+    warning_id: String,
+    at: Ts,
+    kind: &'static str,
+    actor: &'static str,
+    detail: String,
+}
+
+/// An outbox entry waiting to be written with others.
+struct DeliveryRow<'a> {
+    warning_id: &'a str,
+    seq: i64,
+    purpose: &'a str,
+    department: &'a str,
+    channel: &'a str,
+    doc: &'a str,
+}
+
+/// Rows per multi-row statement (well under SQLite's limit of bound values).
+const CHUNK: usize = 200;
+
+async fn add_timelines(
+    tx: &mut sqlx::SqliteConnection,
+    rows: &[TimelineRow],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO timeline (warning_id, at, kind, actor, detail) ",
+        )
+        .push_values(chunk, |mut b, r| {
+            b.push_bind(&r.warning_id)
+                .push_bind(r.at)
+                .push_bind(r.kind)
+                .push_bind(r.actor)
+                .push_bind(&r.detail);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn add_deliveries(
+    tx: &mut sqlx::SqliteConnection,
+    rows: &[DeliveryRow<'_>],
+    now: Ts,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO outbox (key, warning_id, seq, purpose, department, channel, doc, state, next_at, created_at) ",
+        )
+        .push_values(chunk, |mut b, r| {
+            b.push_bind(format!(
+                "{}:{}:{}:{}:{}",
+                r.warning_id, r.seq, r.purpose, r.department, r.channel
+            ))
+            .push_bind(r.warning_id)
+            .push_bind(r.seq)
+            .push_bind(r.purpose)
+            .push_bind(r.department)
+            .push_bind(r.channel)
+            .push_bind(r.doc)
+            .push_bind("pending")
+            .push_bind(now)
+            .push_bind(now);
+        })
+        .build()
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn add_timeline(
     tx: &mut sqlx::SqliteConnection,
     id: &str,
@@ -386,25 +461,37 @@ impl Store {
     /// after a restart re-read the same input, changes nothing).
     pub async fn record(&self, batch: &[NewTransition], now: Ts) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let mut fresh = Vec::with_capacity(batch.len());
-        for t in batch {
-            let ins = sqlx::query(
-                "INSERT OR IGNORE INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        // which transitions are new (a transition stored before changes nothing)
+        let mut inserted: std::collections::HashSet<(String, i64)> = Default::default();
+        for chunk in batch.chunks(CHUNK) {
+            let rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT OR IGNORE INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) ",
             )
-            .bind(&t.id)
-            .bind(t.seq as i64)
-            .bind(t.kind.as_str())
-            .bind(t.level.as_str())
-            .bind(t.at)
-            .bind(now)
-            .bind(&t.doc)
-            .execute(&mut *tx)
+            .push_values(chunk, |mut b, t| {
+                b.push_bind(&t.id)
+                    .push_bind(t.seq as i64)
+                    .push_bind(t.kind.as_str())
+                    .push_bind(t.level.as_str())
+                    .push_bind(t.at)
+                    .push_bind(now)
+                    .push_bind(&t.doc);
+            })
+            .push(" RETURNING warning_id, seq")
+            .build()
+            .fetch_all(&mut *tx)
             .await?;
-            if ins.rows_affected() == 0 {
-                fresh.push(false);
-                continue;
+            for r in &rows {
+                inserted.insert((r.try_get("warning_id")?, r.try_get("seq")?));
             }
-            fresh.push(true);
+        }
+        let fresh: Vec<bool> = batch
+            .iter()
+            .map(|t| inserted.contains(&(t.id.clone(), t.seq as i64)))
+            .collect();
+        let mut departments: Vec<(&str, &str)> = Vec::new();
+        let mut timeline = Vec::new();
+        let mut deliveries = Vec::new();
+        for (t, _) in batch.iter().zip(&fresh).filter(|(_, f)| **f) {
             let ack_due = t.deadlines.ack.map(|d| now + d);
             let handle_due = t.deadlines.handle.map(|d| now + d);
             match t.kind {
@@ -481,13 +568,7 @@ impl Store {
                     .await?;
                 }
             }
-            for d in &t.departments {
-                sqlx::query("INSERT OR IGNORE INTO warning_departments (warning_id, department) VALUES (?, ?)")
-                    .bind(&t.id)
-                    .bind(d)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            departments.extend(t.departments.iter().map(|d| (t.id.as_str(), d.as_str())));
             let detail = serde_json::json!({
                 "seq": t.seq,
                 "level": t.level.as_str(),
@@ -497,21 +578,35 @@ impl Store {
                 "event_time": t.at,
                 "message": t.message,
             });
-            add_timeline(&mut tx, &t.id, now, timeline_kind(t), "engine", detail).await?;
-            for (dep, chan) in &t.deliveries {
-                add_delivery(
-                    &mut tx,
-                    &t.id,
-                    t.seq as i64,
-                    "transition",
-                    dep,
-                    chan,
-                    &t.doc,
-                    now,
-                )
-                .await?;
-            }
+            timeline.push(TimelineRow {
+                warning_id: t.id.clone(),
+                at: now,
+                kind: timeline_kind(t),
+                actor: "engine",
+                detail: detail.to_string(),
+            });
+            deliveries.extend(t.deliveries.iter().map(|(dep, chan)| DeliveryRow {
+                warning_id: &t.id,
+                seq: t.seq as i64,
+                purpose: "transition",
+                department: dep,
+                channel: chan,
+                doc: &t.doc,
+            }));
         }
+        for chunk in departments.chunks(CHUNK) {
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT OR IGNORE INTO warning_departments (warning_id, department) ",
+            )
+            .push_values(chunk, |mut b, (w, d)| {
+                b.push_bind(*w).push_bind(*d);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        }
+        add_timelines(&mut tx, &timeline).await?;
+        add_deliveries(&mut tx, &deliveries, now).await?;
         tx.commit().await?;
         Ok(fresh)
     }
@@ -661,24 +756,19 @@ impl Store {
         lease: i64,
         limit: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
-            "SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ?1 \
-             AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, id LIMIT ?2",
+            "UPDATE outbox SET leased_until = ?2 WHERE id IN ( \
+               SELECT id FROM outbox WHERE state = 'pending' AND next_at <= ?1 \
+               AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, id LIMIT ?3) \
+             RETURNING *",
         )
         .bind(now)
+        .bind(now + lease)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.writer)
         .await?;
-        let items: Vec<OutboxItem> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
-        for it in &items {
-            sqlx::query("UPDATE outbox SET leased_until = ? WHERE id = ?")
-                .bind(now + lease)
-                .bind(it.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let mut items: Vec<OutboxItem> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        items.sort_by_key(|i| (i.next_at, i.id));
         Ok(items)
     }
 
@@ -739,16 +829,24 @@ impl Store {
     /// Record delivery outcomes (state, attempts, a timeline entry each) in one transaction.
     pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
+        let delivered: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed.is_none()).collect();
+        for chunk in delivered.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, leased_until = NULL, delivered_at = ",
+            );
+            q.push_bind(chunk.iter().map(|o| o.at).max().unwrap_or(0));
+            q.push(" WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for o in chunk {
+                ids.push_bind(o.item);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        let mut timeline = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             let kind = match &o.failed {
-                None => {
-                    sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = ?2, attempts = attempts + 1, last_error = NULL, leased_until = NULL WHERE id = ?1")
-                        .bind(o.item)
-                        .bind(o.at)
-                        .execute(&mut *tx)
-                        .await?;
-                    "delivered"
-                }
+                None => "delivered",
                 Some((error, retry_at)) => {
                     sqlx::query(
                         "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, leased_until = NULL, \
@@ -766,16 +864,15 @@ impl Store {
                     }
                 }
             };
-            add_timeline(
-                &mut tx,
-                &o.warning_id,
-                o.at,
+            timeline.push(TimelineRow {
+                warning_id: o.warning_id.clone(),
+                at: o.at,
                 kind,
-                "dispatch",
-                o.detail.clone(),
-            )
-            .await?;
+                actor: "dispatch",
+                detail: o.detail.to_string(),
+            });
         }
+        add_timelines(&mut tx, &timeline).await?;
         tx.commit().await?;
         Ok(())
     }
