@@ -87,7 +87,7 @@ pub struct SiteView {
 /// Rejected input, as JSON lines in a file and optionally on an MQTT topic. Log lines about
 /// rejections are rate-limited (one per reason per 10 s); every one is counted.
 pub struct DeadLetter {
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    file: std::io::BufWriter<std::fs::File>,
     topic: Option<(Publisher, String)>,
     last_log: FxHashMap<&'static str, Instant>,
 }
@@ -102,7 +102,7 @@ impl DeadLetter {
             .append(true)
             .open(path)?;
         Ok(DeadLetter {
-            file: Some(std::io::BufWriter::new(f)),
+            file: std::io::BufWriter::new(f),
             topic,
             last_log: FxHashMap::default(),
         })
@@ -127,10 +127,8 @@ impl DeadLetter {
             "payload_bytes": payload.len(),
         })
         .to_string();
-        if let Some(f) = &mut self.file {
-            if let Err(e) = writeln!(f, "{line}") {
-                tracing::error!(error = %e, "cannot write the dead-letter file");
-            }
+        if let Err(e) = writeln!(self.file, "{line}") {
+            tracing::error!(error = %e, "cannot write the dead-letter file");
         }
         if let Some((p, t)) = &self.topic {
             let _ = p.publish(t, line.into_bytes()).await;
@@ -147,8 +145,8 @@ impl DeadLetter {
     }
 
     fn flush(&mut self) {
-        if let Some(f) = &mut self.file {
-            let _ = f.flush();
+        if let Err(e) = self.file.flush() {
+            tracing::error!(error = %e, "cannot write the dead-letter file");
         }
     }
 }
@@ -166,7 +164,8 @@ pub struct Pipeline {
     overlay: super::Overlay,
     latest: FxHashMap<u32, Vec<(Box<str>, Ts, f64)>>,
     source: usize,
-    seen: [u64; 4],
+    /// Engine counters already exported: (readings, windows closed).
+    exported: (u64, u64),
 }
 
 impl Pipeline {
@@ -197,7 +196,7 @@ impl Pipeline {
             overlay,
             latest: FxHashMap::default(),
             source,
-            seen: [0; 4],
+            exported: (0, 0),
         }
     }
 
@@ -507,15 +506,15 @@ impl Pipeline {
 
     fn sync_metrics(&mut self) {
         let s = &self.engine.stats;
-        let now = [s.readings, s.windows_closed, 0, 0];
+        let (readings, windows) = self.exported;
         self.metrics
             .readings
             .with_label_values(&["mqtt"])
-            .inc_by(now[0].saturating_sub(self.seen[0]));
+            .inc_by(s.readings.saturating_sub(readings));
         self.metrics
             .evaluations
-            .inc_by(now[1].saturating_sub(self.seen[1]));
-        self.seen = now;
+            .inc_by(s.windows_closed.saturating_sub(windows));
+        self.exported = (s.readings, s.windows_closed);
         for r in RejectReason::ALL {
             let c = self
                 .metrics
