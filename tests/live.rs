@@ -685,8 +685,9 @@ async fn wecom_and_dingtalk_robots_get_their_formats_and_dingtalk_its_signed_url
         "channels:
   - {{id: zjj-wecom, type: wecom, url: \"{base}/wecom?key=k1\"}}
   - {{id: zjj-ding, type: dingtalk, url: \"{base}/dingtalk?access_token=t1\", secret: ding}}
+  - {{id: board, type: mqtt}}
 departments:
-  zjj: {{channels: [zjj-wecom, zjj-ding]}}
+  zjj: {{channels: [zjj-wecom, zjj-ding, board]}}
 "
     ));
     let toml = std::fs::read_to_string(setup.path().join("yujing.toml")).expect("toml");
@@ -697,6 +698,29 @@ departments:
     .expect("toml");
     let svc = Service::start(setup.path());
     svc.ready().await;
+    // the MQTT channel: yujing/warnings/{department} (outside the test's prefix, as configured)
+    let board = {
+        let child = std::process::Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &setup.mqtt_port.to_string(),
+                "-q",
+                "1",
+            ])
+            .args(["-W", "15", "-C", "1", "-t", "yujing/warnings/zjj"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub");
+        std::thread::sleep(Duration::from_millis(300));
+        std::thread::spawn(move || {
+            child
+                .wait_with_output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        })
+    };
     let t0 = base_minute();
     setup.publish_lines(
         "cs-02",
@@ -729,6 +753,10 @@ departments:
         ding.1
     );
     assert_eq!(ding.2.get("access_token").map(String::as_str), Some("t1"));
+    let on_board: Value =
+        serde_json::from_str(board.join().unwrap_or_default().trim()).expect("warning on MQTT");
+    assert_eq!(on_board["site"]["id"], "cs-02");
+    assert_eq!(on_board["rule"], "noise_max");
     // the robot's first refusal (errcode 45009) was retried
     let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
     let id = list["items"][0]["id"].as_str().expect("id").to_string();
@@ -744,6 +772,14 @@ departments:
             .contains("45009"),
         "{failed}"
     );
+    wait_until(10, "the MQTT delivery confirmed by PUBACK", || async {
+        let (_, d) = svc.get(&format!("/api/v1/warnings/{id}"), OPERATOR).await;
+        d["timeline"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|e| e["kind"] == "delivered" && e["detail"]["status"] == "PUBACK")
+        })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,10 @@ use rumqttc::{
     TlsConfiguration, Transport,
 };
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How to reach a broker.
@@ -37,8 +38,10 @@ pub enum MqttError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the MQTT client is gone: {0}")]
+    #[error("the MQTT client cannot take the request: {0}")]
     Client(#[from] ClientError),
+    #[error("the broker did not confirm the publish: {0}")]
+    Unconfirmed(String),
 }
 
 /// Connection state, as `/metrics` and `/readyz` report it.
@@ -210,10 +213,22 @@ fn log_connection_error(name: &str, e: &ConnectionError, wait: Duration) {
 }
 
 /// A publishing client (warnings to `yujing/warnings/{department}`, dead letters, the demo's
-/// simulated devices). Publishes are QoS 1 and queued while the broker is unreachable.
+/// simulated devices). Publishes are QoS 1 and queued while the broker is unreachable;
+/// [`Publisher::publish_confirmed`] waits for the broker's `PUBACK`.
 #[derive(Clone)]
 pub struct Publisher {
     client: AsyncClient,
+    acks: Arc<tokio::sync::Mutex<Acks>>,
+}
+
+/// Matching `PUBACK`s to publishes: the event loop sends publishes in the order they were
+/// requested, so each outgoing packet id goes to the oldest request still waiting for one.
+#[derive(Default)]
+struct Acks {
+    /// Requests not yet sent, oldest first (`None`: nobody waits for this one).
+    queued: std::collections::VecDeque<Option<oneshot::Sender<()>>>,
+    /// Sent, waiting for their `PUBACK`, by packet id.
+    sent: std::collections::HashMap<u16, oneshot::Sender<()>>,
 }
 
 impl Publisher {
@@ -223,6 +238,8 @@ impl Publisher {
     ) -> Result<(Publisher, tokio::task::JoinHandle<()>), MqttError> {
         let (client, mut eventloop) = AsyncClient::new(options(cfg, false)?, 4096);
         let name = cfg.client_id.clone();
+        let acks = Arc::new(tokio::sync::Mutex::new(Acks::default()));
+        let a = acks.clone();
         let handle = tokio::spawn(async move {
             let mut backoff = Backoff(0);
             loop {
@@ -230,6 +247,20 @@ impl Publisher {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Backoff(0);
                         state.send_replace(LinkState::Up);
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                        let mut acks = a.lock().await;
+                        // a packet id still waiting is a retransmission after a reconnect
+                        if !acks.sent.contains_key(&pkid) {
+                            if let Some(Some(tx)) = acks.queued.pop_front() {
+                                acks.sent.insert(pkid, tx);
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(tx) = a.lock().await.sent.remove(&ack.pkid) {
+                            let _ = tx.send(());
+                        }
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                     Ok(_) => {}
@@ -242,14 +273,65 @@ impl Publisher {
                 }
             }
         });
-        Ok((Publisher { client }, handle))
+        Ok((Publisher { client, acks }, handle))
     }
 
+    async fn request(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        waiter: Option<oneshot::Sender<()>>,
+    ) -> Result<(), MqttError> {
+        let mut waiter = waiter;
+        let mut tries = 0u32;
+        loop {
+            {
+                // hold the lock from queueing the waiter to handing over the request: order is
+                // what matches packet ids to waiters. Never wait while holding it: the event
+                // loop needs it to make room.
+                let mut acks = self.acks.lock().await;
+                acks.queued.push_back(waiter.take());
+                match self
+                    .client
+                    .try_publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        waiter = acks.queued.pop_back().flatten();
+                        // the request queue is full (or the client is gone): wait a little
+                        tries += 1;
+                        if tries > 2_000 {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Queue a publish (QoS 1) without waiting for the broker.
     pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), MqttError> {
-        Ok(self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await?)
+        self.request(topic, payload, None).await
+    }
+
+    /// Publish (QoS 1) and wait until the broker acknowledged it, at most `within`.
+    pub async fn publish_confirmed(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        within: Duration,
+    ) -> Result<(), MqttError> {
+        let (tx, rx) = oneshot::channel();
+        self.request(topic, payload, Some(tx)).await?;
+        match tokio::time::timeout(within, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(MqttError::Unconfirmed("the connection was reset".into())),
+            Err(_) => Err(MqttError::Unconfirmed(format!(
+                "no PUBACK within {} ms",
+                within.as_millis()
+            ))),
+        }
     }
 
     /// Flush what is queued and close the connection.

@@ -284,16 +284,18 @@ impl Dispatcher {
                         retry: false,
                     });
                 };
-                p.publish(
+                let within = Duration::from_millis(cfg.service.dispatch.timeout.max(1) as u64);
+                p.publish_confirmed(
                     &channel::mqtt_topic(&item.department),
                     item.doc.as_bytes().to_vec(),
+                    within,
                 )
                 .await
                 .map_err(|e| Failure {
                     error: e.to_string(),
                     retry: true,
                 })?;
-                Ok("queued".into())
+                Ok("PUBACK".into())
             }
         }
     }
