@@ -699,28 +699,7 @@ departments:
     let svc = Service::start(setup.path());
     svc.ready().await;
     // the MQTT channel: yujing/warnings/{department} (outside the test's prefix, as configured)
-    let board = {
-        let child = std::process::Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &setup.mqtt_port.to_string(),
-                "-q",
-                "1",
-            ])
-            .args(["-W", "15", "-C", "1", "-t", "yujing/warnings/zjj"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("mosquitto_sub");
-        std::thread::sleep(Duration::from_millis(300));
-        std::thread::spawn(move || {
-            child
-                .wait_with_output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        })
-    };
+    let board = setup.subscribe_exact("yujing/warnings/zjj", 1);
     let t0 = base_minute();
     setup.publish_lines(
         "cs-02",

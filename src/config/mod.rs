@@ -78,13 +78,7 @@ pub fn engine_settings(file: &str, text: &str) -> Result<EngineSettings, Vec<Dia
         pos,
         msg,
     };
-    let parsed: FileToml = toml::from_str(text).map_err(|e| {
-        let pos = e
-            .span()
-            .map(|s| offset_pos(text, s.start))
-            .unwrap_or_default();
-        vec![diag(pos, e.message().to_string())]
-    })?;
+    let parsed: FileToml = parse_toml(file, text)?;
     let mut s = EngineSettings::default();
     let mut errs = Vec::new();
     let e = parsed.engine;
@@ -127,6 +121,21 @@ pub fn engine_settings(file: &str, text: &str) -> Result<EngineSettings, Vec<Dia
     } else {
         Err(errs)
     }
+}
+
+/// Parse yujing.toml into `T`; a syntax or type error comes back at its position.
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Vec<Diag>> {
+    toml::from_str(text).map_err(|e| {
+        let pos = e
+            .span()
+            .map(|s| offset_pos(text, s.start))
+            .unwrap_or_default();
+        vec![Diag {
+            file: file.into(),
+            pos,
+            msg: e.message().to_string(),
+        }]
+    })
 }
 
 fn offset_pos(text: &str, offset: usize) -> Pos {

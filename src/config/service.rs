@@ -218,13 +218,7 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
         pos,
         msg,
     };
-    let parsed: FileToml = toml::from_str(text).map_err(|e| {
-        let pos = e
-            .span()
-            .map(|s| super::offset_pos(text, s.start))
-            .unwrap_or_default();
-        vec![diag(pos, e.message().to_string())]
-    })?;
+    let parsed: FileToml = super::parse_toml(file, text)?;
     let mut s = ServiceSettings::default();
     let mut errs = Vec::new();
     let at = |key: &str| super::find_pos(text, key);

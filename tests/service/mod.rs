@@ -159,15 +159,15 @@ hook = \"{SECRET}\"
     /// Start `mosquitto_sub` on a topic under this test's prefix; it exits after `count`
     /// messages (or 15 s). Join the handle for what it printed.
     pub fn subscribe(&self, topic: &str, count: usize) -> std::thread::JoinHandle<String> {
+        self.subscribe_exact(&format!("{}/{topic}", self.prefix), count)
+    }
+
+    /// As [`Setup::subscribe`], for a topic outside the test's prefix.
+    pub fn subscribe_exact(&self, topic: &str, count: usize) -> std::thread::JoinHandle<String> {
         let child = Command::new("mosquitto_sub")
             .args(&self.pub_args)
             .args(["-p", &self.mqtt_port.to_string(), "-q", "1", "-W", "15"])
-            .args([
-                "-C",
-                &count.to_string(),
-                "-t",
-                &format!("{}/{topic}", self.prefix),
-            ])
+            .args(["-C", &count.to_string(), "-t", topic])
             .stdout(Stdio::piped())
             .spawn()
             .expect("mosquitto_sub");
