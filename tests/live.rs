@@ -807,3 +807,55 @@ async fn after_a_restart_a_firing_warning_continues_under_its_id() {
     assert_eq!(list["total"], 1, "{list}");
     assert_eq!(list["items"][0]["status"], "cleared");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_rule_starts_afresh_but_its_firing_warning_keeps_its_id() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new("edit", &hook, mosquitto(), "");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish_lines(
+        "cs-01",
+        "cs-01-noise",
+        &[
+            reading(t0 + 1_000, "noise", 90.0),
+            reading(t0 + 61_000, "noise", 90.0),
+        ],
+    );
+    let first = rx.wait_for(10, "the raise", |g| !g.is_empty()).await;
+    let id = first[0].doc["id"].clone();
+    // edit the firing rule itself: its windows start empty, its warning carries on
+    std::fs::write(
+        setup.path().join("rules/test.yaml"),
+        RULES.replace("title: 施工噪声超标", "title: 建筑施工噪声超标"),
+    )
+    .expect("write");
+    wait_until(10, "the reload", || async {
+        let (_, r) = svc.get("/api/v1/rules", OPERATOR).await;
+        r["last_reload"]["ok"] == true && r["last_reload"]["reset"] == 1
+    })
+    .await;
+    setup.publish_lines(
+        "cs-01",
+        "cs-01-noise",
+        &[
+            reading(t0 + 121_000, "noise", 40.0),
+            reading(t0 + 181_000, "noise", 40.0),
+        ],
+    );
+    let got = rx
+        .wait_for(10, "the clear", |g| {
+            g.iter().any(|x| x.doc["transition"] == "clear")
+        })
+        .await;
+    let clear = got
+        .iter()
+        .find(|x| x.doc["transition"] == "clear")
+        .expect("clear");
+    assert_eq!(clear.doc["id"], id, "the same warning");
+    assert_eq!(clear.doc["seq"], 1);
+    let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
+    assert_eq!(list["total"], 1, "{list}");
+}

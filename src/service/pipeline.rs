@@ -269,14 +269,14 @@ impl Pipeline {
                 let _ = reply.send(self.sites());
             }
             Request::Reload(trigger, reply) => {
-                let res = self.reload(&trigger);
+                let res = self.reload(&trigger).await;
                 let _ = reply.send(res);
             }
         }
     }
 
     /// Validate the whole config directory again; swap it in only if it is clean.
-    pub fn reload(&mut self, trigger: &str) -> ReloadResult {
+    pub async fn reload(&mut self, trigger: &str) -> ReloadResult {
         let tz = self.engine.config.settings.timezone;
         let at = format_ts(now_ms(), tz);
         let res = match Config::load(&self.config_dir) {
@@ -307,6 +307,12 @@ impl Pipeline {
                 cfg.service.store = running.store.clone();
                 let cfg = Arc::new(cfg);
                 let (kept, reset) = self.engine.reload(cfg.clone());
+                if reset > 0 {
+                    // warnings firing under rules that start afresh keep their episode (and id)
+                    if let Err(e) = self.resume().await {
+                        tracing::error!(error = %e, "cannot resume firing warnings after the reload");
+                    }
+                }
                 self.source = self.engine.source("mqtt");
                 self.config_tx.send_replace(cfg);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
