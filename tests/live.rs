@@ -196,7 +196,7 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
     assert_eq!(sites["items"].as_array().map(Vec::len), Some(4));
 
     // bad input is counted by reason and dead-lettered (file and topic); the service keeps going
-    let dead_topic = setup.subscribe("dead-letter", 5);
+    let dead_topic = setup.subscribe("dead-letter", 6);
     setup.publish("cs-01", "cs-01-noise", "{not json");
     setup.publish("cs-01", "nobody", &reading(t0 + 62_000, "noise", 50.0));
     setup.publish(
@@ -212,6 +212,10 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
         "cs-01-noise",
         &reading(4_200_000_000_000, "noise", 50.0),
     );
+    // a device clock five minutes fast: its reading is refused (it would make everyone late)
+    let fast = yujing::store::now_ms() + 5 * 60_000;
+    setup.publish("cs-02", "cs-02-noise", &reading(fast, "noise", 50.0));
+    setup.publish("cs-02", "cs-02-noise", &reading(t0 + 64_000, "noise", 50.0));
     let big = format!(
         "{{\"ts\": {}, \"metric\": \"noise\", \"value\": 1, \"pad\": \"{}\"}}",
         t0,
@@ -221,22 +225,23 @@ async fn a_breach_reaches_the_department_signed_and_the_department_answers() {
     wait_until(10, "rejections in /metrics", || async {
         let m = svc.metrics().await;
         [
-            "malformed",
-            "unknown_device",
-            "non_finite",
-            "bad_timestamp",
-            "oversize",
+            ("malformed", 1),
+            ("unknown_device", 1),
+            ("non_finite", 1),
+            ("bad_timestamp", 2),
+            ("oversize", 1),
+            ("late", 0),
         ]
         .iter()
-        .all(|r| {
+        .all(|(r, n)| {
             m.contains(&format!(
-                "yujing_input_rejected_total{{connector=\"mqtt\",reason=\"{r}\"}} 1"
+                "yujing_input_rejected_total{{connector=\"mqtt\",reason=\"{r}\"}} {n}"
             ))
         })
     })
     .await;
     let on_topic = dead_topic.join().unwrap_or_default();
-    assert_eq!(on_topic.lines().count(), 5, "{on_topic}");
+    assert_eq!(on_topic.lines().count(), 6, "{on_topic}");
     assert!(on_topic.contains("\"reason\":\"malformed\""), "{on_topic}");
     let dead = std::fs::read_to_string(setup.path().join("data/dead.jsonl")).unwrap_or_default();
     assert!(

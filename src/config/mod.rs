@@ -34,6 +34,10 @@ pub struct EngineSettings {
     pub max_future: Millis,
     /// A reading more than this behind the stream's newest time is rejected as a bad timestamp.
     pub max_past: Millis,
+    /// A reading stamped more than this ahead of the clock it arrived by is rejected as a bad
+    /// timestamp (a device clock running fast would otherwise move event time on for every
+    /// device). Recorded input arrives "at" its own time, so replays never trip it.
+    pub max_clock_ahead: Millis,
     /// Absence rules also cover devices never heard from since the engine started (live
     /// service); off by default so a replay of some sites does not flag every other device.
     pub watch_unseen_devices: bool,
@@ -48,6 +52,7 @@ impl Default for EngineSettings {
             idle_timeout: 5 * MINUTE,
             max_future: DAY,
             max_past: 30 * DAY,
+            max_clock_ahead: MINUTE,
             watch_unseen_devices: false,
         }
     }
@@ -62,6 +67,7 @@ struct EngineToml {
     idle_timeout: Option<String>,
     max_future: Option<String>,
     max_past: Option<String>,
+    max_clock_ahead: Option<String>,
     watch_unseen_devices: Option<bool>,
 }
 
@@ -108,6 +114,7 @@ pub fn engine_settings(file: &str, text: &str) -> Result<EngineSettings, Vec<Dia
         ("idle_timeout", e.idle_timeout, &mut s.idle_timeout),
         ("max_future", e.max_future, &mut s.max_future),
         ("max_past", e.max_past, &mut s.max_past),
+        ("max_clock_ahead", e.max_clock_ahead, &mut s.max_clock_ahead),
     ] {
         if let Some(v) = val {
             match parse_duration(&v) {

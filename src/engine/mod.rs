@@ -401,7 +401,9 @@ impl Engine {
         let s = &self.config.settings;
         // against the clock it arrived by (live sources; a recording arrives "at" its own time)
         if !(MIN_SANE_TS..MAX_SANE_TS).contains(&r.ts)
-            || r.ts > r.arrival.saturating_add(s.max_future)
+            || r.ts
+                > r.arrival
+                    .saturating_add(s.max_future.min(s.max_clock_ahead))
             || r.ts < r.arrival.saturating_sub(s.max_past)
         {
             return Err(RejectReason::BadTimestamp);
@@ -1098,7 +1100,7 @@ pub fn level_of(
 mod tests {
     use super::*;
     use crate::config::EngineSettings;
-    use crate::time::{MINUTE, SECOND};
+    use crate::time::{DAY, MINUTE, SECOND};
 
     const T0: Ts = 1_795_795_200_000;
     const SITES: &str = "sites:
@@ -1218,6 +1220,8 @@ mod tests {
             EngineSettings {
                 out_of_orderness: 0,
                 idle_timeout: 2 * MINUTE,
+                // s2's clock is ahead of the arrival clock here on purpose
+                max_clock_ahead: DAY,
                 ..EngineSettings::default()
             },
         );
