@@ -347,11 +347,7 @@ async fn a_broken_rule_file_on_reload_leaves_the_old_rules_running() {
         &reading(t0 + 121_000, "noise", 40.0),
     );
     let id = got[0].doc["id"].clone();
-    rx.wait_for(10, "the clear of the same warning", |g| {
-        g.iter()
-            .any(|x| x.doc["id"] == id && x.doc["transition"] == "clear")
-    })
-    .await;
+    rx.wait_for_transition(10, "clear", Some(&id)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -797,15 +793,7 @@ async fn after_a_restart_a_firing_warning_continues_under_its_id() {
             reading(t0 + 181_000, "noise", 40.0),
         ],
     );
-    let got = rx
-        .wait_for(10, "the clear", |g| {
-            g.iter().any(|x| x.doc["transition"] == "clear")
-        })
-        .await;
-    let clear = got
-        .iter()
-        .find(|x| x.doc["transition"] == "clear")
-        .expect("clear");
+    let clear = rx.wait_for_transition(10, "clear", None).await;
     assert_eq!(clear.doc["id"], id, "the same warning, not a new one");
     assert_eq!(clear.doc["seq"], 1);
     let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
@@ -850,15 +838,7 @@ async fn an_edited_rule_starts_afresh_but_its_firing_warning_keeps_its_id() {
             reading(t0 + 181_000, "noise", 40.0),
         ],
     );
-    let got = rx
-        .wait_for(10, "the clear", |g| {
-            g.iter().any(|x| x.doc["transition"] == "clear")
-        })
-        .await;
-    let clear = got
-        .iter()
-        .find(|x| x.doc["transition"] == "clear")
-        .expect("clear");
+    let clear = rx.wait_for_transition(10, "clear", None).await;
     assert_eq!(clear.doc["id"], id, "the same warning");
     assert_eq!(clear.doc["seq"], 1);
     let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;

@@ -208,7 +208,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let config = Arc::new(load(&opts.config_dir, &opts.overlay)?);
     let svc = config.service.clone();
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open_with(&svc.store.path, svc.store.fsync)
+    let store = Store::open(&svc.store.path, svc.store.fsync)
         .await
         .with_context(|| format!("opening the store {}", svc.store.path.display()))?;
     let released = store.release_leases().await?;

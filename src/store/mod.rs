@@ -273,11 +273,11 @@ fn timeline_kind(t: &NewTransition) -> &'static str {
 }
 
 /// A timeline entry waiting to be written with others.
-struct TimelineRow {
+struct TimelineRow<'a> {
     warning_id: String,
     at: Ts,
-    kind: &'static str,
-    actor: &'static str,
+    kind: &'a str,
+    actor: &'a str,
     detail: String,
 }
 
@@ -296,7 +296,7 @@ const CHUNK: usize = 200;
 
 async fn add_timelines(
     tx: &mut sqlx::SqliteConnection,
-    rows: &[TimelineRow],
+    rows: &[TimelineRow<'_>],
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(CHUNK) {
         sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -355,60 +355,22 @@ async fn add_timeline(
     actor: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO timeline (warning_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(at)
-    .bind(kind)
-    .bind(actor)
-    .bind(detail.to_string())
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn add_delivery(
-    tx: &mut sqlx::SqliteConnection,
-    id: &str,
-    seq: i64,
-    purpose: &str,
-    department: &str,
-    channel: &str,
-    doc: &str,
-    now: Ts,
-) -> Result<bool, sqlx::Error> {
-    let key = format!("{id}:{seq}:{purpose}:{department}:{channel}");
-    let r = sqlx::query(
-        "INSERT OR IGNORE INTO outbox (key, warning_id, seq, purpose, department, channel, doc, state, next_at, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-    )
-    .bind(key)
-    .bind(id)
-    .bind(seq)
-    .bind(purpose)
-    .bind(department)
-    .bind(channel)
-    .bind(doc)
-    .bind(now)
-    .bind(now)
-    .execute(tx)
-    .await?;
-    Ok(r.rows_affected() > 0)
+    let row = TimelineRow {
+        warning_id: id.to_string(),
+        at,
+        kind,
+        actor,
+        detail: detail.to_string(),
+    };
+    add_timelines(tx, std::slice::from_ref(&row)).await
 }
 
 impl Store {
-    /// Open (creating it and its directory if needed) and migrate to the current schema; commits
-    /// reach the disk before they return (see [`Store::open_with`]).
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Self::open_with(path, true).await
-    }
-
-    /// With `fsync`, every commit is flushed to disk (SQLite `synchronous=FULL`) and survives a
-    /// power loss; without, WAL with `synchronous=NORMAL`: a commit survives a crash or `kill -9`
-    /// of the process, and costs far less.
-    pub async fn open_with(path: &Path, fsync: bool) -> Result<Store, StoreError> {
+    /// Open (creating it and its directory if needed) and migrate to the current schema. With
+    /// `fsync`, every commit is flushed to disk (SQLite `synchronous=FULL`) and survives a power
+    /// loss; without, WAL with `synchronous=NORMAL`: a commit survives a crash or `kill -9` of
+    /// the process, and costs far less.
+    pub async fn open(path: &Path, fsync: bool) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
@@ -791,41 +753,6 @@ impl Store {
         )
     }
 
-    pub async fn delivered(
-        &self,
-        item: &OutboxItem,
-        now: Ts,
-        detail: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.record_outcomes(&[Outcome {
-            item: item.id,
-            warning_id: item.warning_id.clone(),
-            at: now,
-            failed: None,
-            detail,
-        }])
-        .await
-    }
-
-    /// A failed attempt: retry at `retry_at`, or give up (dead letter) when it is `None`.
-    pub async fn failed(
-        &self,
-        item: &OutboxItem,
-        now: Ts,
-        error: &str,
-        retry_at: Option<Ts>,
-        detail: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.record_outcomes(&[Outcome {
-            item: item.id,
-            warning_id: item.warning_id.clone(),
-            at: now,
-            failed: Some((error.to_string(), retry_at)),
-            detail,
-        }])
-        .await
-    }
-
     /// Record delivery outcomes (state, attempts, a timeline entry each) in one transaction.
     pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
@@ -1017,19 +944,19 @@ impl Store {
             serde_json::json!({ "overdue": o.what, "due": o.due, "to": to }),
         )
         .await?;
-        for (dep, chan) in deliveries {
-            add_delivery(
-                &mut tx,
-                &o.id,
-                o.seq,
-                &format!("{purpose}-{}", o.what),
-                dep,
-                chan,
+        let purpose = format!("{purpose}-{}", o.what);
+        let rows: Vec<DeliveryRow<'_>> = deliveries
+            .iter()
+            .map(|(dep, chan)| DeliveryRow {
+                warning_id: &o.id,
+                seq: o.seq,
+                purpose: &purpose,
+                department: dep,
+                channel: chan,
                 doc,
-                now,
-            )
-            .await?;
-        }
+            })
+            .collect();
+        add_deliveries(&mut tx, &rows, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1087,9 +1014,21 @@ mod tests {
         }
     }
 
+    fn outcome(item: &OutboxItem, at: Ts, failed: Option<(&str, Option<Ts>)>) -> Outcome {
+        Outcome {
+            item: item.id,
+            warning_id: item.warning_id.clone(),
+            at,
+            failed: failed.map(|(e, r)| (e.to_string(), r)),
+            detail: serde_json::json!({}),
+        }
+    }
+
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(&dir.path().join("y.db")).await.expect("open");
+        let s = Store::open(&dir.path().join("y.db"), true)
+            .await
+            .expect("open");
         (dir, s)
     }
 
@@ -1288,7 +1227,7 @@ mod tests {
         );
         assert_eq!(s.release_leases().await.expect("release"), 1);
         let it = s.claim(1_200, 1_000, 10).await.expect("claim").remove(0);
-        s.failed(&it, 1_200, "HTTP 503", Some(1_500), serde_json::json!({}))
+        s.record_outcomes(&[outcome(&it, 1_200, Some(("HTTP 503", Some(1_500))))])
             .await
             .expect("failed");
         assert!(
@@ -1297,7 +1236,7 @@ mod tests {
         );
         let it = s.claim(1_500, 1_000, 10).await.expect("claim").remove(0);
         assert_eq!(it.attempts, 1);
-        s.failed(&it, 1_600, "HTTP 400", None, serde_json::json!({}))
+        s.record_outcomes(&[outcome(&it, 1_600, Some(("HTTP 400", None)))])
             .await
             .expect("dead");
         assert_eq!(
@@ -1309,7 +1248,7 @@ mod tests {
         );
         assert!(s.retry_delivery(it.id, 2_000).await.expect("retry"));
         let it = s.claim(2_000, 1_000, 10).await.expect("claim").remove(0);
-        s.delivered(&it, 2_100, serde_json::json!({}))
+        s.record_outcomes(&[outcome(&it, 2_100, None)])
             .await
             .expect("delivered");
         assert!(s.claim(9_000, 1_000, 10).await.expect("claim").is_empty());

@@ -470,6 +470,18 @@ impl Receiver {
         self.got.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
+    /// The first webhook carrying a transition of `kind` (`raise`, `clear`, ...) of warning
+    /// `id` (any warning when `None`), waiting for it up to `secs`.
+    pub async fn wait_for_transition(&self, secs: u64, kind: &str, id: Option<&Value>) -> Got {
+        let matches = |x: &Got| x.doc["transition"] == kind && id.is_none_or(|i| x.doc["id"] == *i);
+        let got = self
+            .wait_for(secs, &format!("a {kind} transition"), |g| {
+                g.iter().any(matches)
+            })
+            .await;
+        got.into_iter().find(|x| matches(x)).expect("found")
+    }
+
     /// Wait until `pred` holds over what arrived (or panic after `secs`).
     pub async fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&[Got]) -> bool) -> Vec<Got> {
         let start = Instant::now();
