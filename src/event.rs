@@ -128,10 +128,13 @@ pub enum RejectReason {
     Oversize,
     /// Arrived after its windows were final (beyond allowed lateness).
     Late,
+    /// The instrument marked the value as not normal (HJ 212 data flag: maintenance,
+    /// calibration, fault, ...); kept out of rules.
+    Flagged,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::Malformed,
         RejectReason::MissingField,
         RejectReason::NonFinite,
@@ -140,6 +143,7 @@ impl RejectReason {
         RejectReason::SiteMismatch,
         RejectReason::Oversize,
         RejectReason::Late,
+        RejectReason::Flagged,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -151,6 +155,7 @@ impl RejectReason {
             RejectReason::SiteMismatch => "site_mismatch",
             RejectReason::Oversize => "oversize",
             RejectReason::Late => "late",
+            RejectReason::Flagged => "flagged",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! acknowledgements (a message is acknowledged only after the pipeline has taken it), and a
 //! publisher. Both reconnect with exponential backoff and report their connection state.
 
+use crate::Backoff;
 use bytes::Bytes;
 use rumqttc::{
     AsyncClient, ClientError, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
@@ -96,18 +97,6 @@ fn options(cfg: &MqttConfig, manual_acks: bool) -> Result<MqttOptions, MqttError
         }));
     }
     Ok(o)
-}
-
-/// Backoff between reconnection attempts: 100 ms doubling to 30 s, with jitter.
-struct Backoff(u32);
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = 100u64 << self.0.min(9);
-        self.0 += 1;
-        let capped = base.min(30_000);
-        Duration::from_millis(capped / 2 + fastrand::u64(0..=capped / 2))
-    }
 }
 
 /// Subscribe to `topics` and forward every message to `tx`. A broken connection is retried

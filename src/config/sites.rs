@@ -79,6 +79,22 @@ pub struct Device {
     pub metrics: Vec<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The HJ 212 monitor identifier (MN) this device reports under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hj212_mn: Option<String>,
+    /// A camera's RTSP URL (without credentials).
+    #[serde(skip)]
+    pub rtsp_url: Option<String>,
+    /// The secret (yujing.toml `[secrets]`) holding the camera's `user:password`.
+    #[serde(skip)]
+    pub rtsp_secret: Option<String>,
+}
+
+impl Device {
+    /// A camera: an RTSP URL or the type `camera`.
+    pub fn is_camera(&self) -> bool {
+        self.rtsp_url.is_some() || self.kind.as_deref() == Some("camera")
+    }
 }
 
 /// All sites and devices, indexed for the hot path (device id -> device, site id -> site).
@@ -89,6 +105,8 @@ pub struct Registry {
     pub departments: Vec<Department>,
     site_index: Interner,
     device_index: Interner,
+    /// HJ 212 MN code -> device.
+    mn_index: std::collections::HashMap<String, u32>,
     /// Where each site and device was declared, for errors in other files.
     pub site_pos: Vec<Pos>,
 }
@@ -101,11 +119,18 @@ impl Registry {
     pub fn device(&self, id: &str) -> Option<u32> {
         self.device_index.get(id)
     }
+    /// The device an HJ 212 monitor reports as (by its MN code).
+    pub fn device_by_mn(&self, mn: &str) -> Option<u32> {
+        self.mn_index.get(mn).copied()
+    }
     /// Add a device (of the site being read, whose index it names); returns its index. A site's
     /// devices must be added one after another, before the next site's.
     pub(crate) fn push_device(&mut self, d: Device) -> u32 {
         let idx = self.devices.len() as u32;
         self.device_index.intern(&d.id);
+        if let Some(mn) = &d.hj212_mn {
+            self.mn_index.insert(mn.clone(), idx);
+        }
         self.devices.push(d);
         idx
     }
@@ -138,8 +163,18 @@ const SITE_FIELDS: &[&str] = &[
     "enterprises",
     "devices",
 ];
+/// The health readings every camera's stream gives (see `yujing_connectors::rtsp`).
+pub const CAMERA_HEALTH: [&str; 4] = ["fps", "bitrate_kbps", "frame_gap_ms", "stalled"];
+
 const DEVICE_FIELDS: &[&str] = &[
-    "id", "metrics", "type", "unit", "hj212_mn", "rtsp_url", "note",
+    "id",
+    "metrics",
+    "type",
+    "unit",
+    "hj212_mn",
+    "rtsp_url",
+    "rtsp_credentials",
+    "note",
 ];
 
 /// Load `sites.yaml` from its text. All problems are returned at once.
@@ -324,18 +359,55 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                     );
                     continue;
                 }
-                let metrics: Vec<String> = d.strings("metrics").into_iter().map(|m| m.v).collect();
-                if metrics.is_empty() && !d.has("rtsp_url") {
+                let mut metrics: Vec<String> =
+                    d.strings("metrics").into_iter().map(|m| m.v).collect();
+                let kind = d.string("type").map(|s| s.v);
+                let rtsp_url = d.string("rtsp_url");
+                if let Some(u) = &rtsp_url {
+                    match url::Url::parse(&u.v) {
+                        Ok(url) if url.scheme() == "rtsp" || url.scheme() == "rtsps" => {
+                            if url.password().is_some() {
+                                ctx.err(u.pos, "rtsp_url must not hold a password: name a secret in `rtsp_credentials` (yujing.toml [secrets], value `user:password`)");
+                            }
+                        }
+                        Ok(url) => ctx.err(
+                            u.pos,
+                            format!("rtsp_url must start with rtsp://, not {}://", url.scheme()),
+                        ),
+                        Err(e) => ctx.err(u.pos, format!("rtsp_url is not a URL: {e}")),
+                    }
+                }
+                let camera = rtsp_url.is_some() || kind.as_deref() == Some("camera");
+                if camera {
+                    // the stream's health readings (connectors::rtsp) are every camera's
+                    for m in CAMERA_HEALTH {
+                        if !metrics.iter().any(|x| x == m) {
+                            metrics.push(m.to_string());
+                        }
+                    }
+                }
+                if metrics.is_empty() {
                     ctx.err(
                         d.pos(),
                         format!("device `{}` needs `metrics` (what it measures)", did.v),
                     );
                 }
+                let mn = d.string("hj212_mn");
+                if let Some(mn) = &mn {
+                    if mn.v.is_empty() || mn.v.len() > 24 || !mn.v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        ctx.err(mn.pos, format!("hj212_mn `{}` must be 1 to 24 letters and digits (HJ 212-2017 MN)", mn.v));
+                    } else if reg.mn_index.contains_key(&mn.v) {
+                        ctx.err(mn.pos, format!("hj212_mn `{}` is bound to another device too", mn.v));
+                    }
+                }
                 devices.push(reg.push_device(Device {
                     id: did.v,
                     site: site_idx,
                     metrics,
-                    kind: d.string("type").map(|s| s.v),
+                    kind,
+                    hj212_mn: mn.map(|m| m.v),
+                    rtsp_url: rtsp_url.map(|u| u.v),
+                    rtsp_secret: d.string("rtsp_credentials").map(|s| s.v),
                 }));
             }
         }

@@ -309,6 +309,9 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             site: 0,
             metrics,
             kind,
+            hj212_mn: None,
+            rtsp_url: None,
+            rtsp_secret: None,
         });
     }
     let mut reg = Registry::default();

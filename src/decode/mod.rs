@@ -2,11 +2,16 @@
 //! for the dead-letter record; the caller counts it and carries on.
 //!
 //! - [`csv`]: narrow CSV `ts,site,device,metric,value[,unit]` (header optional)
+//! - [`hj212`]: HJ 212-2017 uploads (pollutant codes, data flags) into readings
+//! - [`onvif`]: ONVIF metadata documents (object counts, event notifications) and edge AI boxes'
+//!   JSON camera events
 //! - [`json`]: JSON readings, single or multi-value (MQTT payloads and JSON lines)
 //! - [`wide`]: wide CSV files through a column mapping (one row, many metrics)
 
 pub mod csv;
+pub mod hj212;
 pub mod json;
+pub mod onvif;
 pub mod wide;
 
 use crate::event::RejectReason;

@@ -1,0 +1,590 @@
+//! HJ 212-2017 (污染物在线监控(监测)系统数据传输标准): the packet format and a TCP listener.
+//!
+//! A packet is `##` + the data segment's length as 4 decimal digits + the data segment + its
+//! CRC16 as 4 hex digits + `\r\n`. The data segment is `QN=..;ST=..;CN=..;PW=..;MN=..;Flag=..;
+//! CP=&&...&&` where CP holds `key=value` items separated by `;` (between pollutants) and `,`
+//! (within one). This module frames, checks and splits packets without allocating; what the
+//! items mean (pollutant codes, flags, times) is decided upstream (`yujing::decode::hj212`).
+//!
+//! The listener accepts monitor connections, hands each good packet upstream and, once upstream
+//! says it is processed, answers with the data acknowledgement (CN 9014) when the packet's Flag
+//! asks for one. Bad packets (length, CRC, framing, fields) are reported upstream and the
+//! connection goes on with the next packet.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The longest data segment the 4-digit length field can state.
+pub const MAX_DATA: usize = 9999;
+/// `##` + length + CRC + `\r\n`.
+const OVERHEAD: usize = 2 + 4 + 4 + 2;
+
+/// The CRC16 of HJ 212-2017 (its appendix A): register 0xFFFF; per byte the register's high
+/// byte is XORed with the data byte into the low byte, then 8 right shifts, XOR 0xA001 when a
+/// 1 falls out. Not one of the catalogued CRC-16 variants (the first step drops the low byte,
+/// unlike CRC-16/MODBUS), hence written out here. Since the register's high byte is zero before
+/// the shifts, each step is one lookup: `crc = TABLE[(crc >> 8) ^ byte]`.
+pub fn crc16(data: &[u8]) -> u16 {
+    data.iter()
+        .fold(0xFFFF, |crc, &b| CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)])
+}
+
+/// Eight shifts of the standard's loop for each byte value.
+const CRC_TABLE: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u16;
+        let mut k = 0;
+        while k < 8 {
+            let out = crc & 1;
+            crc >>= 1;
+            if out == 1 {
+                crc ^= 0xA001;
+            }
+            k += 1;
+        }
+        t[i] = crc;
+        i += 1;
+    }
+    t
+};
+
+/// The standard's loop as printed, bit by bit: the reference the table is checked against.
+#[cfg(test)]
+fn crc16_bitwise(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0xFFFF;
+    for &b in data {
+        crc = (crc >> 8) ^ u16::from(b);
+        for _ in 0..8 {
+            let out = crc & 1;
+            crc >>= 1;
+            if out == 1 {
+                crc ^= 0xA001;
+            }
+        }
+    }
+    crc
+}
+
+/// Why a packet was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error("the length field `{0}` is not 4 decimal digits")]
+    BadLength(String),
+    #[error("the length field says {stated} bytes of data, the packet has {actual}")]
+    LengthMismatch { stated: usize, actual: usize },
+    #[error("the CRC field `{0}` is not 4 hex digits")]
+    BadCrcField(String),
+    #[error("CRC mismatch: the packet says {stated:04X}, its data gives {computed:04X}")]
+    Crc { stated: u16, computed: u16 },
+    #[error("the data segment is not ASCII/UTF-8 text")]
+    NotText,
+    #[error("no `CP=&&...&&` command parameters")]
+    NoCp,
+    #[error("field `{0}` is missing")]
+    Missing(&'static str),
+    #[error("field `{field}` has a bad value `{value}`")]
+    BadField { field: &'static str, value: String },
+    #[error("`{0}` is not a `key=value` field")]
+    NotKeyValue(String),
+    #[error("packet longer than {0} bytes without a `\\r\\n` end")]
+    TooLong(usize),
+}
+
+/// A packet's data segment, split into its fields; borrowed from the receive buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// Request number `YYYYMMDDhhmmsszzz` (local time); absent in HJ 212-2005 packets.
+    pub qn: Option<&'a str>,
+    /// System code (22 air quality, 31 air pollution source, 32 surface water source, ...).
+    pub st: Option<&'a str>,
+    /// Command code: 2011 real-time data, 2051 minute, 2061 hourly, 2031 daily, ...
+    pub cn: &'a str,
+    pub pw: Option<&'a str>,
+    /// The monitor's unique identifier.
+    pub mn: &'a str,
+    /// Flag bits: bit 0 (A) asks for an acknowledgement, bit 1 (D) marks a split packet, bits
+    /// 2.. the protocol version (1 = 2017).
+    pub flag: Option<u8>,
+    pub pnum: Option<&'a str>,
+    pub pno: Option<&'a str>,
+    /// The command parameters between `CP=&&` and the closing `&&`.
+    pub cp: &'a str,
+}
+
+impl<'a> Packet<'a> {
+    /// Split a data segment into its fields.
+    pub fn parse(data: &'a str) -> Result<Packet<'a>, PacketError> {
+        let cp_at = data.find("CP=&&").ok_or(PacketError::NoCp)?;
+        let cp = data[cp_at + 5..]
+            .strip_suffix("&&")
+            .ok_or(PacketError::NoCp)?;
+        let mut p = Packet {
+            qn: None,
+            st: None,
+            cn: "",
+            pw: None,
+            mn: "",
+            flag: None,
+            pnum: None,
+            pno: None,
+            cp,
+        };
+        for field in data[..cp_at].split(';').filter(|f| !f.is_empty()) {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| PacketError::NotKeyValue(field.into()))?;
+            match k {
+                "QN" => p.qn = Some(v),
+                "ST" => p.st = Some(v),
+                "CN" => p.cn = v,
+                "PW" => p.pw = Some(v),
+                "MN" => p.mn = v,
+                "Flag" => {
+                    p.flag = Some(v.parse().map_err(|_| PacketError::BadField {
+                        field: "Flag",
+                        value: v.into(),
+                    })?)
+                }
+                "PNUM" => p.pnum = Some(v),
+                "PNO" => p.pno = Some(v),
+                // other header fields are tolerated (vendors add some)
+                _ => {}
+            }
+        }
+        if p.cn.is_empty() {
+            return Err(PacketError::Missing("CN"));
+        }
+        if !p.cn.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PacketError::BadField {
+                field: "CN",
+                value: p.cn.into(),
+            });
+        }
+        if p.mn.is_empty() {
+            return Err(PacketError::Missing("MN"));
+        }
+        Ok(p)
+    }
+
+    /// Whether the sender asks for an acknowledgement (Flag bit A).
+    pub fn wants_ack(&self) -> bool {
+        self.flag.is_some_and(|f| f & 1 == 1)
+    }
+
+    /// The `key=value` items of CP in order (`DataTime=...`, `a34002-Rtd=88.1`, ...).
+    pub fn items(&self) -> impl Iterator<Item = Result<(&'a str, &'a str), PacketError>> + 'a {
+        self.cp
+            .split([';', ','])
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.split_once('=')
+                    .ok_or_else(|| PacketError::NotKeyValue(s.into()))
+            })
+    }
+
+    /// The data acknowledgement (CN 9014) answering this packet, framed.
+    pub fn data_ack(&self) -> String {
+        let mut d = String::with_capacity(96);
+        if let Some(qn) = self.qn {
+            d.push_str("QN=");
+            d.push_str(qn);
+            d.push(';');
+        }
+        d.push_str("ST=91;CN=9014;");
+        if let Some(pw) = self.pw {
+            d.push_str("PW=");
+            d.push_str(pw);
+            d.push(';');
+        }
+        d.push_str("MN=");
+        d.push_str(self.mn);
+        d.push_str(";Flag=4;CP=&&&&");
+        frame(&d)
+    }
+}
+
+/// Frame a data segment: `##` + length + data + CRC + `\r\n`.
+pub fn frame(data: &str) -> String {
+    format!("##{:04}{}{:04X}\r\n", data.len(), data, crc16(data.as_bytes()))
+}
+
+/// Check one whole packet (from `##` through `\r\n`, or without the `\r\n`) and return its data
+/// segment.
+pub fn unframe(packet: &[u8]) -> Result<&str, PacketError> {
+    let p = packet.strip_suffix(b"\r\n").unwrap_or(packet);
+    let Some(p) = p.strip_prefix(b"##") else {
+        return Err(PacketError::BadLength(String::new()));
+    };
+    if p.len() < 8 {
+        return Err(PacketError::LengthMismatch {
+            stated: 0,
+            actual: p.len().saturating_sub(8),
+        });
+    }
+    let len_field = &p[..4];
+    if !len_field.iter().all(u8::is_ascii_digit) {
+        return Err(PacketError::BadLength(
+            String::from_utf8_lossy(len_field).into(),
+        ));
+    }
+    let stated = len_field
+        .iter()
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    let data = &p[4..p.len() - 4];
+    if data.len() != stated {
+        return Err(PacketError::LengthMismatch {
+            stated,
+            actual: data.len(),
+        });
+    }
+    let crc_field = &p[p.len() - 4..];
+    let stated_crc = std::str::from_utf8(crc_field)
+        .ok()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|s| u16::from_str_radix(s, 16).ok())
+        .ok_or_else(|| PacketError::BadCrcField(String::from_utf8_lossy(crc_field).into()))?;
+    let computed = crc16(data);
+    if computed != stated_crc {
+        return Err(PacketError::Crc {
+            stated: stated_crc,
+            computed,
+        });
+    }
+    std::str::from_utf8(data).map_err(|_| PacketError::NotText)
+}
+
+/// Splits a byte stream into packets: from each `##` to the next `\r\n`. Bytes before a `##`
+/// are noise and skipped (reported by [`Framer::skipped`]).
+#[derive(Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    skipped: usize,
+}
+
+impl Framer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes discarded as noise so far (not inside any packet).
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    /// The next complete packet, `Err` with the bytes of a packet too long to be one.
+    pub fn next_packet(&mut self) -> Option<Result<Vec<u8>, PacketError>> {
+        let start = match memchr::memmem::find(&self.buf, b"##") {
+            Some(s) => s,
+            None => {
+                // keep a trailing `#`: it may start the next packet
+                let keep = usize::from(self.buf.last() == Some(&b'#'));
+                self.skipped += self.buf.len() - keep;
+                self.buf.drain(..self.buf.len() - keep);
+                return None;
+            }
+        };
+        if start > 0 {
+            self.skipped += start;
+            self.buf.drain(..start);
+        }
+        match memchr::memmem::find(&self.buf, b"\r\n") {
+            Some(end) => {
+                let packet: Vec<u8> = self.buf.drain(..end + 2).collect();
+                Some(Ok(packet))
+            }
+            None if self.buf.len() > MAX_DATA + OVERHEAD => {
+                // no end in sight: drop up to the next `##` after this one
+                let next = memchr::memmem::find(&self.buf[2..], b"##").map_or(self.buf.len(), |n| n + 2);
+                self.buf.drain(..next);
+                Some(Err(PacketError::TooLong(MAX_DATA + OVERHEAD)))
+            }
+            None => None,
+        }
+    }
+}
+
+/// What the listener hands upstream.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A packet whose length and CRC check out. Send on `done` once it is processed (readings
+    /// taken or dead-lettered); `true` lets the acknowledgement go out if the packet asks for
+    /// one.
+    Packet {
+        peer: SocketAddr,
+        data: String,
+        done: oneshot::Sender<bool>,
+    },
+    /// A packet that was refused, with its bytes.
+    Bad {
+        peer: SocketAddr,
+        error: PacketError,
+        raw: Vec<u8>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenConfig {
+    pub max_connections: usize,
+    /// A connection silent this long is closed (monitors reconnect).
+    pub idle_timeout: Duration,
+}
+
+/// Connection counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ListenStats {
+    pub open: AtomicUsize,
+    pub accepted: AtomicUsize,
+    pub refused: AtomicUsize,
+}
+
+/// Accept monitor connections on `listener` until `stop`; each connection runs on its own task.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: ListenConfig,
+    tx: mpsc::Sender<Incoming>,
+    stats: Arc<ListenStats>,
+    stop: CancellationToken,
+) {
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    // out of descriptors and the like: back off, keep serving the others
+                    tracing::warn!(error = %e, "HJ 212: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        if stats.open.load(Ordering::Relaxed) >= cfg.max_connections {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, max = cfg.max_connections, "HJ 212: connection refused, too many open");
+            drop(sock);
+            continue;
+        }
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let (tx, stats, stop, idle) = (tx.clone(), stats.clone(), stop.clone(), cfg.idle_timeout);
+        conns.spawn(async move {
+            if let Err(e) = connection(sock, peer, tx, idle, stop).await {
+                tracing::debug!(%peer, error = %e, "HJ 212 connection closed");
+            }
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    conns.close();
+    conns.wait().await;
+}
+
+async fn connection(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Incoming>,
+    idle: Duration,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = sock.set_nodelay(true);
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        while let Some(p) = framer.next_packet() {
+            let packet = match p {
+                Ok(p) => p,
+                Err(error) => {
+                    let _ = tx.send(Incoming::Bad { peer, error, raw: Vec::new() }).await;
+                    continue;
+                }
+            };
+            let data = match unframe(&packet) {
+                Ok(d) => d.to_string(),
+                Err(error) => {
+                    if tx.send(Incoming::Bad { peer, error, raw: packet }).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let ack = Packet::parse(&data).ok().filter(Packet::wants_ack).map(|p| p.data_ack());
+            let (done, processed) = oneshot::channel();
+            if tx.send(Incoming::Packet { peer, data, done }).await.is_err() {
+                return Ok(());
+            }
+            // answer only once upstream has it: a monitor resends what is not acknowledged
+            match processed.await {
+                Ok(true) => {
+                    if let Some(a) = ack {
+                        sock.write_all(a.as_bytes()).await?;
+                    }
+                }
+                Ok(false) | Err(_) => {}
+            }
+        }
+        let n = tokio::select! {
+            r = tokio::time::timeout(idle, sock.read(&mut buf)) => match r {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
+            },
+            _ = stop.cancelled() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        framer.push(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The standard's own example (HJ 212-2017, section 6.6 / appendix): set the real-time
+    /// data interval; length 0101, CRC 1C80.
+    const STD_1062: &str = "##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80\r\n";
+
+    #[test]
+    fn crc_of_the_standard_example() {
+        let data = &STD_1062[6..STD_1062.len() - 6];
+        assert_eq!(data.len(), 101);
+        assert_eq!(crc16(data.as_bytes()), 0x1C80);
+        assert_eq!(frame(data), STD_1062);
+    }
+
+    #[test]
+    fn crc_of_the_standards_data_ack_example() {
+        // the data acknowledgement example of the standard (CN 9014), CRC C241 (also what the
+        // independent T212 Java library computes for it)
+        let data = "QN=20160801085000001;ST=91;CN=9014;PW=123456;MN=010000A8900016F000169DC0;Flag=4;CP=&&&&";
+        assert_eq!(data.len(), 87);
+        assert_eq!(crc16(data.as_bytes()), 0xC241);
+    }
+
+    #[test]
+    fn crc_of_nothing_is_the_initial_register() {
+        assert_eq!(crc16(b""), 0xFFFF);
+    }
+
+    #[test]
+    fn table_crc_equals_the_standards_loop() {
+        let mut data = Vec::new();
+        for i in 0..2000u32 {
+            data.push((i.wrapping_mul(2_654_435_761) >> 13) as u8);
+            assert_eq!(crc16(&data), crc16_bitwise(&data));
+        }
+    }
+
+    #[test]
+    fn unframes_and_parses_the_standard_example() {
+        let data = unframe(STD_1062.as_bytes()).unwrap();
+        let p = Packet::parse(data).unwrap();
+        assert_eq!(p.qn, Some("20160801085857223"));
+        assert_eq!(p.st, Some("32"));
+        assert_eq!(p.cn, "1062");
+        assert_eq!(p.pw, Some("100000"));
+        assert_eq!(p.mn, "010000A8900016F000169DC0");
+        assert_eq!(p.flag, Some(5));
+        assert!(p.wants_ack());
+        let items: Vec<_> = p.items().collect::<Result<_, _>>().unwrap();
+        assert_eq!(items, vec![("RtdInterval", "30")]);
+    }
+
+    #[test]
+    fn data_ack_is_cn_9014_with_the_same_qn() {
+        let data = unframe(STD_1062.as_bytes()).unwrap();
+        let ack = Packet::parse(data).unwrap().data_ack();
+        assert_eq!(
+            &ack[6..ack.len() - 6],
+            "QN=20160801085857223;ST=91;CN=9014;PW=100000;MN=010000A8900016F000169DC0;Flag=4;CP=&&&&"
+        );
+        // and it is itself a valid packet
+        let back = Packet::parse(unframe(ack.as_bytes()).unwrap()).unwrap();
+        assert_eq!(back.cn, "9014");
+        assert!(!back.wants_ack());
+    }
+
+    #[test]
+    fn realtime_upload_items_in_order() {
+        let data = "QN=20260101083000000;ST=22;CN=2011;PW=123456;MN=ABC;Flag=4;CP=&&DataTime=20260101083000;a34002-Rtd=88.1,a34002-Flag=N;a01001-Rtd=-3.5,a01001-Flag=N&&";
+        let p = Packet::parse(data).unwrap();
+        assert!(!p.wants_ack());
+        let items: Vec<_> = p.items().map(Result::unwrap).collect();
+        assert_eq!(
+            items,
+            vec![
+                ("DataTime", "20260101083000"),
+                ("a34002-Rtd", "88.1"),
+                ("a34002-Flag", "N"),
+                ("a01001-Rtd", "-3.5"),
+                ("a01001-Flag", "N"),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_packets_precisely() {
+        let good = STD_1062.as_bytes();
+        let mut bad_crc = good.to_vec();
+        let n = bad_crc.len();
+        bad_crc[n - 6..n - 2].copy_from_slice(b"1C81");
+        assert_eq!(
+            unframe(&bad_crc),
+            Err(PacketError::Crc { stated: 0x1C81, computed: 0x1C80 })
+        );
+        let mut bad_len = good.to_vec();
+        bad_len[2..6].copy_from_slice(b"0100");
+        assert_eq!(
+            unframe(&bad_len),
+            Err(PacketError::LengthMismatch { stated: 100, actual: 101 })
+        );
+        let mut nondigit = good.to_vec();
+        nondigit[2..6].copy_from_slice(b"01x1");
+        assert!(matches!(unframe(&nondigit), Err(PacketError::BadLength(_))));
+        let mut crc_field = good.to_vec();
+        crc_field[n - 6..n - 2].copy_from_slice(b"1CZ0");
+        assert!(matches!(unframe(&crc_field), Err(PacketError::BadCrcField(_))));
+        assert!(unframe(b"##").is_err());
+        assert!(unframe(b"").is_err());
+        assert_eq!(Packet::parse("QN=1;CN=2011;MN=X"), Err(PacketError::NoCp));
+        assert_eq!(Packet::parse("QN=1;MN=X;CP=&&&&"), Err(PacketError::Missing("CN")));
+        assert_eq!(Packet::parse("CN=2011;CP=&&&&"), Err(PacketError::Missing("MN")));
+        assert!(matches!(
+            Packet::parse("CN=2011;MN=X;Flag=high;CP=&&&&"),
+            Err(PacketError::BadField { field: "Flag", .. })
+        ));
+        assert!(matches!(
+            Packet::parse("CN=20x1;MN=X;CP=&&&&"),
+            Err(PacketError::BadField { field: "CN", .. })
+        ));
+    }
+
+    #[test]
+    fn framer_splits_a_stream_and_skips_noise() {
+        let mut f = Framer::default();
+        let two = format!("noise{STD_1062}{STD_1062}");
+        let (a, b) = two.as_bytes().split_at(40);
+        f.push(a);
+        assert!(f.next_packet().is_none());
+        f.push(b);
+        assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
+        assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
+        assert!(f.next_packet().is_none());
+        assert_eq!(f.skipped(), 5);
+        // an endless packet is cut off, and the stream recovers at the next `##`
+        let mut f = Framer::default();
+        f.push(b"##0101");
+        f.push(&vec![b'x'; MAX_DATA + 20]);
+        assert!(matches!(f.next_packet(), Some(Err(PacketError::TooLong(_)))));
+        f.push(STD_1062.as_bytes());
+        assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
+    }
+}
