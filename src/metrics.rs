@@ -35,6 +35,17 @@ pub struct Metrics {
     pub connector_up: IntGaugeVec,
     /// API requests refused, by status.
     pub api_refused: IntCounterVec,
+    /// HJ 212 packets by result (ok, not_data, crc, length, malformed, too_long, unknown_mn).
+    pub hj212_packets: IntCounterVec,
+    /// HJ 212 monitor connections open.
+    pub hj212_connections: IntGauge,
+    /// RTSP cameras streaming now, and cameras configured.
+    pub cameras_up: IntGauge,
+    pub cameras: IntGauge,
+    /// Camera streams lost (each is reconnected with backoff).
+    pub camera_reconnects: IntCounter,
+    /// ONVIF metadata documents and edge-box events taken, by kind (frame, event).
+    pub camera_events: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -130,6 +141,32 @@ impl Metrics {
             &["connector"],
         ));
         must(registry.register(Box::new(connector_up.clone())));
+        let hj212_packets = counter_vec(
+            "yujing_hj212_packets_total",
+            "HJ 212 packets received, by result",
+            &["result"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let hj212_connections = gauge(
+            "yujing_hj212_connections",
+            "HJ 212 monitor connections open",
+        );
+        let cameras_up = gauge("yujing_cameras_up", "RTSP cameras streaming now");
+        let cameras = gauge("yujing_cameras", "RTSP cameras configured");
+        let camera_reconnects = must(IntCounter::new(
+            "yujing_camera_reconnects_total",
+            "Camera streams lost and reconnected",
+        ));
+        must(registry.register(Box::new(camera_reconnects.clone())));
+        let camera_events = counter_vec(
+            "yujing_camera_events_total",
+            "Camera analytics taken (ONVIF frames, events; edge-box events), by kind",
+            &["kind"],
+        );
         Metrics {
             registry,
             readings,
@@ -145,6 +182,12 @@ impl Metrics {
             reloads,
             connector_up,
             api_refused,
+            hj212_packets,
+            hj212_connections,
+            cameras_up,
+            cameras,
+            camera_reconnects,
+            camera_events,
         }
     }
 

@@ -311,11 +311,22 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
     let mut site_filter: Vec<Spanned<String>> = Vec::new();
     let mut sources = Vec::new();
     let mut device_filter: Vec<Spanned<String>> = Vec::new();
+    let mut types: Vec<Spanned<String>> = Vec::new();
+    let mut except_types: Vec<Spanned<String>> = Vec::new();
     if let Some(sn) = o.node("scope") {
         if let Some(s) = ctx.obj(
             sn,
             "scope",
-            &["kind", "kinds", "sites", "site", "source", "devices"],
+            &[
+                "kind",
+                "kinds",
+                "sites",
+                "site",
+                "source",
+                "devices",
+                "types",
+                "except_types",
+            ],
         ) {
             for k in s.strings("kind").into_iter().chain(s.strings("kinds")) {
                 match SiteKind::parse(&k.v) {
@@ -341,6 +352,16 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
                 }
             }
             sources = s.strings("source").into_iter().map(|s| s.v).collect();
+            types = s.strings("types");
+            except_types = s.strings("except_types");
+            for t in types.iter().chain(&except_types) {
+                if !reg.devices.iter().any(|d| d.kind.as_deref() == Some(t.v.as_str())) {
+                    ctx.err(
+                        t.pos,
+                        format!("no device in sites.yaml has the type `{}`", t.v),
+                    );
+                }
+            }
             device_filter = s.strings("devices");
             for d in &device_filter {
                 if reg.device(&d.v).is_none() {
@@ -355,7 +376,7 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             }
         }
     }
-    let sites: Vec<u32> = reg
+    let mut sites: Vec<u32> = reg
         .sites
         .iter()
         .enumerate()
@@ -368,6 +389,41 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             o.key_pos("scope"),
             format!("{what} covers no site: no site in sites.yaml matches its scope"),
         );
+    }
+    // device types narrow the devices: the covered sites' devices of those types (and of the
+    // listed devices, if any)
+    if !types.is_empty() || !except_types.is_empty() {
+        let typed = |d: &crate::config::sites::Device, list: &[Spanned<String>]| {
+            d.kind
+                .as_deref()
+                .is_some_and(|k| list.iter().any(|t| t.v == k))
+        };
+        let picked: Vec<Spanned<String>> = sites
+            .iter()
+            .flat_map(|&s| reg.sites[s as usize].devices.iter())
+            .map(|&d| &reg.devices[d as usize])
+            .filter(|d| types.is_empty() || typed(d, &types))
+            .filter(|d| !typed(d, &except_types))
+            .filter(|d| device_filter.is_empty() || device_filter.iter().any(|f| f.v == d.id))
+            .map(|d| Spanned {
+                v: d.id.clone(),
+                pos: o.key_pos("scope"),
+            })
+            .collect();
+        if picked.is_empty() {
+            ctx.err(
+                o.key_pos("scope"),
+                format!("{what} covers no device: no device of its sites has the types its scope asks for"),
+            );
+        }
+        // and the rule covers only the sites that have such devices
+        sites.retain(|&si| {
+            reg.sites[si as usize]
+                .devices
+                .iter()
+                .any(|&d| picked.iter().any(|p| p.v == reg.devices[d as usize].id))
+        });
+        device_filter = picked;
     }
 
     let key = match o.string("key") {
@@ -449,7 +505,6 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
     // body
     let body = if let Some(absent) = o.node("absent") {
         for f in [
-            "metric",
             "aggregate",
             "above",
             "below",

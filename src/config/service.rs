@@ -10,6 +10,10 @@
 //! topics = ["yujing/sensors/+/+"]
 //! [store]
 //! path = "data/yujing.db"
+//! [hj212]
+//! listen = "0.0.0.0:6000"              # HJ 212-2017 monitors connect here
+//! [cameras]
+//! health_every = "5s"                  # RTSP cameras of sites.yaml (`rtsp_url`)
 //! [secrets]
 //! zjj-hook = "a shared HMAC key"        # or: zjj-hook = { env = "YUJING_ZJJ_HOOK" }
 //! [[tokens]]
@@ -30,6 +34,9 @@ pub struct ServiceSettings {
     pub mqtt: Option<MqttSettings>,
     pub store: StoreSettings,
     pub dispatch: DispatchSettings,
+    /// The HJ 212 listener, when configured.
+    pub hj212: Option<Hj212Settings>,
+    pub cameras: CameraSettings,
     /// Secret name -> value (resolved from the environment where the file says so).
     pub secrets: BTreeMap<String, String>,
     pub tokens: Vec<Token>,
@@ -75,6 +82,28 @@ pub struct DispatchSettings {
     pub retry_max: Millis,
     pub timeout: Millis,
     pub concurrency: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hj212Settings {
+    pub listen: String,
+    pub max_connections: usize,
+    /// A monitor connection silent this long is closed.
+    pub idle_timeout: Millis,
+    /// Data flags whose values feed rules (others are dead-lettered as `flagged`).
+    pub accept_flags: Vec<char>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraSettings {
+    /// Connect to the cameras of sites.yaml that have an `rtsp_url`.
+    pub enabled: bool,
+    /// How often a camera's stream health becomes readings.
+    pub health_every: Millis,
+    /// A stream silent this long is reconnected.
+    pub stall_timeout: Millis,
+    /// RTP over UDP instead of the RTSP connection.
+    pub udp: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +160,13 @@ impl Default for ServiceSettings {
                 timeout: 10_000,
                 concurrency: 64,
             },
+            hj212: None,
+            cameras: CameraSettings {
+                enabled: true,
+                health_every: 5_000,
+                stall_timeout: 10_000,
+                udp: false,
+            },
             secrets: BTreeMap::new(),
             tokens: Vec::new(),
         }
@@ -177,6 +213,24 @@ struct DispatchToml {
     concurrency: Option<usize>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hj212Toml {
+    listen: Option<String>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<String>,
+    accept_flags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CamerasToml {
+    enabled: Option<bool>,
+    health_every: Option<String>,
+    stall_timeout: Option<String>,
+    transport: Option<String>,
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum SecretToml {
@@ -205,6 +259,9 @@ struct FileToml {
     store: StoreToml,
     #[serde(default)]
     dispatch: DispatchToml,
+    hj212: Option<Hj212Toml>,
+    #[serde(default)]
+    cameras: CamerasToml,
     #[serde(default)]
     secrets: BTreeMap<String, SecretToml>,
     #[serde(default)]
@@ -267,7 +324,12 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
             ca_file: m.ca_file.map(|p| base.join(p)),
             topics: m
                 .topics
-                .unwrap_or_else(|| vec!["yujing/sensors/+/+".to_string()]),
+                .unwrap_or_else(|| {
+                    vec![
+                        "yujing/sensors/+/+".to_string(),
+                        "yujing/cameras/+/events".to_string(),
+                    ]
+                }),
             persistent: m.persistent.unwrap_or(true),
             keep_alive,
             max_payload: m.max_payload.unwrap_or(64 * 1024),
@@ -305,6 +367,54 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
         &mut errs,
     );
     duration("timeout", d.timeout, &mut s.dispatch.timeout, &mut errs);
+    if let Some(h) = parsed.hj212 {
+        let listen = h.listen.unwrap_or_else(|| "0.0.0.0:6000".into());
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            errs.push(diag(
+                at("listen"),
+                format!("hj212.listen: `{listen}` is not an address like 0.0.0.0:6000"),
+            ));
+        }
+        let mut idle_timeout = 10 * 60_000;
+        duration("idle_timeout", h.idle_timeout, &mut idle_timeout, &mut errs);
+        let mut accept_flags = vec!['N', 'T'];
+        if let Some(flags) = h.accept_flags {
+            accept_flags.clear();
+            for f in flags {
+                match f.as_str() {
+                    "N" | "F" | "M" | "S" | "D" | "C" | "T" | "B" => {
+                        accept_flags.extend(f.chars())
+                    }
+                    _ => errs.push(diag(
+                        at("accept_flags"),
+                        format!("hj212.accept_flags: `{f}` is not an HJ 212 data flag (N, F, M, S, D, C, T, B)"),
+                    )),
+                }
+            }
+        }
+        s.hj212 = Some(Hj212Settings {
+            listen,
+            max_connections: h.max_connections.unwrap_or(5_000).max(1),
+            idle_timeout,
+            accept_flags,
+        });
+    }
+    let c = parsed.cameras;
+    if let Some(e) = c.enabled {
+        s.cameras.enabled = e;
+    }
+    duration("health_every", c.health_every, &mut s.cameras.health_every, &mut errs);
+    duration("stall_timeout", c.stall_timeout, &mut s.cameras.stall_timeout, &mut errs);
+    s.cameras.health_every = s.cameras.health_every.max(200);
+    s.cameras.stall_timeout = s.cameras.stall_timeout.max(1_000);
+    match c.transport.as_deref() {
+        None | Some("tcp") => {}
+        Some("udp") => s.cameras.udp = true,
+        Some(t) => errs.push(diag(
+            at("transport"),
+            format!("cameras.transport: `{t}` is neither tcp nor udp"),
+        )),
+    }
     for (k, v) in parsed.secrets {
         if let Some(v) = secret(v, &k, &mut errs) {
             s.secrets.insert(k, v);
@@ -366,6 +476,12 @@ path = "var/y.db"
 [dispatch]
 max_attempts = 3
 retry_base = "200ms"
+[hj212]
+listen = "127.0.0.1:0"
+accept_flags = ["N"]
+[cameras]
+health_every = "2s"
+transport = "udp"
 [secrets]
 hook = "k1"
 [[tokens]]
@@ -377,9 +493,12 @@ sha256 = "AB00000000000000000000000000000000000000000000000000000000000000"
         assert_eq!(s.http.listen, "127.0.0.1:9000");
         let m = s.mqtt.expect("mqtt");
         assert_eq!((m.port, m.password.as_deref()), (1884, Some("iotpass")));
-        assert_eq!(m.topics, vec!["yujing/sensors/+/+"]);
+        assert_eq!(m.topics, vec!["yujing/sensors/+/+", "yujing/cameras/+/events"]);
         assert_eq!(s.store.path, Path::new("/etc/yujing/var/y.db"));
         assert_eq!((s.dispatch.max_attempts, s.dispatch.retry_base), (3, 200));
+        let h = s.hj212.expect("hj212");
+        assert_eq!((h.listen.as_str(), h.accept_flags), ("127.0.0.1:0", vec!['N']));
+        assert_eq!((s.cameras.health_every, s.cameras.udp), (2_000, true));
         assert_eq!(s.secrets.get("hook").map(String::as_str), Some("k1"));
         assert_eq!(s.tokens[0].role, Role::Department("zjj".into()));
         assert!(s.tokens[0].sha256.starts_with("ab"));

@@ -805,6 +805,18 @@ impl Engine {
             return Ts::MAX;
         };
         let level = self.config.rules[ri].level;
+        if let Some((from, to)) = self.config.rules[ri].active {
+            // outside its hours an absence rule raises nothing; look again in a minute
+            let m = local_minute_of_day(wm, self.config.settings.timezone);
+            let inside = if from < to {
+                m >= from && m < to
+            } else {
+                m >= from || m < to
+            };
+            if !inside {
+                return wm.saturating_add(60_000);
+            }
+        }
         let mut next = Ts::MAX;
         let mut raised = Vec::new();
         let rt = &mut self.rules[ri];

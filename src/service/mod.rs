@@ -1,14 +1,15 @@
 //! `yujing run` and `yujing demo`: the live service wired together.
 //!
 //! ```text
-//! MQTT source --> pipeline (decode, engine, render, route, store) --> outbox --> dispatcher --> channels
-//!                     ^  |                                              ^
-//!        reload ------'  '--> live events (SSE)        deadline watcher '
+//! MQTT source    --.
+//! HJ 212 listener --+-> pipeline (decode, engine, render, route, store) --> outbox --> dispatcher --> channels
+//! RTSP cameras  --'     ^  |                                              ^
+//!        reload ---------'  '--> live events (SSE)        deadline watcher '
 //! HTTP API: reads the store, asks the pipeline for the engine's state, acts on warnings
 //! ```
 //!
 //! Shutdown (Ctrl-C or SIGTERM) drains in this order:
-//! 1. the MQTT source stops taking messages;
+//! 1. the sources stop taking input (MQTT messages, HJ 212 packets, camera streams);
 //! 2. the pipeline processes what it had received and stores the transitions (open windows are
 //!    not judged early);
 //! 3. acknowledgements are flushed to the broker and the source disconnects;
@@ -28,7 +29,7 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::{Context, Result};
-use pipeline::{DeadLetter, Pipeline, ReloadResult, Request};
+use pipeline::{DeadLetter, Field, Pipeline, ReloadResult, Request};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -203,6 +204,99 @@ fn reload_triggers(
     Some(watcher)
 }
 
+/// Start the HJ 212 listener and a session per RTSP camera; they stop with `stop`.
+async fn start_field(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<(Field, Vec<tokio::task::JoinHandle<()>>)> {
+    use yujing_connectors::{hj212, rtsp};
+    let svc = &config.service;
+    let mut tasks = Vec::new();
+    let mut field = Field {
+        hj212: None,
+        cameras: None,
+    };
+    if let Some(h) = &svc.hj212 {
+        let listener = tokio::net::TcpListener::bind(&h.listen)
+            .await
+            .with_context(|| format!("HJ 212: cannot listen on {} ([hj212] listen)", h.listen))?;
+        let local = listener.local_addr()?;
+        println!("yujing: HJ 212 listening on {local}");
+        tracing::info!(%local, "HJ 212 listener up");
+        let (tx, rx) = mpsc::channel(1024);
+        let stats = Arc::new(hj212::ListenStats::default());
+        let cfg = hj212::ListenConfig {
+            max_connections: h.max_connections,
+            idle_timeout: Duration::from_millis(h.idle_timeout as u64),
+        };
+        tasks.push(tokio::spawn(hj212::serve(
+            listener,
+            cfg,
+            tx,
+            stats.clone(),
+            stop.clone(),
+        )));
+        let m = metrics.clone();
+        let st = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                m.hj212_connections
+                    .set(stats.open.load(std::sync::atomic::Ordering::Relaxed) as i64);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = st.cancelled() => break,
+                }
+            }
+        });
+        field.hj212 = Some(rx);
+    }
+    let cams = &svc.cameras;
+    let cameras: Vec<_> = config
+        .registry
+        .devices
+        .iter()
+        .filter(|d| d.rtsp_url.is_some())
+        .collect();
+    if cams.enabled && !cameras.is_empty() {
+        let (tx, rx) = mpsc::channel(1024);
+        for d in &cameras {
+            let Some(raw) = &d.rtsp_url else { continue };
+            let url = url::Url::parse(raw)
+                .with_context(|| format!("camera {}: rtsp_url `{raw}`", d.id))?;
+            let (username, password) = match &d.rtsp_secret {
+                None => (None, None),
+                Some(name) => {
+                    let v = svc.secrets.get(name).with_context(|| {
+                        format!(
+                            "camera {}: rtsp_credentials names the secret `{name}`, which yujing.toml [secrets] does not have",
+                            d.id
+                        )
+                    })?;
+                    match v.split_once(':') {
+                        Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                        None => (Some(v.clone()), None),
+                    }
+                }
+            };
+            let cfg = rtsp::CameraConfig {
+                id: d.id.clone(),
+                url,
+                username,
+                password,
+                udp: cams.udp,
+                health_every: Duration::from_millis(cams.health_every as u64),
+                stall_timeout: Duration::from_millis(cams.stall_timeout as u64),
+            };
+            tasks.push(tokio::spawn(rtsp::run(cfg, tx.clone(), stop.clone())));
+        }
+        metrics.cameras.set(cameras.len() as i64);
+        tracing::info!(cameras = cameras.len(), "camera sessions starting");
+        field.cameras = Some(rx);
+    }
+    Ok((field, tasks))
+}
+
 /// Run the service until Ctrl-C or SIGTERM.
 pub async fn run(opts: Options) -> Result<()> {
     let config = Arc::new(load(&opts.config_dir, &opts.overlay)?);
@@ -290,9 +384,11 @@ pub async fn run(opts: Options) -> Result<()> {
             "warnings still firing at the last stop resume their episodes"
         );
     }
+    // field devices: HJ 212 monitors and RTSP cameras
+    let (field, field_tasks) = start_field(&config, &metrics, &stop_source).await?;
     let (req_tx, req_rx) = mpsc::channel(64);
     let acker = source.as_ref().map(|(a, _)| a.clone());
-    let pipeline_task = tokio::spawn(pipe.run(msg_rx, acker, req_rx));
+    let pipeline_task = tokio::spawn(pipe.run(msg_rx, acker, req_rx, field));
 
     // dispatch
     let dispatcher = Dispatcher {
@@ -381,6 +477,9 @@ pub async fn run(opts: Options) -> Result<()> {
     cancel.cancel();
     // 1-3: sources stop; the pipeline drains and stores; acks are flushed; disconnect
     stop_source.cancel();
+    for t in field_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     let _ = pipeline_task.await;
     source_done.cancel();
     if let Some((_, h)) = source {

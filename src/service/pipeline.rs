@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use yujing_connectors::hj212::{Incoming, Packet, PacketError};
 use yujing_connectors::mqtt::{Acker, Message, Publisher};
+use yujing_connectors::rtsp::CameraItem;
 
 /// A change the live stream (SSE) reports: a transition or a department's action.
 #[derive(Clone, Debug)]
@@ -67,6 +69,42 @@ pub struct DeviceView {
     pub status: &'static str,
     pub last_seen: Option<String>,
     pub readings: Vec<LatestReading>,
+    /// Cameras: the RTSP stream's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamView>,
+    /// Cameras: the latest analytics events (ONVIF notifications, edge-box events), newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamView {
+    /// playing | lost | connecting
+    pub state: &'static str,
+    pub since: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventView {
+    pub topic: String,
+    pub metric: String,
+    pub value: f64,
+    pub ts: String,
+    /// onvif | edge
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Camera events kept per camera for the site view.
+const RECENT_EVENTS: usize = 10;
+
+/// What the field connectors (HJ 212 listener, RTSP cameras) hand the pipeline.
+pub struct Field {
+    pub hj212: Option<mpsc::Receiver<Incoming>>,
+    pub cameras: Option<mpsc::Receiver<CameraItem>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -163,7 +201,13 @@ pub struct Pipeline {
     pub config_dir: PathBuf,
     overlay: super::Overlay,
     latest: FxHashMap<u32, Vec<(Box<str>, Ts, f64)>>,
+    /// Camera stream state by device: (playing, since, error).
+    streams: FxHashMap<u32, (bool, Ts, Option<String>)>,
+    /// Recent camera events by device, newest last.
+    recent: FxHashMap<u32, std::collections::VecDeque<(Ts, EventView)>>,
     source: usize,
+    source_hj212: usize,
+    source_camera: usize,
     /// Engine counters already exported: (readings, windows closed).
     exported: (u64, u64),
 }
@@ -183,6 +227,8 @@ impl Pipeline {
         overlay: super::Overlay,
     ) -> Pipeline {
         let source = engine.source("mqtt");
+        let source_hj212 = engine.source("hj212");
+        let source_camera = engine.source("camera");
         Pipeline {
             engine,
             store,
@@ -195,7 +241,11 @@ impl Pipeline {
             config_dir,
             overlay,
             latest: FxHashMap::default(),
+            streams: FxHashMap::default(),
+            recent: FxHashMap::default(),
             source,
+            source_hj212,
+            source_camera,
             exported: (0, 0),
         }
     }
@@ -228,13 +278,27 @@ impl Pipeline {
         mut rx: mpsc::Receiver<Message>,
         acker: Option<Acker>,
         mut requests: mpsc::Receiver<Request>,
+        field: Field,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests_open = true;
+        let (mut hj212, mut cameras) = (field.hj212, field.cameras);
+        let mut mqtt_open = true;
         loop {
+            if !mqtt_open && hj212.is_none() && cameras.is_none() {
+                break;
+            }
             tokio::select! {
-                m = rx.recv() => match m {
+                i = recv(&mut hj212) => match i {
+                    Some(i) => self.on_hj212(i).await,
+                    None => hj212 = None,
+                },
+                c = recv(&mut cameras) => match c {
+                    Some(c) => self.on_camera(c).await,
+                    None => cameras = None,
+                },
+                m = rx.recv(), if mqtt_open => match m {
                     Some(m) => {
                         self.on_message(&m).await;
                         if let Some(a) = &acker {
@@ -243,14 +307,16 @@ impl Pipeline {
                             }
                         }
                     }
-                    None => break,
+                    None => mqtt_open = false,
                 },
                 r = requests.recv(), if requests_open => match r {
                     Some(r) => self.on_request(r).await,
                     None => requests_open = false,
                 },
                 _ = tick.tick() => {
+                    let before = self.counts();
                     self.engine.tick(now_ms());
+                    self.attribute("clock", before);
                     self.flush(now_ms()).await;
                     self.sync_metrics();
                     self.dead.flush();
@@ -314,6 +380,8 @@ impl Pipeline {
                     }
                 }
                 self.source = self.engine.source("mqtt");
+                self.source_hj212 = self.engine.source("hj212");
+                self.source_camera = self.engine.source("camera");
                 self.config_tx.send_replace(cfg);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(kept, reset, trigger, "configuration reloaded");
@@ -334,6 +402,12 @@ impl Pipeline {
     }
 
     async fn on_message(&mut self, m: &Message) {
+        let before = self.counts();
+        self.mqtt_message(m).await;
+        self.attribute("mqtt", before);
+    }
+
+    async fn mqtt_message(&mut self, m: &Message) {
         let now = now_ms();
         let max = self
             .engine
@@ -361,6 +435,12 @@ impl Pipeline {
             .await;
             return;
         };
+        // `.../cameras/{camera}/events`: an edge AI box
+        if device == "events" && parts.next() == Some("cameras") {
+            let camera = site.to_string();
+            self.on_edge_event(&camera, m).await;
+            return;
+        }
         let tz = self.engine.config.settings.timezone;
         let src = self.source;
         let engine = &mut self.engine;
@@ -369,23 +449,8 @@ impl Pipeline {
         let res = decode::json::decode(&m.payload, Some(site), Some(device), tz, &mut |mut r| {
             r.arrival = now;
             r.source = src;
-            match engine.push(&r) {
-                Ok(()) => {
-                    if let Some(d) = engine.config.registry.device(r.device) {
-                        let v = latest.entry(d).or_default();
-                        match v.iter_mut().find(|(mm, _, _)| &**mm == r.metric) {
-                            Some(slot) if slot.1 <= r.ts => {
-                                slot.1 = r.ts;
-                                slot.2 = r.value;
-                            }
-                            Some(_) => {}
-                            None => v.push((r.metric.into(), r.ts, r.value)),
-                        }
-                    }
-                }
-                Err(reason) => {
-                    rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)))
-                }
+            if let Err(reason) = feed(engine, latest, &r) {
+                rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
             }
         });
         if let Err(e) = res {
@@ -399,12 +464,7 @@ impl Pipeline {
                 .write("mqtt", reason, &detail, &m.topic, &m.payload)
                 .await;
         }
-        for (reason, held) in self.engine.take_deferred_rejects() {
-            let detail = format!("{held:?}");
-            self.dead
-                .write("mqtt", reason, &detail, &m.topic, &m.payload)
-                .await;
-        }
+        self.deferred("mqtt", &m.topic, &m.payload).await;
         if !self.engine.transitions.is_empty() {
             self.flush(now).await;
             self.metrics
@@ -414,9 +474,8 @@ impl Pipeline {
     }
 
     async fn reject(&mut self, reason: RejectReason, detail: &str, m: &Message) {
-        // counted like the engine's own rejections (synced into /metrics)
-        self.engine.stats.readings += 1;
-        self.engine.stats.rejected[reason as usize] += 1;
+        // counted like the engine's own rejections (attributed in /metrics)
+        self.count_reject(reason);
         self.dead
             .write("mqtt", reason, detail, &m.topic, &m.payload)
             .await;
@@ -514,26 +573,360 @@ impl Pipeline {
         let s = &self.engine.stats;
         let (readings, windows) = self.exported;
         self.metrics
-            .readings
-            .with_label_values(&["mqtt"])
-            .inc_by(s.readings.saturating_sub(readings));
-        self.metrics
             .evaluations
             .inc_by(s.windows_closed.saturating_sub(windows));
-        self.exported = (s.readings, s.windows_closed);
-        for r in RejectReason::ALL {
-            let c = self
-                .metrics
-                .rejected
-                .with_label_values(&["mqtt", r.as_str()]);
-            let total = s.rejected(r);
-            if total > c.get() {
-                c.inc_by(total - c.get());
-            }
-        }
+        self.exported = (readings, s.windows_closed);
         self.metrics
             .window_series
             .set(self.engine.window_entries() as i64);
+    }
+
+    /// The engine's input counters now: readings and rejections by reason.
+    fn counts(&self) -> (u64, [u64; RejectReason::ALL.len()]) {
+        (self.engine.stats.readings, self.engine.stats.rejected)
+    }
+
+    /// Export what the engine counted since `before` under `connector`.
+    fn attribute(&self, connector: &str, before: (u64, [u64; RejectReason::ALL.len()])) {
+        let (readings, rejected) = self.counts();
+        let n = readings.saturating_sub(before.0);
+        if n > 0 {
+            self.metrics
+                .readings
+                .with_label_values(&[connector])
+                .inc_by(n);
+        }
+        for r in RejectReason::ALL {
+            let d = rejected[r as usize].saturating_sub(before.1[r as usize]);
+            if d > 0 {
+                self.metrics
+                    .rejected
+                    .with_label_values(&[connector, r.as_str()])
+                    .inc_by(d);
+            }
+        }
+    }
+
+    /// Count and dead-letter a rejection decided outside the engine.
+    fn count_reject(&mut self, reason: RejectReason) {
+        self.engine.stats.readings += 1;
+        self.engine.stats.rejected[reason as usize] += 1;
+    }
+
+    /// An HJ 212 packet (or a refused one) from a monitor connection.
+    async fn on_hj212(&mut self, inc: Incoming) {
+        let before = self.counts();
+        match inc {
+            Incoming::Bad { peer, error, raw } => {
+                let (result, reason) = match &error {
+                    PacketError::Crc { .. } | PacketError::BadCrcField(_) => {
+                        ("crc", RejectReason::Malformed)
+                    }
+                    PacketError::BadLength(_) | PacketError::LengthMismatch { .. } => {
+                        ("length", RejectReason::Malformed)
+                    }
+                    PacketError::TooLong(_) => ("too_long", RejectReason::Oversize),
+                    _ => ("malformed", RejectReason::Malformed),
+                };
+                self.metrics.hj212_packets.with_label_values(&[result]).inc();
+                self.count_reject(reason);
+                self.dead
+                    .write("hj212", reason, &error.to_string(), &peer.to_string(), &raw)
+                    .await;
+            }
+            Incoming::Packet { peer, data, done } => {
+                let taken = self.hj212_packet(&peer.to_string(), &data).await;
+                // the monitor resends what is not acknowledged: acknowledge once it is stored
+                if !self.engine.transitions.is_empty() {
+                    self.flush(now_ms()).await;
+                }
+                let _ = done.send(taken);
+            }
+        }
+        self.attribute("hj212", before);
+    }
+
+    /// Decode one checked packet into readings; `false` if it should not be acknowledged.
+    async fn hj212_packet(&mut self, peer: &str, data: &str) -> bool {
+        let p = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics
+                    .hj212_packets
+                    .with_label_values(&["malformed"])
+                    .inc();
+                self.count_reject(RejectReason::Malformed);
+                self.dead
+                    .write("hj212", RejectReason::Malformed, &e.to_string(), peer, data.as_bytes())
+                    .await;
+                return true;
+            }
+        };
+        let cfg = self.engine.config.clone();
+        let Some(dev) = cfg.registry.device_by_mn(p.mn) else {
+            self.metrics
+                .hj212_packets
+                .with_label_values(&["unknown_mn"])
+                .inc();
+            self.count_reject(RejectReason::UnknownDevice);
+            let detail = format!("MN {} is not bound to a device (sites.yaml `hj212_mn`)", p.mn);
+            self.dead
+                .write("hj212", RejectReason::UnknownDevice, &detail, peer, data.as_bytes())
+                .await;
+            return true;
+        };
+        let device = &cfg.registry.devices[dev as usize].id;
+        let accept = cfg
+            .service
+            .hj212
+            .as_ref()
+            .map_or_else(|| vec!['N', 'T'], |h| h.accept_flags.clone());
+        let now = now_ms();
+        let src = self.source_hj212;
+        let mut rejected: Vec<(RejectReason, String)> = Vec::new();
+        let engine = &mut self.engine;
+        let latest = &mut self.latest;
+        let res = decode::hj212::decode(&p, device, cfg.settings.timezone, &accept, &mut |mut r| {
+            r.arrival = now;
+            r.source = src;
+            if let Err(reason) = feed(engine, latest, &r) {
+                rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
+            }
+        });
+        match res {
+            Ok(d) => {
+                let result = if d.not_data { "not_data" } else { "ok" };
+                self.metrics.hj212_packets.with_label_values(&[result]).inc();
+                // left out by the decoder, so not counted by the engine
+                for s in d.skipped {
+                    self.count_reject(s.reason);
+                    rejected.push((s.reason, s.detail));
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .hj212_packets
+                    .with_label_values(&["malformed"])
+                    .inc();
+                self.count_reject(e.reason);
+                rejected.push((e.reason, e.detail));
+            }
+        }
+        for (reason, detail) in rejected {
+            if reason == RejectReason::Late {
+                self.metrics.late.inc();
+            }
+            self.dead
+                .write("hj212", reason, &detail, peer, data.as_bytes())
+                .await;
+        }
+        self.deferred("hj212", peer, data.as_bytes()).await;
+        true
+    }
+
+    /// Rejections the engine decided after the fact (held readings it did not confirm).
+    async fn deferred(&mut self, connector: &str, topic: &str, payload: &[u8]) {
+        for (reason, held) in self.engine.take_deferred_rejects() {
+            let detail = format!("{held:?}");
+            self.dead
+                .write(connector, reason, &detail, topic, payload)
+                .await;
+        }
+    }
+
+    /// A camera's stream state, health, or metadata document.
+    async fn on_camera(&mut self, item: CameraItem) {
+        let before = self.counts();
+        let cfg = self.engine.config.clone();
+        let now = now_ms();
+        match item {
+            CameraItem::Link { camera, up, error } => {
+                let Some(dev) = cfg.registry.device(&camera) else {
+                    return;
+                };
+                let was = self.streams.get(&dev).is_some_and(|s| s.0);
+                if was && !up {
+                    self.metrics.camera_reconnects.inc();
+                }
+                if was != up || !self.streams.contains_key(&dev) {
+                    self.streams.insert(dev, (up, now, error));
+                } else if let Some(s) = self.streams.get_mut(&dev) {
+                    s.2 = error;
+                }
+                let playing = self.streams.values().filter(|s| s.0).count();
+                self.metrics.cameras_up.set(playing as i64);
+            }
+            CameraItem::Health { camera, at, health } => {
+                let values = [
+                    ("fps", health.fps),
+                    ("bitrate_kbps", health.bitrate_kbps),
+                    ("frame_gap_ms", health.frame_gap_ms),
+                    ("stalled", if health.stalled { 1.0 } else { 0.0 }),
+                ];
+                for (metric, value) in values {
+                    self.camera_reading(&camera, metric, value, at, now).await;
+                }
+            }
+            CameraItem::Metadata { camera, at, xml } => {
+                match decode::onvif::parse(&xml) {
+                    Ok(m) => {
+                        let dev = cfg.registry.device(&camera);
+                        let declared: Vec<String> = dev
+                            .map(|d| {
+                                cfg.registry.devices[d as usize]
+                                    .metrics
+                                    .iter()
+                                    .filter(|m| m.ends_with("_count"))
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        for f in m.frames {
+                            self.metrics.camera_events.with_label_values(&["frame"]).inc();
+                            let ts = f.utc.unwrap_or(at);
+                            // a class the camera counts but does not see now is a count of 0
+                            for d in &declared {
+                                if !f.counts.iter().any(|(m, _)| m == d) {
+                                    self.camera_reading(&camera, d, 0.0, ts, now).await;
+                                }
+                            }
+                            for (metric, n) in &f.counts {
+                                self.camera_reading(&camera, metric, f64::from(*n), ts, now)
+                                    .await;
+                            }
+                        }
+                        for e in m.events {
+                            self.metrics.camera_events.with_label_values(&["event"]).inc();
+                            let ts = e.utc.unwrap_or(at);
+                            let metric = e.metric();
+                            let value = e.value();
+                            self.camera_reading(&camera, &metric, value, ts, now).await;
+                            let mut props = serde_json::Map::new();
+                            for (k, v) in e.source.iter().chain(&e.data) {
+                                props.insert(k.clone(), serde_json::Value::String(v.clone()));
+                            }
+                            self.remember(&camera, ts, EventView {
+                                topic: e.topic,
+                                metric,
+                                value,
+                                ts: format_ts(ts, cfg.settings.timezone),
+                                source: "onvif",
+                                properties: props,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        self.count_reject(e.reason);
+                        self.dead
+                            .write("camera", e.reason, &e.detail, &camera, &xml)
+                            .await;
+                    }
+                }
+            }
+        }
+        if !self.engine.transitions.is_empty() {
+            self.flush(now).await;
+        }
+        self.attribute("camera", before);
+    }
+
+    /// Feed one camera reading to the engine (source `camera`).
+    async fn camera_reading(&mut self, camera: &str, metric: &str, value: f64, ts: Ts, now: Ts) {
+        let r = crate::event::ReadingRef {
+            site: None,
+            device: camera,
+            metric,
+            value,
+            ts,
+            arrival: now,
+            source: self.source_camera,
+        };
+        if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r) {
+            if reason == RejectReason::Late {
+                self.metrics.late.inc();
+            }
+            let detail = format!("{camera} {metric} at {ts}");
+            self.dead
+                .write("camera", reason, &detail, camera, format!("{metric}={value}").as_bytes())
+                .await;
+        }
+        self.deferred("camera", camera, b"").await;
+    }
+
+    /// Keep a camera event for the site view.
+    fn remember(&mut self, camera: &str, ts: Ts, e: EventView) {
+        let Some(dev) = self.engine.config.registry.device(camera) else {
+            return;
+        };
+        let q = self.recent.entry(dev).or_default();
+        q.push_back((ts, e));
+        while q.len() > RECENT_EVENTS {
+            q.pop_front();
+        }
+    }
+
+    /// An edge AI box's event on `.../cameras/{camera}/events`.
+    async fn on_edge_event(&mut self, camera: &str, m: &Message) {
+        let cfg = self.engine.config.clone();
+        if cfg.registry.device(camera).is_none() {
+            self.reject(
+                RejectReason::UnknownDevice,
+                &format!("camera `{camera}` is not bound to any site in sites.yaml"),
+                m,
+            )
+            .await;
+            return;
+        }
+        let tz = cfg.settings.timezone;
+        let (e, ts) = match decode::onvif::EdgeEvent::parse(&m.payload, tz) {
+            Ok(x) => x,
+            Err(e) => {
+                self.reject(e.reason, &e.detail, m).await;
+                return;
+            }
+        };
+        let now = now_ms();
+        self.metrics.camera_events.with_label_values(&["edge"]).inc();
+        let src = self.source;
+        let mut readings: Vec<(String, f64)> = Vec::new();
+        if let Some(ev) = &e.event {
+            readings.push((decode::onvif::event_metric(ev), e.value.unwrap_or(1.0)));
+        }
+        for (class, n) in e.counts.iter().flatten() {
+            readings.push((decode::onvif::class_metric(class), *n));
+        }
+        for (metric, value) in &readings {
+            let r = crate::event::ReadingRef {
+                site: None,
+                device: camera,
+                metric,
+                value: *value,
+                ts,
+                arrival: now,
+                source: src,
+            };
+            if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r) {
+                if reason == RejectReason::Late {
+                    self.metrics.late.inc();
+                }
+                let detail = format!("{camera} {metric} at {ts}");
+                self.dead.write("mqtt", reason, &detail, &m.topic, &m.payload).await;
+            }
+        }
+        self.deferred("mqtt", &m.topic.clone(), &m.payload.clone()).await;
+        if let (Some(ev), Some((metric, value))) = (&e.event, readings.first()) {
+            self.remember(camera, ts, EventView {
+                topic: ev.clone(),
+                metric: metric.clone(),
+                value: *value,
+                ts: format_ts(ts, tz),
+                source: "edge",
+                properties: e.properties.clone(),
+            });
+        }
+        if !self.engine.transitions.is_empty() {
+            self.flush(now).await;
+        }
     }
 
     fn sites(&self) -> Vec<SiteView> {
@@ -603,10 +996,56 @@ impl Pipeline {
                             },
                             last_seen: last.map(|t| format_ts(t, tz)),
                             readings,
+                            stream: dev.rtsp_url.as_ref().map(|_| match self.streams.get(&d) {
+                                Some((up, since, error)) => StreamView {
+                                    state: if *up { "playing" } else { "lost" },
+                                    since: format_ts(*since, tz),
+                                    error: error.clone(),
+                                },
+                                None => StreamView {
+                                    state: "connecting",
+                                    since: String::new(),
+                                    error: None,
+                                },
+                            }),
+                            events: self
+                                .recent
+                                .get(&d)
+                                .map(|q| q.iter().rev().map(|(_, e)| e.clone()).collect())
+                                .unwrap_or_default(),
                         }
                     })
                     .collect(),
             })
             .collect()
+    }
+}
+
+/// Push one reading into the engine and keep it as its device's latest value.
+fn feed(
+    engine: &mut Engine,
+    latest: &mut FxHashMap<u32, Vec<(Box<str>, Ts, f64)>>,
+    r: &crate::event::ReadingRef<'_>,
+) -> Result<(), RejectReason> {
+    engine.push(r)?;
+    if let Some(d) = engine.config.registry.device(r.device) {
+        let v = latest.entry(d).or_default();
+        match v.iter_mut().find(|(m, _, _)| &**m == r.metric) {
+            Some(slot) if slot.1 <= r.ts => {
+                slot.1 = r.ts;
+                slot.2 = r.value;
+            }
+            Some(_) => {}
+            None => v.push((r.metric.into(), r.ts, r.value)),
+        }
+    }
+    Ok(())
+}
+
+/// The next item of a channel that may be gone (then never ready).
+async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
