@@ -389,7 +389,7 @@ fn live_demo(
     data: Option<PathBuf>,
 ) -> Result<ExitCode> {
     use yujing::config::routes::{Channel, ChannelKind};
-    use yujing::config::service::{MqttSettings, Role, Token};
+    use yujing::config::service::{Hj212Settings, MqttSettings, Role, Token};
     use yujing_connectors::broker;
     init_logging("warn");
     // check the configuration before starting anything
@@ -416,6 +416,7 @@ fn live_demo(
         free
     };
     broker::start(mqtt_port, 1 << 20)?;
+    let hj212_port = broker::free_port()?;
     let data = match data {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("yujing-demo-{}", std::process::id())),
@@ -447,12 +448,25 @@ fn live_demo(
             username: None,
             password: None,
             ca_file: None,
-            topics: vec!["yujing/sensors/+/+".into()],
+            topics: vec![
+                "yujing/sensors/+/+".into(),
+                "yujing/cameras/+/events".into(),
+            ],
             persistent: true,
             keep_alive: 30_000,
             max_payload: 64 * 1024,
             dead_letter_topic: Some("yujing/dead-letter".into()),
         });
+        // HJ 212 monitors connect to the demo on loopback; the sample cameras' RTSP addresses
+        // are on a site network the demo cannot reach, so their analytics and health come from
+        // the simulator as an edge AI box would send them
+        c.service.hj212 = Some(Hj212Settings {
+            listen: format!("127.0.0.1:{hj212_port}"),
+            max_connections: 1000,
+            idle_timeout: 10 * 60_000,
+            accept_flags: vec!['N', 'T'],
+        });
+        c.service.cameras.enabled = false;
         c.service.store.path = store_dir.join("yujing-demo.db");
         c.service.store.dead_letter = store_dir.join("dead-letter.jsonl");
         c.service.tokens = token_table.clone();
@@ -494,6 +508,8 @@ yesterday 00:00 until it catches up with now. Warnings appear within the first m
   live stream  {{http}}/api/v1/stream
   metrics      {{http}}/metrics
   MQTT broker  127.0.0.1:{mqtt_port}   (warnings also on yujing/warnings/<department>)
+  HJ 212       127.0.0.1:{hj212_port}   (dust monitors of cs-02 and the aq-02 station report here)
+  a site       {{http}}/api/v1/sites/cs-02   (HJ 212 readings; sa-01: camera counts and events)
   data         {data}
 
 Tokens (valid for this run):
@@ -511,6 +527,7 @@ Try:
   curl -s -H 'Authorization: Bearer {zjj}' {{http}}/api/v1/warnings/<id>      (the timeline)
   mosquitto_sub -p {mqtt_port} -t 'yujing/warnings/#'
   mosquitto_pub -p {mqtt_port} -t yujing/sensors/cs-01/cs-01-noise -m '{{\"ts\": '$(date +%s000)', \"metric\": \"noise\", \"value\": 88}}'
+  mosquitto_pub -p {mqtt_port} -t yujing/cameras/cs-01-cam1/events -m '{{\"ts\": '$(date +%s000)', \"event\": \"helmet_violation\"}}'
 
 Webhooks the departments receive are printed below. Ctrl-C stops.
 ",

@@ -29,11 +29,11 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Standard normal (Box-Muller).
-    fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         let u1 = self.unit().max(1e-12);
         let u2 = self.unit();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -55,7 +55,7 @@ pub(crate) fn hour_of(t: Ts) -> f64 {
 }
 
 /// A bump that rises from 0 at `a` to 1 between `a` and `b`, holds until `c`, falls to 0 at `d`.
-fn ramp(h: f64, a: f64, b: f64, c: f64, d: f64) -> f64 {
+pub(crate) fn ramp(h: f64, a: f64, b: f64, c: f64, d: f64) -> f64 {
     if h <= a || h >= d {
         0.0
     } else if h < b {
@@ -164,6 +164,10 @@ pub fn sample_day(config: &Config) -> Vec<SimReading> {
         }
         for &d in &site.devices {
             let dev = &config.registry.devices[d as usize];
+            // cameras are simulated live only (service::simulate)
+            if dev.is_camera() {
+                continue;
+            }
             for metric in &dev.metrics {
                 let step = match metric.as_str() {
                     "rainfall" => 5 * MINUTE,

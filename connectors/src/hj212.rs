@@ -31,8 +31,9 @@ const OVERHEAD: usize = 2 + 4 + 4 + 2;
 /// unlike CRC-16/MODBUS), hence written out here. Since the register's high byte is zero before
 /// the shifts, each step is one lookup: `crc = TABLE[(crc >> 8) ^ byte]`.
 pub fn crc16(data: &[u8]) -> u16 {
-    data.iter()
-        .fold(0xFFFF, |crc, &b| CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)])
+    data.iter().fold(0xFFFF, |crc, &b| {
+        CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)]
+    })
 }
 
 /// Eight shifts of the standard's loop for each byte value.
@@ -96,6 +97,8 @@ pub enum PacketError {
     NotKeyValue(String),
     #[error("packet longer than {0} bytes without a `\\r\\n` end")]
     TooLong(usize),
+    #[error("{0} bytes outside any packet (no `##` before them)")]
+    Noise(usize),
 }
 
 /// A packet's data segment, split into its fields; borrowed from the receive buffer.
@@ -213,7 +216,12 @@ impl<'a> Packet<'a> {
 
 /// Frame a data segment: `##` + length + data + CRC + `\r\n`.
 pub fn frame(data: &str) -> String {
-    format!("##{:04}{}{:04X}\r\n", data.len(), data, crc16(data.as_bytes()))
+    format!(
+        "##{:04}{}{:04X}\r\n",
+        data.len(),
+        data,
+        crc16(data.as_bytes())
+    )
 }
 
 /// Check one whole packet (from `##` through `\r\n`, or without the `\r\n`) and return its data
@@ -302,7 +310,8 @@ impl Framer {
             }
             None if self.buf.len() > MAX_DATA + OVERHEAD => {
                 // no end in sight: drop up to the next `##` after this one
-                let next = memchr::memmem::find(&self.buf[2..], b"##").map_or(self.buf.len(), |n| n + 2);
+                let next =
+                    memchr::memmem::find(&self.buf[2..], b"##").map_or(self.buf.len(), |n| n + 2);
                 self.buf.drain(..next);
                 Some(Err(PacketError::TooLong(MAX_DATA + OVERHEAD)))
             }
@@ -397,27 +406,62 @@ async fn connection(
     let _ = sock.set_nodelay(true);
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 4096];
+    let mut skipped = 0;
     loop {
-        while let Some(p) = framer.next_packet() {
+        loop {
+            let next = framer.next_packet();
+            if framer.skipped() > skipped {
+                let n = framer.skipped() - skipped;
+                skipped = framer.skipped();
+                let _ = tx
+                    .send(Incoming::Bad {
+                        peer,
+                        error: PacketError::Noise(n),
+                        raw: Vec::new(),
+                    })
+                    .await;
+            }
+            let Some(p) = next else { break };
             let packet = match p {
                 Ok(p) => p,
                 Err(error) => {
-                    let _ = tx.send(Incoming::Bad { peer, error, raw: Vec::new() }).await;
+                    let _ = tx
+                        .send(Incoming::Bad {
+                            peer,
+                            error,
+                            raw: Vec::new(),
+                        })
+                        .await;
                     continue;
                 }
             };
             let data = match unframe(&packet) {
                 Ok(d) => d.to_string(),
                 Err(error) => {
-                    if tx.send(Incoming::Bad { peer, error, raw: packet }).await.is_err() {
+                    if tx
+                        .send(Incoming::Bad {
+                            peer,
+                            error,
+                            raw: packet,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return Ok(());
                     }
                     continue;
                 }
             };
-            let ack = Packet::parse(&data).ok().filter(Packet::wants_ack).map(|p| p.data_ack());
+            let ack = Packet::parse(&data)
+                .ok()
+                .filter(Packet::wants_ack)
+                .map(|p| p.data_ack());
             let (done, processed) = oneshot::channel();
-            if tx.send(Incoming::Packet { peer, data, done }).await.is_err() {
+            if tx
+                .send(Incoming::Packet { peer, data, done })
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
             // answer only once upstream has it: a monitor resends what is not acknowledged
@@ -538,25 +582,40 @@ mod tests {
         bad_crc[n - 6..n - 2].copy_from_slice(b"1C81");
         assert_eq!(
             unframe(&bad_crc),
-            Err(PacketError::Crc { stated: 0x1C81, computed: 0x1C80 })
+            Err(PacketError::Crc {
+                stated: 0x1C81,
+                computed: 0x1C80
+            })
         );
         let mut bad_len = good.to_vec();
         bad_len[2..6].copy_from_slice(b"0100");
         assert_eq!(
             unframe(&bad_len),
-            Err(PacketError::LengthMismatch { stated: 100, actual: 101 })
+            Err(PacketError::LengthMismatch {
+                stated: 100,
+                actual: 101
+            })
         );
         let mut nondigit = good.to_vec();
         nondigit[2..6].copy_from_slice(b"01x1");
         assert!(matches!(unframe(&nondigit), Err(PacketError::BadLength(_))));
         let mut crc_field = good.to_vec();
         crc_field[n - 6..n - 2].copy_from_slice(b"1CZ0");
-        assert!(matches!(unframe(&crc_field), Err(PacketError::BadCrcField(_))));
+        assert!(matches!(
+            unframe(&crc_field),
+            Err(PacketError::BadCrcField(_))
+        ));
         assert!(unframe(b"##").is_err());
         assert!(unframe(b"").is_err());
         assert_eq!(Packet::parse("QN=1;CN=2011;MN=X"), Err(PacketError::NoCp));
-        assert_eq!(Packet::parse("QN=1;MN=X;CP=&&&&"), Err(PacketError::Missing("CN")));
-        assert_eq!(Packet::parse("CN=2011;CP=&&&&"), Err(PacketError::Missing("MN")));
+        assert_eq!(
+            Packet::parse("QN=1;MN=X;CP=&&&&"),
+            Err(PacketError::Missing("CN"))
+        );
+        assert_eq!(
+            Packet::parse("CN=2011;CP=&&&&"),
+            Err(PacketError::Missing("MN"))
+        );
         assert!(matches!(
             Packet::parse("CN=2011;MN=X;Flag=high;CP=&&&&"),
             Err(PacketError::BadField { field: "Flag", .. })
@@ -583,7 +642,10 @@ mod tests {
         let mut f = Framer::default();
         f.push(b"##0101");
         f.push(&vec![b'x'; MAX_DATA + 20]);
-        assert!(matches!(f.next_packet(), Some(Err(PacketError::TooLong(_)))));
+        assert!(matches!(
+            f.next_packet(),
+            Some(Err(PacketError::TooLong(_)))
+        ));
         f.push(STD_1062.as_bytes());
         assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
     }

@@ -149,10 +149,13 @@ async fn session(
         } else {
             Transport::Tcp(TcpTransportOptions::default())
         };
-        tokio::time::timeout(limit, s.setup(i, SetupOptions::default().transport(transport)))
-            .await
-            .map_err(timed("SETUP"))?
-            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(
+            limit,
+            s.setup(i, SetupOptions::default().transport(transport)),
+        )
+        .await
+        .map_err(timed("SETUP"))?
+        .map_err(|e| e.to_string())?;
     }
     let playing = tokio::time::timeout(
         limit,
@@ -304,7 +307,10 @@ mod tests {
         assert!(h.fps > 0.0 && h.bitrate_kbps > 0.0);
         assert!(!h.stalled);
         assert_eq!(p.frames, 0);
-        assert!(p.last_frame.is_some(), "the gap to the next frame spans periods");
+        assert!(
+            p.last_frame.is_some(),
+            "the gap to the next frame spans periods"
+        );
     }
 
     #[test]

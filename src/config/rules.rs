@@ -355,7 +355,11 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             types = s.strings("types");
             except_types = s.strings("except_types");
             for t in types.iter().chain(&except_types) {
-                if !reg.devices.iter().any(|d| d.kind.as_deref() == Some(t.v.as_str())) {
+                if !reg
+                    .devices
+                    .iter()
+                    .any(|d| d.kind.as_deref() == Some(t.v.as_str()))
+                {
                     ctx.err(
                         t.pos,
                         format!("no device in sites.yaml has the type `{}`", t.v),

@@ -322,14 +322,12 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
             username: m.username,
             password,
             ca_file: m.ca_file.map(|p| base.join(p)),
-            topics: m
-                .topics
-                .unwrap_or_else(|| {
-                    vec![
-                        "yujing/sensors/+/+".to_string(),
-                        "yujing/cameras/+/events".to_string(),
-                    ]
-                }),
+            topics: m.topics.unwrap_or_else(|| {
+                vec![
+                    "yujing/sensors/+/+".to_string(),
+                    "yujing/cameras/+/events".to_string(),
+                ]
+            }),
             persistent: m.persistent.unwrap_or(true),
             keep_alive,
             max_payload: m.max_payload.unwrap_or(64 * 1024),
@@ -403,8 +401,18 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     if let Some(e) = c.enabled {
         s.cameras.enabled = e;
     }
-    duration("health_every", c.health_every, &mut s.cameras.health_every, &mut errs);
-    duration("stall_timeout", c.stall_timeout, &mut s.cameras.stall_timeout, &mut errs);
+    duration(
+        "health_every",
+        c.health_every,
+        &mut s.cameras.health_every,
+        &mut errs,
+    );
+    duration(
+        "stall_timeout",
+        c.stall_timeout,
+        &mut s.cameras.stall_timeout,
+        &mut errs,
+    );
     s.cameras.health_every = s.cameras.health_every.max(200);
     s.cameras.stall_timeout = s.cameras.stall_timeout.max(1_000);
     match c.transport.as_deref() {
@@ -493,11 +501,17 @@ sha256 = "AB00000000000000000000000000000000000000000000000000000000000000"
         assert_eq!(s.http.listen, "127.0.0.1:9000");
         let m = s.mqtt.expect("mqtt");
         assert_eq!((m.port, m.password.as_deref()), (1884, Some("iotpass")));
-        assert_eq!(m.topics, vec!["yujing/sensors/+/+", "yujing/cameras/+/events"]);
+        assert_eq!(
+            m.topics,
+            vec!["yujing/sensors/+/+", "yujing/cameras/+/events"]
+        );
         assert_eq!(s.store.path, Path::new("/etc/yujing/var/y.db"));
         assert_eq!((s.dispatch.max_attempts, s.dispatch.retry_base), (3, 200));
         let h = s.hj212.expect("hj212");
-        assert_eq!((h.listen.as_str(), h.accept_flags), ("127.0.0.1:0", vec!['N']));
+        assert_eq!(
+            (h.listen.as_str(), h.accept_flags),
+            ("127.0.0.1:0", vec!['N'])
+        );
         assert_eq!((s.cameras.health_every, s.cameras.udp), (2_000, true));
         assert_eq!(s.secrets.get("hook").map(String::as_str), Some("k1"));
         assert_eq!(s.tokens[0].role, Role::Department("zjj".into()));

@@ -394,10 +394,22 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                 }
                 let mn = d.string("hj212_mn");
                 if let Some(mn) = &mn {
-                    if mn.v.is_empty() || mn.v.len() > 24 || !mn.v.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                        ctx.err(mn.pos, format!("hj212_mn `{}` must be 1 to 24 letters and digits (HJ 212-2017 MN)", mn.v));
+                    if mn.v.is_empty()
+                        || mn.v.len() > 24
+                        || !mn.v.bytes().all(|b| b.is_ascii_alphanumeric())
+                    {
+                        ctx.err(
+                            mn.pos,
+                            format!(
+                                "hj212_mn `{}` must be 1 to 24 letters and digits (HJ 212-2017 MN)",
+                                mn.v
+                            ),
+                        );
                     } else if reg.mn_index.contains_key(&mn.v) {
-                        ctx.err(mn.pos, format!("hj212_mn `{}` is bound to another device too", mn.v));
+                        ctx.err(
+                            mn.pos,
+                            format!("hj212_mn `{}` is bound to another device too", mn.v),
+                        );
                     }
                 }
                 devices.push(reg.push_device(Device {

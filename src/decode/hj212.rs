@@ -288,7 +288,11 @@ mod tests {
 
     #[test]
     fn interval_uploads_take_the_average_and_a_suffix() {
-        for (cn, metric) in [("2051", "pm10_min"), ("2061", "pm10_hour"), ("2031", "pm10_day")] {
+        for (cn, metric) in [
+            ("2051", "pm10_min"),
+            ("2061", "pm10_hour"),
+            ("2031", "pm10_day"),
+        ] {
             let data = format!("QN=20260101090000000;ST=22;CN={cn};PW=123456;MN=M1;Flag=4;CP=&&DataTime=20260101080000;a34002-Min=20.0,a34002-Avg=35.5,a34002-Max=60.1,a34002-Flag=N&&");
             let (r, got) = run(&data);
             assert_eq!(r.unwrap().readings, 1);
@@ -311,12 +315,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_reported_and_the_rest_kept() {
-        let data = "CN=2011;MN=M1;CP=&&DataTime=20260101080000;a34002-Rtd=abc;a34004-Rtd=NaN;LA-Rtd=55&&";
+        let data =
+            "CN=2011;MN=M1;CP=&&DataTime=20260101080000;a34002-Rtd=abc;a34004-Rtd=NaN;LA-Rtd=55&&";
         let (r, got) = run(data);
         let r = r.unwrap();
         assert_eq!(got, vec![("noise".into(), 55.0, got[0].2)]);
         let reasons: Vec<_> = r.skipped.iter().map(|s| s.reason).collect();
-        assert_eq!(reasons, vec![RejectReason::Malformed, RejectReason::NonFinite]);
+        assert_eq!(
+            reasons,
+            vec![RejectReason::Malformed, RejectReason::NonFinite]
+        );
     }
 
     #[test]
@@ -328,7 +336,8 @@ mod tests {
         let (r, _) = run("CN=2011;MN=M1;CP=&&DataTime=2026;a34002-Rtd=1&&");
         assert_eq!(r.unwrap_err().reason, RejectReason::BadTimestamp);
         // a parameter command carries no readings and is no error
-        let (r, got) = run("QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=M1;Flag=5;CP=&&RtdInterval=30&&");
+        let (r, got) =
+            run("QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=M1;Flag=5;CP=&&RtdInterval=30&&");
         assert!(r.unwrap().not_data);
         assert!(got.is_empty());
         let (r, _) = run("CN=2011;MN=M1;CP=&&DataTime=20260101080000;broken&&");

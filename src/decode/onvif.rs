@@ -68,11 +68,7 @@ pub struct Metadata {
 
 /// The metric of an event topic or an edge box's event type.
 pub fn event_metric(topic: &str) -> String {
-    let last = topic
-        .rsplit(['/', ':'])
-        .next()
-        .unwrap_or(topic)
-        .trim();
+    let last = topic.rsplit(['/', ':']).next().unwrap_or(topic).trim();
     let lower = topic.to_ascii_lowercase();
     if lower.contains("globalscenechange") || lower.contains("tamper") {
         return "tamper".into();
@@ -90,9 +86,8 @@ pub fn event_metric(topic: &str) -> String {
 pub fn class_metric(class: &str) -> String {
     match class.to_ascii_lowercase().as_str() {
         "human" | "person" | "people" | "face" | "pedestrian" => "people_count".into(),
-        "vehicle" | "car" | "bus" | "truck" | "bike" | "bicycle" | "motorcycle" | "licenseplate" => {
-            "vehicle_count".into()
-        }
+        "vehicle" | "car" | "bus" | "truck" | "bike" | "bicycle" | "motorcycle"
+        | "licenseplate" => "vehicle_count".into(),
         _ => format!("{}_count", snake(class)),
     }
 }
@@ -306,16 +301,21 @@ impl EdgeEvent {
         let e: EdgeEvent = serde_json::from_slice(bytes)
             .map_err(|e| DecodeError::new(RejectReason::Malformed, format!("bad JSON: {e}")))?;
         let ts = match &e.ts {
-            serde_json::Value::Number(n) => n
-                .as_i64()
-                .ok_or_else(|| DecodeError::new(RejectReason::BadTimestamp, "`ts` is not epoch milliseconds"))?,
+            serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| {
+                DecodeError::new(RejectReason::BadTimestamp, "`ts` is not epoch milliseconds")
+            })?,
             serde_json::Value::String(s) => {
                 parse_ts(s, tz).map_err(|e| DecodeError::new(RejectReason::BadTimestamp, e))?
             }
             serde_json::Value::Null => {
                 return Err(DecodeError::new(RejectReason::MissingField, "missing `ts`"))
             }
-            _ => return Err(DecodeError::new(RejectReason::BadTimestamp, "`ts` is neither text nor a number")),
+            _ => {
+                return Err(DecodeError::new(
+                    RejectReason::BadTimestamp,
+                    "`ts` is neither text nor a number",
+                ))
+            }
         };
         if e.event.is_none() && e.counts.is_none() {
             return Err(DecodeError::new(
@@ -324,9 +324,14 @@ impl EdgeEvent {
             ));
         }
         if e.value.is_some_and(|v| !v.is_finite())
-            || e.counts.as_ref().is_some_and(|c| c.values().any(|v| !v.is_finite()))
+            || e.counts
+                .as_ref()
+                .is_some_and(|c| c.values().any(|v| !v.is_finite()))
         {
-            return Err(DecodeError::new(RejectReason::NonFinite, "a value is not finite"));
+            return Err(DecodeError::new(
+                RejectReason::NonFinite,
+                "a value is not finite",
+            ));
         }
         Ok((e, ts))
     }
@@ -373,10 +378,22 @@ mod tests {
 
     #[test]
     fn event_topics_become_metrics() {
-        assert_eq!(event_metric("tns1:VideoSource/GlobalSceneChange/ImagingService"), "tamper");
-        assert_eq!(event_metric("tns1:RuleEngine/LineDetector/Crossed"), "line_crossing");
-        assert_eq!(event_metric("tns1:RuleEngine/FieldDetector/ObjectsInside"), "field_detection");
-        assert_eq!(event_metric("tns1:RuleEngine/MyRuleDetector/HelmetViolation"), "helmet_violation");
+        assert_eq!(
+            event_metric("tns1:VideoSource/GlobalSceneChange/ImagingService"),
+            "tamper"
+        );
+        assert_eq!(
+            event_metric("tns1:RuleEngine/LineDetector/Crossed"),
+            "line_crossing"
+        );
+        assert_eq!(
+            event_metric("tns1:RuleEngine/FieldDetector/ObjectsInside"),
+            "field_detection"
+        );
+        assert_eq!(
+            event_metric("tns1:RuleEngine/MyRuleDetector/HelmetViolation"),
+            "helmet_violation"
+        );
         assert_eq!(event_metric("helmet_violation"), "helmet_violation");
         assert_eq!(event_metric("Smoke Detected"), "smoke_detected");
         assert_eq!(class_metric("Person"), "people_count");
@@ -416,7 +433,8 @@ mod tests {
         assert_eq!(e.event.as_deref(), Some("helmet_violation"));
         assert_eq!(e.value, Some(2.0));
         assert_eq!(ts, parse_ts("2026-11-28T01:00:00Z", tz).unwrap());
-        let (e, _) = EdgeEvent::parse(br#"{"ts":1795833000000,"counts":{"person":120}}"#, tz).unwrap();
+        let (e, _) =
+            EdgeEvent::parse(br#"{"ts":1795833000000,"counts":{"person":120}}"#, tz).unwrap();
         assert_eq!(e.counts.unwrap()["person"], 120.0);
         for bad in [
             &br#"{"event":"x"}"#[..],
@@ -425,7 +443,11 @@ mod tests {
             br#"{"ts":1795833000000,"event":"x","value":"a"}"#,
             b"{",
         ] {
-            assert!(EdgeEvent::parse(bad, tz).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                EdgeEvent::parse(bad, tz).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -83,11 +83,30 @@ impl Watermarks {
     }
 
     /// Processing time passed without events (a heartbeat): idle sources stop holding back.
+    ///
+    /// Live, when every source has been silent for `idle_timeout`, event time is taken to
+    /// follow the clock (less the idle timeout and the out-of-orderness): a feed that went
+    /// quiet altogether (the only camera of a test bench, a broker that died) must still let
+    /// absence rules see the silence. Live readings carry times close to the clock (see
+    /// `max_clock_ahead`), so a reading still to come is not made late by this.
     pub fn tick(&mut self, now_arrival: Ts) -> Ts {
         if now_arrival > self.newest_arrival {
             self.newest_arrival = now_arrival;
         }
         self.recompute();
+        let heard = self.sources.iter().any(|s| s.last_arrival != Ts::MIN);
+        let all_idle = self.sources.iter().all(|s| {
+            s.last_arrival == Ts::MIN
+                || now_arrival.saturating_sub(s.last_arrival) > self.idle_timeout
+        });
+        if heard && all_idle {
+            let clock = now_arrival
+                .saturating_sub(self.idle_timeout)
+                .saturating_sub(self.out_of_orderness);
+            if clock > self.current {
+                self.current = clock;
+            }
+        }
         self.current
     }
 
@@ -148,5 +167,21 @@ mod tests {
         // b keeps going for two minutes of processing time, a is silent
         assert_eq!(w.observe(b, 50_000, 50_000), 1_000);
         assert_eq!(w.observe(b, 130_000, 130_000), 130_000);
+    }
+
+    #[test]
+    fn follows_the_clock_when_every_source_is_silent() {
+        let mut w = Watermarks::new(1_000, 60_000);
+        assert_eq!(w.tick(500_000), Ts::MIN, "nothing heard yet: no event time");
+        let a = w.source("a");
+        w.observe(a, 100_000, 100_000);
+        assert_eq!(w.current(), 99_000);
+        // still within the idle timeout: event time waits for the source
+        assert_eq!(w.tick(150_000), 99_000);
+        // silent past it: the clock less the idle timeout and out-of-orderness
+        assert_eq!(w.tick(300_000), 239_000);
+        // and never back
+        w.observe(a, 200_000, 301_000);
+        assert_eq!(w.current(), 239_000);
     }
 }

@@ -57,6 +57,8 @@ pub struct LatestReading {
     pub metric: String,
     pub value: f64,
     pub ts: String,
+    /// The connector it came through: mqtt, hj212 or camera.
+    pub via: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +66,8 @@ pub struct DeviceView {
     pub id: String,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hj212_mn: Option<String>,
     pub metrics: Vec<String>,
     /// online | offline (an absence warning is open) | unseen (nothing since start)
     pub status: &'static str,
@@ -200,7 +204,7 @@ pub struct Pipeline {
     pub reload_state: Arc<Mutex<ReloadResult>>,
     pub config_dir: PathBuf,
     overlay: super::Overlay,
-    latest: FxHashMap<u32, Vec<(Box<str>, Ts, f64)>>,
+    latest: FxHashMap<u32, Vec<(Box<str>, Ts, f64, &'static str)>>,
     /// Camera stream state by device: (playing, since, error).
     streams: FxHashMap<u32, (bool, Ts, Option<String>)>,
     /// Recent camera events by device, newest last.
@@ -449,7 +453,7 @@ impl Pipeline {
         let res = decode::json::decode(&m.payload, Some(site), Some(device), tz, &mut |mut r| {
             r.arrival = now;
             r.source = src;
-            if let Err(reason) = feed(engine, latest, &r) {
+            if let Err(reason) = feed(engine, latest, &r, "mqtt") {
                 rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
             }
         });
@@ -626,9 +630,13 @@ impl Pipeline {
                         ("length", RejectReason::Malformed)
                     }
                     PacketError::TooLong(_) => ("too_long", RejectReason::Oversize),
+                    PacketError::Noise(_) => ("noise", RejectReason::Malformed),
                     _ => ("malformed", RejectReason::Malformed),
                 };
-                self.metrics.hj212_packets.with_label_values(&[result]).inc();
+                self.metrics
+                    .hj212_packets
+                    .with_label_values(&[result])
+                    .inc();
                 self.count_reject(reason);
                 self.dead
                     .write("hj212", reason, &error.to_string(), &peer.to_string(), &raw)
@@ -657,7 +665,13 @@ impl Pipeline {
                     .inc();
                 self.count_reject(RejectReason::Malformed);
                 self.dead
-                    .write("hj212", RejectReason::Malformed, &e.to_string(), peer, data.as_bytes())
+                    .write(
+                        "hj212",
+                        RejectReason::Malformed,
+                        &e.to_string(),
+                        peer,
+                        data.as_bytes(),
+                    )
                     .await;
                 return true;
             }
@@ -669,9 +683,18 @@ impl Pipeline {
                 .with_label_values(&["unknown_mn"])
                 .inc();
             self.count_reject(RejectReason::UnknownDevice);
-            let detail = format!("MN {} is not bound to a device (sites.yaml `hj212_mn`)", p.mn);
+            let detail = format!(
+                "MN {} is not bound to a device (sites.yaml `hj212_mn`)",
+                p.mn
+            );
             self.dead
-                .write("hj212", RejectReason::UnknownDevice, &detail, peer, data.as_bytes())
+                .write(
+                    "hj212",
+                    RejectReason::UnknownDevice,
+                    &detail,
+                    peer,
+                    data.as_bytes(),
+                )
                 .await;
             return true;
         };
@@ -686,17 +709,21 @@ impl Pipeline {
         let mut rejected: Vec<(RejectReason, String)> = Vec::new();
         let engine = &mut self.engine;
         let latest = &mut self.latest;
-        let res = decode::hj212::decode(&p, device, cfg.settings.timezone, &accept, &mut |mut r| {
-            r.arrival = now;
-            r.source = src;
-            if let Err(reason) = feed(engine, latest, &r) {
-                rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
-            }
-        });
+        let res =
+            decode::hj212::decode(&p, device, cfg.settings.timezone, &accept, &mut |mut r| {
+                r.arrival = now;
+                r.source = src;
+                if let Err(reason) = feed(engine, latest, &r, "hj212") {
+                    rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
+                }
+            });
         match res {
             Ok(d) => {
                 let result = if d.not_data { "not_data" } else { "ok" };
-                self.metrics.hj212_packets.with_label_values(&[result]).inc();
+                self.metrics
+                    .hj212_packets
+                    .with_label_values(&[result])
+                    .inc();
                 // left out by the decoder, so not counted by the engine
                 for s in d.skipped {
                     self.count_reject(s.reason);
@@ -782,7 +809,10 @@ impl Pipeline {
                             })
                             .unwrap_or_default();
                         for f in m.frames {
-                            self.metrics.camera_events.with_label_values(&["frame"]).inc();
+                            self.metrics
+                                .camera_events
+                                .with_label_values(&["frame"])
+                                .inc();
                             let ts = f.utc.unwrap_or(at);
                             // a class the camera counts but does not see now is a count of 0
                             for d in &declared {
@@ -796,7 +826,10 @@ impl Pipeline {
                             }
                         }
                         for e in m.events {
-                            self.metrics.camera_events.with_label_values(&["event"]).inc();
+                            self.metrics
+                                .camera_events
+                                .with_label_values(&["event"])
+                                .inc();
                             let ts = e.utc.unwrap_or(at);
                             let metric = e.metric();
                             let value = e.value();
@@ -805,14 +838,18 @@ impl Pipeline {
                             for (k, v) in e.source.iter().chain(&e.data) {
                                 props.insert(k.clone(), serde_json::Value::String(v.clone()));
                             }
-                            self.remember(&camera, ts, EventView {
-                                topic: e.topic,
-                                metric,
-                                value,
-                                ts: format_ts(ts, cfg.settings.timezone),
-                                source: "onvif",
-                                properties: props,
-                            });
+                            self.remember(
+                                &camera,
+                                ts,
+                                EventView {
+                                    topic: e.topic,
+                                    metric,
+                                    value,
+                                    ts: format_ts(ts, cfg.settings.timezone),
+                                    source: "onvif",
+                                    properties: props,
+                                },
+                            );
                         }
                     }
                     Err(e) => {
@@ -841,13 +878,19 @@ impl Pipeline {
             arrival: now,
             source: self.source_camera,
         };
-        if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r) {
+        if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r, "camera") {
             if reason == RejectReason::Late {
                 self.metrics.late.inc();
             }
             let detail = format!("{camera} {metric} at {ts}");
             self.dead
-                .write("camera", reason, &detail, camera, format!("{metric}={value}").as_bytes())
+                .write(
+                    "camera",
+                    reason,
+                    &detail,
+                    camera,
+                    format!("{metric}={value}").as_bytes(),
+                )
                 .await;
         }
         self.deferred("camera", camera, b"").await;
@@ -886,7 +929,10 @@ impl Pipeline {
             }
         };
         let now = now_ms();
-        self.metrics.camera_events.with_label_values(&["edge"]).inc();
+        self.metrics
+            .camera_events
+            .with_label_values(&["edge"])
+            .inc();
         let src = self.source;
         let mut readings: Vec<(String, f64)> = Vec::new();
         if let Some(ev) = &e.event {
@@ -905,24 +951,31 @@ impl Pipeline {
                 arrival: now,
                 source: src,
             };
-            if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r) {
+            if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r, "mqtt") {
                 if reason == RejectReason::Late {
                     self.metrics.late.inc();
                 }
                 let detail = format!("{camera} {metric} at {ts}");
-                self.dead.write("mqtt", reason, &detail, &m.topic, &m.payload).await;
+                self.dead
+                    .write("mqtt", reason, &detail, &m.topic, &m.payload)
+                    .await;
             }
         }
-        self.deferred("mqtt", &m.topic.clone(), &m.payload.clone()).await;
+        self.deferred("mqtt", &m.topic.clone(), &m.payload.clone())
+            .await;
         if let (Some(ev), Some((metric, value))) = (&e.event, readings.first()) {
-            self.remember(camera, ts, EventView {
-                topic: ev.clone(),
-                metric: metric.clone(),
-                value: *value,
-                ts: format_ts(ts, tz),
-                source: "edge",
-                properties: e.properties.clone(),
-            });
+            self.remember(
+                camera,
+                ts,
+                EventView {
+                    topic: ev.clone(),
+                    metric: metric.clone(),
+                    value: *value,
+                    ts: format_ts(ts, tz),
+                    source: "edge",
+                    properties: e.properties.clone(),
+                },
+            );
         }
         if !self.engine.transitions.is_empty() {
             self.flush(now).await;
@@ -971,10 +1024,11 @@ impl Pipeline {
                             .get(&d)
                             .map(|v| {
                                 v.iter()
-                                    .map(|(m, ts, val)| LatestReading {
+                                    .map(|(m, ts, val, via)| LatestReading {
                                         metric: m.to_string(),
                                         value: *val,
                                         ts: format_ts(*ts, tz),
+                                        via,
                                     })
                                     .collect()
                             })
@@ -986,6 +1040,7 @@ impl Pipeline {
                         DeviceView {
                             id: dev.id.clone(),
                             kind: dev.kind.clone(),
+                            hj212_mn: dev.hj212_mn.clone(),
                             metrics: dev.metrics.clone(),
                             status: if offline.contains(&d) {
                                 "offline"
@@ -1024,19 +1079,21 @@ impl Pipeline {
 /// Push one reading into the engine and keep it as its device's latest value.
 fn feed(
     engine: &mut Engine,
-    latest: &mut FxHashMap<u32, Vec<(Box<str>, Ts, f64)>>,
+    latest: &mut FxHashMap<u32, Vec<(Box<str>, Ts, f64, &'static str)>>,
     r: &crate::event::ReadingRef<'_>,
+    via: &'static str,
 ) -> Result<(), RejectReason> {
     engine.push(r)?;
     if let Some(d) = engine.config.registry.device(r.device) {
         let v = latest.entry(d).or_default();
-        match v.iter_mut().find(|(m, _, _)| &**m == r.metric) {
+        match v.iter_mut().find(|(m, ..)| &**m == r.metric) {
             Some(slot) if slot.1 <= r.ts => {
                 slot.1 = r.ts;
                 slot.2 = r.value;
+                slot.3 = via;
             }
             Some(_) => {}
-            None => v.push((r.metric.into(), r.ts, r.value)),
+            None => v.push((r.metric.into(), r.ts, r.value, via)),
         }
     }
     Ok(())

@@ -1,8 +1,12 @@
-//! The live simulator of `yujing demo`: every device of the sample county publishes over MQTT
-//! as a real one would (`yujing/sensors/{site}/{device}`, JSON, some with one value per message,
-//! some with several, timestamps as ISO-8601 or epoch ms), with the sample day's diurnal patterns
-//! and scripted incidents (dust episode, night noise, air pollution, a river rising, a holiday
-//! crowd, a gauge going silent).
+//! The live simulator of `yujing demo`: every device of the sample county reports as a real one
+//! would. Sensors publish over MQTT (`yujing/sensors/{site}/{device}`, JSON, some with one value
+//! per message, some with several, timestamps as ISO-8601 or epoch ms); monitors with an HJ 212
+//! MN code connect to the HJ 212 listener over TCP and send real-time uploads (CN 2011) that ask
+//! for an acknowledgement; cameras report their stream health as readings and their analytics as
+//! an edge AI box would (`yujing/cameras/{camera}/events`: people counts, helmet violations,
+//! motion). The sample day's diurnal patterns and scripted incidents play out: a dust episode
+//! (over HJ 212), night noise, air pollution, a river rising, a holiday crowd, a crowded viewing
+//! platform, helmet violations, a gauge going silent, a site camera dark for an hour of work.
 //!
 //! Simulated time starts at local midnight yesterday and runs `speed` times faster than the
 //! clock until it catches up with now; from then on it runs in real time, so the incidents of
@@ -10,25 +14,45 @@
 
 use crate::config::sites::SiteKind;
 use crate::config::Config;
-use crate::sim::{hour_of, value, Rng, DAY_START};
+use crate::sim::{hour_of, ramp, value, Rng, DAY_START};
 use crate::store::now_ms;
 use crate::time::{format_ts, local_day, Ts, DAY, MINUTE};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use yujing_connectors::mqtt::Publisher;
 
-/// One device's message at one instant: (topic, payload).
-pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<(String, Vec<u8>)> {
+/// What the simulated devices send at one instant.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Out {
+    /// An MQTT message: topic, payload.
+    Mqtt(String, Vec<u8>),
+    /// An HJ 212 packet from the monitor with this MN.
+    Hj212(String, String),
+}
+
+/// The local hour of the sample day's shapes at `t`.
+fn sample_hour(config: &Config, t: Ts) -> f64 {
     let tz = config.settings.timezone;
-    // the sample day's shapes by local hour of day
     let day0 = local_day(DAY_START, tz);
     let shifted = t - (local_day(t, tz) - day0) * DAY;
-    let h = hour_of(shifted);
+    hour_of(shifted)
+}
+
+/// Every device's messages at one instant.
+pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<Out> {
+    let tz = config.settings.timezone;
+    let h = sample_hour(config, t);
     let mut out = Vec::new();
     for site in &config.registry.sites {
         for &d in &site.devices {
             let dev = &config.registry.devices[d as usize];
+            if dev.is_camera() {
+                continue;
+            }
             let mut values = Vec::new();
             for metric in &dev.metrics {
                 let step = match metric.as_str() {
@@ -44,6 +68,10 @@ pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<(String,
                 }
             }
             if values.is_empty() {
+                continue;
+            }
+            if let Some(mn) = &dev.hj212_mn {
+                out.push(Out::Hj212(mn.clone(), hj212_upload(mn, &values, t, tz)));
                 continue;
             }
             let topic = format!("yujing/sensors/{}/{}", site.id, dev.id);
@@ -62,7 +90,97 @@ pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<(String,
                     .collect();
                 serde_json::json!({"ts": ts, "values": m})
             };
-            out.push((topic, payload.to_string().into_bytes()));
+            out.push(Out::Mqtt(topic, payload.to_string().into_bytes()));
+        }
+    }
+    out
+}
+
+/// A real-time upload (CN 2011) asking for an acknowledgement (Flag=5), framed.
+fn hj212_upload(mn: &str, values: &[(&str, f64)], t: Ts, tz: chrono_tz::Tz) -> String {
+    use chrono::TimeZone;
+    let local = tz
+        .timestamp_millis_opt(t)
+        .single()
+        .map(|d| d.format("%Y%m%d%H%M%S").to_string())
+        .unwrap_or_default();
+    let mut cp = format!("DataTime={local}");
+    for (metric, v) in values {
+        let code = crate::decode::hj212::CODES
+            .iter()
+            .find(|(_, m)| m == metric)
+            .map_or(*metric, |(c, _)| c);
+        cp.push_str(&format!(";{code}-Rtd={v:.1},{code}-Flag=N"));
+    }
+    let data = format!("QN={local}000;ST=22;CN=2011;PW=123456;MN={mn};Flag=5;CP=&&{cp}&&");
+    yujing_connectors::hj212::frame(&data)
+}
+
+/// The cameras' messages at one instant (their own generator: the sensors' values do not move).
+pub(crate) fn camera_messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<Out> {
+    let tz = config.settings.timezone;
+    let h = sample_hour(config, t);
+    let mut out = Vec::new();
+    for site in &config.registry.sites {
+        for &d in &site.devices {
+            let dev = &config.registry.devices[d as usize];
+            if !dev.is_camera() {
+                continue;
+            }
+            // the scripted outage: cs-02's camera is dark from 14:00 to 15:00
+            if dev.id == "cs-02-cam1" && (14.0..15.0).contains(&h) {
+                continue;
+            }
+            let ts = format_ts(t, tz);
+            let health = serde_json::json!({"ts": ts, "values": {
+                "fps": (25.0 + 0.3 * rng.normal()).clamp(20.0, 25.0),
+                "bitrate_kbps": (2048.0 + 120.0 * rng.normal()).round(),
+                "frame_gap_ms": (45.0 + 8.0 * rng.normal().abs()).round(),
+                "stalled": 0,
+            }});
+            out.push(Out::Mqtt(
+                format!("yujing/sensors/{}/{}", site.id, dev.id),
+                health.to_string().into_bytes(),
+            ));
+            let events = format!("yujing/cameras/{}/events", dev.id);
+            let mut event = |e: serde_json::Value| {
+                out.push(Out::Mqtt(events.clone(), e.to_string().into_bytes()))
+            };
+            if dev.metrics.iter().any(|m| m == "people_count") {
+                let n = match site.kind {
+                    // a midday crowd on the viewing platform
+                    SiteKind::Tourism => {
+                        let cap = site
+                            .params
+                            .get("platform_capacity")
+                            .copied()
+                            .unwrap_or(400.0);
+                        0.3 * cap * ramp(h, 7.5, 9.0, 17.0, 18.5)
+                            + 0.85 * cap * ramp(h, 11.0, 12.0, 12.75, 13.5)
+                            + 8.0 * rng.normal()
+                    }
+                    _ => 12.0 * ramp(h, 6.5, 7.5, 17.5, 18.5) + 3.0 * rng.normal(),
+                };
+                event(serde_json::json!({"ts": ts, "counts": {"person": n.max(0.0).round()}}));
+            }
+            // helmet violations seen at cs-01 in the morning
+            let m = (h * 60.0).round() as i64;
+            if dev.id == "cs-01-cam1"
+                && [9 * 60 + 10, 9 * 60 + 25, 9 * 60 + 40, 10 * 60 + 5].contains(&m)
+            {
+                event(
+                    serde_json::json!({"ts": ts, "event": "helmet_violation", "value": 1,
+                    "properties": {"zone": "塔吊北侧", "confidence": 0.93}}),
+                );
+            }
+            // someone on the dam crest at night
+            if dev.metrics.iter().any(|x| x == "motion") && (m == 23 * 60 + 20 || m == 23 * 60 + 26)
+            {
+                event(
+                    serde_json::json!({"ts": ts, "event": "tns1:RuleEngine/CellMotionDetector/Motion",
+                    "value": if m == 23 * 60 + 20 { 1 } else { 0 }}),
+                );
+            }
         }
     }
     out
@@ -75,9 +193,56 @@ pub fn start_of_yesterday(config: &Config, now: Ts) -> Ts {
     DAY_START + (local_day(now, tz) - 1 - day0) * DAY
 }
 
+/// The simulated HJ 212 monitors: one TCP connection each, every upload acknowledged.
+struct Monitors {
+    addr: Option<String>,
+    conns: HashMap<String, BufReader<TcpStream>>,
+    warned: bool,
+}
+
+impl Monitors {
+    async fn send(&mut self, mn: &str, packet: &str) {
+        let Some(addr) = &self.addr else { return };
+        let r: std::io::Result<()> = async {
+            if !self.conns.contains_key(mn) {
+                let s = TcpStream::connect(addr).await?;
+                self.conns.insert(mn.to_string(), BufReader::new(s));
+            }
+            let Some(c) = self.conns.get_mut(mn) else {
+                return Ok(());
+            };
+            c.get_mut().write_all(packet.as_bytes()).await?;
+            // wait for the 9014 acknowledgement, as a monitor does before its next upload
+            let mut line = String::new();
+            match tokio::time::timeout(Duration::from_secs(10), c.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 && line.contains("CN=9014") => Ok(()),
+                Ok(Ok(_)) => Err(std::io::Error::other(
+                    "connection closed before the acknowledgement",
+                )),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::Error::other("no acknowledgement within 10 s")),
+            }
+        }
+        .await;
+        if let Err(e) = r {
+            self.conns.remove(mn);
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(error = %e, mn, "simulated HJ 212 monitor: upload failed; it reconnects");
+            }
+        }
+    }
+}
+
 /// Publish until `cancel`: fast until simulated time reaches the clock, then in real time.
 pub async fn run(config: Arc<Config>, publisher: Publisher, speed: f64, cancel: CancellationToken) {
     let mut rng = Rng(0x5EED_11FE_2026);
+    let mut cam_rng = Rng(0xCA3E_2026);
+    let mut monitors = Monitors {
+        addr: config.service.hj212.as_ref().map(|h| h.listen.clone()),
+        conns: HashMap::new(),
+        warned: false,
+    };
     let wall0 = now_ms();
     let sim0 = start_of_yesterday(&config, wall0);
     let mut t = sim0;
@@ -98,10 +263,20 @@ pub async fn run(config: Arc<Config>, publisher: Publisher, speed: f64, cancel: 
         };
         while t + MINUTE <= target {
             t += MINUTE;
-            for (topic, payload) in messages_at(&config, &mut rng, t) {
-                if let Err(e) = publisher.publish(&topic, payload).await {
-                    tracing::warn!(error = %e, "simulator cannot publish");
+            let mut outs = messages_at(&config, &mut rng, t);
+            outs.extend(camera_messages_at(&config, &mut cam_rng, t));
+            for o in outs {
+                match o {
+                    Out::Mqtt(topic, payload) => {
+                        if let Err(e) = publisher.publish(&topic, payload).await {
+                            tracing::warn!(error = %e, "simulator cannot publish");
+                        }
+                    }
+                    Out::Hj212(mn, packet) => monitors.send(&mn, &packet).await,
                 }
+            }
+            if cancel.is_cancelled() {
+                return;
             }
         }
         tokio::select! {
@@ -115,27 +290,75 @@ pub async fn run(config: Arc<Config>, publisher: Publisher, speed: f64, cancel: 
 mod tests {
     use super::*;
     use std::path::Path;
+    use yujing_connectors::hj212::{unframe, Packet};
 
     #[test]
-    fn every_device_publishes_on_its_schedule() {
+    fn every_device_reports_on_its_schedule() {
         let cfg = Config::load(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("sample config");
         let mut rng = Rng(1);
         let t = start_of_yesterday(&cfg, DAY_START + 3 * DAY) + 10 * 60 * MINUTE; // 10:00
         let msgs = messages_at(&cfg, &mut rng, t);
-        // at a multiple of 5 minutes every device with metrics is due
+        // at a multiple of 5 minutes every sensor is due (cameras report on their own)
         let devices = cfg
             .registry
             .devices
             .iter()
-            .filter(|d| !d.metrics.is_empty())
+            .filter(|d| !d.metrics.is_empty() && !d.is_camera())
             .count();
         assert_eq!(msgs.len(), devices);
-        let (topic, payload) = &msgs[0];
+        let Out::Mqtt(topic, payload) = &msgs[0] else {
+            panic!("the first sample device speaks MQTT")
+        };
         assert!(topic.starts_with("yujing/sensors/"));
         let v: serde_json::Value = serde_json::from_slice(payload).expect("json");
         assert!(v["ts"].is_string() || v["ts"].is_i64());
-        // a minute later only the per-minute devices (construction, water, tourism) publish
+        // HJ 212 monitors send checked packets that ask for an acknowledgement
+        let packets: Vec<_> = msgs
+            .iter()
+            .filter_map(|o| match o {
+                Out::Hj212(mn, p) => Some((mn, p)),
+                Out::Mqtt(..) => None,
+            })
+            .collect();
+        assert_eq!(packets.len(), 3);
+        for (mn, p) in packets {
+            let data = unframe(p.as_bytes()).expect("valid packet");
+            let packet = Packet::parse(data).expect("fields");
+            assert_eq!(packet.mn, mn);
+            assert!(packet.wants_ack());
+            assert!(packet.cp.contains("a34002-Rtd="), "{}", packet.cp);
+        }
+        // a minute later only the per-minute devices (construction, water, tourism) report
         let later = messages_at(&cfg, &mut rng, t + MINUTE);
         assert!(!later.is_empty() && later.len() < msgs.len());
+    }
+
+    #[test]
+    fn cameras_report_health_and_analytics() {
+        let cfg = Config::load(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("sample config");
+        let mut rng = Rng(2);
+        let day = start_of_yesterday(&cfg, DAY_START + 3 * DAY);
+        let at = |h: i64, m: i64| day + (h * 60 + m) * MINUTE;
+        let topics = |outs: Vec<Out>| -> Vec<String> {
+            outs.into_iter()
+                .map(|o| match o {
+                    Out::Mqtt(t, p) => format!("{t} {}", String::from_utf8_lossy(&p)),
+                    Out::Hj212(mn, _) => mn,
+                })
+                .collect()
+        };
+        let noon = topics(camera_messages_at(&cfg, &mut rng, at(12, 30)));
+        assert!(noon
+            .iter()
+            .any(|m| m.starts_with("yujing/sensors/sa-01/sa-01-cam1 ") && m.contains("fps")));
+        assert!(noon
+            .iter()
+            .any(|m| m.starts_with("yujing/cameras/sa-01-cam1/events ") && m.contains("person")));
+        let helmet = topics(camera_messages_at(&cfg, &mut rng, at(9, 10)));
+        assert!(helmet.iter().any(|m| m.contains("helmet_violation")));
+        // the outage
+        let dark = topics(camera_messages_at(&cfg, &mut rng, at(14, 30)));
+        assert!(!dark.iter().any(|m| m.contains("cs-02-cam1")));
+        assert!(dark.iter().any(|m| m.contains("cs-01-cam1")));
     }
 }

@@ -238,6 +238,8 @@ pub fn base_minute() -> i64 {
 pub struct Service {
     pub child: Child,
     pub base: String,
+    /// The HJ 212 listener's address, when the config has one.
+    pub hj212: Option<String>,
     pub http: reqwest::Client,
     log: PathBuf,
 }
@@ -255,8 +257,12 @@ impl Service {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut base = String::new();
+        let mut hj212 = None;
         for line in lines.by_ref() {
             let line = line.expect("read stdout");
+            if let Some(a) = line.strip_prefix("yujing: HJ 212 listening on ") {
+                hj212 = Some(a.trim().to_string());
+            }
             if let Some(b) = line.strip_prefix("yujing: listening on ") {
                 base = b.trim().to_string();
                 break;
@@ -277,14 +283,16 @@ impl Service {
                 let _ = writeln!(f, "{l}");
             }
         });
-        assert!(
-            !base.is_empty(),
-            "yujing run did not start; see {}/service.log",
-            dir.display()
-        );
+        if base.is_empty() {
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(300));
+            let log = std::fs::read_to_string(dir.join("service.log")).unwrap_or_default();
+            panic!("yujing run did not start:\n{log}");
+        }
         Service {
             child,
             base,
+            hj212,
             http: reqwest::Client::new(),
             log: dir.join("service.log"),
         }
