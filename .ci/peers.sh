@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Install and start what the tests talk to: Mosquitto (broker and clients) on 127.0.0.1:1883.
+# Install and start what the tests talk to: Mosquitto (broker and clients) on 127.0.0.1:1883, and
+# the packages of the RTSP test camera (tests/peers/camera.py: GStreamer's RTSP server under
+# Debian's python3 with PyGObject; the tests start it themselves).
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+for p in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 up() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
 if ! up; then
@@ -23,3 +28,4 @@ if ! up; then
     for _ in $(seq 1 50); do up && break; sleep 0.1; done
 fi
 up && echo "mosquitto: 127.0.0.1:1883 up"
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' && echo "RTSP camera: GStreamer RTSP server available"

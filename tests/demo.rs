@@ -168,6 +168,37 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
     );
     assert!(metrics.contains("yujing_connector_up{connector=\"mqtt\"} 1"));
 
+    // field devices: the HJ 212 dust monitors' readings on cs-02's page, camera counts and
+    // events on sa-01's and cs-01's
+    let via = |site: Value, device: &str, metric: &str, connector: &str| {
+        site["devices"].as_array().is_some_and(|ds| {
+            ds.iter().any(|d| {
+                d["id"] == device
+                    && d["readings"].as_array().is_some_and(|r| {
+                        r.iter()
+                            .any(|x| x["metric"] == metric && x["via"] == connector)
+                    })
+            })
+        })
+    };
+    let cs02 = get(format!("{base}/api/v1/sites/cs-02"), operator.clone()).await;
+    assert!(via(cs02.clone(), "cs-02-dust", "pm10", "hj212"), "{cs02}");
+    assert!(via(cs02, "cs-02-dust-w", "tsp", "hj212"));
+    let sa01 = get(format!("{base}/api/v1/sites/sa-01"), operator.clone()).await;
+    assert!(
+        via(sa01.clone(), "sa-01-cam1", "people_count", "mqtt"),
+        "{sa01}"
+    );
+    assert!(via(sa01, "sa-01-cam1", "fps", "mqtt"));
+    assert!(
+        metrics.contains("yujing_hj212_packets_total{result=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("yujing_camera_events_total{kind=\"edge\"}"),
+        "{metrics}"
+    );
+
     // Ctrl-C (SIGINT) drains and stops
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -312,10 +312,27 @@ impl Config {
                 } else {
                     sites::load(&name, &t)
                 };
-                loaded.unwrap_or_else(|e| {
+                let reg = loaded.unwrap_or_else(|e| {
                     diags.extend(e);
                     Registry::default()
-                })
+                });
+                // cameras' credentials name secrets of yujing.toml
+                for d in &reg.devices {
+                    if let Some(sec) = &d.rtsp_secret {
+                        if !service.secrets.contains_key(sec) {
+                            diags.push(Diag {
+                                file: name.as_str().into(),
+                                pos: t
+                                    .find(&format!("rtsp_credentials: {sec}"))
+                                    .map(|o| o + "rtsp_credentials: ".len())
+                                    .map(|o| offset_pos(&t, o))
+                                    .unwrap_or_default(),
+                                msg: format!("camera `{}`: rtsp_credentials names the secret `{sec}`, which is not in the [secrets] table of yujing.toml (value `user:password`)", d.id),
+                            });
+                        }
+                    }
+                }
+                reg
             }
             None => Registry::default(),
         };

@@ -169,7 +169,8 @@ impl DeadLetter {
             "payload_bytes": payload.len(),
         })
         .to_string();
-        if let Err(e) = writeln!(self.file, "{line}") {
+        // flushed per record: what /metrics counts is already in the file
+        if let Err(e) = writeln!(self.file, "{line}").and_then(|()| self.file.flush()) {
             tracing::error!(error = %e, "cannot write the dead-letter file");
         }
         if let Some((p, t)) = &self.topic {
@@ -209,6 +210,10 @@ pub struct Pipeline {
     streams: FxHashMap<u32, (bool, Ts, Option<String>)>,
     /// Recent camera events by device, newest last.
     recent: FxHashMap<u32, std::collections::VecDeque<(Ts, EventView)>>,
+    /// ONVIF property states by camera (motion, tamper, ...): they hold until the camera
+    /// changes them, so they are read again with every health report; event-driven metrics
+    /// would otherwise leave windows empty and a firing warning could never clear.
+    states: FxHashMap<u32, Vec<(String, f64)>>,
     source: usize,
     source_hj212: usize,
     source_camera: usize,
@@ -233,6 +238,14 @@ impl Pipeline {
         let source = engine.source("mqtt");
         let source_hj212 = engine.source("hj212");
         let source_camera = engine.source("camera");
+        // every connector's counters exist from the start (at 0), so dashboards and alerts on
+        // them see a series before the first rejection
+        for c in ["mqtt", "hj212", "camera"] {
+            metrics.readings.with_label_values(&[c]);
+            for r in RejectReason::ALL {
+                metrics.rejected.with_label_values(&[c, r.as_str()]);
+            }
+        }
         Pipeline {
             engine,
             store,
@@ -247,6 +260,7 @@ impl Pipeline {
             latest: FxHashMap::default(),
             streams: FxHashMap::default(),
             recent: FxHashMap::default(),
+            states: FxHashMap::default(),
             source,
             source_hj212,
             source_camera,
@@ -793,6 +807,15 @@ impl Pipeline {
                 for (metric, value) in values {
                     self.camera_reading(&camera, metric, value, at, now).await;
                 }
+                let held = cfg
+                    .registry
+                    .device(&camera)
+                    .and_then(|d| self.states.get(&d))
+                    .cloned()
+                    .unwrap_or_default();
+                for (metric, value) in held {
+                    self.camera_reading(&camera, &metric, value, at, now).await;
+                }
             }
             CameraItem::Metadata { camera, at, xml } => {
                 match decode::onvif::parse(&xml) {
@@ -834,6 +857,17 @@ impl Pipeline {
                             let metric = e.metric();
                             let value = e.value();
                             self.camera_reading(&camera, &metric, value, ts, now).await;
+                            if let Some(d) = dev {
+                                let st = self.states.entry(d).or_default();
+                                st.retain(|(m, _)| *m != metric);
+                                // a property event holds a state; a pulse (no operation) does not
+                                if matches!(
+                                    e.operation.as_deref(),
+                                    Some("Initialized") | Some("Changed")
+                                ) {
+                                    st.push((metric.clone(), value));
+                                }
+                            }
                             let mut props = serde_json::Map::new();
                             for (k, v) in e.source.iter().chain(&e.data) {
                                 props.insert(k.clone(), serde_json::Value::String(v.clone()));

@@ -132,12 +132,19 @@ pub(crate) fn camera_messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<O
                 continue;
             }
             let ts = format_ts(t, tz);
-            let health = serde_json::json!({"ts": ts, "values": {
+            let m = (h * 60.0).round() as i64;
+            let mut health = serde_json::json!({"ts": ts, "values": {
                 "fps": (25.0 + 0.3 * rng.normal()).clamp(20.0, 25.0),
                 "bitrate_kbps": (2048.0 + 120.0 * rng.normal()).round(),
                 "frame_gap_ms": (45.0 + 8.0 * rng.normal().abs()).round(),
                 "stalled": 0,
             }});
+            // a state the camera's analytics hold (as yujing keeps ONVIF property states):
+            // someone on the dam crest at night, 23:20-23:26
+            if dev.metrics.iter().any(|x| x == "motion") {
+                let on = (23 * 60 + 20..23 * 60 + 26).contains(&m);
+                health["values"]["motion"] = serde_json::json!(u8::from(on));
+            }
             out.push(Out::Mqtt(
                 format!("yujing/sensors/{}/{}", site.id, dev.id),
                 health.to_string().into_bytes(),
@@ -164,7 +171,6 @@ pub(crate) fn camera_messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<O
                 event(serde_json::json!({"ts": ts, "counts": {"person": n.max(0.0).round()}}));
             }
             // helmet violations seen at cs-01 in the morning
-            let m = (h * 60.0).round() as i64;
             if dev.id == "cs-01-cam1"
                 && [9 * 60 + 10, 9 * 60 + 25, 9 * 60 + 40, 10 * 60 + 5].contains(&m)
             {
