@@ -68,6 +68,31 @@ proptest! {
     }
 
     #[test]
+    fn field_parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        use yujing_connectors::hj212::{frame, unframe, Framer, Packet};
+        let mut f = Framer::default();
+        f.push(&bytes);
+        while let Some(p) = f.next_packet() {
+            if let Ok(seg) = p.as_deref().map_err(|_| ()).and_then(|p| unframe(p).map_err(|_| ())) {
+                let _ = Packet::parse(seg);
+            }
+        }
+        // a well-framed packet around random text: its fields decode or fail with a reason
+        let text = String::from_utf8_lossy(&bytes).replace(['\r', '\n'], "");
+        let framed = frame(&format!("QN=1;CN=2011;MN=M;Flag=5;CP=&&DataTime=20261128080000;{text}&&"));
+        let seg = unframe(framed.as_bytes()).expect("framed");
+        if let Ok(p) = Packet::parse(seg) {
+            let _ = yujing::decode::hj212::decode(&p, "d", chrono_tz::Asia::Shanghai, &['N'], &mut |r| {
+                assert!(r.value.is_finite())
+            });
+        }
+        let _ = yujing::decode::onvif::parse(&bytes);
+        let doc = format!("<tt:MetadataStream><tt:VideoAnalytics><tt:Frame UtcTime=\"{text}\"><tt:Object><tt:Class><tt:Type>{text}</tt:Type></tt:Class></tt:Object></tt:Frame></tt:VideoAnalytics></tt:MetadataStream>");
+        let _ = yujing::decode::onvif::parse(doc.as_bytes());
+        let _ = yujing::decode::onvif::EdgeEvent::parse(&bytes, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
     fn csv_lines_of_plausible_shape_never_panic(ts in "[0-9T:+ -]{0,30}", dev in "[a-z0-9-]{0,12}", v in "[-+.eEnaNif0-9]{0,12}") {
         let mut csv = CsvDecoder::new(chrono_tz::Asia::Shanghai);
         let line = format!("{ts},cs-01,{dev},pm10,{v}");

@@ -28,17 +28,35 @@ const OVERHEAD: usize = 2 + 4 + 4 + 2;
 /// The CRC16 of HJ 212-2017 (its appendix A): register 0xFFFF; per byte the register's high
 /// byte is XORed with the data byte into the low byte, then 8 right shifts, XOR 0xA001 when a
 /// 1 falls out. Not one of the catalogued CRC-16 variants (the first step drops the low byte,
-/// unlike CRC-16/MODBUS), hence written out here. Since the register's high byte is zero before
-/// the shifts, each step is one lookup: `crc = TABLE[(crc >> 8) ^ byte]`.
+/// unlike CRC-16/MODBUS), hence written out here.
+///
+/// Since the register's high byte is zero before the shifts, one byte is one lookup,
+/// `crc = T[(crc >> 8) ^ byte]`, and as `T` is linear (`T[a ^ b] = T[a] ^ T[b]`) eight bytes
+/// are eight independent lookups and one dependent one ("slicing by 8"):
+/// `crc' = S7[crc >> 8] ^ S7[b0] ^ S6[b1] ^ ... ^ S0[b7]` with `S0 = T`,
+/// `S(m+1)[i] = T[S(m)[i] >> 8]`. Checked against the standard's bit loop in the tests.
 pub fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0xFFFF, |crc, &b| {
-        CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)]
+    let mut crc: u16 = 0xFFFF;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let t = &CRC_SLICES;
+        crc = t[7][usize::from((crc >> 8) as u8 ^ c[0])]
+            ^ t[6][usize::from(c[1])]
+            ^ t[5][usize::from(c[2])]
+            ^ t[4][usize::from(c[3])]
+            ^ t[3][usize::from(c[4])]
+            ^ t[2][usize::from(c[5])]
+            ^ t[1][usize::from(c[6])]
+            ^ t[0][usize::from(c[7])];
+    }
+    chunks.remainder().iter().fold(crc, |crc, &b| {
+        CRC_SLICES[0][usize::from((crc >> 8) as u8 ^ b)]
     })
 }
 
-/// Eight shifts of the standard's loop for each byte value.
-const CRC_TABLE: [u16; 256] = {
-    let mut t = [0u16; 256];
+/// `S0` (eight shifts of the standard's loop for each byte value) and its slices.
+const CRC_SLICES: [[u16; 256]; 8] = {
+    let mut t = [[0u16; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut crc = i as u16;
@@ -51,8 +69,17 @@ const CRC_TABLE: [u16; 256] = {
             }
             k += 1;
         }
-        t[i] = crc;
+        t[0][i] = crc;
         i += 1;
+    }
+    let mut m = 1;
+    while m < 8 {
+        let mut i = 0;
+        while i < 256 {
+            t[m][i] = t[0][(t[m - 1][i] >> 8) as usize];
+            i += 1;
+        }
+        m += 1;
     }
     t
 };
@@ -184,9 +211,16 @@ impl<'a> Packet<'a> {
 
     /// The `key=value` items of CP in order (`DataTime=...`, `a34002-Rtd=88.1`, ...).
     pub fn items(&self) -> impl Iterator<Item = Result<(&'a str, &'a str), PacketError>> + 'a {
-        self.cp
-            .split([';', ','])
-            .filter(|s| !s.is_empty())
+        let cp = self.cp;
+        // the separators are ASCII, so every cut is on a character boundary
+        let mut start = 0;
+        memchr::memchr2_iter(b';', b',', cp.as_bytes())
+            .chain(std::iter::once(cp.len()))
+            .filter_map(move |end| {
+                let item = &cp[start..end];
+                start = end + 1;
+                (!item.is_empty()).then_some(item)
+            })
             .map(|s| {
                 s.split_once('=')
                     .ok_or_else(|| PacketError::NotKeyValue(s.into()))
@@ -274,11 +308,17 @@ pub fn unframe(packet: &[u8]) -> Result<&str, PacketError> {
 #[derive(Default)]
 pub struct Framer {
     buf: Vec<u8>,
+    /// Where the unread bytes start; the buffer is compacted when it is mostly read.
+    at: usize,
     skipped: usize,
 }
 
 impl Framer {
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.at > 0 && self.at * 2 >= self.buf.len() {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -289,30 +329,30 @@ impl Framer {
 
     /// The next complete packet, `Err` with the bytes of a packet too long to be one.
     pub fn next_packet(&mut self) -> Option<Result<Vec<u8>, PacketError>> {
-        let start = match memchr::memmem::find(&self.buf, b"##") {
+        let rest = &self.buf[self.at..];
+        let start = match memchr::memmem::find(rest, b"##") {
             Some(s) => s,
             None => {
                 // keep a trailing `#`: it may start the next packet
-                let keep = usize::from(self.buf.last() == Some(&b'#'));
-                self.skipped += self.buf.len() - keep;
-                self.buf.drain(..self.buf.len() - keep);
+                let keep = usize::from(rest.last() == Some(&b'#'));
+                self.skipped += rest.len() - keep;
+                self.at = self.buf.len() - keep;
                 return None;
             }
         };
-        if start > 0 {
-            self.skipped += start;
-            self.buf.drain(..start);
-        }
-        match memchr::memmem::find(&self.buf, b"\r\n") {
+        self.skipped += start;
+        self.at += start;
+        let rest = &self.buf[self.at..];
+        match memchr::memmem::find(rest, b"\r\n") {
             Some(end) => {
-                let packet: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let packet = rest[..end + 2].to_vec();
+                self.at += end + 2;
                 Some(Ok(packet))
             }
-            None if self.buf.len() > MAX_DATA + OVERHEAD => {
+            None if rest.len() > MAX_DATA + OVERHEAD => {
                 // no end in sight: drop up to the next `##` after this one
-                let next =
-                    memchr::memmem::find(&self.buf[2..], b"##").map_or(self.buf.len(), |n| n + 2);
-                self.buf.drain(..next);
+                let next = memchr::memmem::find(&rest[2..], b"##").map_or(rest.len(), |n| n + 2);
+                self.at += next;
                 Some(Err(PacketError::TooLong(MAX_DATA + OVERHEAD)))
             }
             None => None,
