@@ -13,7 +13,9 @@
 //!   `routes.yaml` ([`config::routes`]); loaded with every error as `file:line:col`.
 //!   - [`config::yaml`]: YAML with positions, error collection. [`config::expr`]: threshold
 //!     expressions over site parameters. [`config::template`]: message templates.
-//! - [`decode`]: narrow CSV, JSON (MQTT payloads, JSON lines), wide CSV through a column mapping.
+//! - [`decode`]: narrow CSV, JSON (MQTT payloads, JSON lines), wide CSV through a column mapping,
+//!   HJ 212-2017 uploads ([`decode::hj212`]), ONVIF metadata and edge-box camera events
+//!   ([`decode::onvif`]).
 //! - [`engine`]: watermarks ([`engine::watermark`]), window panes and sessions
 //!   ([`engine::window`]), accumulators ([`engine::acc`]), the warning state machine
 //!   ([`engine::alert`]), far jumps in event time ([`engine::jump`]); the [`engine::Engine`] ties
@@ -27,9 +29,9 @@
 //! - [`api`]: the HTTP API (axum): warnings and their lifecycle, sites, rules, server-sent events,
 //!   `/metrics`, health; bearer tokens with roles.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
-//! - [`service`]: `yujing run` and `yujing demo`: wires MQTT in, the engine, store, dispatch and API
-//!   together ([`service::pipeline`]), hot reload, shutdown in drain order; the live simulator
-//!   ([`service::simulate`]).
+//! - [`service`]: `yujing run` and `yujing demo`: wires the sources (MQTT, the HJ 212 listener, RTSP
+//!   cameras), the engine, store, dispatch and API together ([`service::pipeline`]), hot reload,
+//!   shutdown in drain order; the live simulator ([`service::simulate`]).
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).

@@ -505,13 +505,8 @@ async fn connection(
                 return Ok(());
             }
             // answer only once upstream has it: a monitor resends what is not acknowledged
-            match processed.await {
-                Ok(true) => {
-                    if let Some(a) = ack {
-                        sock.write_all(a.as_bytes()).await?;
-                    }
-                }
-                Ok(false) | Err(_) => {}
+            if let (Ok(true), Some(a)) = (processed.await, ack) {
+                sock.write_all(a.as_bytes()).await?;
             }
         }
         let n = tokio::select! {

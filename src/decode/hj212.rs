@@ -301,7 +301,9 @@ mod tests {
     use super::*;
     use yujing_connectors::hj212::{frame, unframe};
 
-    fn run(data: &str) -> (Result<Decoded, DecodeError>, Vec<(String, f64, Ts)>) {
+    type Got = Vec<(String, f64, Ts)>;
+
+    fn run(data: &str) -> (Result<Decoded, DecodeError>, Got) {
         let p = Packet::parse(data).unwrap();
         let mut got = Vec::new();
         let r = decode(

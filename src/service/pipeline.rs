@@ -102,6 +102,9 @@ pub struct EventView {
     pub properties: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Each device's latest reading per metric: (metric, event time, value, connector).
+type Latest = FxHashMap<u32, Vec<(Box<str>, Ts, f64, &'static str)>>;
+
 /// Camera events kept per camera for the site view.
 const RECENT_EVENTS: usize = 10;
 
@@ -205,7 +208,7 @@ pub struct Pipeline {
     pub reload_state: Arc<Mutex<ReloadResult>>,
     pub config_dir: PathBuf,
     overlay: super::Overlay,
-    latest: FxHashMap<u32, Vec<(Box<str>, Ts, f64, &'static str)>>,
+    latest: Latest,
     /// Camera stream state by device: (playing, since, error).
     streams: FxHashMap<u32, (bool, Ts, Option<String>)>,
     /// Recent camera events by device, newest last.
@@ -1113,7 +1116,7 @@ impl Pipeline {
 /// Push one reading into the engine and keep it as its device's latest value.
 fn feed(
     engine: &mut Engine,
-    latest: &mut FxHashMap<u32, Vec<(Box<str>, Ts, f64, &'static str)>>,
+    latest: &mut Latest,
     r: &crate::event::ReadingRef<'_>,
     via: &'static str,
 ) -> Result<(), RejectReason> {
