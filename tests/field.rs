@@ -555,6 +555,24 @@ sites:
     assert_eq!(device(&site, "cs-01-cam1")["stream"]["state"], "playing");
     assert!(svc.metric("yujing_camera_reconnects_total").await >= 1.0);
 
+    // a camera added to sites.yaml is dialled after the reload, without a restart
+    let sites_path = setup.path().join("sites.yaml");
+    let more = std::fs::read_to_string(&sites_path).expect("sites").replace(
+        "        rtsp_credentials: cam\n",
+        &format!("        rtsp_credentials: cam\n      - {{id: cs-01-cam2, type: camera, metrics: [people_count, motion], rtsp_url: \"rtsp://127.0.0.1:{port}/cam\"}}\n"),
+    );
+    std::fs::write(&sites_path, more).expect("sites");
+    wait_until(20, "the second camera playing after the reload", || async {
+        let (_, site) = svc.get("/api/v1/sites/cs-01", OPERATOR).await;
+        let c = device(&site, "cs-01-cam2");
+        c["stream"]["state"] == "playing"
+            && c["readings"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x["metric"] == "people_count"))
+    })
+    .await;
+    assert_eq!(svc.metric("yujing_cameras").await, 2.0);
+
     // the credentials never reach the log
     let log = std::fs::read_to_string(setup.path().join("service.log")).unwrap_or_default();
     assert!(log.contains("camera stream playing"), "{log}");
@@ -568,4 +586,56 @@ fn device(site: &Value, id: &str) -> Value {
         .and_then(|d| d.iter().find(|d| d["id"] == id))
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_over_udp() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let port = yujing_connectors::broker::free_port().expect("port");
+    let sites = format!(
+        "departments:
+  - {{id: zjj, name: 住房和城乡建设局}}
+  - {{id: slj, name: 水利局}}
+  - {{id: dcs, name: 县政府督查室}}
+sites:
+  - id: cs-01
+    name: 城东工地
+    kind: construction
+    department: zjj
+    devices:
+      - {{id: cs-01-cam1, type: camera, metrics: [people_count], rtsp_url: \"rtsp://127.0.0.1:{port}/cam\"}}
+"
+    );
+    let rules = "rules:
+  - id: camera_offline
+    title: 视频监控离线
+    scope: {types: [camera]}
+    absent: 1m
+    level: yellow
+    message: \"{device}离线\"
+";
+    let setup = field_setup(
+        "camera-udp",
+        &hook,
+        &sites,
+        rules,
+        "",
+        "",
+        "[cameras]\nhealth_every = \"1s\"\ntransport = \"udp\"\n",
+    );
+    let _cam = Camera::start(port);
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    wait_until(20, "video and metadata over UDP", || async {
+        let (_, site) = svc.get("/api/v1/sites/cs-01", OPERATOR).await;
+        let c = device(&site, "cs-01-cam1");
+        let has = |m: &str| {
+            c["readings"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x["metric"] == m))
+        };
+        c["stream"]["state"] == "playing" && has("fps") && has("people_count")
+    })
+    .await;
 }

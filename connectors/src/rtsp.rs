@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, PartialEq)]
 pub struct CameraConfig {
     pub id: String,
     /// `rtsp://host:port/path`, without credentials.
@@ -32,6 +32,20 @@ pub struct CameraConfig {
     pub udp: bool,
     pub health_every: Duration,
     pub stall_timeout: Duration,
+}
+
+impl std::fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraConfig")
+            .field("id", &self.id)
+            .field("url", &redact(&self.url).as_str())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<secret>"))
+            .field("udp", &self.udp)
+            .field("health_every", &self.health_every)
+            .field("stall_timeout", &self.stall_timeout)
+            .finish()
+    }
 }
 
 /// Health of a camera's video stream over one reporting period.

@@ -204,13 +204,15 @@ fn reload_triggers(
     Some(watcher)
 }
 
-/// Start the HJ 212 listener and a session per RTSP camera; they stop with `stop`.
+/// Start the HJ 212 listener and the camera sessions (kept in step with reloads); they stop
+/// with `stop`.
 async fn start_field(
     config: &Config,
+    config_rx: watch::Receiver<Arc<Config>>,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
 ) -> Result<(Field, Vec<tokio::task::JoinHandle<()>>)> {
-    use yujing_connectors::{hj212, rtsp};
+    use yujing_connectors::hj212;
     let svc = &config.service;
     let mut tasks = Vec::new();
     let mut field = Field {
@@ -251,50 +253,104 @@ async fn start_field(
         });
         field.hj212 = Some(rx);
     }
-    let cams = &svc.cameras;
-    let cameras: Vec<_> = config
-        .registry
-        .devices
-        .iter()
-        .filter(|d| d.rtsp_url.is_some())
-        .collect();
-    if cams.enabled && !cameras.is_empty() {
+    if svc.cameras.enabled {
         let (tx, rx) = mpsc::channel(1024);
-        for d in &cameras {
-            let Some(raw) = &d.rtsp_url else { continue };
-            let url = url::Url::parse(raw)
-                .with_context(|| format!("camera {}: rtsp_url `{raw}`", d.id))?;
-            let (username, password) = match &d.rtsp_secret {
-                None => (None, None),
-                Some(name) => {
-                    let v = svc.secrets.get(name).with_context(|| {
-                        format!(
-                            "camera {}: rtsp_credentials names the secret `{name}`, which yujing.toml [secrets] does not have",
-                            d.id
-                        )
-                    })?;
-                    match v.split_once(':') {
-                        Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-                        None => (Some(v.clone()), None),
-                    }
-                }
-            };
-            let cfg = rtsp::CameraConfig {
-                id: d.id.clone(),
-                url,
-                username,
-                password,
-                udp: cams.udp,
-                health_every: Duration::from_millis(cams.health_every as u64),
-                stall_timeout: Duration::from_millis(cams.stall_timeout as u64),
-            };
-            tasks.push(tokio::spawn(rtsp::run(cfg, tx.clone(), stop.clone())));
-        }
-        metrics.cameras.set(cameras.len() as i64);
-        tracing::info!(cameras = cameras.len(), "camera sessions starting");
+        tasks.push(tokio::spawn(manage_cameras(
+            config_rx,
+            tx,
+            metrics.clone(),
+            stop.clone(),
+        )));
         field.cameras = Some(rx);
     }
     Ok((field, tasks))
+}
+
+/// The camera sessions the configuration asks for (cameras of sites.yaml with an `rtsp_url`).
+fn camera_configs(config: &Config) -> Vec<yujing_connectors::rtsp::CameraConfig> {
+    let svc = &config.service;
+    let cams = &svc.cameras;
+    let mut out = Vec::new();
+    for d in &config.registry.devices {
+        let Some(raw) = &d.rtsp_url else { continue };
+        // both were checked when the configuration was loaded
+        let Ok(url) = url::Url::parse(raw) else {
+            continue;
+        };
+        let (username, password) = match d.rtsp_secret.as_ref().and_then(|n| svc.secrets.get(n)) {
+            None => (None, None),
+            Some(v) => match v.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(v.clone()), None),
+            },
+        };
+        out.push(yujing_connectors::rtsp::CameraConfig {
+            id: d.id.clone(),
+            url,
+            username,
+            password,
+            udp: cams.udp,
+            health_every: Duration::from_millis(cams.health_every as u64),
+            stall_timeout: Duration::from_millis(cams.stall_timeout as u64),
+        });
+    }
+    out
+}
+
+/// Keep one session per configured camera: started at once, and after a reload started for new
+/// cameras, stopped for removed ones, restarted for changed ones. Returns when `stop` is
+/// cancelled and every session has ended.
+async fn manage_cameras(
+    mut config: watch::Receiver<Arc<Config>>,
+    tx: mpsc::Sender<yujing_connectors::rtsp::CameraItem>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    use std::collections::HashMap;
+    use yujing_connectors::rtsp;
+    type Session = (
+        rtsp::CameraConfig,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    );
+    let mut running: HashMap<String, Session> = HashMap::new();
+    loop {
+        let wanted = camera_configs(&config.borrow_and_update());
+        let keep: std::collections::HashSet<&str> = wanted.iter().map(|c| c.id.as_str()).collect();
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|id| !keep.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some((_, cancel, handle)) = running.remove(&id) {
+                cancel.cancel();
+                let _ = handle.await;
+                tracing::info!(camera = %id, "camera removed from sites.yaml: session stopped");
+            }
+        }
+        for c in wanted {
+            if running.get(&c.id).is_some_and(|(old, ..)| *old == c) {
+                continue;
+            }
+            if let Some((_, cancel, handle)) = running.remove(&c.id) {
+                cancel.cancel();
+                let _ = handle.await;
+            }
+            let cancel = stop.child_token();
+            let handle = tokio::spawn(rtsp::run(c.clone(), tx.clone(), cancel.clone()));
+            running.insert(c.id.clone(), (c, cancel, handle));
+        }
+        metrics.cameras.set(running.len() as i64);
+        tokio::select! {
+            changed = config.changed() => if changed.is_err() { break },
+            _ = stop.cancelled() => break,
+        }
+    }
+    for (_, (_, cancel, handle)) in running {
+        cancel.cancel();
+        let _ = handle.await;
+    }
 }
 
 /// Run the service until Ctrl-C or SIGTERM.
@@ -385,7 +441,8 @@ pub async fn run(opts: Options) -> Result<()> {
         );
     }
     // field devices: HJ 212 monitors and RTSP cameras
-    let (field, field_tasks) = start_field(&config, &metrics, &stop_source).await?;
+    let (field, field_tasks) =
+        start_field(&config, config_rx.clone(), &metrics, &stop_source).await?;
     let (req_tx, req_rx) = mpsc::channel(64);
     let acker = source.as_ref().map(|(a, _)| a.clone());
     let pipeline_task = tokio::spawn(pipe.run(msg_rx, acker, req_rx, field));
