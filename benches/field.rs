@@ -89,6 +89,22 @@ fn write_config(dir: &Path, cameras: u64, camera_port: u16) {
 struct Svc {
     child: Child,
     hj212: String,
+    base: String,
+}
+
+impl Svc {
+    /// One line of `/metrics`' values, e.g. `yujing_cameras_up`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = match reqwest::get(format!("{}/metrics", self.base)).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
 }
 
 fn start(dir: &Path) -> Svc {
@@ -101,17 +117,18 @@ fn start(dir: &Path) -> Svc {
         .spawn()
         .expect("yujing run");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut hj212 = String::new();
+    let (mut hj212, mut base) = (String::new(), String::new());
     for l in lines.by_ref().map_while(Result::ok) {
         if let Some(a) = l.strip_prefix("yujing: HJ 212 listening on ") {
             hj212 = a.trim().to_string();
         }
-        if l.starts_with("yujing: listening on ") {
+        if let Some(b) = l.strip_prefix("yujing: listening on ") {
+            base = b.trim().to_string();
             break;
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    Svc { child, hj212 }
+    Svc { child, hj212, base }
 }
 
 fn packet(qn: u64) -> String {
@@ -175,6 +192,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(interval.max(2))).await;
     let before = acked.load(std::sync::atomic::Ordering::Relaxed);
     let (cpu1, rss1) = measure(pid, secs).await;
+    println!(
+        "  connections open: {}",
+        svc.metric("yujing_hj212_connections").await
+    );
     let during = acked.load(std::sync::atomic::Ordering::Relaxed) - before;
     println!(
         "{monitors} HJ 212 connections, one upload per {interval} s each ({:.0} packets/s acknowledged): CPU {cpu1:.1} %, RSS {} KiB",
@@ -213,7 +234,21 @@ async fn main() {
     let mut svc = start(dir.path());
     let pid = svc.child.id();
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let frames0 = svc
+        .metric("yujing_camera_events_total{kind=\"frame\"}")
+        .await;
     let (cpu2, rss2) = measure(pid, secs).await;
+    let frames = svc
+        .metric("yujing_camera_events_total{kind=\"frame\"}")
+        .await
+        - frames0;
+    println!(
+        "  cameras playing: {} of {cameras}; metadata frames taken: {:.0}/s; readings in total: {}",
+        svc.metric("yujing_cameras_up").await,
+        frames / secs as f64,
+        svc.metric("yujing_input_readings_total{connector=\"camera\"}")
+            .await
+    );
     println!("{cameras} cameras (H.264 15 fps ~85 kbit/s + ONVIF metadata 5 docs/s each): CPU {cpu2:.1} %, RSS {} KiB", rss2);
     println!(
         "  per camera: {:.1} KiB RSS, {:.2} % of a core",

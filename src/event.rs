@@ -72,18 +72,6 @@ pub struct Reading {
     pub source: Option<String>,
 }
 
-/// A camera analytics event (ONVIF metadata or an edge AI box): typed here, consumed later.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CameraEvent {
-    pub camera: String,
-    pub site: String,
-    /// ONVIF topic or vendor event type, e.g. `tns1:VideoAnalytics/Motion`, `helmet_violation`.
-    pub topic: String,
-    pub ts: Ts,
-    #[serde(default)]
-    pub properties: serde_json::Map<String, serde_json::Value>,
-}
-
 /// A 12345 hotline ticket: typed here, consumed by the hotline issue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HotlineTicket {

@@ -6,7 +6,7 @@
 //! channels) -> connectors (out). The [`api`] reads the store and the engine's state.
 //!
 //! - [`time`]: event time, durations and timestamps as files write them.
-//! - [`event`]: the event model: readings, camera events, hotline tickets, rejection reasons,
+//! - [`event`]: the event model: readings, hotline tickets, rejection reasons,
 //!   warning levels. Leaf types shared by every stage.
 //! - [`config`]: files an administrator edits: `yujing.toml` (engine settings; the service's
 //!   tables in [`config::service`]), `sites.yaml` (sites, departments, devices), `rules/*.yaml`,
