@@ -562,3 +562,39 @@ fn check_reports_a_broken_routes_file_with_positions() {
         "secret `nokey` is not in the [secrets] table of yujing.toml",
     );
 }
+
+#[test]
+fn check_names_a_camera_secret_that_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["sites.yaml", "routes.yaml"] {
+        std::fs::copy(root().join(f), dir.path().join(f)).expect("copy");
+    }
+    let toml = std::fs::read_to_string(root().join("yujing.toml"))
+        .expect("toml")
+        .replace("camera-cs-01 = ", "# camera-cs-01 = ");
+    std::fs::write(dir.path().join("yujing.toml"), toml).expect("toml");
+    std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
+    for e in std::fs::read_dir(root().join("rules")).expect("rules") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(
+                &p,
+                dir.path().join("rules").join(p.file_name().expect("name")),
+            )
+            .expect("copy rule");
+        }
+    }
+    let out = yujing(&["check", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let line = std::fs::read_to_string(root().join("sites.yaml"))
+        .expect("sites")
+        .lines()
+        .position(|l| l.contains("rtsp_credentials: camera-cs-01"))
+        .expect("the sample camera")
+        + 1;
+    assert_has(
+        &err,
+        &format!("sites.yaml:{line}:27: camera `cs-01-cam1`: rtsp_credentials names the secret `camera-cs-01`"),
+    );
+}

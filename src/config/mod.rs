@@ -304,6 +304,7 @@ impl Config {
                 msg: "both sites.yaml and sites.csv are here: keep one registry".into(),
             });
         }
+        let mut secret_diags = Vec::new();
         let registry = match read(&layout.sites, &mut diags) {
             Some(t) => {
                 let name = layout.sites.display().to_string();
@@ -316,11 +317,12 @@ impl Config {
                     diags.extend(e);
                     Registry::default()
                 });
-                // cameras' credentials name secrets of yujing.toml
-                for d in &reg.devices {
+                // cameras' credentials name secrets of yujing.toml (when there is one: replays
+                // and rule tests dial no camera); reported after the rules' own errors
+                for d in reg.devices.iter().filter(|_| toml_text.is_some()) {
                     if let Some(sec) = &d.rtsp_secret {
                         if !service.secrets.contains_key(sec) {
-                            diags.push(Diag {
+                            secret_diags.push(Diag {
                                 file: name.as_str().into(),
                                 pos: t
                                     .find(&format!("rtsp_credentials: {sec}"))
@@ -384,6 +386,7 @@ impl Config {
                 routes = r;
             }
         }
+        diags.extend(secret_diags);
         if diags.is_empty() {
             Ok(Config {
                 dir: layout.dir,

@@ -540,6 +540,40 @@ sites:
     }
 
     #[test]
+    fn field_devices_are_checked() {
+        let with = |devices: &str| {
+            SITES.replace("      - {id: cs-01-pm10, metrics: [pm10, tsp]}\n", devices)
+        };
+        let ok = with("      - {id: d1, metrics: [pm10], hj212_mn: MN001}\n      - {id: c1, type: camera, rtsp_url: \"rtsp://10.0.0.5:554/ch1\", rtsp_credentials: cam}\n");
+        let reg = load("sites.yaml", &ok).unwrap_or_else(|d| panic!("{}", d[0]));
+        assert_eq!(reg.device_by_mn("MN001"), reg.device("d1"));
+        let cam = &reg.devices[reg.device("c1").unwrap() as usize];
+        assert!(cam.is_camera());
+        assert_eq!(cam.rtsp_secret.as_deref(), Some("cam"));
+        assert!(
+            cam.metrics.iter().any(|m| m == "fps"),
+            "health metrics are every camera's"
+        );
+        let bad = with("      - {id: d1, metrics: [pm10], hj212_mn: MN001}\n      - {id: d2, metrics: [pm10], hj212_mn: MN001}\n      - {id: d3, metrics: [pm10], hj212_mn: \"MN 2\"}\n      - {id: c1, rtsp_url: \"rtsp://admin:pw@10.0.0.5/ch1\"}\n      - {id: c2, rtsp_url: \"http://10.0.0.5/ch1\"}\n");
+        let errs: Vec<String> = load("sites.yaml", &bad)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(
+            errs[0].contains("hj212_mn `MN001` is bound to another device too"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("must be 1 to 24 letters and digits"),
+            "{errs:?}"
+        );
+        assert!(errs[2].contains("must not hold a password"), "{errs:?}");
+        assert!(errs[3].contains("must start with rtsp://"), "{errs:?}");
+    }
+
+    #[test]
     fn credit_code_check_character() {
         // built with the GB 32100 weights; the last character is the check
         let good = "91330100MA27XL3Q2U";
