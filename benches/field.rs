@@ -15,6 +15,10 @@
 //! cargo bench --bench field -- [--monitors 1000] [--interval 10] [--cameras 20] [--seconds 20]
 //! ```
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::{cpu_ticks, rss_kb};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,29 +32,6 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1.to_string();
-            let f: Vec<&str> = after.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
 }
 
 /// CPU use (% of one core) and RSS (KiB, at the end) over `secs`.
@@ -95,15 +76,7 @@ struct Svc {
 impl Svc {
     /// One line of `/metrics`' values, e.g. `yujing_cameras_up`.
     async fn metric(&self, name: &str) -> f64 {
-        let text = match reqwest::get(format!("{}/metrics", self.base)).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
+        process::metric(&reqwest::Client::new(), &self.base, name).await
     }
 }
 

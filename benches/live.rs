@@ -14,8 +14,12 @@
 //! that falls a second behind at 20 k/s).
 //! Never a pass/fail: numbers to quote, measured in one run (see benches/README.md).
 
+#[path = "support/process.rs"]
+mod process;
+
 use axum::extract::State;
 use axum::routing::post;
+use process::{metric, rss_kb};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -98,29 +102,6 @@ fn pct(v: &mut [i64], p: f64) -> i64 {
     }
     v.sort_unstable();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = match http.get(format!("{base}/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => return 0.0,
-    };
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 struct Outcome {

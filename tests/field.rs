@@ -409,25 +409,15 @@ async fn an_rtsp_camera_feeds_rules_and_its_outage_reaches_the_department() {
     let rx = Receiver::default();
     let hook = rx.start().await;
     let port = yujing_connectors::broker::free_port().expect("port");
-    let sites = format!(
-        "departments:
-  - {{id: zjj, name: 住房和城乡建设局}}
-  - {{id: slj, name: 水利局}}
-  - {{id: dcs, name: 县政府督查室}}
-sites:
-  - id: cs-01
-    name: 城东工地
-    kind: construction
-    department: zjj
-    devices:
-      - {{id: cs-01-noise, type: noise_monitor, metrics: [noise]}}
+    let sites = construction_site(&format!(
+        "      - {{id: cs-01-noise, type: noise_monitor, metrics: [noise]}}
       - id: cs-01-cam1
         type: camera
         metrics: [people_count, motion]
         rtsp_url: rtsp://127.0.0.1:{port}/cam
         rtsp_credentials: cam
 "
-    );
+    ));
     let rules = "rules:
   - id: camera_offline
     title: 视频监控离线
@@ -580,6 +570,12 @@ sites:
     cam.stop();
 }
 
+/// The harness's departments and one construction site, cs-01 (zjj), with `devices`.
+fn construction_site(devices: &str) -> String {
+    let departments = SITES.split("sites:").next().unwrap_or_default();
+    format!("{departments}sites:\n  - id: cs-01\n    name: 城东工地\n    kind: construction\n    department: zjj\n    devices:\n{devices}")
+}
+
 fn device(site: &Value, id: &str) -> Value {
     site["devices"]
         .as_array()
@@ -593,20 +589,9 @@ async fn an_rtsp_camera_over_udp() {
     let rx = Receiver::default();
     let hook = rx.start().await;
     let port = yujing_connectors::broker::free_port().expect("port");
-    let sites = format!(
-        "departments:
-  - {{id: zjj, name: 住房和城乡建设局}}
-  - {{id: slj, name: 水利局}}
-  - {{id: dcs, name: 县政府督查室}}
-sites:
-  - id: cs-01
-    name: 城东工地
-    kind: construction
-    department: zjj
-    devices:
-      - {{id: cs-01-cam1, type: camera, metrics: [people_count], rtsp_url: \"rtsp://127.0.0.1:{port}/cam\"}}
-"
-    );
+    let sites = construction_site(&format!(
+        "      - {{id: cs-01-cam1, type: camera, metrics: [people_count], rtsp_url: \"rtsp://127.0.0.1:{port}/cam\"}}\n"
+    ));
     let rules = "rules:
   - id: camera_offline
     title: 视频监控离线
