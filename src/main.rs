@@ -358,12 +358,7 @@ fn run(config: PathBuf, log: &str) -> Result<ExitCode> {
 
 /// 16 random bytes as hex, from the operating system's generator.
 fn random_token() -> Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom")?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    yujing::api::session::random_hex(16).context("reading /dev/urandom")
 }
 
 fn token(name: &str, role: &str) -> Result<ExitCode> {

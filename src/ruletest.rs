@@ -81,6 +81,46 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
+/// Run every rule test of a configuration (`rules/tests/*.yaml`), in file order. A file that
+/// does not load is one failed outcome naming its errors. (`yujing test` and the dashboard's
+/// admin page.)
+pub fn run_all(config: &Arc<Config>) -> Vec<Outcome> {
+    let dir = crate::config::Layout::find(&config.dir)
+        .rules_dir
+        .join("tests");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| crate::config::is_yaml(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let loaded = std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                load(&name, &text, config.settings.timezone).map_err(|d| {
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+            });
+        match loaded {
+            Ok(cases) => out.extend(cases.iter().map(|c| run(config, c))),
+            Err(why) => out.push(Outcome {
+                name: String::new(),
+                location: name,
+                failure: Some(why),
+            }),
+        }
+    }
+    out
+}
+
 /// Default start of a test's time axis: 2026-01-01T00:00:00+08:00.
 pub const DEFAULT_START: Ts = 1_767_196_800_000;
 

@@ -1,5 +1,7 @@
 //! Bearer tokens with roles. yujing.toml stores only each token's SHA-256; a request's token is
-//! hashed and looked up. Every refusal is counted and logged with its reason.
+//! hashed and looked up. The dashboard's requests carry a session cookie instead
+//! ([`super::session`]), and their state-changing ones the session's CSRF token. Every refusal is
+//! counted and logged with its reason.
 
 use super::{ApiError, AppState};
 use crate::config::service::Role;
@@ -61,18 +63,57 @@ impl FromRequestParts<AppState> for Caller {
             h.strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
         }) else {
-            return Err(ApiError::Unauthorized(
-                "missing bearer token (Authorization: Bearer <token>)".into(),
-            ));
+            return from_session(parts, state);
         };
-        let hash = token_hash(token.trim());
-        let cfg = state.config.borrow().clone();
-        match cfg.service.tokens.iter().find(|t| t.sha256 == hash) {
-            Some(t) => Ok(Caller {
-                name: t.name.clone(),
-                role: t.role.clone(),
-            }),
-            None => Err(ApiError::Unauthorized("unknown token".into())),
+        caller_of_token(state, token)
+    }
+}
+
+/// The caller a token belongs to.
+pub fn caller_of_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let hash = token_hash(token.trim());
+    let cfg = state.config.borrow().clone();
+    match cfg.service.tokens.iter().find(|t| t.sha256 == hash) {
+        Some(t) => Ok(Caller {
+            name: t.name.clone(),
+            role: t.role.clone(),
+        }),
+        None => Err(ApiError::Unauthorized("unknown token".into())),
+    }
+}
+
+/// A dashboard request: the session cookie, and for anything but reading the CSRF token.
+fn from_session(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    use super::session::{cookie, COOKIE, CSRF_HEADER};
+    let id = parts
+        .headers
+        .get(axum::http::header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| cookie(h, COOKIE));
+    let Some(id) = id else {
+        return Err(ApiError::Unauthorized(
+            "missing bearer token (Authorization: Bearer <token>) or dashboard session".into(),
+        ));
+    };
+    let Some(s) = state.sessions.get(id, crate::store::now_ms()) else {
+        return Err(ApiError::Unauthorized(
+            "the dashboard session has ended: log in again".into(),
+        ));
+    };
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !safe {
+        let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if sent != Some(s.csrf.as_str()) {
+            return Err(ApiError::Forbidden(
+                "missing or wrong CSRF token (X-CSRF-Token) for a dashboard session".into(),
+            ));
         }
     }
+    Ok(Caller {
+        name: s.name,
+        role: s.role,
+    })
 }

@@ -4,6 +4,8 @@
 //! asks the engine; it never touches a connector.
 
 pub mod auth;
+pub mod session;
+pub mod ui;
 
 use crate::config::Config;
 use crate::dispatch::channel;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub mqtt_up: Option<watch::Receiver<yujing_connectors::mqtt::LinkState>>,
     /// `yujing demo` receives its own webhooks here: (secret, what arrived).
     pub demo_hooks: Option<Arc<DemoHooks>>,
+    /// Dashboard sessions.
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// Webhooks the demo sends to itself, verified like any receiver would.
@@ -125,11 +129,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/sites/{id}", get(site))
         .route("/api/v1/rules", get(rules))
+        .route("/api/v1/rules/tests", get(rule_tests))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/deliveries", get(deliveries))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
         .route("/api/v1/stream", get(stream))
-        .route("/", get(index));
+        .route("/api/v1", get(index))
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/session", get(ui::session))
+        .route("/ui/logout", post(ui::logout));
     if state.demo_hooks.is_some() {
         r = r
             .route("/demo/hooks/{department}", post(demo_hook))
@@ -447,8 +458,9 @@ async fn close(
 async fn ask_sites(
     st: &AppState,
     caller: &Caller,
+    points: usize,
 ) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
-    let mut v = ask_engine(st).await?;
+    let mut v = ask_engine(st, points).await?;
     if let Some(d) = caller.department() {
         for s in &mut v {
             if !s.departments.iter().any(|x| x == d) {
@@ -459,10 +471,13 @@ async fn ask_sites(
     Ok(v)
 }
 
-async fn ask_engine(st: &AppState) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
+async fn ask_engine(
+    st: &AppState,
+    points: usize,
+) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
     let (tx, rx) = oneshot::channel();
     st.engine
-        .send(Request::Sites(tx))
+        .send(Request::Sites(points, tx))
         .await
         .map_err(|_| ApiError::Unavailable("the engine is shutting down".into()))?;
     rx.await
@@ -470,7 +485,8 @@ async fn ask_engine(st: &AppState) -> Result<Vec<crate::service::pipeline::SiteV
 }
 
 async fn sites(State(st): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let v = ask_sites(&st, &caller).await?;
+    // the list carries half an hour per series: enough for sparklines
+    let v = ask_sites(&st, &caller, 30).await?;
     Ok(Json(json!({ "items": v })))
 }
 
@@ -479,8 +495,9 @@ async fn site(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tz = st.config.borrow().settings.timezone;
-    let all = ask_sites(&st, &caller).await?;
+    let cfg = st.config.borrow().clone();
+    let tz = cfg.settings.timezone;
+    let all = ask_sites(&st, &caller, crate::service::pipeline::HISTORY_MINUTES).await?;
     let Some(s) = all.into_iter().find(|s| s.id == id) else {
         return Err(ApiError::NotFound(format!("no site {id}")));
     };
@@ -499,7 +516,54 @@ async fn site(
         .filter(|w| w.status != "closed")
         .map(|w| warning_json(w, tz))
         .collect::<Vec<_>>());
+    v["thresholds"] = json!(thresholds_at(&cfg, &id));
     Ok(Json(v))
+}
+
+/// The level thresholds each rule applies at a site, per metric: what charts draw.
+fn thresholds_at(cfg: &Config, site: &str) -> Vec<Value> {
+    let Some(si) = cfg.registry.site(site) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in cfg.rules.iter().filter(|r| r.sites.contains(&si)) {
+        // daily counts compare a number of windows, not the metric: nothing to draw
+        let crate::config::rules::Body::Threshold {
+            conds,
+            per_day: None,
+            ..
+        } = &r.body
+        else {
+            continue;
+        };
+        // only aggregates in the metric's own units can be drawn over its readings
+        use crate::config::rules::Agg;
+        for c in conds.iter().filter(|c| {
+            matches!(
+                c.aggregate,
+                Agg::Avg | Agg::Min | Agg::Max | Agg::First | Agg::Last | Agg::Quantile(_)
+            )
+        }) {
+            let Some(t) = c.thresholds.get(&si) else {
+                continue;
+            };
+            let levels: serde_json::Map<String, Value> = crate::event::Level::ALL
+                .iter()
+                .filter(|l| !t[l.index()].is_nan())
+                .map(|l| {
+                    let level = if c.gate { r.level } else { *l };
+                    (level.as_str().to_string(), json!(t[l.index()]))
+                })
+                .collect();
+            out.push(json!({
+                "rule": r.id, "title": r.title, "title_en": r.title_en,
+                "metric": c.metric, "aggregate": c.aggregate.name(),
+                "direction": if c.direction == crate::config::rules::Direction::Above { "above" } else { "below" },
+                "levels": levels,
+            }));
+        }
+    }
+    out
 }
 
 async fn rules(State(st): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -519,6 +583,30 @@ async fn rules(State(st): State<AppState>, _caller: Caller) -> Result<Json<Value
         .collect();
     let last = st.reload.lock().map(|r| r.clone()).ok();
     Ok(Json(json!({ "rules": list, "last_reload": last })))
+}
+
+/// Run the rule tests of the configuration now loaded (operators and admins).
+async fn rule_tests(State(st): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if caller.department().is_some() {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not run rule tests: operators and admins may",
+            caller.name
+        )));
+    }
+    let cfg = st.config.borrow().clone();
+    let outcomes = tokio::task::spawn_blocking(move || crate::ruletest::run_all(&cfg))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let passed = outcomes.iter().filter(|o| o.failure.is_none()).count();
+    let items: Vec<Value> = outcomes
+        .iter()
+        .map(|o| json!({"name": o.name, "location": o.location, "ok": o.failure.is_none(), "failure": o.failure}))
+        .collect();
+    Ok(Json(json!({
+        "passed": passed,
+        "failed": outcomes.len() - passed,
+        "items": items,
+    })))
 }
 
 async fn reload(State(st): State<AppState>, caller: Caller) -> Result<Response, ApiError> {

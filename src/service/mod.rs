@@ -483,6 +483,7 @@ pub async fn run(opts: Options) -> Result<()> {
         reload: reload_state,
         mqtt_up,
         demo_hooks,
+        sessions: Arc::new(api::session::Sessions::default()),
     };
     let listener = tokio::net::TcpListener::bind(&svc.http.listen)
         .await

@@ -48,7 +48,8 @@ pub struct ReloadResult {
 
 /// What the API asks of the engine.
 pub enum Request {
-    Sites(oneshot::Sender<Vec<SiteView>>),
+    /// Every site's view, with up to this many minutes of history per series.
+    Sites(usize, oneshot::Sender<Vec<SiteView>>),
     Reload(String, oneshot::Sender<ReloadResult>),
 }
 
@@ -59,6 +60,9 @@ pub struct LatestReading {
     pub ts: String,
     /// The connector it came through: mqtt, hj212 or camera.
     pub via: &'static str,
+    /// The last minutes, one point per minute: (minute start in epoch ms, its latest value).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<(Ts, f64)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -102,8 +106,47 @@ pub struct EventView {
     pub properties: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Each device's latest reading per metric: (metric, event time, value, connector).
-type Latest = FxHashMap<u32, Vec<(Box<str>, Ts, f64, &'static str)>>;
+/// Each device's series: its latest reading per metric and a short history for charts.
+type Latest = FxHashMap<u32, Vec<Series>>;
+
+/// Minutes of history kept per device and metric (one point per minute: the minute's last value).
+pub const HISTORY_MINUTES: usize = 120;
+
+/// One device's metric: the newest reading and the last [`HISTORY_MINUTES`] minutes.
+struct Series {
+    metric: Box<str>,
+    ts: Ts,
+    value: f64,
+    via: &'static str,
+    /// (minute start, the minute's latest value), oldest first.
+    points: std::collections::VecDeque<(Ts, f64)>,
+}
+
+impl Series {
+    fn add(&mut self, ts: Ts, value: f64, via: &'static str) {
+        if ts >= self.ts {
+            self.ts = ts;
+            self.value = value;
+            self.via = via;
+        }
+        let minute = ts - ts.rem_euclid(60_000);
+        match self.points.back_mut() {
+            Some(last) if last.0 == minute => last.1 = value,
+            Some(last) if last.0 > minute => {
+                // out of order: into its minute if that is still kept
+                if let Some(p) = self.points.iter_mut().find(|p| p.0 == minute) {
+                    p.1 = value;
+                }
+            }
+            _ => {
+                self.points.push_back((minute, value));
+                if self.points.len() > HISTORY_MINUTES {
+                    self.points.pop_front();
+                }
+            }
+        }
+    }
+}
 
 /// Camera events kept per camera for the site view.
 const RECENT_EVENTS: usize = 10;
@@ -352,8 +395,8 @@ impl Pipeline {
 
     async fn on_request(&mut self, r: Request) {
         match r {
-            Request::Sites(reply) => {
-                let _ = reply.send(self.sites());
+            Request::Sites(points, reply) => {
+                let _ = reply.send(self.sites(points));
             }
             Request::Reload(trigger, reply) => {
                 let res = self.reload(&trigger).await;
@@ -1019,7 +1062,7 @@ impl Pipeline {
         }
     }
 
-    fn sites(&self) -> Vec<SiteView> {
+    fn sites(&self, points: usize) -> Vec<SiteView> {
         let cfg = &self.engine.config;
         let tz = cfg.settings.timezone;
         let firing = self.engine.firing();
@@ -1061,11 +1104,17 @@ impl Pipeline {
                             .get(&d)
                             .map(|v| {
                                 v.iter()
-                                    .map(|(m, ts, val, via)| LatestReading {
-                                        metric: m.to_string(),
-                                        value: *val,
-                                        ts: format_ts(*ts, tz),
-                                        via,
+                                    .map(|x| LatestReading {
+                                        metric: x.metric.to_string(),
+                                        value: x.value,
+                                        ts: format_ts(x.ts, tz),
+                                        via: x.via,
+                                        points: x
+                                            .points
+                                            .iter()
+                                            .skip(x.points.len().saturating_sub(points))
+                                            .copied()
+                                            .collect(),
                                     })
                                     .collect()
                             })
@@ -1073,7 +1122,7 @@ impl Pipeline {
                         let last = self
                             .latest
                             .get(&d)
-                            .and_then(|v| v.iter().map(|x| x.1).max());
+                            .and_then(|v| v.iter().map(|x| x.ts).max());
                         DeviceView {
                             id: dev.id.clone(),
                             kind: dev.kind.clone(),
@@ -1088,18 +1137,23 @@ impl Pipeline {
                             },
                             last_seen: last.map(|t| format_ts(t, tz)),
                             readings,
-                            stream: dev.rtsp_url.as_ref().map(|_| match self.streams.get(&d) {
-                                Some((up, since, error)) => StreamView {
-                                    state: if *up { "playing" } else { "lost" },
-                                    since: format_ts(*since, tz),
-                                    error: error.clone(),
-                                },
-                                None => StreamView {
-                                    state: "connecting",
-                                    since: String::new(),
-                                    error: None,
-                                },
-                            }),
+                            // cameras yujing dials (not when `[cameras] enabled = false`)
+                            stream: dev
+                                .rtsp_url
+                                .as_ref()
+                                .filter(|_| cfg.service.cameras.enabled)
+                                .map(|_| match self.streams.get(&d) {
+                                    Some((up, since, error)) => StreamView {
+                                        state: if *up { "playing" } else { "lost" },
+                                        since: format_ts(*since, tz),
+                                        error: error.clone(),
+                                    },
+                                    None => StreamView {
+                                        state: "connecting",
+                                        since: String::new(),
+                                        error: None,
+                                    },
+                                }),
                             events: self
                                 .recent
                                 .get(&d)
@@ -1123,14 +1177,19 @@ fn feed(
     engine.push(r)?;
     if let Some(d) = engine.config.registry.device(r.device) {
         let v = latest.entry(d).or_default();
-        match v.iter_mut().find(|(m, ..)| &**m == r.metric) {
-            Some(slot) if slot.1 <= r.ts => {
-                slot.1 = r.ts;
-                slot.2 = r.value;
-                slot.3 = via;
+        match v.iter_mut().find(|x| &*x.metric == r.metric) {
+            Some(series) => series.add(r.ts, r.value, via),
+            None => {
+                let mut series = Series {
+                    metric: r.metric.into(),
+                    ts: r.ts,
+                    value: r.value,
+                    via,
+                    points: std::collections::VecDeque::new(),
+                };
+                series.add(r.ts, r.value, via);
+                v.push(series);
             }
-            Some(_) => {}
-            None => v.push((r.metric.into(), r.ts, r.value, via)),
         }
     }
     Ok(())
