@@ -499,6 +499,7 @@ fn live_demo(
 预警 yujing demo: every sample site publishes over MQTT; simulated time runs {speed}x from
 yesterday 00:00 until it catches up with now. Warnings appear within the first minutes.
 
+  Dashboard    {{http}}/   (open it in a browser; log in with a token below)
   API          {{http}}/api/v1/warnings   (OpenAPI: {{http}}/api/v1/openapi.json)
   live stream  {{http}}/api/v1/stream
   metrics      {{http}}/metrics
