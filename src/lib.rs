@@ -32,6 +32,7 @@
 //! - [`service`]: `yujing run` and `yujing demo`: wires the sources (MQTT, the HJ 212 listener, RTSP
 //!   cameras), the engine, store, dispatch and API together ([`service::pipeline`]), hot reload,
 //!   shutdown in drain order; the live simulator ([`service::simulate`]).
+//! - [`hotline`]: 12345 tickets: validation, category -> concern, matching to sites.
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
@@ -47,6 +48,7 @@ pub mod decode;
 pub mod dispatch;
 pub mod engine;
 pub mod event;
+pub mod hotline;
 pub mod intern;
 pub mod metrics;
 pub mod replay;

@@ -206,7 +206,11 @@ fn check(dir: &Path) -> Result<ExitCode> {
     println!(
         "ok: {} sites, {} devices, {} rules{routes} in {}",
         cfg.registry.sites.len(),
-        cfg.registry.devices.len(),
+        cfg.registry
+            .devices
+            .iter()
+            .filter(|d| !d.is_hotline())
+            .count(),
         cfg.rules.len(),
         if cfg.dir.as_os_str().is_empty() {
             Path::new(".")

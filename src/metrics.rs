@@ -46,6 +46,8 @@ pub struct Metrics {
     pub camera_reconnects: IntCounter,
     /// ONVIF metadata documents and edge-box events taken, by kind (frame, event).
     pub camera_events: IntCounterVec,
+    /// 12345 tickets by outcome (new, updated, flagged).
+    pub tickets: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -167,6 +169,11 @@ impl Metrics {
             "Camera analytics taken (ONVIF frames, events; edge-box events), by kind",
             &["kind"],
         );
+        let tickets = counter_vec(
+            "yujing_hotline_tickets_total",
+            "12345 tickets taken, by outcome (new, updated, flagged)",
+            &["outcome"],
+        );
         Metrics {
             registry,
             readings,
@@ -188,6 +195,7 @@ impl Metrics {
             cameras,
             camera_reconnects,
             camera_events,
+            tickets,
         }
     }
 

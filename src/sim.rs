@@ -165,7 +165,7 @@ pub fn sample_day(config: &Config) -> Vec<SimReading> {
         for &d in &site.devices {
             let dev = &config.registry.devices[d as usize];
             // cameras are simulated live only (service::simulate)
-            if dev.is_camera() {
+            if dev.is_camera() || dev.is_hotline() {
                 continue;
             }
             for metric in &dev.metrics {

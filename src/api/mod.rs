@@ -4,6 +4,7 @@
 //! asks the engine; it never touches a connector.
 
 pub mod auth;
+pub mod hotline;
 pub mod session;
 pub mod ui;
 
@@ -134,6 +135,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deliveries", get(deliveries))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
         .route("/api/v1/stream", get(stream))
+        .route(
+            "/api/v1/hotline/tickets",
+            get(hotline::list_tickets).post(hotline::post_ticket),
+        )
+        .route(
+            "/api/v1/hotline/tickets/{number}/assign",
+            post(hotline::assign_ticket),
+        )
         .route("/api/v1", get(index))
         .route("/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))

@@ -64,6 +64,9 @@ pub struct Site {
     pub location: Location,
     pub params: BTreeMap<String, f64>,
     pub enterprises: Vec<Enterprise>,
+    /// Words of its address that 12345 tickets may name it by (`keywords`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
     /// Indexes into [`Registry::devices`].
     #[serde(skip)]
     pub devices: Vec<u32>,
@@ -95,7 +98,16 @@ impl Device {
     pub fn is_camera(&self) -> bool {
         self.rtsp_url.is_some() || self.kind.as_deref() == Some("camera")
     }
+
+    /// The site's 12345 tickets as a device (`<site>.hotline`, type `hotline`): not a thing in
+    /// the field, so never offline and never simulated.
+    pub fn is_hotline(&self) -> bool {
+        self.kind.as_deref() == Some(HOTLINE)
+    }
 }
+
+/// The type of every site's ticket device.
+pub const HOTLINE: &str = "hotline";
 
 /// All sites and devices, indexed for the hot path (device id -> device, site id -> site).
 #[derive(Clone, Debug, Default)]
@@ -135,9 +147,22 @@ impl Registry {
         idx
     }
 
-    /// Add a site whose devices were just added; returns its index.
-    pub(crate) fn push_site(&mut self, s: Site, pos: Pos) -> u32 {
+    /// Add a site whose devices were just added, and its ticket device; returns its index.
+    pub(crate) fn push_site(&mut self, mut s: Site, pos: Pos) -> u32 {
         let idx = self.sites.len() as u32;
+        let hotline = self.push_device(Device {
+            id: crate::hotline::device_of(&s.id),
+            site: idx,
+            metrics: crate::hotline::CONCERNS
+                .iter()
+                .map(|c| format!("tickets.{c}"))
+                .collect(),
+            kind: Some(HOTLINE.into()),
+            hj212_mn: None,
+            rtsp_url: None,
+            rtsp_secret: None,
+        });
+        s.devices.push(hotline);
         self.site_index.intern(&s.id);
         self.site_pos.push(pos);
         self.sites.push(s);
@@ -161,6 +186,7 @@ const SITE_FIELDS: &[&str] = &[
     "location",
     "params",
     "enterprises",
+    "keywords",
     "devices",
 ];
 /// The health readings every camera's stream gives (see `yujing_connectors::rtsp`).
@@ -433,6 +459,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                 location,
                 params,
                 enterprises,
+                keywords: o.strings("keywords").into_iter().map(|k| k.v).collect(),
                 devices,
             },
             id.pos,

@@ -173,6 +173,7 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
                     location: Location::default(),
                     params: BTreeMap::new(),
                     enterprises: Vec::new(),
+                    keywords: Vec::new(),
                     devices: Vec::new(),
                 },
                 pos: Pos {
@@ -365,7 +366,7 @@ cs-01,工地,construction,zjj,29.1,119.7,cs-01-dust,dust,pm10;tsp,,91330100MA27X
             ("rv-01", SiteKind::Water, 2)
         );
         assert_eq!(rv.params["warning_level_m"], 42.5);
-        assert_eq!(rv.devices.len(), 2);
+        assert_eq!(rv.devices.len(), 3, "two devices and the ticket device");
         let d = reg.device("cs-01-dust").expect("device");
         assert_eq!(reg.devices[d as usize].metrics, vec!["pm10", "tsp"]);
         assert_eq!(reg.devices[d as usize].site, 1);

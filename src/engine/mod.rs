@@ -257,7 +257,8 @@ impl Engine {
                             let provides = metrics.is_empty()
                                 || dev.metrics.iter().any(|m| metrics.contains(m));
                             let allowed = devices.as_ref().is_none_or(|ds| ds.contains(&d));
-                            if provides && allowed && !dev.metrics.is_empty() {
+                            // a site's tickets are not a device that can go silent
+                            if provides && allowed && !dev.metrics.is_empty() && !dev.is_hotline() {
                                 watched.push(d);
                             }
                         }
@@ -342,6 +343,11 @@ impl Engine {
     /// Register (or look up) an input source for watermarking.
     pub fn source(&mut self, name: &str) -> usize {
         self.wm.source(name)
+    }
+
+    /// A source that never holds event time back (see [`watermark::Watermarks::passive_source`]).
+    pub fn passive_source(&mut self, name: &str) -> usize {
+        self.wm.passive_source(name)
     }
 
     pub fn watermark(&self) -> Ts {

@@ -10,6 +10,8 @@ struct Source {
     name: String,
     max_ts: Ts,
     last_arrival: Ts,
+    /// Never holds event time back (12345 tickets: rare, and placed at or after the watermark).
+    passive: bool,
 }
 
 #[derive(Debug)]
@@ -44,8 +46,17 @@ impl Watermarks {
             name: name.to_string(),
             max_ts: Ts::MIN,
             last_arrival: Ts::MIN,
+            passive: false,
         });
         self.sources.len() - 1
+    }
+
+    /// A source whose events never hold event time back nor move it forward: they fall into
+    /// windows still open, and the other sources decide when those close.
+    pub fn passive_source(&mut self, name: &str) -> usize {
+        let i = self.source(name);
+        self.sources[i].passive = true;
+        i
     }
 
     pub fn current(&self) -> Ts {
@@ -61,6 +72,9 @@ impl Watermarks {
     #[inline]
     pub fn observe(&mut self, src: usize, ts: Ts, arrival: Ts) -> Ts {
         let s = &mut self.sources[src];
+        if s.passive {
+            return self.current;
+        }
         if arrival > s.last_arrival {
             s.last_arrival = arrival;
         }
@@ -96,7 +110,8 @@ impl Watermarks {
         self.recompute();
         let heard = self.sources.iter().any(|s| s.last_arrival != Ts::MIN);
         let all_idle = self.sources.iter().all(|s| {
-            s.last_arrival == Ts::MIN
+            s.passive
+                || s.last_arrival == Ts::MIN
                 || now_arrival.saturating_sub(s.last_arrival) > self.idle_timeout
         });
         if heard && all_idle {

@@ -50,6 +50,13 @@ pub struct ReloadResult {
 pub enum Request {
     /// Every site's view, with up to this many minutes of history per series.
     Sites(usize, oneshot::Sender<Vec<SiteView>>),
+    /// A 12345 ticket now matched to a site: it counts in the rules (`tickets.<concern>`).
+    Ticket {
+        site: String,
+        concern: String,
+        received_at: Ts,
+        done: oneshot::Sender<()>,
+    },
     Reload(String, oneshot::Sender<ReloadResult>),
 }
 
@@ -263,6 +270,7 @@ pub struct Pipeline {
     source: usize,
     source_hj212: usize,
     source_camera: usize,
+    source_hotline: usize,
     /// Engine counters already exported: (readings, windows closed).
     exported: (u64, u64),
 }
@@ -284,9 +292,10 @@ impl Pipeline {
         let source = engine.source("mqtt");
         let source_hj212 = engine.source("hj212");
         let source_camera = engine.source("camera");
+        let source_hotline = engine.passive_source("hotline");
         // every connector's counters exist from the start (at 0), so dashboards and alerts on
         // them see a series before the first rejection
-        for c in ["mqtt", "hj212", "camera"] {
+        for c in ["mqtt", "hj212", "camera", "hotline"] {
             metrics.readings.with_label_values(&[c]);
             for r in RejectReason::ALL {
                 metrics.rejected.with_label_values(&[c, r.as_str()]);
@@ -310,6 +319,7 @@ impl Pipeline {
             source,
             source_hj212,
             source_camera,
+            source_hotline,
             exported: (0, 0),
         }
     }
@@ -398,6 +408,15 @@ impl Pipeline {
             Request::Sites(points, reply) => {
                 let _ = reply.send(self.sites(points));
             }
+            Request::Ticket {
+                site,
+                concern,
+                received_at,
+                done,
+            } => {
+                self.on_ticket(&site, &concern, received_at).await;
+                let _ = done.send(());
+            }
             Request::Reload(trigger, reply) => {
                 let res = self.reload(&trigger).await;
                 let _ = reply.send(res);
@@ -446,6 +465,7 @@ impl Pipeline {
                 self.source = self.engine.source("mqtt");
                 self.source_hj212 = self.engine.source("hj212");
                 self.source_camera = self.engine.source("camera");
+                self.source_hotline = self.engine.passive_source("hotline");
                 self.config_tx.send_replace(cfg);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(kept, reset, trigger, "configuration reloaded");
@@ -572,6 +592,29 @@ impl Pipeline {
                 }
             };
             doc["departments"] = serde_json::json!(resolved.departments);
+            // tickets that counted: their numbers are evidence
+            let concerns: Vec<&str> = t_concerns(&cfg.rules[t.rule]);
+            if !concerns.is_empty() {
+                let found = self
+                    .store
+                    .tickets(&crate::store::tickets::TicketFilter {
+                        site: Some(site.id.clone()),
+                        from: Some(t.window.0),
+                        to: Some(t.window.1),
+                        limit: 100,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_default();
+                let numbers: Vec<&str> = found
+                    .iter()
+                    .filter(|x| x.fed && concerns.contains(&x.concern.as_str()))
+                    .map(|x| x.number.as_str())
+                    .collect();
+                if !numbers.is_empty() {
+                    doc["evidence"]["tickets"] = serde_json::json!(numbers);
+                }
+            }
             let mut deliveries = Vec::new();
             for d in &resolved.departments {
                 for c in cfg.routes.channels_of(d) {
@@ -809,6 +852,40 @@ impl Pipeline {
         }
         self.deferred("hj212", peer, data.as_bytes()).await;
         true
+    }
+
+    /// A matched ticket: one reading of the site's ticket device.
+    async fn on_ticket(&mut self, site: &str, concern: &str, received_at: Ts) {
+        let before = self.counts();
+        let now = now_ms();
+        let device = crate::hotline::device_of(site);
+        let metric = format!("tickets.{concern}");
+        // tickets reach yujing late (the hotline centre forwards them): one received before
+        // the windows still open counts in the newest of them instead of being lost as late
+        let received_at = received_at.max(self.engine.watermark());
+        let r = crate::event::ReadingRef {
+            site: Some(site),
+            device: &device,
+            metric: &metric,
+            value: 1.0,
+            ts: received_at,
+            arrival: now,
+            source: self.source_hotline,
+        };
+        if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r, "hotline") {
+            if reason == RejectReason::Late {
+                self.metrics.late.inc();
+            }
+            let detail = format!("{device} {metric} at {received_at}");
+            self.dead
+                .write("hotline", reason, &detail, site, metric.as_bytes())
+                .await;
+        }
+        self.deferred("hotline", site, b"").await;
+        if !self.engine.transitions.is_empty() {
+            self.flush(now).await;
+        }
+        self.attribute("hotline", before);
     }
 
     /// Rejections the engine decided after the fact (held readings it did not confirm).
@@ -1097,6 +1174,7 @@ impl Pipeline {
                 devices: s
                     .devices
                     .iter()
+                    .filter(|&&d| !cfg.registry.devices[d as usize].is_hotline())
                     .map(|&d| {
                         let dev = &cfg.registry.devices[d as usize];
                         let readings: Vec<LatestReading> = self
@@ -1164,6 +1242,17 @@ impl Pipeline {
                     .collect(),
             })
             .collect()
+    }
+}
+
+/// The ticket concerns a rule counts (`tickets.<concern>` metrics of its conditions).
+fn t_concerns(rule: &crate::config::rules::Rule) -> Vec<&str> {
+    match &rule.body {
+        crate::config::rules::Body::Threshold { conds, .. } => conds
+            .iter()
+            .filter_map(|c| c.metric.strip_prefix("tickets."))
+            .collect(),
+        crate::config::rules::Body::Absence { .. } => Vec::new(),
     }
 }
 

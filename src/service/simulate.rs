@@ -50,7 +50,7 @@ pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<Out> {
     for site in &config.registry.sites {
         for &d in &site.devices {
             let dev = &config.registry.devices[d as usize];
-            if dev.is_camera() {
+            if dev.is_camera() || dev.is_hotline() {
                 continue;
             }
             let mut values = Vec::new();
@@ -309,7 +309,7 @@ mod tests {
             .registry
             .devices
             .iter()
-            .filter(|d| !d.metrics.is_empty() && !d.is_camera())
+            .filter(|d| !d.metrics.is_empty() && !d.is_camera() && !d.is_hotline())
             .count();
         assert_eq!(msgs.len(), devices);
         let Out::Mqtt(topic, payload) = &msgs[0] else {

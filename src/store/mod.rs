@@ -18,7 +18,12 @@ use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+pub mod tickets;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "tickets", include_str!("migrations/0002_tickets.sql")),
+];
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -1035,7 +1040,7 @@ mod tests {
     #[tokio::test]
     async fn a_transition_stored_twice_is_stored_once() {
         let (_d, s) = store().await;
-        assert_eq!(s.schema_version().await.expect("version"), 1);
+        assert_eq!(s.schema_version().await.expect("version"), 2);
         let t = transition(TransitionKind::Raise, 0, Level::Red);
         assert_eq!(
             s.record(std::slice::from_ref(&t), 100)

@@ -1,0 +1,294 @@
+//! 12345 tickets in the store: one row per ticket number; an update changes that row.
+
+use super::{Store, StoreError};
+use crate::hotline::Ticket;
+use crate::time::Ts;
+use serde::Serialize;
+use sqlx::Row;
+
+/// A stored ticket, as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TicketRow {
+    pub number: String,
+    pub channel: Option<String>,
+    pub category: Option<String>,
+    pub concern: String,
+    pub received_at: Option<Ts>,
+    pub credit_code: Option<String>,
+    pub enterprise: Option<String>,
+    pub industry: Option<String>,
+    pub department: Option<String>,
+    pub address: Option<String>,
+    pub content: Option<String>,
+    pub status: Option<String>,
+    pub result: Option<String>,
+    pub site: Option<String>,
+    pub matched_by: Option<String>,
+    pub problems: Vec<String>,
+    pub fed: bool,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+    pub updates: i64,
+}
+
+/// Which tickets to list.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    pub site: Option<String>,
+    /// Only those without a site.
+    pub unmatched: bool,
+    /// Only those of these sites (a department's).
+    pub sites: Option<Vec<String>>,
+    pub from: Option<Ts>,
+    pub to: Option<Ts>,
+    pub concern: Option<String>,
+    pub limit: i64,
+}
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> Result<TicketRow, StoreError> {
+    let problems: String = r.try_get("problems")?;
+    Ok(TicketRow {
+        number: r.try_get("number")?,
+        channel: r.try_get("channel")?,
+        category: r.try_get("category")?,
+        concern: r.try_get("concern")?,
+        received_at: r.try_get("received_at")?,
+        credit_code: r.try_get("credit_code")?,
+        enterprise: r.try_get("enterprise")?,
+        industry: r.try_get("industry")?,
+        department: r.try_get("department")?,
+        address: r.try_get("address")?,
+        content: r.try_get("content")?,
+        status: r.try_get("status")?,
+        result: r.try_get("result")?,
+        site: r.try_get("site")?,
+        matched_by: r.try_get("matched_by")?,
+        problems: serde_json::from_str(&problems).unwrap_or_default(),
+        fed: r.try_get::<i64, _>("fed")? != 0,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        updates: r.try_get("updates")?,
+    })
+}
+
+impl Store {
+    /// Store a ticket, or update the one with its number (what it says now replaces what it
+    /// said; a site it was matched or assigned to stays). Returns the stored row and whether it
+    /// now has a site it has not been counted for yet (then it is marked counted).
+    pub async fn put_ticket(&self, t: &Ticket, now: Ts) -> Result<(TicketRow, bool), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let problems = serde_json::to_string(&t.problems).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO tickets (number, channel, category, concern, received_at, credit_code, enterprise, \
+             industry, department, address, content, status, result, site, matched_by, problems, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17) \
+             ON CONFLICT (number) DO UPDATE SET \
+               channel = coalesce(excluded.channel, channel), category = coalesce(excluded.category, category), \
+               concern = CASE WHEN excluded.category IS NULL THEN concern ELSE excluded.concern END, \
+               received_at = coalesce(excluded.received_at, received_at), \
+               credit_code = coalesce(excluded.credit_code, credit_code), enterprise = coalesce(excluded.enterprise, enterprise), \
+               industry = coalesce(excluded.industry, industry), department = coalesce(excluded.department, department), \
+               address = coalesce(excluded.address, address), content = coalesce(excluded.content, content), \
+               status = coalesce(excluded.status, status), result = coalesce(excluded.result, result), \
+               site = coalesce(site, excluded.site), matched_by = coalesce(matched_by, excluded.matched_by), \
+               problems = excluded.problems, updated_at = excluded.updated_at, updates = updates + 1",
+        )
+        .bind(&t.number)
+        .bind(&t.channel)
+        .bind(&t.category)
+        .bind(t.concern)
+        .bind(t.received_at)
+        .bind(&t.credit_code)
+        .bind(&t.enterprise)
+        .bind(&t.industry)
+        .bind(&t.department)
+        .bind(&t.address)
+        .bind(&t.content)
+        .bind(&t.status)
+        .bind(&t.result)
+        .bind(&t.site)
+        .bind(t.matched_by)
+        .bind(&problems)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let feed = Self::mark_fed(&mut tx, &t.number).await?;
+        let r = sqlx::query("SELECT * FROM tickets WHERE number = ?1")
+            .bind(&t.number)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((row(&r)?, feed))
+    }
+
+    /// Mark a ticket counted if it has a site and a time and was not counted yet.
+    async fn mark_fed(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        number: &str,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE tickets SET fed = 1 WHERE number = ?1 AND fed = 0 AND site IS NOT NULL AND received_at IS NOT NULL",
+        )
+        .bind(number)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// An operator assigns an unmatched (or wrongly matched, not yet counted) ticket to a site.
+    /// `None` if there is no such ticket; else the row and whether it is now to be counted.
+    pub async fn assign_ticket(
+        &self,
+        number: &str,
+        site: &str,
+        now: Ts,
+    ) -> Result<Option<(TicketRow, bool)>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(
+            "UPDATE tickets SET site = ?2, matched_by = 'manual', updated_at = ?3 WHERE number = ?1 AND fed = 0",
+        )
+        .bind(number)
+        .bind(site)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let feed = n == 1 && Self::mark_fed(&mut tx, number).await?;
+        let r = sqlx::query("SELECT * FROM tickets WHERE number = ?1")
+            .bind(number)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        r.map(|r| row(&r).map(|t| (t, feed))).transpose()
+    }
+
+    pub async fn ticket(&self, number: &str) -> Result<Option<TicketRow>, StoreError> {
+        let r = sqlx::query("SELECT * FROM tickets WHERE number = ?1")
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| row(&r)).transpose()
+    }
+
+    /// Tickets, newest first.
+    pub async fn tickets(&self, f: &TicketFilter) -> Result<Vec<TicketRow>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM tickets WHERE 1 = 1");
+        if f.unmatched {
+            q.push(" AND site IS NULL");
+        }
+        if let Some(s) = &f.site {
+            q.push(" AND site = ").push_bind(s.clone());
+        }
+        if let Some(sites) = &f.sites {
+            q.push(" AND site IN (");
+            let mut sep = q.separated(", ");
+            for s in sites {
+                sep.push_bind(s.clone());
+            }
+            sep.push_unseparated(")");
+            if sites.is_empty() {
+                q.push(" AND 0");
+            }
+        }
+        if let Some(c) = &f.concern {
+            q.push(" AND concern = ").push_bind(c.clone());
+        }
+        if let Some(t) = f.from {
+            q.push(" AND received_at >= ").push_bind(t);
+        }
+        if let Some(t) = f.to {
+            q.push(" AND received_at <= ").push_bind(t);
+        }
+        q.push(" ORDER BY coalesce(received_at, created_at) DESC LIMIT ")
+            .push_bind(f.limit.clamp(1, 1000));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::hotline::{check, TicketIn};
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_ticket_is_stored_updated_and_assigned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("t.db"), false)
+            .await
+            .expect("store");
+        let reg = crate::config::sites::load(
+            "sites.yaml",
+            "sites:\n  - {id: cs-01, name: 工地, kind: construction, department: zjj, keywords: [东湖路]}\n",
+        )
+        .expect("sites");
+        let t = |json: &str| {
+            let t: TicketIn = serde_json::from_str(json).expect("json");
+            check(t, &reg, chrono_tz::UTC, 1_800_000_000_000).expect("kept")
+        };
+        // unmatched: kept, not counted
+        let (r, feed) = s
+            .put_ticket(&t(r#"{"number":"T1","category":"噪声","content":"很吵","received_at":1795000000000}"#), 1)
+            .await
+            .expect("put");
+        assert_eq!((r.site.as_deref(), feed, r.updates), (None, false, 0));
+        let unmatched = s
+            .tickets(&super::TicketFilter {
+                unmatched: true,
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(unmatched.len(), 1);
+        // an operator assigns it: counted once
+        let (r, feed) = s
+            .assign_ticket("T1", "cs-01", 2)
+            .await
+            .expect("assign")
+            .expect("exists");
+        assert_eq!(
+            (r.site.as_deref(), r.matched_by.as_deref(), feed),
+            (Some("cs-01"), Some("manual"), true)
+        );
+        assert!(s
+            .assign_ticket("T1", "cs-01", 3)
+            .await
+            .expect("again")
+            .is_some_and(|(_, f)| !f));
+        // an update of the same ticket: status and result change, the site stays, not counted again
+        let (r, feed) = s
+            .put_ticket(
+                &t(r#"{"number":"T1","status":"已办结","result":"已责令停止夜间施工"}"#),
+                4,
+            )
+            .await
+            .expect("update");
+        assert_eq!(
+            (r.site.as_deref(), feed, r.updates),
+            (Some("cs-01"), false, 1)
+        );
+        assert_eq!(r.status.as_deref(), Some("已办结"));
+        assert_eq!(
+            r.content.as_deref(),
+            Some("很吵"),
+            "what the update did not say stays"
+        );
+        // matched on arrival: counted at once
+        let (r, feed) = s
+            .put_ticket(&t(r#"{"number":"T2","category":"扬尘","content":"东湖路工地灰大","received_at":1795000000000}"#), 5)
+            .await
+            .expect("put");
+        assert_eq!((r.site.as_deref(), feed), (Some("cs-01"), true));
+        assert_eq!(
+            s.ticket("T2").await.expect("get").map(|t| t.concern),
+            Some("dust".into())
+        );
+        assert!(s
+            .assign_ticket("nope", "cs-01", 6)
+            .await
+            .expect("none")
+            .is_none());
+    }
+}
