@@ -210,6 +210,38 @@ try {
   await accessible(adm.page, "admin page");
   await shot(adm.page, "09-admin");
 
+  // ---- 12345 tickets: an unmatched one is assigned by the operator ----
+  const posted = await op.page.evaluate(async () => {
+    const post = (body) => fetch("/api/v1/hotline/tickets", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": S.me.csrf },
+      body: JSON.stringify(body),
+    }).then((r) => r.status);
+    const now = Date.now();
+    return [
+      await post({ number: "UI-0001", channel: "phone", category: "夜间施工噪声", received_at: now, content: "工地半夜施工，地址不详", address: "不详" }),
+      await post({ number: "UI-0002", channel: "app", category: "扬尘", received_at: now, content: "东湖路工地灰尘大", address: "东湖路" }),
+    ];
+  });
+  ok(posted[0] === 201 && posted[1] === 201, `the operator's session posts tickets (${posted})`);
+  await op.page.goto(`${URL}/#/tickets?unmatched=1`);
+  const row = op.page.locator('tr[data-number="UI-0001"]');
+  await row.waitFor();
+  ok(await op.page.locator('tr[data-number="UI-0002"]').count() === 0, "the unmatched list holds only tickets without a site");
+  await accessible(op.page, "tickets page");
+  await shot(op.page, "11-tickets-unmatched");
+  await row.getByLabel("分配到站点").selectOption("cs-01");
+  await row.getByRole("button", { name: "分配" }).click();
+  await op.page.getByText("已分配: UI-0001 → cs-01").waitFor();
+  ok(true, "the operator assigns an unmatched ticket to a site");
+  await zjj.page.goto(`${URL}/#/tickets`);
+  await zjj.page.locator('tr[data-number="UI-0001"]').waitFor();
+  ok(await zjj.page.locator('tr[data-number="UI-0002"]').count() === 1, "the department sees its sites' tickets, matched by address too");
+  await zjj.page.goto(`${URL}/#/site/cs-01`);
+  await zjj.page.locator('#site-tickets tr[data-number="UI-0001"]').waitFor();
+  ok(true, "the site page lists its tickets");
+  await shot(zjj.page, "12-site-tickets");
+
   // ---- English ----
   await op.page.getByRole("button", { name: "English" }).click();
   await op.page.getByRole("link", { name: "Warnings" }).waitFor();

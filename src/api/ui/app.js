@@ -19,7 +19,7 @@ const I18N = {
     latest: "最新数据", "dev.online": "在线", "dev.offline": "离线", "dev.unseen": "未上报",
     "stream.playing": "视频正常", "stream.lost": "视频中断", "stream.connecting": "连接中",
     "site.charts": "近两小时数据", "site.warnings": "未办结预警", "site.none": "暂无", "site.events": "摄像机事件",
-    "site.thresholds": "虚线为规则阈值", "site.tickets": "12345热线工单：待热线接入后显示",
+    "site.thresholds": "虚线为规则阈值",
     "w.message": "内容", "w.value": "数值", "w.threshold": "阈值", "w.window": "时间窗", "w.evidence": "依据",
     "w.timeline": "处置时间线", "w.deadlines": "时限", "w.ack_due": "签收时限", "w.handle_due": "处置时限",
     "w.ack": "签收", "w.feedback": "反馈处置情况", "w.measures": "采取的措施", "w.result": "处置结果",
@@ -34,6 +34,11 @@ const I18N = {
     "admin.reload.now": "重新加载配置", "admin.rules": "已加载的规则", "admin.tests": "规则测试",
     "admin.tests.run": "运行规则测试", "admin.tests.result": "通过 {p} 个，失败 {f} 个",
     "admin.file": "文件", "admin.window": "时间窗", "admin.kept": "保留状态 {k} 条，重置 {r} 条",
+    "nav.tickets": "热线工单", "tk.title": "12345热线工单", "tk.unmatched": "只看未匹配站点的工单", "tk.number": "工单号",
+    "tk.received": "受理时间", "tk.category": "类别", "tk.object": "被反映对象", "tk.content": "内容", "tk.problems": "问题",
+    "tk.none": "暂无工单", "tk.nosite": "未匹配", "tk.assign": "分配到站点", "tk.assign.go": "分配", "tk.assigned": "已分配",
+    "tk.by.credit_code": "按信用代码", "tk.by.site": "按站点编号", "tk.by.keyword": "按地址关键词", "tk.by.manual": "人工分配",
+    "site.tickets.title": "12345热线工单",
     loading: "加载中…", "live.on": "实时连接", "live.off": "实时连接中断，正在重连", error: "出错了",
   },
   en: {
@@ -52,7 +57,7 @@ const I18N = {
     latest: "Latest", "dev.online": "online", "dev.offline": "offline", "dev.unseen": "not heard from",
     "stream.playing": "video playing", "stream.lost": "video lost", "stream.connecting": "connecting",
     "site.charts": "The last two hours", "site.warnings": "Warnings not closed", "site.none": "None", "site.events": "Camera events",
-    "site.thresholds": "Dashed lines: rule thresholds", "site.tickets": "12345 hotline tickets: shown once the hotline is connected",
+    "site.thresholds": "Dashed lines: rule thresholds",
     "w.message": "Message", "w.value": "Value", "w.threshold": "Threshold", "w.window": "Window", "w.evidence": "Evidence",
     "w.timeline": "Timeline", "w.deadlines": "Deadlines", "w.ack_due": "Acknowledge by", "w.handle_due": "Handle by",
     "w.ack": "Acknowledge", "w.feedback": "Report what was done", "w.measures": "Measures taken", "w.result": "Result",
@@ -67,6 +72,11 @@ const I18N = {
     "admin.reload.now": "Reload the configuration", "admin.rules": "Loaded rules", "admin.tests": "Rule tests",
     "admin.tests.run": "Run the rule tests", "admin.tests.result": "{p} passed, {f} failed",
     "admin.file": "File", "admin.window": "Window", "admin.kept": "{k} kept their state, {r} started afresh",
+    "nav.tickets": "Hotline", "tk.title": "12345 hotline tickets", "tk.unmatched": "Only tickets without a site", "tk.number": "Number",
+    "tk.received": "Received", "tk.category": "Category", "tk.object": "Reported", "tk.content": "Content", "tk.problems": "Problems",
+    "tk.none": "No tickets", "tk.nosite": "no site", "tk.assign": "Assign to site", "tk.assign.go": "Assign", "tk.assigned": "Assigned",
+    "tk.by.credit_code": "by credit code", "tk.by.site": "by site id", "tk.by.keyword": "by address", "tk.by.manual": "by hand",
+    "site.tickets.title": "12345 hotline tickets",
     loading: "Loading…", "live.on": "live", "live.off": "live stream lost, reconnecting", error: "Error",
   },
 };
@@ -132,7 +142,7 @@ function applyChrome() {
   $("#logout").hidden = !logged;
   $("#user").textContent = logged ? `${S.me.name} · ${S.me.department ? depName(S.me.department) : S.me.role}` : "";
   for (const a of document.querySelectorAll("[data-role=staff]")) a.hidden = !logged || !!S.me.department;
-  const route = location.hash.split("/")[1] || "board";
+  const route = location.hash.split("?")[0].split("/")[1] || "board";
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#/${route}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -405,7 +415,9 @@ async function site(id) {
     <h2>${esc(t("site.charts"))}</h2><p class="muted">${esc(t("site.thresholds"))}</p>
     <div class="grid">${charts || `<p class="muted">${esc(t("site.none"))}</p>`}</div>
     ${events ? `<h2>${esc(t("site.events"))}</h2><table><tbody>${events}</tbody></table>` : ""}
-    <p class="muted">${esc(t("site.tickets"))}</p>`;
+    <h2>${esc(t("site.tickets.title"))}</h2><div id="site-tickets"></div>`;
+  const tk = await api(`/api/v1/hotline/tickets?site=${encodeURIComponent(id)}&limit=50`);
+  if (tk.ok && $("#site-tickets")) $("#site-tickets").innerHTML = ticketTable(tk.data.items, false, "");
 }
 
 async function warning(id) {
@@ -470,6 +482,51 @@ function detailText(d) {
     .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ");
 }
 
+function ticketRows(items, staffView, siteOptions) {
+  return items.map((k) => `<tr data-number="${esc(k.number)}">
+    <td><code>${esc(k.number)}</code><div class="muted">${esc(k.channel || "")}</div></td>
+    <td>${esc(time(k.received_at))}</td>
+    <td>${esc(k.category || "")}<div class="muted">${esc(k.concern)}</div></td>
+    <td>${k.site ? `<a href="#/site/${encodeURIComponent(k.site)}">${esc(k.site)}</a><div class="muted">${esc(t("tk.by." + k.matched_by))}</div>` : `<span class="st st-open">${esc(t("tk.nosite"))}</span>`}
+      ${!k.site && staffView ? `<form class="assign"><label>${esc(t("tk.assign"))}<select name="site">${siteOptions}</select></label><button type="submit">${esc(t("tk.assign.go"))}</button></form>` : ""}</td>
+    <td>${esc(k.enterprise || "")}<div class="muted">${esc(k.credit_code || "")} ${esc(k.industry || "")}</div></td>
+    <td>${esc(k.content || "")}<div class="muted">${esc(k.status || "")} ${esc(k.result || "")}</div></td>
+    <td>${(k.problems || []).map((p) => `<div class="error">${esc(p)}</div>`).join("")}</td></tr>`).join("");
+}
+
+function ticketTable(items, staffView, siteOptions) {
+  if (!items.length) return `<p class="muted">${esc(t("tk.none"))}</p>`;
+  return `<table><thead><tr><th scope="col">${esc(t("tk.number"))}</th><th scope="col">${esc(t("tk.received"))}</th><th scope="col">${esc(t("tk.category"))}</th><th scope="col">${esc(t("site"))}</th><th scope="col">${esc(t("tk.object"))}</th><th scope="col">${esc(t("tk.content"))}</th><th scope="col">${esc(t("tk.problems"))}</th></tr></thead>
+    <tbody id="ticket-rows">${ticketRows(items, staffView, siteOptions)}</tbody></table>`;
+}
+
+async function tickets(notice) {
+  document.title = `${t("tk.title")} · yujing`;
+  const staffView = !S.me.department;
+  const only = new URLSearchParams(location.hash.split("?")[1] || "").get("unmatched") === "1";
+  main().innerHTML = `<h1>${esc(t("tk.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
+  const [r, sitesRes] = await Promise.all([
+    api(`/api/v1/hotline/tickets?limit=500${only ? "&unmatched=true" : ""}`),
+    staffView ? api("/api/v1/sites") : Promise.resolve({ ok: true, data: { items: [] } }),
+  ]);
+  if (!r.ok) return failed(r);
+  const siteOptions = (sitesRes.data?.items || []).map((x) => `<option value="${esc(x.id)}">${esc(x.name)} (${esc(x.id)})</option>`).join("");
+  main().innerHTML = `<h1>${esc(t("tk.title"))}</h1>
+    ${staffView ? `<p><label><input type="checkbox" id="only-unmatched"${only ? " checked" : ""}> ${esc(t("tk.unmatched"))}</label></p>` : ""}
+    <div id="assign-result" role="status">${notice || ""}</div>
+    ${ticketTable(r.data.items, staffView, siteOptions)}`;
+  $("#only-unmatched")?.addEventListener("change", (e) => { location.hash = e.target.checked ? "#/tickets?unmatched=1" : "#/tickets"; });
+  for (const f of document.querySelectorAll("form.assign")) {
+    f.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const number = f.closest("tr").dataset.number;
+      const res = await api(`/api/v1/hotline/tickets/${encodeURIComponent(number)}/assign`, { method: "POST", body: { site: f.site.value } });
+      if (res.ok) tickets(`<p class="ok">${esc(t("tk.assigned"))}: ${esc(number)} → ${esc(res.data.site)}</p>`);
+      else $("#assign-result").innerHTML = `<p class="error" role="alert">${esc(res.data?.error || t("error"))}</p>`;
+    });
+  }
+}
+
 async function admin() {
   document.title = `${t("admin.title")} · yujing`;
   main().innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
@@ -515,13 +572,14 @@ function failed(r) {
 async function route() {
   if (!S.me) return showLogin();
   applyChrome();
-  const [, name, arg] = location.hash.split("/");
+  const [, name, arg] = location.hash.split("?")[0].split("/");
   const id = arg ? decodeURIComponent(arg) : "";
   switch (name || "board") {
     case "sites": await sites(); break;
     case "site": await site(id); break;
     case "warning": await warning(id); break;
     case "admin": await admin(); break;
+    case "tickets": await tickets(); break;
     default: await board();
   }
   main().focus({ preventScroll: true });
