@@ -242,7 +242,8 @@ fn replay_dead_letters_bad_input_and_carries_on() {
         "2026-11-28T10:32:00+08:00,sa-02,sa-02-gate,visitors,{}",
         "9".repeat(70_000)
     ));
-    lines.push("2026-11-28T10:00:00+08:00,sa-02,sa-02-gate,visitors,9000".into()); // late
+    // late for every rule on visitors, the 2-hour windows of crowding_complaints included
+    lines.push("2026-11-28T08:00:00+08:00,sa-02,sa-02-gate,visitors,9000".into());
     lines.push("2026-11-28T10:33:00+08:00,sa-02,sa-02-gate,visitors,7300".into());
     std::fs::write(&input, lines.join("\n")).expect("write");
     let out_path = dir.path().join("w.jsonl");
