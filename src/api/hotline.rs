@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::config::service::Role;
-use crate::hotline::{check, TicketIn};
+use crate::hotline::TicketIn;
 use crate::service::pipeline::Request;
 use crate::store::now_ms;
 use crate::store::tickets::{TicketFilter, TicketRow};
@@ -62,35 +62,16 @@ pub async fn post_ticket(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     staff(&caller)?;
-    let mut t: TicketIn = serde_json::from_slice(&body)
+    let t: TicketIn = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("not a ticket: {e}")))?;
-    // an update says only what changed: check it together with what the ticket said before
-    if let Some(old) = st.store.ticket(t.number.trim()).await? {
-        let keep = |new: &mut Option<String>, old: Option<String>| {
-            if new.is_none() {
-                *new = old;
-            }
-        };
-        keep(&mut t.channel, old.channel);
-        keep(&mut t.category, old.category);
-        keep(&mut t.credit_code, old.credit_code);
-        keep(&mut t.enterprise, old.enterprise);
-        keep(&mut t.industry, old.industry);
-        keep(&mut t.department, old.department);
-        keep(&mut t.address, old.address);
-        keep(&mut t.content, old.content);
-        keep(&mut t.status, old.status);
-        keep(&mut t.result, old.result);
-        keep(&mut t.site, old.site);
-        if t.received_at.is_none() {
-            t.received_at = old.received_at.map(|ms| json!(ms));
-        }
-    }
     let cfg = st.config.borrow().clone();
     let tz = cfg.settings.timezone;
-    let now = now_ms();
-    let t = check(t, &cfg.registry, tz, now).map_err(ApiError::BadRequest)?;
-    let (row, feed) = st.store.put_ticket(&t, now).await?;
+    let (row, feed) = crate::hotline::ingest(&st.store, &cfg.registry, tz, t, now_ms())
+        .await
+        .map_err(|e| match e {
+            crate::hotline::IngestError::Bad(m) => ApiError::BadRequest(m),
+            crate::hotline::IngestError::Store(e) => e.into(),
+        })?;
     if feed {
         count(&st, &row).await?;
     }

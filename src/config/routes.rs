@@ -35,10 +35,12 @@ pub enum ChannelKind {
     Dingtalk,
     /// MQTT publish to `yujing/warnings/{department}`.
     Mqtt,
+    /// Kafka: the warning document to `topic`, keyed by site id (idempotent producer).
+    Kafka,
 }
 
 impl ChannelKind {
-    pub const NAMES: [&'static str; 4] = ["webhook", "wecom", "dingtalk", "mqtt"];
+    pub const NAMES: [&'static str; 5] = ["webhook", "wecom", "dingtalk", "mqtt", "kafka"];
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
     }
@@ -48,6 +50,7 @@ impl ChannelKind {
             "wecom" => Some(ChannelKind::Wecom),
             "dingtalk" => Some(ChannelKind::Dingtalk),
             "mqtt" => Some(ChannelKind::Mqtt),
+            "kafka" => Some(ChannelKind::Kafka),
             _ => None,
         }
     }
@@ -60,6 +63,8 @@ pub struct Channel {
     pub url: Option<String>,
     /// Name of the secret in yujing.toml `[secrets]` (webhook HMAC key, DingTalk signing key).
     pub secret: Option<String>,
+    /// Kafka channels: the topic (default `yujing.warnings`).
+    pub topic: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -258,7 +263,7 @@ pub fn load_all(file: &str, text: &str, registry: &Registry) -> (Routes, Vec<Dia
     };
     if let Some(n) = top.node("channels") {
         for c in ctx.seq(n, "channels") {
-            let Some(o) = ctx.obj(c, "channel", &["id", "type", "url", "secret"]) else {
+            let Some(o) = ctx.obj(c, "channel", &["id", "type", "url", "secret", "topic"]) else {
                 continue;
             };
             let (Some(id), Some(kind)) = (o.req_string("id"), o.req_string("type")) else {
@@ -295,13 +300,24 @@ pub fn load_all(file: &str, text: &str, registry: &Registry) -> (Routes, Vec<Dia
                     u.pos,
                     "an mqtt channel publishes to yujing/warnings/{department}: it takes no url",
                 ),
+                (Some(u), ChannelKind::Kafka) => ctx.err(
+                    u.pos,
+                    "a kafka channel sends to its `topic` on the [kafka] brokers: it takes no url",
+                ),
                 _ => {}
+            }
+            let topic = o.string("topic");
+            if let Some(t) = &topic {
+                if k != ChannelKind::Kafka {
+                    ctx.err(t.pos, "only a kafka channel takes a `topic`");
+                }
             }
             routes.channels.push(Channel {
                 id: id.v,
                 kind: k,
                 url: url.map(|u| u.v),
                 secret: o.string("secret").map(|s| s.v),
+                topic: topic.map(|t| t.v),
             });
         }
     }

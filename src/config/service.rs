@@ -36,6 +36,8 @@ pub struct ServiceSettings {
     pub dispatch: DispatchSettings,
     /// The HJ 212 listener, when configured.
     pub hj212: Option<Hj212Settings>,
+    /// Kafka in (readings, tickets) and out (warnings through kafka channels, dead letters).
+    pub kafka: Option<KafkaSettings>,
     pub cameras: CameraSettings,
     /// Secret name -> value (resolved from the environment where the file says so).
     pub secrets: BTreeMap<String, String>,
@@ -92,6 +94,20 @@ pub struct Hj212Settings {
     pub idle_timeout: Millis,
     /// Data flags whose values feed rules (others are dead-lettered as `flagged`).
     pub accept_flags: Vec<char>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Readings as JSON lines (an MQTT payload plus `site` and `device`), keyed by site id.
+    pub readings_topic: Option<String>,
+    /// 12345 tickets as JSON, keyed by site id when known.
+    pub tickets_topic: Option<String>,
+    /// Bad messages go here with the reason in the `yujing-reason` header.
+    pub dead_letter_topic: Option<String>,
+    /// Further librdkafka settings (`[kafka.client]`).
+    pub client: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -161,6 +177,7 @@ impl Default for ServiceSettings {
                 concurrency: 64,
             },
             hj212: None,
+            kafka: None,
             cameras: CameraSettings {
                 enabled: true,
                 health_every: 5_000,
@@ -222,6 +239,18 @@ struct Hj212Toml {
     accept_flags: Option<Vec<String>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaToml {
+    brokers: String,
+    group_id: Option<String>,
+    readings_topic: Option<String>,
+    tickets_topic: Option<String>,
+    dead_letter_topic: Option<String>,
+    #[serde(default)]
+    client: BTreeMap<String, toml::Value>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct CamerasToml {
@@ -260,6 +289,7 @@ struct FileToml {
     #[serde(default)]
     dispatch: DispatchToml,
     hj212: Option<Hj212Toml>,
+    kafka: Option<KafkaToml>,
     #[serde(default)]
     cameras: CamerasToml,
     #[serde(default)]
@@ -395,6 +425,29 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
             max_connections: h.max_connections.unwrap_or(5_000).max(1),
             idle_timeout,
             accept_flags,
+        });
+    }
+    if let Some(k) = parsed.kafka {
+        s.kafka = Some(KafkaSettings {
+            brokers: k.brokers,
+            group_id: k.group_id.unwrap_or_else(|| "yujing".into()),
+            readings_topic: k.readings_topic,
+            tickets_topic: k.tickets_topic,
+            dead_letter_topic: k.dead_letter_topic,
+            client: k
+                .client
+                .into_iter()
+                .map(|(key, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s,
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Float(f) => f.to_string(),
+                        toml::Value::Boolean(b) => b.to_string(),
+                        _ => String::new(),
+                    };
+                    (key, v)
+                })
+                .collect(),
         });
     }
     let c = parsed.cameras;

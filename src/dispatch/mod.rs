@@ -29,6 +29,8 @@ pub struct Dispatcher {
     pub config: watch::Receiver<Arc<Config>>,
     pub http: HttpOut,
     pub mqtt: Option<Publisher>,
+    /// The producer of kafka channels (`[kafka]` in yujing.toml).
+    pub kafka: Option<yujing_connectors::kafka::KafkaProducer>,
     pub metrics: Arc<Metrics>,
     /// Poked when new deliveries are stored.
     pub wake: Arc<Notify>,
@@ -296,6 +298,36 @@ impl Dispatcher {
                     retry: true,
                 })?;
                 Ok("PUBACK".into())
+            }
+            ChannelKind::Kafka => {
+                let Some(p) = &self.kafka else {
+                    return Err(Failure {
+                        error: "no Kafka connection is configured ([kafka] in yujing.toml)".into(),
+                        retry: false,
+                    });
+                };
+                let topic = c.topic.as_deref().unwrap_or("yujing.warnings");
+                // keyed by site id: a site's warnings stay in order on one partition
+                let site = serde_json::from_str::<serde_json::Value>(&item.doc)
+                    .ok()
+                    .and_then(|d| d["site"]["id"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let (partition, offset) = p
+                    .send(
+                        topic,
+                        &site,
+                        item.doc.as_bytes(),
+                        &[
+                            ("yujing-delivery", item.key.as_str()),
+                            ("yujing-department", item.department.as_str()),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| Failure {
+                        error: e.to_string(),
+                        retry: true,
+                    })?;
+                Ok(format!("{topic}/{partition}@{offset}"))
             }
         }
     }

@@ -218,6 +218,7 @@ async fn start_field(
     let mut field = Field {
         hj212: None,
         cameras: None,
+        kafka: None,
     };
     if let Some(h) = &svc.hj212 {
         let listener = tokio::net::TcpListener::bind(&h.listen)
@@ -399,6 +400,34 @@ pub async fn run(opts: Options) -> Result<()> {
         tracing::warn!("no [mqtt] table in yujing.toml: no readings will come in");
     }
 
+    // Kafka: an idempotent producer (kafka channels, dead letters) and the consumer group
+    let mut kafka_out = None;
+    let mut kafka_in = None;
+    if let Some(k) = &svc.kafka {
+        use yujing_connectors::kafka;
+        let kc = kafka::KafkaConfig {
+            brokers: k.brokers.clone(),
+            group_id: k.group_id.clone(),
+            client: k.client.clone().into_iter().collect(),
+        };
+        let timeout = Duration::from_millis(svc.dispatch.timeout.max(1_000) as u64);
+        kafka_out = Some(kafka::KafkaProducer::new(&kc, timeout).context("Kafka producer")?);
+        let topics: Vec<String> = [&k.readings_topic, &k.tickets_topic]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !topics.is_empty() {
+            let (tx, rx) = mpsc::channel(4096);
+            let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
+            watch_link(metrics.clone(), "kafka", state_rx);
+            let (acker, handle) = kafka::subscribe(&kc, &topics, tx, state_tx, stop_source.clone())
+                .context("Kafka consumer")?;
+            tracing::info!(brokers = %k.brokers, group = %k.group_id, ?topics, "Kafka consumer up");
+            kafka_in = Some((rx, acker, handle));
+        }
+    }
+
     // the engine, resumed from the store
     let mut engine = Engine::new(config.clone());
     engine.source("mqtt");
@@ -407,12 +436,17 @@ pub async fn run(opts: Options) -> Result<()> {
         .as_ref()
         .and_then(|m| m.dead_letter_topic.clone())
         .and_then(|t| publisher.clone().map(|p| (p, t)));
-    let dead = DeadLetter::open(&svc.store.dead_letter, dead_topic).with_context(|| {
+    let mut dead = DeadLetter::open(&svc.store.dead_letter, dead_topic).with_context(|| {
         format!(
             "opening the dead-letter file {}",
             svc.store.dead_letter.display()
         )
     })?;
+    dead.kafka = svc.kafka.as_ref().and_then(|k| {
+        k.dead_letter_topic
+            .clone()
+            .and_then(|t| kafka_out.clone().map(|p| (p, t)))
+    });
     let reload_state = Arc::new(Mutex::new(ReloadResult {
         at: crate::time::format_ts(crate::store::now_ms(), config.settings.timezone),
         ok: true,
@@ -441,8 +475,12 @@ pub async fn run(opts: Options) -> Result<()> {
         );
     }
     // field devices: HJ 212 monitors and RTSP cameras
-    let (field, field_tasks) =
+    let (mut field, mut field_tasks) =
         start_field(&config, config_rx.clone(), &metrics, &stop_source).await?;
+    if let Some((rx, acker, handle)) = kafka_in {
+        field.kafka = Some((rx, acker));
+        field_tasks.push(handle);
+    }
     let (req_tx, req_rx) = mpsc::channel(64);
     let acker = source.as_ref().map(|(a, _)| a.clone());
     let pipeline_task = tokio::spawn(pipe.run(msg_rx, acker, req_rx, field));
@@ -453,6 +491,7 @@ pub async fn run(opts: Options) -> Result<()> {
         config: config_rx.clone(),
         http: HttpOut::new(Duration::from_millis(svc.dispatch.timeout as u64))?,
         mqtt: publisher.clone(),
+        kafka: kafka_out.clone(),
         metrics: metrics.clone(),
         wake: wake.clone(),
     };

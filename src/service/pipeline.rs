@@ -162,6 +162,11 @@ const RECENT_EVENTS: usize = 10;
 pub struct Field {
     pub hj212: Option<mpsc::Receiver<Incoming>>,
     pub cameras: Option<mpsc::Receiver<CameraItem>>,
+    /// Kafka messages (readings, tickets) and how to mark them processed.
+    pub kafka: Option<(
+        mpsc::Receiver<yujing_connectors::kafka::KafkaMessage>,
+        yujing_connectors::kafka::KafkaAcker,
+    )>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -184,6 +189,8 @@ pub struct SiteView {
 pub struct DeadLetter {
     file: std::io::BufWriter<std::fs::File>,
     topic: Option<(Publisher, String)>,
+    /// Kafka's dead-letter topic: bad Kafka messages go back to Kafka, the reason in headers.
+    pub kafka: Option<(yujing_connectors::kafka::KafkaProducer, String)>,
     last_log: FxHashMap<&'static str, Instant>,
 }
 
@@ -199,6 +206,7 @@ impl DeadLetter {
         Ok(DeadLetter {
             file: std::io::BufWriter::new(f),
             topic,
+            kafka: None,
             last_log: FxHashMap::default(),
         })
     }
@@ -225,6 +233,18 @@ impl DeadLetter {
         // flushed per record: what /metrics counts is already in the file
         if let Err(e) = writeln!(self.file, "{line}").and_then(|()| self.file.flush()) {
             tracing::error!(error = %e, "cannot write the dead-letter file");
+        }
+        if connector == "kafka" {
+            if let Some((p, t)) = &self.kafka {
+                let headers = [
+                    ("yujing-reason", reason.as_str()),
+                    ("yujing-detail", detail),
+                    ("yujing-source-topic", topic),
+                ];
+                if let Err(e) = p.send(t, topic, payload, &headers).await {
+                    tracing::error!(error = %e, "cannot write to the Kafka dead-letter topic");
+                }
+            }
         }
         if let Some((p, t)) = &self.topic {
             let _ = p.publish(t, line.into_bytes()).await;
@@ -271,6 +291,7 @@ pub struct Pipeline {
     source_hj212: usize,
     source_camera: usize,
     source_hotline: usize,
+    source_kafka: usize,
     /// Engine counters already exported: (readings, windows closed).
     exported: (u64, u64),
 }
@@ -293,9 +314,10 @@ impl Pipeline {
         let source_hj212 = engine.source("hj212");
         let source_camera = engine.source("camera");
         let source_hotline = engine.passive_source("hotline");
+        let source_kafka = engine.source("kafka");
         // every connector's counters exist from the start (at 0), so dashboards and alerts on
         // them see a series before the first rejection
-        for c in ["mqtt", "hj212", "camera", "hotline"] {
+        for c in ["mqtt", "hj212", "camera", "hotline", "kafka"] {
             metrics.readings.with_label_values(&[c]);
             for r in RejectReason::ALL {
                 metrics.rejected.with_label_values(&[c, r.as_str()]);
@@ -320,6 +342,7 @@ impl Pipeline {
             source_hj212,
             source_camera,
             source_hotline,
+            source_kafka,
             exported: (0, 0),
         }
     }
@@ -358,12 +381,28 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests_open = true;
         let (mut hj212, mut cameras) = (field.hj212, field.cameras);
+        let (mut kafka, kafka_acker) = match field.kafka {
+            Some((rx, acker)) => (Some(rx), Some(acker)),
+            None => (None, None),
+        };
         let mut mqtt_open = true;
         loop {
-            if !mqtt_open && hj212.is_none() && cameras.is_none() {
+            if !mqtt_open && hj212.is_none() && cameras.is_none() && kafka.is_none() {
                 break;
             }
             tokio::select! {
+                k = recv(&mut kafka) => match k {
+                    Some(k) => {
+                        self.on_kafka(&k).await;
+                        // processed and its transitions stored: the offset may be committed
+                        if let Some(a) = &kafka_acker {
+                            if let Err(e) = a.ack(&k) {
+                                tracing::warn!(error = %e, "cannot store a Kafka offset; the message will be read again");
+                            }
+                        }
+                    }
+                    None => kafka = None,
+                },
                 i = recv(&mut hj212) => match i {
                     Some(i) => self.on_hj212(i).await,
                     None => hj212 = None,
@@ -399,6 +438,9 @@ impl Pipeline {
         }
         // the sources stopped: what was taken is stored; windows still open are not judged early
         self.flush(now_ms()).await;
+        if let Some(a) = &kafka_acker {
+            a.commit();
+        }
         self.sync_metrics();
         self.dead.flush();
     }
@@ -466,6 +508,7 @@ impl Pipeline {
                 self.source_hj212 = self.engine.source("hj212");
                 self.source_camera = self.engine.source("camera");
                 self.source_hotline = self.engine.passive_source("hotline");
+                self.source_kafka = self.engine.source("kafka");
                 self.config_tx.send_replace(cfg);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(kept, reset, trigger, "configuration reloaded");
@@ -852,6 +895,96 @@ impl Pipeline {
         }
         self.deferred("hj212", peer, data.as_bytes()).await;
         true
+    }
+
+    /// A Kafka message: a reading (JSON line with `site` and `device`, keyed by site id) or a
+    /// 12345 ticket, by its topic.
+    async fn on_kafka(&mut self, m: &yujing_connectors::kafka::KafkaMessage) {
+        let before = self.counts();
+        let cfg = self.engine.config.clone();
+        let tz = cfg.settings.timezone;
+        let now = now_ms();
+        let key = m.key.as_deref().map(String::from_utf8_lossy);
+        let tickets = cfg
+            .service
+            .kafka
+            .as_ref()
+            .and_then(|k| k.tickets_topic.as_deref())
+            == Some(m.topic.as_str());
+        if m.payload.len() > 1 << 20 {
+            self.count_reject(RejectReason::Oversize);
+            let detail = format!("{} bytes, the limit is 1 MiB", m.payload.len());
+            self.dead
+                .write(
+                    "kafka",
+                    RejectReason::Oversize,
+                    &detail,
+                    &m.topic,
+                    &m.payload,
+                )
+                .await;
+        } else if tickets {
+            let parsed: Result<crate::hotline::TicketIn, _> = serde_json::from_slice(&m.payload);
+            let taken = match parsed {
+                Err(e) => Err(e.to_string()),
+                Ok(t) => crate::hotline::ingest(&self.store, &cfg.registry, tz, t, now)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            match taken {
+                Ok((row, counted)) => {
+                    let outcome = if row.updates == 0 { "new" } else { "updated" };
+                    self.metrics.tickets.with_label_values(&[outcome]).inc();
+                    if !row.problems.is_empty() {
+                        self.metrics.tickets.with_label_values(&["flagged"]).inc();
+                    }
+                    if let (true, Some(site), Some(at)) = (counted, &row.site, row.received_at) {
+                        self.on_ticket(site, &row.concern, at).await;
+                    }
+                }
+                Err(why) => {
+                    self.count_reject(RejectReason::Malformed);
+                    self.dead
+                        .write(
+                            "kafka",
+                            RejectReason::Malformed,
+                            &format!("not a ticket: {why}"),
+                            &m.topic,
+                            &m.payload,
+                        )
+                        .await;
+                }
+            }
+        } else {
+            let src = self.source_kafka;
+            let engine = &mut self.engine;
+            let latest = &mut self.latest;
+            let mut rejected: Vec<(RejectReason, String)> = Vec::new();
+            let res = decode::json::decode(&m.payload, key.as_deref(), None, tz, &mut |mut r| {
+                r.arrival = now;
+                r.source = src;
+                if let Err(reason) = feed(engine, latest, &r, "kafka") {
+                    rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
+                }
+            });
+            if let Err(e) = res {
+                self.count_reject(e.reason);
+                rejected.push((e.reason, e.detail));
+            }
+            for (reason, detail) in rejected {
+                if reason == RejectReason::Late {
+                    self.metrics.late.inc();
+                }
+                self.dead
+                    .write("kafka", reason, &detail, &m.topic, &m.payload)
+                    .await;
+            }
+            self.deferred("kafka", &m.topic, &m.payload).await;
+            if !self.engine.transitions.is_empty() {
+                self.flush(now).await;
+            }
+        }
+        self.attribute("kafka", before);
     }
 
     /// A matched ticket: one reading of the site's ticket device.

@@ -1,0 +1,214 @@
+//! Kafka (rdkafka, librdkafka bundled): a consumer that hands messages upstream and stores each
+//! one's offset only once upstream says it is processed (committed from there by librdkafka's
+//! auto-commit of stored offsets), and an idempotent producer for warnings and dead letters.
+//!
+//! A restart (kill -9 included) resumes at the last stored offset: what was taken but not yet
+//! processed is read again, and upstream's idempotency (stored transitions are unique) keeps that
+//! from doubling anything.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::TopicPartitionList;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::mqtt::LinkState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("kafka: delivery failed: {0}")]
+    Delivery(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`
+    pub brokers: String,
+    pub group_id: String,
+    /// Further librdkafka settings (`session.timeout.ms`, `security.protocol`, ...).
+    pub client: Vec<(String, String)>,
+}
+
+/// librdkafka settings only a consumer takes (a producer warns about them).
+const CONSUMER_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "fetch.min.bytes",
+    "fetch.wait.max.ms",
+];
+
+impl KafkaConfig {
+    fn base(&self, consumer: bool) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        if consumer {
+            // topics created after the start (auto-created on first produce) are seen soon
+            c.set("topic.metadata.refresh.interval.ms", "10000");
+        }
+        for (k, v) in &self.client {
+            if consumer || !CONSUMER_ONLY.contains(&k.as_str()) {
+                c.set(k, v);
+            }
+        }
+        c
+    }
+}
+
+/// One message, owned.
+#[derive(Clone, Debug)]
+pub struct KafkaMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Marks messages processed: their offsets are stored, and committed with the next commit.
+#[derive(Clone)]
+pub struct KafkaAcker {
+    consumer: Arc<StreamConsumer>,
+}
+
+impl KafkaAcker {
+    pub fn ack(&self, m: &KafkaMessage) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&m.topic, m.partition, rdkafka::Offset::Offset(m.offset + 1))?;
+        self.consumer.store_offsets(&tpl)?;
+        Ok(())
+    }
+
+    /// Commit what is stored now (at shutdown, after the last message was processed).
+    pub fn commit(&self) {
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // nothing stored yet is not a problem
+            tracing::debug!(error = %e, "kafka: final commit");
+        }
+    }
+}
+
+/// Subscribe to `topics` in the consumer group and forward every message until `stop`.
+pub fn subscribe(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    tx: mpsc::Sender<KafkaMessage>,
+    state: watch::Sender<LinkState>,
+    stop: CancellationToken,
+) -> Result<(KafkaAcker, tokio::task::JoinHandle<()>), KafkaError> {
+    let consumer: StreamConsumer = cfg
+        .base(true)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        // an offset is stored only once its message is processed (KafkaAcker::ack)
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
+        .create()?;
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs)?;
+    let consumer = Arc::new(consumer);
+    let acker = KafkaAcker {
+        consumer: consumer.clone(),
+    };
+    let handle = tokio::spawn(async move {
+        let mut up = false;
+        loop {
+            let m = tokio::select! {
+                m = consumer.recv() => m,
+                _ = stop.cancelled() => break,
+            };
+            match m {
+                Ok(m) => {
+                    if !up {
+                        up = true;
+                        let _ = state.send(LinkState::Up);
+                    }
+                    let owned = KafkaMessage {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    };
+                    if tx.send(owned).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if up {
+                        up = false;
+                        let _ = state.send(LinkState::Down);
+                    }
+                    tracing::warn!(error = %e, "kafka: receive failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // tx drops here: upstream drains what it has
+    });
+    Ok((acker, handle))
+}
+
+/// An idempotent producer (acks from all in-sync replicas, no duplicates on retry).
+#[derive(Clone)]
+pub struct KafkaProducer {
+    producer: FutureProducer,
+    timeout: Duration,
+}
+
+impl KafkaProducer {
+    pub fn new(cfg: &KafkaConfig, timeout: Duration) -> Result<KafkaProducer, KafkaError> {
+        let producer: FutureProducer = cfg
+            .base(false)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
+            .create()?;
+        Ok(KafkaProducer { producer, timeout })
+    }
+
+    /// Send one message and wait for the broker's acknowledgement.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(i32, i64), KafkaError> {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
+        match self.producer.send(record, self.timeout).await {
+            Ok(d) => Ok((d.partition, d.offset)),
+            Err((e, _)) => Err(KafkaError::Delivery(e.to_string())),
+        }
+    }
+}
+
+/// A header's value as text (for tests and tools).
+pub fn header(headers: &rdkafka::message::BorrowedHeaders, name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
