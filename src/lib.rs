@@ -34,6 +34,7 @@
 //!   shutdown in drain order; the live simulator ([`service::simulate`]).
 //! - [`hotline`]: 12345 tickets: validation, category -> concern, matching to sites.
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
+//! - [`report`]: how departments respond to warnings (`yujing report`, `GET /api/v1/report`).
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
 //! - [`sim`]: the simulated sample day of the sample county (`yujing demo --offline`).
@@ -52,6 +53,7 @@ pub mod hotline;
 pub mod intern;
 pub mod metrics;
 pub mod replay;
+pub mod report;
 pub mod ruletest;
 pub mod service;
 pub mod sim;

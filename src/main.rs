@@ -60,6 +60,26 @@ enum Cmd {
         #[arg(long, default_value = "info")]
         log: String,
     },
+    /// How departments respond to warnings over a period: per department, warnings by level,
+    /// time to acknowledge and to handle (median, p90), overdue, escalations, feedback
+    /// completeness. Reads the store of yujing.toml; prints a table, writes CSV and HTML.
+    Report {
+        /// yujing.toml (its [store] path is read)
+        #[arg(short, long, default_value = "yujing.toml")]
+        config: PathBuf,
+        /// Start of the period (date or time, local time zone), inclusive
+        #[arg(long)]
+        from: String,
+        /// End of the period, exclusive
+        #[arg(long)]
+        to: String,
+        /// Write the report as CSV here
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Write the report as an HTML page with charts here
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Make an API token: prints the token (give it to its user) and the [[tokens]] entry for
     /// yujing.toml (which keeps only its SHA-256).
     Token {
@@ -155,6 +175,13 @@ fn main() -> ExitCode {
         } => live_demo(config, listen, mqtt_port, speed, data),
         Cmd::Run { config, log } => run(config, &log),
         Cmd::Token { name, role } => token(&name, &role),
+        Cmd::Report {
+            config,
+            from,
+            to,
+            csv,
+            html,
+        } => report(&config, &from, &to, csv.as_deref(), html.as_deref()),
     };
     match res {
         Ok(code) => code,
@@ -357,6 +384,104 @@ fn run(config: PathBuf, log: &str) -> Result<ExitCode> {
         demo: None,
     };
     runtime()?.block_on(yujing::service::run(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(
+    config: &Path,
+    from: &str,
+    to: &str,
+    csv_out: Option<&Path>,
+    html_out: Option<&Path>,
+) -> Result<ExitCode> {
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let cfg = match load(dir) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let tz = cfg.settings.timezone;
+    let when = |s: &str| -> Result<i64> {
+        let full = if s.len() == 10 {
+            format!("{s}T00:00:00")
+        } else {
+            s.to_string()
+        };
+        yujing::time::parse_ts(&full, tz).map_err(|e| anyhow::anyhow!("`{s}`: {e}"))
+    };
+    let (f, t) = (when(from)?, when(to)?);
+    let path = &cfg.service.store.path;
+    if !path.exists() {
+        anyhow::bail!(
+            "no store at {} ([store] path of {})",
+            path.display(),
+            config.display()
+        );
+    }
+    let rows = runtime()?.block_on(async {
+        let store = yujing::store::Store::open(path, false).await?;
+        let cases = yujing::report::cases(&store, f, t).await?;
+        store.close().await;
+        anyhow::Ok(cases)
+    })?;
+    let names = cfg
+        .registry
+        .departments
+        .iter()
+        .map(|d| (d.id.clone(), d.name.clone()))
+        .collect();
+    let report = yujing::report::summarize(&rows, &names);
+    let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
+    println!("部门预警处置考评 / department response report, {from} .. {to}");
+    println!(
+        "{:<28} {:>5} {:>4} {:>4} {:>4} {:>4} {:>16} {:>16} {:>7} {:>6} {:>9}",
+        "department",
+        "total",
+        "red",
+        "orng",
+        "yell",
+        "blue",
+        "ack min med/p90",
+        "handle med/p90",
+        "overdue",
+        "escal",
+        "feedback"
+    );
+    for r in &report {
+        let l = |k: &str| r.by_level.get(k).copied().unwrap_or(0);
+        println!(
+            "{:<28} {:>5} {:>4} {:>4} {:>4} {:>4} {:>16} {:>16} {:>7} {:>6} {:>9}",
+            format!("{} {}", r.department, r.name),
+            r.warnings,
+            l("red"),
+            l("orange"),
+            l("yellow"),
+            l("blue"),
+            format!("{}/{}", opt(r.ack_minutes_median), opt(r.ack_minutes_p90)),
+            format!(
+                "{}/{}",
+                opt(r.handle_minutes_median),
+                opt(r.handle_minutes_p90)
+            ),
+            r.overdue,
+            r.escalations,
+            r.feedback_completeness
+                .map(|x| format!("{:.0}%", x * 100.0))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    if let Some(p) = csv_out {
+        std::fs::write(p, yujing::report::csv(&report))
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("CSV: {}", p.display());
+    }
+    if let Some(p) = html_out {
+        std::fs::write(p, yujing::report::html(&report, from, to))
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("HTML: {}", p.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -844,3 +844,83 @@ async fn an_edited_rule_starts_afresh_but_its_firing_warning_keeps_its_id() {
     let (_, list) = svc.get("/api/v1/warnings", OPERATOR).await;
     assert_eq!(list["total"], 1, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_department_response_report() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new("report", &hook, mosquitto(), "");
+    let mut svc = Service::start(setup.path());
+    svc.ready().await;
+    let t0 = base_minute();
+    setup.publish("cs-01", "cs-01-noise", &reading(t0 + 10_000, "noise", 91.0));
+    setup.publish("cs-01", "cs-01-noise", &reading(t0 + 61_000, "noise", 50.0));
+    let w = rx.wait_for_transition(10, "raise", None).await;
+    let id = w.doc["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        svc.post(&format!("/api/v1/warnings/{id}/ack"), ZJJ, "")
+            .await
+            .0,
+        200
+    );
+    let body = r#"{"measures": "停止夜间施工", "result": "噪声已达标"}"#;
+    assert_eq!(
+        svc.post(&format!("/api/v1/warnings/{id}/feedback"), ZJJ, body)
+            .await
+            .0,
+        200
+    );
+
+    let (code, r) = svc.get("/api/v1/report", OPERATOR).await;
+    assert_eq!(code, 200, "{r}");
+    let zjj = r["departments"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["department"] == "zjj"))
+        .cloned()
+        .expect("zjj row");
+    assert_eq!(
+        (
+            zjj["warnings"].as_u64(),
+            zjj["acknowledged"].as_u64(),
+            zjj["handled"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(zjj["by_level"]["red"], 1);
+    assert_eq!(zjj["feedback_completeness"], 1.0);
+    assert!(zjj["ack_minutes_median"].as_f64().is_some_and(|m| m >= 0.0));
+    let (_, mine) = svc.get("/api/v1/report", SLJ).await;
+    assert_eq!(
+        mine["departments"].as_array().map(Vec::len),
+        Some(0),
+        "a department sees only its own row"
+    );
+
+    // the command line, over the same store, after the service stopped
+    assert!(svc.stop().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args(["report", "-c"])
+        .arg(setup.path().join("yujing.toml"))
+        .args(["--from", "2020-01-01", "--to", "2100-01-01", "--csv"])
+        .arg(setup.path().join("r.csv"))
+        .arg("--html")
+        .arg(setup.path().join("r.html"))
+        .output()
+        .expect("yujing report");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("zjj 住房和城乡建设局"), "{stdout}");
+    let csv = std::fs::read_to_string(setup.path().join("r.csv")).expect("csv");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("zjj,\"住房和城乡建设局\",1,0,0,0,1,1,1,0,")),
+        "{csv}"
+    );
+    let html = std::fs::read_to_string(setup.path().join("r.html")).expect("html");
+    assert!(html.contains("部门预警处置考评") && html.contains("<svg"));
+}

@@ -131,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites/{id}", get(site))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/rules/tests", get(rule_tests))
+        .route("/api/v1/report", get(report))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/deliveries", get(deliveries))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
@@ -592,6 +593,56 @@ async fn rules(State(st): State<AppState>, _caller: Caller) -> Result<Json<Value
         .collect();
     let last = st.reload.lock().map(|r| r.clone()).ok();
     Ok(Json(json!({ "rules": list, "last_reload": last })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/report?from=&to=`: the department response report (default: the last 30 days);
+/// a department gets its own row.
+async fn report(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let cfg = st.config.borrow().clone();
+    let tz = cfg.settings.timezone;
+    let now = now_ms();
+    let when = |v: &Option<String>, default: Ts| -> Result<Ts, ApiError> {
+        match v.as_deref() {
+            None => Ok(default),
+            Some(s) => {
+                let full = if s.len() == 10 {
+                    format!("{s}T00:00:00")
+                } else {
+                    s.to_string()
+                };
+                parse_ts(&full, tz).map_err(|e| ApiError::BadRequest(format!("`{s}`: {e}")))
+            }
+        }
+    };
+    let from = when(&q.from, now - 30 * 86_400_000)?;
+    let to = when(&q.to, now + 1)?;
+    let cases = crate::report::cases(&st.store, from, to).await?;
+    let names = cfg
+        .registry
+        .departments
+        .iter()
+        .map(|d| (d.id.clone(), d.name.clone()))
+        .collect();
+    let mut rows = crate::report::summarize(&cases, &names);
+    if let Some(d) = caller.department() {
+        rows.retain(|r| r.department == d);
+    }
+    Ok(Json(json!({
+        "from": format_ts(from, tz),
+        "to": format_ts(to, tz),
+        "departments": rows,
+    })))
 }
 
 /// Run the rule tests of the configuration now loaded (operators and admins).

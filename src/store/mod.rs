@@ -415,6 +415,11 @@ impl Store {
         Ok(Store { pool, writer })
     }
 
+    /// The read pool, for queries of other modules (reports).
+    pub fn reader(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// The schema version the store is at.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let v: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")

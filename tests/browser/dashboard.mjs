@@ -242,6 +242,15 @@ try {
   ok(true, "the site page lists its tickets");
   await shot(zjj.page, "12-site-tickets");
 
+  // ---- the department response report ----
+  await op.page.getByRole("link", { name: "部门考评" }).click();
+  const zrow = op.page.locator('#report tr[data-department="zjj"]');
+  await zrow.waitFor();
+  const cells = await zrow.locator("td").allInnerTexts();
+  ok(Number(cells[6]) >= 1 && cells[11].endsWith("%"), `the report shows zjj's acknowledgements and feedback completeness (${cells.join(" | ")})`);
+  await accessible(op.page, "report page");
+  await shot(op.page, "13-report");
+
   // ---- English ----
   await op.page.getByRole("button", { name: "English" }).click();
   await op.page.getByRole("link", { name: "Warnings" }).waitFor();

@@ -39,6 +39,10 @@ const I18N = {
     "tk.none": "暂无工单", "tk.nosite": "未匹配", "tk.assign": "分配到站点", "tk.assign.go": "分配", "tk.assigned": "已分配",
     "tk.by.credit_code": "按信用代码", "tk.by.site": "按站点编号", "tk.by.keyword": "按地址关键词", "tk.by.manual": "人工分配",
     "site.tickets.title": "12345热线工单",
+    "nav.report": "部门考评", "rp.title": "部门预警处置考评", "rp.from": "开始日期", "rp.to": "结束日期", "rp.go": "统计",
+    "rp.total": "预警数", "rp.ack": "签收用时（分钟）中位数/P90", "rp.handle": "处置用时（分钟）中位数/P90",
+    "rp.overdue": "超时", "rp.escal": "升级", "rp.feedback": "反馈完整率", "rp.acked": "已签收", "rp.none": "期间内没有预警",
+    "rp.chart": "签收用时（蓝：中位数，橙：P90）",
     loading: "加载中…", "live.on": "实时连接", "live.off": "实时连接中断，正在重连", error: "出错了",
   },
   en: {
@@ -77,6 +81,10 @@ const I18N = {
     "tk.none": "No tickets", "tk.nosite": "no site", "tk.assign": "Assign to site", "tk.assign.go": "Assign", "tk.assigned": "Assigned",
     "tk.by.credit_code": "by credit code", "tk.by.site": "by site id", "tk.by.keyword": "by address", "tk.by.manual": "by hand",
     "site.tickets.title": "12345 hotline tickets",
+    "nav.report": "Report", "rp.title": "Department response report", "rp.from": "From", "rp.to": "To", "rp.go": "Show",
+    "rp.total": "Warnings", "rp.ack": "Minutes to acknowledge, median/p90", "rp.handle": "Minutes to handle, median/p90",
+    "rp.overdue": "Overdue", "rp.escal": "Escalations", "rp.feedback": "Feedback complete", "rp.acked": "Acknowledged", "rp.none": "No warnings in the period",
+    "rp.chart": "Minutes to acknowledge (blue: median, orange: p90)",
     loading: "Loading…", "live.on": "live", "live.off": "live stream lost, reconnecting", error: "Error",
   },
 };
@@ -527,6 +535,44 @@ async function tickets(notice) {
   }
 }
 
+async function report() {
+  document.title = `${t("rp.title")} · yujing`;
+  const q = new URLSearchParams(location.hash.split("?")[1] || "");
+  const day = (d) => d.toISOString().slice(0, 10);
+  const from = q.get("from") || day(new Date(Date.now() - 30 * 86400000));
+  const to = q.get("to") || day(new Date(Date.now() + 86400000));
+  main().innerHTML = `<h1>${esc(t("rp.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
+  const r = await api(`/api/v1/report?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+  if (!r.ok) return failed(r);
+  const rows = r.data.departments;
+  const opt = (v) => (v === null || v === undefined ? "—" : v);
+  const max = Math.max(1, ...rows.map((x) => x.ack_minutes_p90 || 0));
+  const bars = rows.map((x, i) => `<text x="0" y="${22 + i * 28}">${esc(x.name)}</text>
+    <rect x="190" y="${12 + i * 28}" width="${((x.ack_minutes_median || 0) / max * 400).toFixed(1)}" height="10" fill="#1c5fb8"/>
+    <rect x="190" y="${24 + i * 28}" width="${((x.ack_minutes_p90 || 0) / max * 400).toFixed(1)}" height="6" fill="#b54708"/>`).join("");
+  main().innerHTML = `<h1>${esc(t("rp.title"))}</h1>
+    <form class="filters" id="rp-form">
+      <label>${esc(t("rp.from"))}<input type="date" id="rp-from" value="${esc(from)}"></label>
+      <label>${esc(t("rp.to"))}<input type="date" id="rp-to" value="${esc(to)}"></label>
+      <button type="submit">${esc(t("rp.go"))}</button>
+    </form>
+    ${rows.length ? `<table id="report"><thead><tr><th scope="col">${esc(t("department"))}</th><th scope="col">${esc(t("rp.total"))}</th>
+      ${LEVELS.map((l) => `<th scope="col">${esc(t("lv." + l))}</th>`).join("")}
+      <th scope="col">${esc(t("rp.acked"))}</th><th scope="col">${esc(t("rp.ack"))}</th><th scope="col">${esc(t("rp.handle"))}</th>
+      <th scope="col">${esc(t("rp.overdue"))}</th><th scope="col">${esc(t("rp.escal"))}</th><th scope="col">${esc(t("rp.feedback"))}</th></tr></thead>
+      <tbody>${rows.map((x) => `<tr data-department="${esc(x.department)}"><td>${esc(depName(x.department))}</td><td>${x.warnings}</td>
+        ${LEVELS.map((l) => `<td>${x.by_level[l] || 0}</td>`).join("")}
+        <td>${x.acknowledged}</td><td>${esc(opt(x.ack_minutes_median))} / ${esc(opt(x.ack_minutes_p90))}</td>
+        <td>${esc(opt(x.handle_minutes_median))} / ${esc(opt(x.handle_minutes_p90))}</td><td>${x.overdue}</td><td>${x.escalations}</td>
+        <td>${x.feedback_completeness === null ? "—" : Math.round(x.feedback_completeness * 100) + "%"}</td></tr>`).join("")}</tbody></table>
+      <h2>${esc(t("rp.chart"))}</h2><svg width="620" height="${20 + rows.length * 28}" viewBox="0 0 620 ${20 + rows.length * 28}" role="img" aria-label="${esc(t("rp.chart"))}">${bars}</svg>`
+      : `<p class="muted">${esc(t("rp.none"))}</p>`}`;
+  $("#rp-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/report?from=${$("#rp-from").value}&to=${$("#rp-to").value}`;
+  });
+}
+
 async function admin() {
   document.title = `${t("admin.title")} · yujing`;
   main().innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
@@ -580,6 +626,7 @@ async function route() {
     case "warning": await warning(id); break;
     case "admin": await admin(); break;
     case "tickets": await tickets(); break;
+    case "report": await report(); break;
     default: await board();
   }
   main().focus({ preventScroll: true });
