@@ -671,6 +671,7 @@ Webhooks the departments receive are printed below. Ctrl-C stops.
         overlay,
         demo: Some(yujing::service::DemoOptions {
             hook_secret,
+            hotline_token: t("demo-operator"),
             speed,
             banner,
         }),

@@ -51,6 +51,8 @@ pub struct Options {
 
 pub struct DemoOptions {
     pub hook_secret: String,
+    /// The token the simulated 12345 centre posts its tickets with.
+    pub hotline_token: String,
     pub speed: f64,
     /// Printed once everything listens.
     pub banner: String,
@@ -557,6 +559,7 @@ pub async fn run(opts: Options) -> Result<()> {
                 config.clone(),
                 p.clone(),
                 d.speed,
+                Some((format!("http://{local}"), d.hotline_token.clone())),
                 sim_cancel.clone(),
             ));
         }

@@ -192,6 +192,50 @@ pub(crate) fn camera_messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<O
     out
 }
 
+/// The 12345 tickets the simulated hotline centre forwards at one instant (JSON bodies): noise
+/// complaints about cs-03's night work (matched by its street, 滨江路), a dust complaint about
+/// cs-02's contractor (matched by credit code), and one about an address no site is known by
+/// (for an operator to assign).
+pub(crate) fn tickets_at(config: &Config, t: Ts) -> Vec<serde_json::Value> {
+    let h = sample_hour(config, t);
+    let m = (h * 60.0).round() as i64;
+    let local = format_ts(t, config.settings.timezone);
+    let number = |tag: &str| {
+        format!(
+            "SIM-{}-{tag}",
+            local.get(..10).unwrap_or("").replace('-', "")
+        )
+    };
+    let mut out = Vec::new();
+    for (minute, tag) in [
+        (22 * 60 + 50, "N1"),
+        (23 * 60 + 5, "N2"),
+        (23 * 60 + 20, "N3"),
+    ] {
+        if m == minute {
+            out.push(serde_json::json!({
+                "number": number(tag), "channel": "phone", "category": "夜间施工噪声",
+                "received_at": t, "address": "滨江路与江滨北路交叉口",
+                "content": "滨江花园工地深夜还在施工，噪音很大，影响休息", "status": "受理",
+            }));
+        }
+    }
+    if m == 9 * 60 + 30 {
+        out.push(serde_json::json!({
+            "number": number("D1"), "channel": "app", "category": "建筑工地扬尘",
+            "received_at": t, "credit_code": "91331002MA2209458P", "enterprise": "宁溪第2建设工程有限公司",
+            "industry": "建筑业", "department": "zjj", "content": "宁溪大道改造工地灰尘很大，没有洒水", "status": "受理",
+        }));
+    }
+    if m == 10 * 60 + 15 {
+        out.push(serde_json::json!({
+            "number": number("U1"), "channel": "web", "category": "噪声扰民",
+            "received_at": t, "address": "老街菜市场旁", "content": "附近有机器夜间作业", "status": "受理",
+        }));
+    }
+    out
+}
+
 /// Local midnight of yesterday.
 pub fn start_of_yesterday(config: &Config, now: Ts) -> Ts {
     let tz = config.settings.timezone;
@@ -241,7 +285,15 @@ impl Monitors {
 }
 
 /// Publish until `cancel`: fast until simulated time reaches the clock, then in real time.
-pub async fn run(config: Arc<Config>, publisher: Publisher, speed: f64, cancel: CancellationToken) {
+/// `hotline`: the API's base URL and a token, for the simulated 12345 centre's tickets.
+pub async fn run(
+    config: Arc<Config>,
+    publisher: Publisher,
+    speed: f64,
+    hotline: Option<(String, String)>,
+    cancel: CancellationToken,
+) {
+    let http = yujing_connectors::http::HttpOut::new(Duration::from_secs(10)).ok();
     let mut rng = Rng(0x5EED_11FE_2026);
     let mut cam_rng = Rng(0xCA3E_2026);
     let mut monitors = Monitors {
@@ -269,6 +321,18 @@ pub async fn run(config: Arc<Config>, publisher: Publisher, speed: f64, cancel: 
         };
         while t + MINUTE <= target {
             t += MINUTE;
+            if let (Some((base, token)), Some(http)) = (&hotline, &http) {
+                for ticket in tickets_at(&config, t) {
+                    let auth = [("authorization", format!("Bearer {token}"))];
+                    let url = format!("{base}/api/v1/hotline/tickets");
+                    if let Err(e) = http
+                        .post_json(&url, &auth, ticket.to_string().into_bytes())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "simulated hotline cannot post a ticket");
+                    }
+                }
+            }
             let mut outs = messages_at(&config, &mut rng, t);
             outs.extend(camera_messages_at(&config, &mut cam_rng, t));
             for o in outs {
@@ -337,6 +401,36 @@ mod tests {
         // a minute later only the per-minute devices (construction, water, tourism) report
         let later = messages_at(&cfg, &mut rng, t + MINUTE);
         assert!(!later.is_empty() && later.len() < msgs.len());
+    }
+
+    #[test]
+    fn the_hotline_centre_forwards_its_tickets() {
+        let cfg = Config::load(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("sample config");
+        let day = start_of_yesterday(&cfg, DAY_START + 3 * DAY);
+        let all: Vec<serde_json::Value> = (0..24 * 60)
+            .flat_map(|m| tickets_at(&cfg, day + m * MINUTE))
+            .collect();
+        assert_eq!(all.len(), 5);
+        let reg = &cfg.registry;
+        let checked: Vec<_> = all
+            .into_iter()
+            .map(|j| {
+                let t: crate::hotline::TicketIn = serde_json::from_value(j).expect("ticket");
+                crate::hotline::check(t, reg, cfg.settings.timezone, day + 2 * DAY).expect("kept")
+            })
+            .collect();
+        let sites: Vec<Option<&str>> = checked.iter().map(|t| t.site.as_deref()).collect();
+        assert_eq!(
+            sites,
+            vec![
+                Some("cs-02"),
+                None,
+                Some("cs-03"),
+                Some("cs-03"),
+                Some("cs-03")
+            ]
+        );
+        assert!(checked.iter().all(|t| t.problems.is_empty()), "{checked:?}");
     }
 
     #[test]
