@@ -8,40 +8,6 @@ mod service;
 use serde_json::Value;
 use service::*;
 
-const SITES_WITH_ENTERPRISE: &str = "departments:
-  - {id: zjj, name: 住房和城乡建设局}
-  - {id: slj, name: 水利局}
-  - {id: dcs, name: 县政府督查室}
-sites:
-  - id: cs-01
-    name: 城东工地
-    kind: construction
-    department: zjj
-    keywords: [东湖路]
-    enterprises:
-      - {credit_code: 91330100MA27XL3Q2U, name: 某建设有限公司}
-    devices:
-      - {id: cs-01-noise, metrics: [noise]}
-  - id: rv-01
-    name: 城关水文站
-    kind: water
-    department: slj
-    params: {warning_level_m: 42.0}
-    devices:
-      - {id: rv-01-gauge, metrics: [water_level]}
-";
-
-const TICKET_RULES: &str = "rules:
-  - id: noise_complaints
-    title: 工地噪声投诉集中
-    scope: {kind: construction}
-    metric: tickets.noise
-    window: {type: tumbling, size: 1m}
-    aggregate: count
-    above: {yellow: 2}
-    message: \"{site.name}噪声投诉{value:.0}件\"
-";
-
 fn ticket(number: &str, ts: i64, extra: &str) -> String {
     format!("{{\"number\": \"{number}\", \"channel\": \"phone\", \"category\": \"夜间施工噪声\", \"received_at\": {ts}, \"content\": \"半夜施工很吵\"{extra}}}")
 }

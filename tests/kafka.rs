@@ -134,32 +134,6 @@ impl Drop for Broker {
     }
 }
 
-const SITES: &str = "departments:
-  - {id: zjj, name: 住房和城乡建设局}
-  - {id: slj, name: 水利局}
-  - {id: dcs, name: 县政府督查室}
-sites:
-  - id: cs-01
-    name: 城东工地
-    kind: construction
-    department: zjj
-    enterprises:
-      - {credit_code: 91330100MA27XL3Q2U, name: 某建设有限公司}
-    devices:
-      - {id: cs-01-noise, metrics: [noise]}
-";
-
-const RULES: &str = "rules:
-  - id: noise_complaints
-    title: 工地噪声投诉集中
-    scope: {kind: construction}
-    metric: tickets.noise
-    window: {type: tumbling, size: 1m}
-    aggregate: count
-    above: {yellow: 2}
-    message: \"{site.name}噪声投诉{value:.0}件\"
-";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_and_readings_over_kafka_warnings_back_without_doubles() {
     let broker = Broker::start();
@@ -174,8 +148,8 @@ async fn tickets_and_readings_over_kafka_warnings_back_without_doubles() {
         format!("warnings-{n}"),
         format!("dead-{n}"),
     );
-    std::fs::write(p.join("sites.yaml"), SITES).expect("sites");
-    std::fs::write(p.join("rules/test.yaml"), RULES).expect("rules");
+    std::fs::write(p.join("sites.yaml"), SITES_WITH_ENTERPRISE).expect("sites");
+    std::fs::write(p.join("rules/test.yaml"), TICKET_RULES).expect("rules");
     std::fs::write(
         p.join("routes.yaml"),
         format!("channels:\n  - {{id: k, type: kafka, topic: {warnings}}}\ndepartments:\n  zjj: {{channels: [k]}}\n  slj: {{channels: [k]}}\n  dcs: {{channels: [k]}}\nroutes:\n  - to: [site]\n"),

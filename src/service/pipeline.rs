@@ -583,15 +583,8 @@ impl Pipeline {
         if let Err(e) = res {
             self.reject(e.reason, &e.detail, m).await;
         }
-        for (reason, detail) in rejected {
-            if reason == RejectReason::Late {
-                self.metrics.late.inc();
-            }
-            self.dead
-                .write("mqtt", reason, &detail, &m.topic, &m.payload)
-                .await;
-        }
-        self.deferred("mqtt", &m.topic, &m.payload).await;
+        self.dead_letter_all("mqtt", rejected, &m.topic, &m.payload)
+            .await;
         if !self.engine.transitions.is_empty() {
             self.flush(now).await;
             self.metrics
@@ -885,15 +878,8 @@ impl Pipeline {
                 rejected.push((e.reason, e.detail));
             }
         }
-        for (reason, detail) in rejected {
-            if reason == RejectReason::Late {
-                self.metrics.late.inc();
-            }
-            self.dead
-                .write("hj212", reason, &detail, peer, data.as_bytes())
-                .await;
-        }
-        self.deferred("hj212", peer, data.as_bytes()).await;
+        self.dead_letter_all("hj212", rejected, peer, data.as_bytes())
+            .await;
         true
     }
 
@@ -971,15 +957,8 @@ impl Pipeline {
                 self.count_reject(e.reason);
                 rejected.push((e.reason, e.detail));
             }
-            for (reason, detail) in rejected {
-                if reason == RejectReason::Late {
-                    self.metrics.late.inc();
-                }
-                self.dead
-                    .write("kafka", reason, &detail, &m.topic, &m.payload)
-                    .await;
-            }
-            self.deferred("kafka", &m.topic, &m.payload).await;
+            self.dead_letter_all("kafka", rejected, &m.topic, &m.payload)
+                .await;
             if !self.engine.transitions.is_empty() {
                 self.flush(now).await;
             }
@@ -1019,6 +998,26 @@ impl Pipeline {
             self.flush(now).await;
         }
         self.attribute("hotline", before);
+    }
+
+    /// Dead-letter what one input had rejected (late ones counted as such too), then what the
+    /// engine decided about held readings since.
+    async fn dead_letter_all(
+        &mut self,
+        connector: &str,
+        rejected: Vec<(RejectReason, String)>,
+        topic: &str,
+        payload: &[u8],
+    ) {
+        for (reason, detail) in rejected {
+            if reason == RejectReason::Late {
+                self.metrics.late.inc();
+            }
+            self.dead
+                .write(connector, reason, &detail, topic, payload)
+                .await;
+        }
+        self.deferred(connector, topic, payload).await;
     }
 
     /// Rejections the engine decided after the fact (held readings it did not confirm).
