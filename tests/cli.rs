@@ -599,3 +599,28 @@ fn check_names_a_camera_secret_that_is_missing() {
         &format!("sites.yaml:{line}:27: camera `cs-01-cam1`: rtsp_credentials names the secret `camera-cs-01`"),
     );
 }
+
+#[test]
+fn check_wants_kafka_for_a_kafka_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["sites.yaml", "yujing.toml"] {
+        std::fs::copy(root().join(f), dir.path().join(f)).expect("copy");
+    }
+    std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
+    std::fs::copy(
+        root().join("rules/devices.yaml"),
+        dir.path().join("rules/devices.yaml"),
+    )
+    .expect("rule");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "channels:\n  - {id: bus, type: kafka, topic: yujing.warnings}\ndepartments:\n  zjj: {channels: [bus]}\n",
+    )
+    .expect("routes");
+    let out = yujing(&["check", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_has(
+        &text(&out.stderr),
+        "routes.yaml:2:6: channel `bus` is a kafka channel, but yujing.toml has no [kafka] table",
+    );
+}

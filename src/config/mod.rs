@@ -368,6 +368,16 @@ impl Config {
                 let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
                 diags.extend(routes::check_rules(&name, &text, &r, &ids));
                 for c in &r.channels {
+                    if c.kind == routes::ChannelKind::Kafka && service.kafka.is_none() {
+                        diags.push(Diag {
+                            file: name.as_str().into(),
+                            pos: text
+                                .find(&format!("id: {}", c.id))
+                                .map(|o| offset_pos(&text, o))
+                                .unwrap_or_default(),
+                            msg: format!("channel `{}` is a kafka channel, but yujing.toml has no [kafka] table (brokers)", c.id),
+                        });
+                    }
                     if let Some(sec) = &c.secret {
                         if !service.secrets.contains_key(sec) {
                             diags.push(Diag {
