@@ -247,4 +247,66 @@ mod tests {
             text.contains("yujing_input_rejected_total{connector=\"mqtt\",reason=\"malformed\"} 1")
         );
     }
+
+    /// The Grafana dashboard and the alerting rules in deploy/ name only metrics that exist, and
+    /// the dashboard shows every one.
+    #[test]
+    fn deploy_files_follow_the_metrics() {
+        let m = Metrics::new();
+        // a labelled family is exported once it has a series: give each one
+        for v in [
+            &m.readings,
+            &m.reloads,
+            &m.api_refused,
+            &m.hj212_packets,
+            &m.camera_events,
+            &m.tickets,
+        ] {
+            v.with_label_values(&["x"]).inc();
+        }
+        m.rejected.with_label_values(&["x", "y"]).inc();
+        m.deliveries.with_label_values(&["x", "y"]).inc();
+        m.transitions.with_label_values(&["x", "y", "z"]).inc();
+        m.delivery_latency.with_label_values(&["x"]).observe(1.0);
+        m.outbox.with_label_values(&["x"]).set(1);
+        m.connector_up.with_label_values(&["x"]).set(1);
+        let names: std::collections::BTreeSet<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let used = |text: &str| -> std::collections::BTreeSet<String> {
+            let mut out = std::collections::BTreeSet::new();
+            let mut rest = text;
+            while let Some(i) = rest.find("yujing_") {
+                let tail = &rest[i..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                let n = &tail[..end];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| n.strip_suffix(s))
+                    .unwrap_or(n);
+                out.insert(base.to_string());
+                rest = &tail[end..];
+            }
+            out
+        };
+        let dashboard = used(include_str!("../deploy/grafana-yujing.json"));
+        let alerts = used(include_str!("../deploy/alerts.yml"));
+        for n in dashboard.iter().chain(&alerts) {
+            assert!(
+                names.contains(n),
+                "deploy/ names `{n}`, which yujing does not export"
+            );
+        }
+        for n in &names {
+            assert!(
+                dashboard.contains(n),
+                "the Grafana dashboard does not show `{n}`"
+            );
+        }
+    }
 }
