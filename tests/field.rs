@@ -609,9 +609,9 @@ async fn an_rtsp_camera_over_udp() {
         rules,
         "",
         "",
-        "[cameras]\nhealth_every = \"1s\"\ntransport = \"udp\"\n",
+        "[cameras]\nhealth_every = \"1s\"\nstall_timeout = \"3s\"\ntransport = \"udp\"\n",
     );
-    let _cam = Camera::start(port);
+    let cam = Camera::start(port);
     let svc = Service::start(setup.path());
     svc.ready().await;
     wait_until(20, "video and metadata over UDP", || async {
@@ -625,4 +625,28 @@ async fn an_rtsp_camera_over_udp() {
         c["stream"]["state"] == "playing" && has("fps") && has("people_count")
     })
     .await;
+
+    // the camera freezes (its process stopped: the connection stays open, nothing comes): the
+    // stream is declared stalled and lost; once it thaws, the session comes back by itself
+    let pid = cam.child.id().to_string();
+    let signal = |sig: &str| {
+        let _ = Command::new("kill").args([sig, &pid]).status();
+    };
+    signal("-STOP");
+    wait_until(20, "the frozen stream declared lost", || async {
+        let (_, site) = svc.get("/api/v1/sites/cs-01", OPERATOR).await;
+        let c = device(&site, "cs-01-cam1");
+        c["stream"]["state"] == "lost"
+    })
+    .await;
+    let (_, site) = svc.get("/api/v1/sites/cs-01", OPERATOR).await;
+    let error = device(&site, "cs-01-cam1")["stream"]["error"].clone();
+    signal("-CONT");
+    println!("frozen camera: {error}");
+    wait_until(30, "the thawed camera playing again", || async {
+        let (_, site) = svc.get("/api/v1/sites/cs-01", OPERATOR).await;
+        device(&site, "cs-01-cam1")["stream"]["state"] == "playing"
+    })
+    .await;
+    assert!(svc.metric("yujing_camera_reconnects_total").await >= 1.0);
 }
