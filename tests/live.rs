@@ -924,3 +924,53 @@ async fn the_department_response_report() {
     let html = std::fs::read_to_string(setup.path().join("r.html")).expect("html");
     assert!(html.contains("部门预警处置考评") && html.contains("<svg"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_logins_are_limited_and_cookies_secure_behind_https() {
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let setup = Setup::new("logins", &hook, mosquitto(), "");
+    let svc = Service::start(setup.path());
+    svc.ready().await;
+    let login = |token: &str, https: bool| {
+        let mut r = svc
+            .http
+            .post(format!("{}/ui/login", svc.base))
+            .header("content-type", "application/json")
+            .body(format!("{{\"token\": \"{token}\"}}"));
+        if https {
+            r = r.header("x-forwarded-proto", "https");
+        }
+        r.send()
+    };
+    let ok = login(OPERATOR, true).await.expect("login");
+    assert_eq!(ok.status().as_u16(), 200);
+    let cookie = ok
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            login("guess", false)
+                .await
+                .expect("login")
+                .status()
+                .as_u16(),
+            401
+        );
+    }
+    assert_eq!(
+        login("guess", false)
+            .await
+            .expect("login")
+            .status()
+            .as_u16(),
+        429,
+        "the eleventh failed login within a minute is refused"
+    );
+}

@@ -26,7 +26,12 @@ pub struct Session {
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// When recent logins failed (a token guessed at): at most [`MAX_FAILURES`] a minute.
+    failures: Mutex<std::collections::VecDeque<Ts>>,
 }
+
+/// Failed logins allowed per minute before logins are refused for the rest of that minute.
+pub const MAX_FAILURES: usize = 10;
 
 /// `n` random bytes from the operating system's generator, as hex.
 pub fn random_hex(n: usize) -> std::io::Result<String> {
@@ -66,6 +71,23 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Whether a login may be tried now (fewer than [`MAX_FAILURES`] failures in the last minute).
+    pub fn may_try(&self, now: Ts) -> bool {
+        self.failures.lock().is_ok_and(|mut f| {
+            while f.front().is_some_and(|t| *t <= now - 60_000) {
+                f.pop_front();
+            }
+            f.len() < MAX_FAILURES
+        })
+    }
+
+    /// A login failed.
+    pub fn failed(&self, now: Ts) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.push_back(now);
+        }
+    }
+
     pub fn close(&self, id: &str) {
         if let Ok(mut m) = self.map.lock() {
             m.remove(id);
@@ -98,6 +120,20 @@ mod tests {
         s.close(&id);
         assert!(s.get(&id, 1_001).is_none());
         assert!(s.get("nope", 1).is_none());
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_minute() {
+        let s = Sessions::default();
+        for i in 0..MAX_FAILURES as i64 {
+            assert!(s.may_try(1_000 + i));
+            s.failed(1_000 + i);
+        }
+        assert!(
+            !s.may_try(2_000),
+            "the eleventh guess in a minute is refused"
+        );
+        assert!(s.may_try(62_000), "a minute later it may try again");
     }
 
     #[test]

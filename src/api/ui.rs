@@ -81,16 +81,34 @@ fn who(st: &AppState, c: &Caller, csrf: &str) -> serde_json::Value {
 }
 
 /// Exchange an API token for a session cookie.
-pub async fn login(State(st): State<AppState>, Json(l): Json<Login>) -> Result<Response, ApiError> {
-    let caller = caller_of_token(&st, &l.token)?;
+pub async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(l): Json<Login>,
+) -> Result<Response, ApiError> {
+    let now = crate::store::now_ms();
+    if !st.sessions.may_try(now) {
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": "too many failed logins: wait a minute"})),
+        )
+            .into_response());
+    }
+    let caller = caller_of_token(&st, &l.token).inspect_err(|_| st.sessions.failed(now))?;
     let (id, s) = st
         .sessions
         .open(&caller.name, &caller.role, crate::store::now_ms())
         .map_err(|e| ApiError::Internal(format!("cannot make a session: {e}")))?;
     tracing::info!(user = %caller.name, role = %caller.role.as_string(), "dashboard login");
+    // behind an HTTPS reverse proxy the cookie never travels in clear
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        TTL_MS / 1000
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        TTL_MS / 1000,
+        if https { "; Secure" } else { "" }
     );
     let mut r = Json(who(&st, &caller, &s.csrf)).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
