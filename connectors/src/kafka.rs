@@ -81,8 +81,18 @@ pub struct KafkaAcker {
 
 impl KafkaAcker {
     pub fn ack(&self, m: &KafkaMessage) -> Result<(), KafkaError> {
+        self.ack_many(&[(m.topic.clone(), m.partition, m.offset)])
+    }
+
+    /// Mark processed, per (topic, partition), every message up to and including `offset`.
+    pub fn ack_many(&self, upto: &[(String, i32, i64)]) -> Result<(), KafkaError> {
+        if upto.is_empty() {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&m.topic, m.partition, rdkafka::Offset::Offset(m.offset + 1))?;
+        for (topic, partition, offset) in upto {
+            tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(offset + 1))?;
+        }
         self.consumer.store_offsets(&tpl)?;
         Ok(())
     }
@@ -96,11 +106,15 @@ impl KafkaAcker {
     }
 }
 
-/// Subscribe to `topics` in the consumer group and forward every message until `stop`.
+/// Messages handed upstream at once, at most.
+const BATCH: usize = 512;
+
+/// Subscribe to `topics` in the consumer group and forward every message until `stop`, in
+/// batches of what is ready.
 pub fn subscribe(
     cfg: &KafkaConfig,
     topics: &[String],
-    tx: mpsc::Sender<KafkaMessage>,
+    tx: mpsc::Sender<Vec<KafkaMessage>>,
     state: watch::Sender<LinkState>,
     stop: CancellationToken,
 ) -> Result<(KafkaAcker, tokio::task::JoinHandle<()>), KafkaError> {
@@ -121,6 +135,14 @@ pub fn subscribe(
         consumer: consumer.clone(),
     };
     let handle = tokio::spawn(async move {
+        use futures_util::FutureExt;
+        let owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        };
         let mut up = false;
         loop {
             let m = tokio::select! {
@@ -133,14 +155,17 @@ pub fn subscribe(
                         up = true;
                         let _ = state.send(LinkState::Up);
                     }
-                    let owned = KafkaMessage {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    };
-                    if tx.send(owned).await.is_err() {
+                    // what else is ready goes along in the same batch (one hand-over, not one
+                    // per message)
+                    let mut batch = vec![owned(&m)];
+                    drop(m);
+                    while batch.len() < BATCH {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(owned(&m)),
+                            _ => break,
+                        }
+                    }
+                    if tx.send(batch).await.is_err() {
                         break;
                     }
                 }

@@ -211,8 +211,16 @@ impl Pipeline {
 
     /// A Kafka message: a reading (JSON line with `site` and `device`, keyed by site id) or a
     /// 12345 ticket, by its topic.
-    pub(super) async fn on_kafka(&mut self, m: &yujing_connectors::kafka::KafkaMessage) {
+    /// A batch of Kafka messages, counted once.
+    pub(super) async fn on_kafka(&mut self, batch: &[yujing_connectors::kafka::KafkaMessage]) {
         let before = self.counts();
+        for m in batch {
+            self.kafka_message(m).await;
+        }
+        self.attribute("kafka", before);
+    }
+
+    async fn kafka_message(&mut self, m: &yujing_connectors::kafka::KafkaMessage) {
         let cfg = self.engine.config.clone();
         let tz = cfg.settings.timezone;
         let now = now_ms();
@@ -289,7 +297,6 @@ impl Pipeline {
                 self.flush(now).await;
             }
         }
-        self.attribute("kafka", before);
     }
 
     /// A matched ticket: one reading of the site's ticket device.

@@ -166,7 +166,7 @@ pub struct Field {
     pub cameras: Option<mpsc::Receiver<CameraItem>>,
     /// Kafka messages (readings, tickets) and how to mark them processed.
     pub kafka: Option<(
-        mpsc::Receiver<yujing_connectors::kafka::KafkaMessage>,
+        mpsc::Receiver<Vec<yujing_connectors::kafka::KafkaMessage>>,
         yujing_connectors::kafka::KafkaAcker,
     )>,
 }
@@ -294,6 +294,8 @@ pub struct Pipeline {
     source_camera: usize,
     source_hotline: usize,
     source_kafka: usize,
+    /// `yujing_input_readings_total` by connector, looked up once.
+    readings_by: FxHashMap<String, prometheus::IntCounter>,
     /// Engine counters already exported: (readings, windows closed).
     exported: (u64, u64),
 }
@@ -346,6 +348,7 @@ impl Pipeline {
             source_hotline,
             source_kafka,
             exported: (0, 0),
+            readings_by: Default::default(),
         }
     }
 
@@ -387,6 +390,7 @@ impl Pipeline {
             Some((rx, acker)) => (Some(rx), Some(acker)),
             None => (None, None),
         };
+        let mut kafka_done: Vec<(String, i32, i64)> = Vec::new();
         let mut mqtt_open = true;
         loop {
             if !mqtt_open && hj212.is_none() && cameras.is_none() && kafka.is_none() {
@@ -394,14 +398,17 @@ impl Pipeline {
             }
             tokio::select! {
                 k = recv(&mut kafka) => match k {
-                    Some(k) => {
-                        self.on_kafka(&k).await;
-                        // processed and its transitions stored: the offset may be committed
-                        if let Some(a) = &kafka_acker {
-                            if let Err(e) = a.ack(&k) {
-                                tracing::warn!(error = %e, "cannot store a Kafka offset; the message will be read again");
+                    Some(batch) => {
+                        self.on_kafka(&batch).await;
+                        // processed and their transitions stored: the offsets may be
+                        // committed (the newest per partition)
+                        for k in &batch {
+                            match kafka_done.iter_mut().find(|d| d.0 == k.topic && d.1 == k.partition) {
+                                Some(d) => d.2 = d.2.max(k.offset),
+                                None => kafka_done.push((k.topic.clone(), k.partition, k.offset)),
                             }
                         }
+                        store_offsets(&kafka_acker, &mut kafka_done);
                     }
                     None => kafka = None,
                 },
@@ -440,6 +447,7 @@ impl Pipeline {
         }
         // the sources stopped: what was taken is stored; windows still open are not judged early
         self.flush(now_ms()).await;
+        store_offsets(&kafka_acker, &mut kafka_done);
         if let Some(a) = &kafka_acker {
             a.commit();
         }
@@ -659,13 +667,15 @@ impl Pipeline {
     }
 
     /// Export what the engine counted since `before` under `connector`.
-    fn attribute(&self, connector: &str, before: (u64, [u64; RejectReason::ALL.len()])) {
+    fn attribute(&mut self, connector: &str, before: (u64, [u64; RejectReason::ALL.len()])) {
         let (readings, rejected) = self.counts();
         let n = readings.saturating_sub(before.0);
         if n > 0 {
-            self.metrics
-                .readings
-                .with_label_values(&[connector])
+            // the label lookup once per connector, not per message
+            let metrics = &self.metrics;
+            self.readings_by
+                .entry(connector.to_string())
+                .or_insert_with(|| metrics.readings.with_label_values(&[connector]))
                 .inc_by(n);
         }
         for r in RejectReason::ALL {
@@ -858,6 +868,19 @@ fn feed(
         }
     }
     Ok(())
+}
+
+/// Store the offsets of processed Kafka messages (the newest per partition).
+fn store_offsets(
+    acker: &Option<yujing_connectors::kafka::KafkaAcker>,
+    done: &mut Vec<(String, i32, i64)>,
+) {
+    if let Some(a) = acker {
+        if let Err(e) = a.ack_many(done) {
+            tracing::warn!(error = %e, "cannot store Kafka offsets; those messages will be read again");
+        }
+    }
+    done.clear();
 }
 
 /// The next item of a channel that may be gone (then never ready).

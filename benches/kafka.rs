@@ -1,0 +1,179 @@
+//! Kafka -> engine throughput of `yujing run` (this build's binary): readings produced to a topic
+//! of a Tansu broker started here (memory storage), then consumed by yujing from the beginning;
+//! the rate is taken from yujing's own counter between the first and the last reading taken.
+//! Never pass/fail: numbers to quote (benches/README.md).
+//!
+//! ```text
+//! cargo bench --bench kafka -- [--readings 1000000] [--partitions 8]
+//! ```
+//! Needs Tansu under `$TESTPEERS_HOME/bin` (`.ci/peers.sh` installs it).
+
+#[path = "support/process.rs"]
+mod process;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = arg("--readings", 1_000_000);
+    let home = std::env::var("TESTPEERS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/yujing-testpeers")
+        });
+    let port = yujing_connectors::broker::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{addr}");
+    let mut broker = Command::new(home.join("bin/tansu"))
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu (run .ci/peers.sh)");
+    while std::net::TcpStream::connect(&addr).is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // produce: 100 sites x 10 devices, one reading a second each, keyed by site
+    let topic = format!("bench-readings-{}", std::process::id());
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let base = yujing::store::now_ms() - (n as i64 / 1000) * 1000 - 3_600_000;
+    let t0 = Instant::now();
+    let mut pending = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let site = i % 100;
+        let dev = (i / 100) % 10;
+        let ts = base + (i as i64 / 1000) * 1000;
+        let payload = format!(
+            "{{\"ts\":{ts},\"site\":\"s{site}\",\"device\":\"s{site}-d{dev}\",\"metric\":\"noise\",\"value\":{}}}",
+            50 + (i % 30)
+        );
+        let key = format!("s{site}");
+        let p = producer.clone();
+        let t = topic.clone();
+        pending.push(tokio::spawn(async move {
+            let _ = p
+                .send(
+                    FutureRecord::to(&t).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await;
+        }));
+        if pending.len() == 10_000 {
+            for h in pending.drain(..) {
+                let _ = h.await;
+            }
+        }
+    }
+    for h in pending.drain(..) {
+        let _ = h.await;
+    }
+    println!("produced {n} readings in {:?}", t0.elapsed());
+
+    // the config: the sites and one rule over them
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let mut sites = String::from("departments:\n  - {id: zjj, name: 住建局}\nsites:\n");
+    for s in 0..100 {
+        sites.push_str(&format!("  - id: s{s}\n    name: 工地{s}\n    kind: construction\n    department: zjj\n    devices:\n"));
+        for d in 0..10 {
+            sites.push_str(&format!("      - {{id: s{s}-d{d}, metrics: [noise]}}\n"));
+        }
+    }
+    std::fs::write(p.join("sites.yaml"), sites).expect("sites");
+    std::fs::create_dir_all(p.join("rules")).expect("rules");
+    std::fs::write(
+        p.join("rules/bench.yaml"),
+        "rules:\n  - id: noise_max\n    title: 噪声\n    scope: {kind: construction}\n    metric: noise\n    window: {type: tumbling, size: 1m}\n    aggregate: max\n    above: {red: 85}\n    message: \"{value}\"\n",
+    )
+    .expect("rule");
+    std::fs::write(
+        p.join("yujing.toml"),
+        format!(
+            "[engine]\ntimezone = \"Asia/Shanghai\"\nmax_past = \"30d\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n[kafka]\nbrokers = \"{addr}\"\ngroup_id = \"bench\"\nreadings_topic = \"{topic}\"\n"
+        ),
+    )
+    .expect("toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args(["run", "-c"])
+        .arg(p.join("yujing.toml"))
+        .args(["--log", "error"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("yujing run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut api = String::new();
+    for l in lines.by_ref().map_while(Result::ok) {
+        if let Some(b) = l.strip_prefix("yujing: listening on ") {
+            api = b.trim().to_string();
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let http = reqwest::Client::new();
+    let name = "yujing_input_readings_total{connector=\"kafka\"}";
+    let mut first: Option<(Instant, f64)> = None;
+    let mut last = (Instant::now(), 0.0);
+    let start = Instant::now();
+    loop {
+        let v = process::metric(&http, &api, name).await;
+        let now = Instant::now();
+        if v > 0.0 && first.is_none() {
+            first = Some((now, v));
+        }
+        if v > last.1 {
+            last = (now, v);
+        }
+        if v >= n as f64 || start.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss = process::rss_kb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let Some((t1, v1)) = first else {
+        println!("yujing took nothing from Kafka");
+        return;
+    };
+    let secs = last.0.duration_since(t1).as_secs_f64().max(1e-3);
+    println!(
+        "one instance: {:.0} readings taken in {:.2} s after the first: {:.0} readings/s from Kafka (RSS {} KiB)",
+        last.1 - v1,
+        secs,
+        (last.1 - v1) / secs,
+        rss
+    );
+}
