@@ -18,21 +18,12 @@
 #[path = "support/process.rs"]
 mod process;
 
-use process::{cpu_ticks, rss_kb};
+use process::{arg, cpu_ticks, rss_kb};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU use (% of one core) and RSS (KiB, at the end) over `secs`.
 async fn measure(pid: u32, secs: u64) -> (f64, u64) {

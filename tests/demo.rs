@@ -2,62 +2,17 @@
 //! of several levels within minutes at the API, on the live stream and at the departments'
 //! (signed) webhooks; a department acknowledges and reports back; Ctrl-C drains and stops.
 
+mod service;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let child = Command::new(env!("CARGO_BIN_EXE_yujing"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt-port",
-            "0",
-            "--speed",
-            "1500",
-            "--data",
-        ])
-        .arg(data.path())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start yujing demo");
-    let mut child = KillOnDrop(child);
-    let child = &mut child.0;
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut base, mut operator, mut zjj) = (String::new(), String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(b) = line.strip_prefix("yujing: listening on ") {
-            base = b.trim().to_string();
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["operator", t] => operator = t.to_string(),
-            ["department", "zjj", t, ..] => zjj = t.to_string(),
-            _ => {}
-        }
-        if line.contains("Ctrl-C stops") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let stderr = child.stderr.take().expect("stderr");
-    let err_log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    assert!(
-        !base.is_empty() && !operator.is_empty() && !zjj.is_empty(),
-        "banner incomplete"
-    );
+    let mut demo = service::Demo::start();
+    let (base, operator, zjj) = (demo.base.clone(), demo.operator.clone(), demo.zjj.clone());
     let http = reqwest::Client::new();
     let get = |path: String, token: String| {
         let http = http.clone();
@@ -201,10 +156,10 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
 
     // Ctrl-C (SIGINT) drains and stops
     let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &demo.child.id().to_string()])
         .status();
-    let status = child.wait().expect("wait");
-    let err = err_log.join().unwrap_or_default().join("\n");
+    let status = demo.child.wait().expect("wait");
+    let err = demo.stderr();
     assert!(status.success(), "{err}");
     assert!(err.contains("yujing: stopped"), "{err}");
 }
@@ -216,15 +171,5 @@ trait JsonText {
 impl JsonText for reqwest::Response {
     async fn json_text(self) -> Value {
         serde_json::from_str(&self.text().await.unwrap_or_default()).unwrap_or(Value::Null)
-    }
-}
-
-/// The demo never stops by itself: a failing test must not leave it running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

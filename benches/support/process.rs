@@ -1,5 +1,16 @@
-//! What the service benches read of a running `yujing` process: RSS and CPU time from /proc,
-//! and values from its `/metrics`.
+//! What the service benches share: their `--name value` arguments, and what they read of a
+//! running `yujing` process (RSS and CPU time from /proc, values from its `/metrics`).
+
+/// The number after `--name` on the command line, else `default`.
+#[allow(dead_code)]
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// Resident set size in KiB (`VmRSS`).
 pub fn rss_kb(pid: u32) -> u64 {

@@ -386,12 +386,10 @@ pub struct ListenConfig {
     pub idle_timeout: Duration,
 }
 
-/// Connection counts, for `/metrics`.
+/// Connections open now, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ListenStats {
     pub open: AtomicUsize,
-    pub accepted: AtomicUsize,
-    pub refused: AtomicUsize,
 }
 
 /// Accept monitor connections on `listener` until `stop`; each connection runs on its own task.
@@ -417,12 +415,10 @@ pub async fn serve(
             _ = stop.cancelled() => break,
         };
         if stats.open.load(Ordering::Relaxed) >= cfg.max_connections {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, max = cfg.max_connections, "HJ 212: connection refused, too many open");
             drop(sock);
             continue;
         }
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.open.fetch_add(1, Ordering::Relaxed);
         let (tx, stats, stop, idle) = (tx.clone(), stats.clone(), stop.clone(), cfg.idle_timeout);
         conns.spawn(async move {

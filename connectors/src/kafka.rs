@@ -8,7 +8,7 @@
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::TopicPartitionList;
 use std::sync::Arc;
@@ -80,10 +80,6 @@ pub struct KafkaAcker {
 }
 
 impl KafkaAcker {
-    pub fn ack(&self, m: &KafkaMessage) -> Result<(), KafkaError> {
-        self.ack_many(&[(m.topic.clone(), m.partition, m.offset)])
-    }
-
     /// Mark processed, per (topic, partition), every message up to and including `offset`.
     pub fn ack_many(&self, upto: &[(String, i32, i64)]) -> Result<(), KafkaError> {
         if upto.is_empty() {
@@ -227,13 +223,4 @@ impl KafkaProducer {
             Err((e, _)) => Err(KafkaError::Delivery(e.to_string())),
         }
     }
-}
-
-/// A header's value as text (for tests and tools).
-pub fn header(headers: &rdkafka::message::BorrowedHeaders, name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }

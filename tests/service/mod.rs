@@ -687,3 +687,92 @@ pub fn mosquitto() -> u16 {
         .map(|b| b.port)
         .expect("no MQTT broker on 127.0.0.1:1883 and no mosquitto binary: install mosquitto and mosquitto-clients (.ci/run does)")
 }
+
+/// `yujing demo` as the README runs it (free ports, 1500x), with the banner's address and
+/// tokens; stderr is collected while it runs. Killed when dropped.
+pub struct Demo {
+    pub child: Child,
+    pub base: String,
+    pub operator: String,
+    pub zjj: String,
+    pub admin: String,
+    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
+    _data: tempfile::TempDir,
+}
+
+impl Demo {
+    pub fn start() -> Demo {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-port",
+                "0",
+                "--speed",
+                "1500",
+                "--data",
+            ])
+            .arg(data.path())
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start yujing demo");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut base, mut operator, mut zjj, mut admin) =
+            (String::new(), String::new(), String::new(), String::new());
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(b) = line.strip_prefix("yujing: listening on ") {
+                base = b.trim().to_string();
+            }
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["operator", t] => operator = t.to_string(),
+                ["department", "zjj", t, ..] => zjj = t.to_string(),
+                ["admin", t] => admin = t.to_string(),
+                _ => {}
+            }
+            if line.contains("Ctrl-C stops") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let err = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            BufReader::new(err)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        assert!(
+            !base.is_empty() && !operator.is_empty() && !zjj.is_empty() && !admin.is_empty(),
+            "the demo's banner is incomplete"
+        );
+        Demo {
+            child,
+            base,
+            operator,
+            zjj,
+            admin,
+            stderr: Some(stderr),
+            _data: data,
+        }
+    }
+
+    /// Everything it wrote on stderr (once it has exited).
+    pub fn stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+            .join("\n")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

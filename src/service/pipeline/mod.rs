@@ -566,7 +566,7 @@ impl Pipeline {
             };
             doc["departments"] = serde_json::json!(resolved.departments);
             // tickets that counted: their numbers are evidence
-            let concerns: Vec<&str> = t_concerns(&cfg.rules[t.rule]);
+            let concerns: Vec<&str> = ticket_concerns(&cfg.rules[t.rule]);
             if !concerns.is_empty() {
                 let found = self
                     .store
@@ -832,7 +832,7 @@ impl Pipeline {
 }
 
 /// The ticket concerns a rule counts (`tickets.<concern>` metrics of its conditions).
-fn t_concerns(rule: &crate::config::rules::Rule) -> Vec<&str> {
+fn ticket_concerns(rule: &crate::config::rules::Rule) -> Vec<&str> {
     match &rule.body {
         crate::config::rules::Body::Threshold { conds, .. } => conds
             .iter()
