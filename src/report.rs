@@ -3,7 +3,7 @@
 //! escalations, and how complete their feedback is. From the store; the same numbers in the API
 //! (`GET /api/v1/report`) and on the dashboard; CSV and an HTML page from the command line.
 
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 use crate::time::Ts;
 use serde::Serialize;
 use sqlx::Row;
@@ -108,20 +108,26 @@ pub fn summarize(cases: &[Case], names: &BTreeMap<String, String>) -> Vec<Depart
 
 /// The cases of warnings stored in `[from, to)`.
 pub async fn cases(store: &Store, from: Ts, to: Ts) -> Result<Vec<Case>, StoreError> {
-    let rows = sqlx::query(
+    let field = |name: &str| match store.backend() {
+        Backend::Sqlite => format!("json_extract(l.detail, '$.{name}')"),
+        Backend::Postgres => format!("(l.detail::json ->> '{name}')"),
+    };
+    let sql = format!(
         "SELECT d.department, w.level, w.stored_at, w.acked_at, w.handled_at, w.closed_at, w.cleared_at, \
-           (w.overdue_step > 0 OR w.handle_overdue > 0) AS overdue, \
+           CASE WHEN w.overdue_step > 0 OR w.handle_overdue > 0 THEN 1 ELSE 0 END AS overdue, \
            (SELECT count(*) FROM transitions t WHERE t.warning_id = w.id AND t.kind = 'escalate') AS escalations, \
-           EXISTS (SELECT 1 FROM timeline l WHERE l.warning_id = w.id AND l.kind = 'feedback' \
-                   AND coalesce(json_extract(l.detail, '$.measures'), '') <> '' \
-                   AND coalesce(json_extract(l.detail, '$.result'), '') <> '') AS feedback \
+           CASE WHEN EXISTS (SELECT 1 FROM timeline l WHERE l.warning_id = w.id AND l.kind = 'feedback' \
+                   AND coalesce({measures}, '') <> '' AND coalesce({result}, '') <> '') THEN 1 ELSE 0 END AS feedback \
          FROM warnings w JOIN warning_departments d ON d.warning_id = w.id \
-         WHERE w.stored_at >= ?1 AND w.stored_at < ?2 ORDER BY d.department, w.stored_at",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(store.reader())
-    .await?;
+         WHERE w.stored_at >= $1 AND w.stored_at < $2 ORDER BY d.department, w.stored_at",
+        measures = field("measures"),
+        result = field("result"),
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(from)
+        .bind(to)
+        .fetch_all(store.reader())
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(Case {

@@ -10,6 +10,9 @@
 //! topics = ["yujing/sensors/+/+"]
 //! [store]
 //! path = "data/yujing.db"
+//! # url = "postgres://yujing@db:5432/yujing"   # shared by several instances (then `path` is unused)
+//! # [cluster]                          # several instances in one Kafka consumer group
+//! # instance = "yj-1"
 //! [hj212]
 //! listen = "0.0.0.0:6000"              # HJ 212-2017 monitors connect here
 //! [cameras]
@@ -38,6 +41,8 @@ pub struct ServiceSettings {
     pub hj212: Option<Hj212Settings>,
     /// Kafka in (readings, tickets) and out (warnings through kafka channels, dead letters).
     pub kafka: Option<KafkaSettings>,
+    /// Several instances in one Kafka consumer group (`[cluster]`).
+    pub cluster: Option<ClusterSettings>,
     pub cameras: CameraSettings,
     /// Secret name -> value (resolved from the environment where the file says so).
     pub secrets: BTreeMap<String, String>,
@@ -68,6 +73,8 @@ pub struct MqttSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreSettings {
     pub path: PathBuf,
+    /// A shared PostgreSQL store (`postgres://...`) instead of the SQLite file at `path`.
+    pub url: Option<String>,
     /// Flush every commit to disk (`fsync = true`, SQLite `synchronous=FULL`): a stored warning
     /// survives a power loss too. Off (`NORMAL` in WAL mode), a commit survives a crash or
     /// `kill -9` of the process but the last ones may be lost with the power; commits are much
@@ -75,6 +82,69 @@ pub struct StoreSettings {
     pub fsync: bool,
     /// Rejected input as JSON lines (reason, detail, topic, payload).
     pub dead_letter: PathBuf,
+}
+
+/// How several instances share the work (`[cluster]`): the readings topic's partitions are
+/// split among them by the consumer group, and with them the sites they carry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSettings {
+    /// This instance's name (in checkpoints and logs); default: host name and process id.
+    pub instance: String,
+    /// How often the state of this instance's partitions is checkpointed in the store.
+    pub checkpoint_every: Millis,
+    /// How producers map a site id (the message key) to a partition: `consistent_random`
+    /// (CRC-32, librdkafka and kcat) or `murmur2_random` (the Java client's default).
+    pub partitioner: Partitioner,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partitioner {
+    Crc32,
+    Murmur2,
+}
+
+impl Partitioner {
+    /// The partition of `key` among `n`, as the producers compute it.
+    pub fn partition(self, key: &[u8], n: i32) -> i32 {
+        if n <= 0 {
+            return 0;
+        }
+        match self {
+            Partitioner::Crc32 => {
+                const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+                (CRC.checksum(key) % n as u32) as i32
+            }
+            Partitioner::Murmur2 => ((murmur2(key) & 0x7fff_ffff) % n as u32) as i32,
+        }
+    }
+}
+
+/// Kafka's murmur2 (the Java client's `Utils.murmur2`, seed 0x9747b28c).
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -166,6 +236,7 @@ impl Default for ServiceSettings {
             mqtt: None,
             store: StoreSettings {
                 path: "data/yujing.db".into(),
+                url: None,
                 fsync: false,
                 dead_letter: "data/dead-letter.jsonl".into(),
             },
@@ -178,6 +249,7 @@ impl Default for ServiceSettings {
             },
             hj212: None,
             kafka: None,
+            cluster: None,
             cameras: CameraSettings {
                 enabled: true,
                 health_every: 5_000,
@@ -216,6 +288,7 @@ struct MqttToml {
 #[serde(deny_unknown_fields)]
 struct StoreToml {
     path: Option<PathBuf>,
+    url: Option<String>,
     fsync: Option<bool>,
     dead_letter: Option<PathBuf>,
 }
@@ -237,6 +310,14 @@ struct Hj212Toml {
     max_connections: Option<usize>,
     idle_timeout: Option<String>,
     accept_flags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterToml {
+    instance: Option<String>,
+    checkpoint_every: Option<String>,
+    partitioner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +371,7 @@ struct FileToml {
     dispatch: DispatchToml,
     hj212: Option<Hj212Toml>,
     kafka: Option<KafkaToml>,
+    cluster: Option<ClusterToml>,
     #[serde(default)]
     cameras: CamerasToml,
     #[serde(default)]
@@ -373,6 +455,16 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     if let Some(p) = parsed.store.dead_letter {
         s.store.dead_letter = p;
     }
+    if let Some(u) = parsed.store.url {
+        if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            errs.push(diag(
+                at("url"),
+                "store.url: a shared store is PostgreSQL: postgres://user@host:port/database"
+                    .into(),
+            ));
+        }
+        s.store.url = Some(u);
+    }
     s.store.path = base.join(&s.store.path);
     s.store.dead_letter = base.join(&s.store.dead_letter);
     let d = parsed.dispatch;
@@ -448,6 +540,46 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
                     (key, v)
                 })
                 .collect(),
+        });
+    }
+    if let Some(c) = parsed.cluster {
+        let mut checkpoint_every = 2_000;
+        duration(
+            "checkpoint_every",
+            c.checkpoint_every,
+            &mut checkpoint_every,
+            &mut errs,
+        );
+        let partitioner = match c.partitioner.as_deref() {
+            None | Some("consistent_random") | Some("consistent") => Partitioner::Crc32,
+            Some("murmur2_random") | Some("murmur2") => Partitioner::Murmur2,
+            Some(other) => {
+                errs.push(diag(
+                    at("partitioner"),
+                    format!(
+                        "cluster.partitioner: `{other}` is not consistent_random or murmur2_random"
+                    ),
+                ));
+                Partitioner::Crc32
+            }
+        };
+        if s.kafka
+            .as_ref()
+            .and_then(|k| k.readings_topic.as_ref())
+            .is_none()
+        {
+            errs.push(diag(
+                at("cluster"),
+                "[cluster] splits the sites by the partitions of the Kafka readings topic: set [kafka] brokers and readings_topic".into(),
+            ));
+        }
+        s.cluster = Some(ClusterSettings {
+            instance: c.instance.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            }),
+            checkpoint_every: checkpoint_every.max(100),
+            partitioner,
         });
     }
     let c = parsed.cameras;

@@ -407,10 +407,14 @@ async fn notice(
         "due": format_ts(o.due, cfg.settings.timezone),
         "departments": o.departments,
     });
-    tracing::warn!(warning = %o.id, overdue = o.what, step = o.step, to = ?to, "deadline missed");
-    store
+    // another instance sharing the store may have sent this notice already
+    if store
         .notice(o, kind, &deliveries, &doc.to_string(), now)
-        .await
+        .await?
+    {
+        tracing::warn!(warning = %o.id, overdue = o.what, step = o.step, to = ?to, "deadline missed");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

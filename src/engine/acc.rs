@@ -3,6 +3,7 @@
 
 use crate::config::rules::Agg;
 use crate::time::{Ts, HOUR};
+use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 /// Relative accuracy of quantiles (1 %) and the sketch's bin limit (bounds memory to ~16 KB).
@@ -36,7 +37,7 @@ impl Needs {
 
 /// The common accumulator is 40 bytes (count, sum, min, max and an empty extension), so a
 /// window of count/avg/max costs little per series; rules that need more get an extension.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Acc {
     pub count: u64,
     pub sum: f64,
@@ -45,7 +46,7 @@ pub struct Acc {
     ext: Option<Box<Ext>>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Ext {
     first_ts: Ts,
     first: f64,
@@ -219,7 +220,7 @@ impl Acc {
 }
 
 /// The accumulators of one key in one pane: one per condition of the rule.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum AccSet {
     One(Acc),
     Many(Vec<Acc>),

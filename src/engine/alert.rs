@@ -36,7 +36,7 @@ impl TransitionKind {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Firing {
     /// Event time at which this episode's condition first held (drives the stable id).
     pub episode_start: Ts,
@@ -46,7 +46,7 @@ pub struct Firing {
     pub seq: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AlertState {
     pending_since: Option<Ts>,
     below_since: Option<Ts>,

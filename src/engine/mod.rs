@@ -7,6 +7,7 @@
 
 pub mod acc;
 pub mod alert;
+pub mod handover;
 pub mod jump;
 pub mod watermark;
 pub mod window;
@@ -112,6 +113,8 @@ pub struct Stats {
     pub windows_closed: u64,
     pub transitions: u64,
     pub raised_by_level: [u64; 4],
+    /// Open windows taken over from another instance after this one had made their time final.
+    pub handover_dropped: u64,
 }
 
 impl Stats {
@@ -168,6 +171,8 @@ pub struct Engine {
     eval_scratch: Vec<CondEval>,
     jumps: JumpGuard,
     deferred_rejects: Vec<(RejectReason, Held)>,
+    /// The sites this engine judges silence for (`None`: all); see `handover`.
+    owned: Option<Vec<bool>>,
 }
 
 /// One condition's result in one window.
@@ -332,6 +337,7 @@ impl Engine {
             eval_scratch: Vec::new(),
             jumps: JumpGuard::default(),
             deferred_rejects: Vec::new(),
+            owned: None,
         }
     }
 
@@ -827,6 +833,14 @@ impl Engine {
         let mut raised = Vec::new();
         let rt = &mut self.rules[ri];
         for &d in &rt.watched {
+            let site = self.dev[d as usize].site;
+            if self
+                .owned
+                .as_ref()
+                .is_some_and(|o| !o.get(site as usize).copied().unwrap_or(false))
+            {
+                continue;
+            }
             let seen = self.dev[d as usize].last_seen;
             if seen == Ts::MIN && !self.config.settings.watch_unseen_devices {
                 continue;
@@ -1042,6 +1056,7 @@ impl Engine {
         next.stats = std::mem::take(&mut self.stats);
         next.jumps = std::mem::take(&mut self.jumps);
         next.collect_exceedances = self.collect_exceedances;
+        next.owned = self.owned.take();
         *self = next;
         (kept, total - kept)
     }

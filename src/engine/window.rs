@@ -7,6 +7,7 @@ use super::acc::{AccSet, Needs};
 use crate::config::rules::WindowSpec;
 use crate::time::{Millis, Ts};
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -119,6 +120,104 @@ impl Windows {
         }
     }
 
+    /// The open state of the series `take` picks, to move it to another engine.
+    pub fn export(&self, take: &dyn Fn(u32) -> bool, out: &mut Vec<Open>) {
+        match self {
+            Windows::Panes(p) => {
+                for (s, bins) in p.series.iter().enumerate() {
+                    if take(s as u32) {
+                        out.extend(bins.iter().map(|(pane, accs)| Open::Pane {
+                            series: s as u32,
+                            pane,
+                            accs: accs.clone(),
+                        }));
+                    }
+                }
+            }
+            Windows::Sessions(w) => {
+                for (&series, list) in &w.open {
+                    if take(series) {
+                        out.extend(list.iter().map(|x| Open::Session {
+                            series,
+                            start: x.start,
+                            last: x.last,
+                            accs: x.accs.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop the open state of the series `take` picks (they moved to another engine).
+    pub fn remove(&mut self, take: &dyn Fn(u32) -> bool) {
+        match self {
+            Windows::Panes(p) => {
+                for list in p.panes.values_mut() {
+                    list.retain(|&s| !take(s));
+                }
+                p.panes.retain(|_, list| !list.is_empty());
+                for (s, bins) in p.series.iter_mut().enumerate() {
+                    if take(s as u32) {
+                        *bins = Bins::default();
+                    }
+                }
+            }
+            Windows::Sessions(w) => w.open.retain(|&series, _| !take(series)),
+        }
+    }
+
+    /// Take over open state exported by another engine under the same rules. What this engine
+    /// has already made final (its watermark is past it) cannot be opened again: it is dropped,
+    /// and the number dropped is returned.
+    pub fn import(&mut self, open: Vec<Open>) -> usize {
+        let mut dropped = 0;
+        for o in open {
+            match (&mut *self, o) {
+                (Windows::Panes(p), Open::Pane { series, pane, accs })
+                    if (series as usize) < p.series.len()
+                        && pane + p.size > p.final_until
+                        && pane.rem_euclid(p.step) == 0 =>
+                {
+                    let bins = &mut p.series[series as usize];
+                    match bins.get_mut(pane) {
+                        Some(mine) => mine.merge(&accs),
+                        None => {
+                            bins.add(pane, accs);
+                            p.panes.entry(pane).or_default().push(series);
+                        }
+                    }
+                }
+                (
+                    Windows::Sessions(w),
+                    Open::Session {
+                        series,
+                        start,
+                        last,
+                        accs,
+                    },
+                ) if last + w.gap > w.final_until => {
+                    w.open
+                        .entry(series)
+                        .or_default()
+                        .push(Session { start, last, accs });
+                    w.heap.push(Reverse((last + w.gap, series)));
+                }
+                _ => dropped += 1,
+            }
+        }
+        dropped
+    }
+
+    /// The key (device or site index) of a series.
+    pub fn key_of(&self, series: u32) -> Option<u32> {
+        let keys = match self {
+            Windows::Panes(p) => &p.keys,
+            Windows::Sessions(w) => &w.keys,
+        };
+        keys.get(series as usize).copied()
+    }
+
     /// Number of (key, pane or session) entries held: a gauge of state size.
     pub fn entries(&self) -> usize {
         match self {
@@ -126,6 +225,22 @@ impl Windows {
             Windows::Sessions(s) => s.open.values().map(|v| v.len()).sum(),
         }
     }
+}
+
+/// Open window state of one series, as it moves between engines (engine checkpoints).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Open {
+    Pane {
+        series: u32,
+        pane: Ts,
+        accs: AccSet,
+    },
+    Session {
+        series: u32,
+        start: Ts,
+        last: Ts,
+        accs: AccSet,
+    },
 }
 
 /// One series' open bins: two inline (the current pane and a straggler, the common case), more

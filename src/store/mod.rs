@@ -1,5 +1,7 @@
-//! The store (SQLite, embedded): warnings with their full timeline, the transitions that made
-//! them, and the delivery outbox. A transition and every delivery it owes are written in one
+//! The store: warnings with their full timeline, the transitions that made them, the delivery
+//! outbox, tickets, and the engine's checkpoints. SQLite (embedded) on one machine; PostgreSQL
+//! when several instances share it (`[store] url`). The SQL is written once, in the dialect both
+//! understand (`$N` parameters, `ON CONFLICT`, `string_agg`); where they differ, [`Backend`] says. A transition and every delivery it owes are written in one
 //! transaction before anything is sent, so a crash between the two loses nothing; the outbox key
 //! (warning id, transition, purpose, department, channel) makes storing twice harmless.
 //!
@@ -11,19 +13,49 @@ use crate::engine::alert::TransitionKind;
 use crate::event::Level;
 use crate::time::Ts;
 use serde::Serialize;
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
+pub mod checkpoint;
 pub mod tickets;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "tickets", include_str!("migrations/0002_tickets.sql")),
+    (
+        3,
+        "checkpoints",
+        include_str!("migrations/0003_checkpoints.sql"),
+    ),
 ];
+
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/postgres/0001_init.sql")),
+    (
+        2,
+        "tickets",
+        include_str!("migrations/postgres/0002_tickets.sql"),
+    ),
+    (
+        3,
+        "checkpoints",
+        include_str!("migrations/0003_checkpoints.sql"),
+    ),
+];
+
+/// Which database the store is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One file beside the service; one instance.
+    Sqlite,
+    /// Shared by every instance of a deployment.
+    Postgres,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -35,6 +67,8 @@ pub enum StoreError {
     Dir(String, std::io::Error),
     #[error("stored JSON is damaged: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("store url {0}: only postgres:// (or sqlite://) is supported")]
+    Url(String),
 }
 
 /// A transition ready to store: the rendered warning document and what routing decided.
@@ -201,20 +235,21 @@ pub fn now_ms() -> Ts {
         .unwrap_or(0)
 }
 
-/// Reads go through a small pool; every write through one connection, so writers queue in
-/// order instead of sleeping on SQLite's busy lock.
+/// Reads go through a small pool. With SQLite every write goes through one connection, so
+/// writers queue in order instead of sleeping on its busy lock; PostgreSQL takes several.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    writer: SqlitePool,
+    pool: AnyPool,
+    writer: AnyPool,
+    backend: Backend,
 }
 
 const WARNING_COLUMNS: &str = "id, rule, site, site_kind, subject, level, status, active, seq, title, message, \
-     (SELECT group_concat(department, ',') FROM warning_departments d WHERE d.warning_id = warnings.id) AS departments, \
+     (SELECT string_agg(department, ',') FROM warning_departments d WHERE d.warning_id = warnings.id) AS departments, \
      raised_at, stored_at, updated_at, ack_due, handle_due, acked_at, handled_at, closed_at, cleared_at, \
      overdue_step, supervisor, doc";
 
-fn warning_row(r: &sqlx::sqlite::SqliteRow) -> Result<WarningRow, sqlx::Error> {
+fn warning_row(r: &sqlx::any::AnyRow) -> Result<WarningRow, sqlx::Error> {
     let deps: Option<String> = r.try_get("departments")?;
     let mut departments: Vec<String> = deps
         .map(|d| d.split(',').map(str::to_string).collect())
@@ -248,7 +283,7 @@ fn warning_row(r: &sqlx::sqlite::SqliteRow) -> Result<WarningRow, sqlx::Error> {
     })
 }
 
-fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxItem, sqlx::Error> {
+fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxItem, sqlx::Error> {
     Ok(OutboxItem {
         id: r.try_get("id")?,
         key: r.try_get("key")?,
@@ -296,64 +331,83 @@ struct DeliveryRow<'a> {
     doc: &'a str,
 }
 
-/// Rows per multi-row statement (well under SQLite's limit of bound values).
+/// Rows per multi-row statement (well under either database's limit of bound values).
 const CHUNK: usize = 200;
 
+/// `($1, $2), ($3, $4)`: the placeholders of `rows` rows of `cols` values.
+fn values(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            let _ = write!(s, "${}", r * cols + c + 1);
+        }
+        s.push(')');
+    }
+    s
+}
+
 async fn add_timelines(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     rows: &[TimelineRow<'_>],
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(CHUNK) {
-        sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO timeline (warning_id, at, kind, actor, detail) ",
-        )
-        .push_values(chunk, |mut b, r| {
-            b.push_bind(&r.warning_id)
-                .push_bind(r.at)
-                .push_bind(r.kind)
-                .push_bind(r.actor)
-                .push_bind(&r.detail);
-        })
-        .build()
-        .execute(&mut *tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO timeline (warning_id, at, kind, actor, detail) VALUES {}",
+            values(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(&r.warning_id)
+                .bind(r.at)
+                .bind(r.kind)
+                .bind(r.actor)
+                .bind(&r.detail);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }
 
 async fn add_deliveries(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     rows: &[DeliveryRow<'_>],
     now: Ts,
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(CHUNK) {
-        sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT OR IGNORE INTO outbox (key, warning_id, seq, purpose, department, channel, doc, state, next_at, created_at) ",
-        )
-        .push_values(chunk, |mut b, r| {
-            b.push_bind(format!(
-                "{}:{}:{}:{}:{}",
-                r.warning_id, r.seq, r.purpose, r.department, r.channel
-            ))
-            .push_bind(r.warning_id)
-            .push_bind(r.seq)
-            .push_bind(r.purpose)
-            .push_bind(r.department)
-            .push_bind(r.channel)
-            .push_bind(r.doc)
-            .push_bind("pending")
-            .push_bind(now)
-            .push_bind(now);
-        })
-        .build()
-        .execute(&mut *tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO outbox (key, warning_id, seq, purpose, department, channel, doc, state, next_at, created_at) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            values(chunk.len(), 10)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(format!(
+                    "{}:{}:{}:{}:{}",
+                    r.warning_id, r.seq, r.purpose, r.department, r.channel
+                ))
+                .bind(r.warning_id)
+                .bind(r.seq)
+                .bind(r.purpose)
+                .bind(r.department)
+                .bind(r.channel)
+                .bind(r.doc)
+                .bind("pending")
+                .bind(now)
+                .bind(now);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }
 
 async fn add_timeline(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: &str,
     at: Ts,
     kind: &str,
@@ -370,53 +424,108 @@ async fn add_timeline(
     add_timelines(tx, std::slice::from_ref(&row)).await
 }
 
+/// A store url fit for a log line: no password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(not a url)".into(),
+    }
+}
+
+async fn migrate(pool: &AnyPool, list: &[(i64, &str, &'static str)]) -> Result<(), StoreError> {
+    let migrations = list
+        .iter()
+        .map(|(v, name, sql)| {
+            Migration::new(
+                *v,
+                (*name).to_string().into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations).run(pool).await?;
+    Ok(())
+}
+
 impl Store {
     /// Open (creating it and its directory if needed) and migrate to the current schema. With
     /// `fsync`, every commit is flushed to disk (SQLite `synchronous=FULL`) and survives a power
     /// loss; without, WAL with `synchronous=NORMAL`: a commit survives a crash or `kill -9` of
     /// the process, and costs far less.
     pub async fn open(path: &Path, fsync: bool) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        sqlx::any::install_default_drivers();
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir.to_path_buf(),
+            None => Path::new(".").to_path_buf(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        let file = dir.join(path.file_name().unwrap_or_default());
+        let encoded = url::Url::from_file_path(&file)
+            .map_err(|()| StoreError::Url(file.display().to_string()))?;
+        let url = format!("sqlite://{}?mode=rwc", encoded.path());
+        let pragmas: &'static str = if fsync {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+        } else {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+        };
+        let options = |n: u32| {
+            AnyPoolOptions::new()
+                .max_connections(n)
+                .after_connect(move |c, _| {
+                    Box::pin(async move {
+                        c.execute(sqlx::raw_sql(pragmas)).await?;
+                        Ok(())
+                    })
+                })
+        };
+        let writer = options(1).connect(&url).await?;
+        migrate(&writer, SQLITE_MIGRATIONS).await?;
+        let pool = options(4).connect(&url).await?;
+        Ok(Store {
+            pool,
+            writer,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// Connect to a shared PostgreSQL store (`postgres://user@host:port/database`) and migrate
+    /// it; instances starting together take turns (the migrator holds an advisory lock).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Url(redact(url)));
         }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if fsync {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await?;
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(v, name, sql)| {
-                Migration::new(
-                    *v,
-                    (*name).into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        Migrator::with_migrations(migrations).run(&writer).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        Ok(Store { pool, writer })
+        sqlx::any::install_default_drivers();
+        let options = |n: u32| {
+            AnyPoolOptions::new()
+                .max_connections(n)
+                .acquire_timeout(Duration::from_secs(30))
+        };
+        let writer = options(4).connect(url).await?;
+        migrate(&writer, POSTGRES_MIGRATIONS).await?;
+        let pool = options(4).connect(url).await?;
+        Ok(Store {
+            pool,
+            writer,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The read pool, for queries of other modules (reports).
-    pub fn reader(&self) -> &SqlitePool {
+    pub fn reader(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -436,22 +545,23 @@ impl Store {
         // which transitions are new (a transition stored before changes nothing)
         let mut inserted: std::collections::HashSet<(String, i64)> = Default::default();
         for chunk in batch.chunks(CHUNK) {
-            let rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT OR IGNORE INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) ",
-            )
-            .push_values(chunk, |mut b, t| {
-                b.push_bind(&t.id)
-                    .push_bind(t.seq as i64)
-                    .push_bind(t.kind.as_str())
-                    .push_bind(t.level.as_str())
-                    .push_bind(t.at)
-                    .push_bind(now)
-                    .push_bind(&t.doc);
-            })
-            .push(" RETURNING warning_id, seq")
-            .build()
-            .fetch_all(&mut *tx)
-            .await?;
+            let sql = format!(
+                "INSERT INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) VALUES {} \
+                 ON CONFLICT DO NOTHING RETURNING warning_id, seq",
+                values(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in chunk {
+                q = q
+                    .bind(&t.id)
+                    .bind(t.seq as i64)
+                    .bind(t.kind.as_str())
+                    .bind(t.level.as_str())
+                    .bind(t.at)
+                    .bind(now)
+                    .bind(&t.doc);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
             for r in &rows {
                 inserted.insert((r.try_get("warning_id")?, r.try_get("seq")?));
             }
@@ -471,16 +581,16 @@ impl Store {
                     sqlx::query(
                         "INSERT INTO warnings (id, rule, site, site_kind, subject, level, level_rank, status, active, seq, title, message, doc, \
                            raised_at, stored_at, updated_at, ack_due, handle_due, ack_within, supervisor, episode_start) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', 1, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18) \
-                         ON CONFLICT (id) DO UPDATE SET level = ?6, level_rank = ?7, active = 1, seq = ?8, message = ?10, doc = ?11, \
-                           updated_at = ?13, cleared_at = NULL, \
-                           status = CASE WHEN status IN ('cleared', 'closed') THEN 'open' ELSE status END, \
-                           ack_due = CASE WHEN status IN ('cleared', 'closed') THEN ?14 ELSE ack_due END, \
-                           handle_due = CASE WHEN status IN ('cleared', 'closed') THEN ?15 ELSE handle_due END, \
-                           overdue_step = CASE WHEN status IN ('cleared', 'closed') THEN 0 ELSE overdue_step END, \
-                           handle_overdue = CASE WHEN status IN ('cleared', 'closed') THEN 0 ELSE handle_overdue END, \
-                           acked_at = CASE WHEN status IN ('cleared', 'closed') THEN NULL ELSE acked_at END, \
-                           handled_at = CASE WHEN status IN ('cleared', 'closed') THEN NULL ELSE handled_at END, \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', 1, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18) \
+                         ON CONFLICT (id) DO UPDATE SET level = $6, level_rank = $7, active = 1, seq = $8, message = $10, doc = $11, \
+                           updated_at = $13, cleared_at = NULL, \
+                           status = CASE WHEN warnings.status IN ('cleared', 'closed') THEN 'open' ELSE warnings.status END, \
+                           ack_due = CASE WHEN warnings.status IN ('cleared', 'closed') THEN $14 ELSE warnings.ack_due END, \
+                           handle_due = CASE WHEN warnings.status IN ('cleared', 'closed') THEN $15 ELSE warnings.handle_due END, \
+                           overdue_step = CASE WHEN warnings.status IN ('cleared', 'closed') THEN 0 ELSE warnings.overdue_step END, \
+                           handle_overdue = CASE WHEN warnings.status IN ('cleared', 'closed') THEN 0 ELSE warnings.handle_overdue END, \
+                           acked_at = CASE WHEN warnings.status IN ('cleared', 'closed') THEN NULL ELSE warnings.acked_at END, \
+                           handled_at = CASE WHEN warnings.status IN ('cleared', 'closed') THEN NULL ELSE warnings.handled_at END, \
                            closed_at = NULL",
                     )
                     .bind(&t.id)
@@ -507,11 +617,11 @@ impl Store {
                 TransitionKind::Escalate | TransitionKind::DeEscalate => {
                     // a sharper level may bring the deadlines forward, never back
                     sqlx::query(
-                        "UPDATE warnings SET level = ?2, level_rank = ?3, seq = ?4, message = ?5, doc = ?6, updated_at = ?7, \
-                           ack_due = CASE WHEN acked_at IS NULL AND ?8 IS NOT NULL THEN min(coalesce(ack_due, ?8), ?8) ELSE ack_due END, \
-                           handle_due = CASE WHEN handled_at IS NULL AND ?9 IS NOT NULL THEN min(coalesce(handle_due, ?9), ?9) ELSE handle_due END, \
-                           ack_within = coalesce(?10, ack_within) \
-                         WHERE id = ?1",
+                        "UPDATE warnings SET level = $2, level_rank = $3, seq = $4, message = $5, doc = $6, updated_at = $7, \
+                           ack_due = CASE WHEN acked_at IS NULL AND $8 IS NOT NULL THEN CASE WHEN ack_due < $8 THEN ack_due ELSE $8 END ELSE ack_due END, \
+                           handle_due = CASE WHEN handled_at IS NULL AND $9 IS NOT NULL THEN CASE WHEN handle_due < $9 THEN handle_due ELSE $9 END ELSE handle_due END, \
+                           ack_within = coalesce($10, ack_within) \
+                         WHERE id = $1",
                     )
                     .bind(&t.id)
                     .bind(t.level.as_str())
@@ -528,9 +638,9 @@ impl Store {
                 }
                 TransitionKind::Clear => {
                     sqlx::query(
-                        "UPDATE warnings SET active = 0, seq = ?2, doc = ?3, updated_at = ?4, cleared_at = ?4, \
+                        "UPDATE warnings SET active = 0, seq = $2, doc = $3, updated_at = $4, cleared_at = $4, \
                            status = CASE WHEN status = 'open' THEN 'cleared' ELSE status END \
-                         WHERE id = ?1",
+                         WHERE id = $1",
                     )
                     .bind(&t.id)
                     .bind(t.seq as i64)
@@ -567,15 +677,15 @@ impl Store {
             }));
         }
         for chunk in departments.chunks(CHUNK) {
-            sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT OR IGNORE INTO warning_departments (warning_id, department) ",
-            )
-            .push_values(chunk, |mut b, (w, d)| {
-                b.push_bind(*w).push_bind(*d);
-            })
-            .build()
-            .execute(&mut *tx)
-            .await?;
+            let sql = format!(
+                "INSERT INTO warning_departments (warning_id, department) VALUES {} ON CONFLICT DO NOTHING",
+                values(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (w, d) in chunk {
+                q = q.bind(*w).bind(*d);
+            }
+            q.execute(&mut *tx).await?;
         }
         add_timelines(&mut tx, &timeline).await?;
         add_deliveries(&mut tx, &deliveries, now).await?;
@@ -584,12 +694,12 @@ impl Store {
     }
 
     pub async fn list(&self, f: &Filter) -> Result<(Vec<WarningRow>, i64), StoreError> {
-        const WHERE: &str = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR level = ?2) \
-             AND (?3 IS NULL OR id IN (SELECT warning_id FROM warning_departments WHERE department = ?3)) \
-             AND (?4 IS NULL OR site = ?4) AND (?5 IS NULL OR rule = ?5) \
-             AND (?6 IS NULL OR raised_at >= ?6) AND (?7 IS NULL OR raised_at < ?7)";
+        const WHERE: &str = "WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR level = $2) \
+             AND ($3 IS NULL OR id IN (SELECT warning_id FROM warning_departments WHERE department = $3)) \
+             AND ($4 IS NULL OR site = $4) AND ($5 IS NULL OR rule = $5) \
+             AND ($6 IS NULL OR raised_at >= $6) AND ($7 IS NULL OR raised_at < $7)";
         let sql = format!(
-            "SELECT {WARNING_COLUMNS} FROM warnings {WHERE} ORDER BY stored_at DESC, id LIMIT ?8 OFFSET ?9"
+            "SELECT {WARNING_COLUMNS} FROM warnings {WHERE} ORDER BY stored_at DESC, id LIMIT $8 OFFSET $9"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&f.status)
@@ -621,7 +731,7 @@ impl Store {
 
     pub async fn get(&self, id: &str) -> Result<Option<WarningRow>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {WARNING_COLUMNS} FROM warnings WHERE id = ?"
+            "SELECT {WARNING_COLUMNS} FROM warnings WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -631,7 +741,7 @@ impl Store {
 
     pub async fn timeline(&self, id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, kind, actor, detail FROM timeline WHERE warning_id = ? ORDER BY id",
+            "SELECT at, kind, actor, detail FROM timeline WHERE warning_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -658,10 +768,11 @@ impl Store {
         now: Ts,
     ) -> Result<Result<WarningRow, ActError>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM warnings WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM warnings WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(status) = status else {
             return Ok(Err(ActError::NotFound));
         };
@@ -675,7 +786,7 @@ impl Store {
                         "the warning is already {status}"
                     ))));
                 }
-                sqlx::query("UPDATE warnings SET status = 'acknowledged', acked_at = ?2, updated_at = ?2 WHERE id = ?1")
+                sqlx::query("UPDATE warnings SET status = 'acknowledged', acked_at = $2, updated_at = $2 WHERE id = $1")
                     .bind(id)
                     .bind(now)
                     .execute(&mut *tx)
@@ -684,7 +795,7 @@ impl Store {
             }
             Action::Feedback { measures, result } => {
                 sqlx::query(
-                    "UPDATE warnings SET status = 'handled', acked_at = coalesce(acked_at, ?2), handled_at = ?2, updated_at = ?2 WHERE id = ?1",
+                    "UPDATE warnings SET status = 'handled', acked_at = coalesce(acked_at, $2), handled_at = $2, updated_at = $2 WHERE id = $1",
                 )
                 .bind(id)
                 .bind(now)
@@ -704,7 +815,7 @@ impl Store {
                         "post feedback (measures taken, result) before closing".into(),
                     )));
                 }
-                sqlx::query("UPDATE warnings SET status = 'closed', closed_at = ?2, updated_at = ?2 WHERE id = ?1")
+                sqlx::query("UPDATE warnings SET status = 'closed', closed_at = $2, updated_at = $2 WHERE id = $1")
                     .bind(id)
                     .bind(now)
                     .execute(&mut *tx)
@@ -729,9 +840,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE outbox SET leased_until = ?2 WHERE id IN ( \
-               SELECT id FROM outbox WHERE state = 'pending' AND next_at <= ?1 \
-               AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, id LIMIT ?3) \
+            "UPDATE outbox SET leased_until = $2 WHERE id IN ( \
+               SELECT id FROM outbox WHERE state = 'pending' AND next_at <= $1 \
+               AND (leased_until IS NULL OR leased_until <= $1) ORDER BY next_at, id LIMIT $3) \
+             AND state = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
              RETURNING *",
         )
         .bind(now)
@@ -744,7 +856,9 @@ impl Store {
         Ok(items)
     }
 
-    /// At start, no delivery is under way: leases of a process that died are void.
+    /// At start, no delivery is under way: leases of a process that died are void. (Only for a
+    /// store of one instance: in a shared one, another instance's leases are its own and run out
+    /// by themselves.)
     pub async fn release_leases(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL")
             .execute(&self.writer)
@@ -754,13 +868,12 @@ impl Store {
 
     /// The earliest time a pending delivery falls due.
     pub async fn next_due(&self) -> Result<Option<Ts>, StoreError> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT min(max(next_at, coalesce(leased_until, 0))) FROM outbox WHERE state = 'pending'",
-            )
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT min(CASE WHEN leased_until > next_at THEN leased_until ELSE next_at END) \
+                 FROM outbox WHERE state = 'pending'",
         )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Record delivery outcomes (state, attempts, a timeline entry each) in one transaction.
@@ -768,17 +881,18 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let delivered: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed.is_none()).collect();
         for chunk in delivered.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, leased_until = NULL, delivered_at = ",
+            let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, leased_until = NULL, \
+                 delivered_at = $1 WHERE id IN ({})",
+                ids.join(", ")
             );
-            q.push_bind(chunk.iter().map(|o| o.at).max().unwrap_or(0));
-            q.push(" WHERE id IN (");
-            let mut ids = q.separated(", ");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(chunk.iter().map(|o| o.at).max().unwrap_or(0));
             for o in chunk {
-                ids.push_bind(o.item);
+                q = q.bind(o.item);
             }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
+            q.execute(&mut *tx).await?;
         }
         let mut timeline = Vec::with_capacity(outcomes.len());
         for o in outcomes {
@@ -786,8 +900,8 @@ impl Store {
                 None => "delivered",
                 Some((error, retry_at)) => {
                     sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, leased_until = NULL, \
-                           state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE 'pending' END, next_at = coalesce(?3, next_at) WHERE id = ?1",
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL, \
+                           state = CASE WHEN $3 IS NULL THEN 'dead' ELSE 'pending' END, next_at = coalesce($3, next_at) WHERE id = $1",
                     )
                     .bind(o.item)
                     .bind(error)
@@ -822,7 +936,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR warning_id = ?2) ORDER BY id DESC LIMIT ?3",
+            "SELECT * FROM outbox WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR warning_id = $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(state)
         .bind(warning)
@@ -834,7 +948,7 @@ impl Store {
 
     /// Put a dead delivery back in the queue (an admin fixed the endpoint).
     pub async fn retry_delivery(&self, id: i64, now: Ts) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE outbox SET state = 'pending', attempts = 0, next_at = ? WHERE id = ? AND state = 'dead'")
+        let r = sqlx::query("UPDATE outbox SET state = 'pending', attempts = 0, next_at = $1 WHERE id = $2 AND state = 'dead'")
             .bind(now)
             .bind(id)
             .execute(&self.writer)
@@ -847,7 +961,7 @@ impl Store {
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::with_capacity(2);
         for state in ["pending", "dead"] {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE state = ?")
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE state = $1")
                 .bind(state)
                 .fetch_one(&self.pool)
                 .await?;
@@ -863,9 +977,9 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {WARNING_COLUMNS}, ack_within, handle_overdue FROM warnings \
              WHERE status NOT IN ('closed', 'cleared') AND ( \
-               (acked_at IS NULL AND ack_due IS NOT NULL AND ((overdue_step = 0 AND ack_due <= ?1) \
-                  OR (overdue_step = 1 AND ack_due + coalesce(ack_within, 0) <= ?1))) \
-               OR (handled_at IS NULL AND handle_due IS NOT NULL AND handle_overdue = 0 AND handle_due <= ?1))"
+               (acked_at IS NULL AND ack_due IS NOT NULL AND ((overdue_step = 0 AND ack_due <= $1) \
+                  OR (overdue_step = 1 AND ack_due + coalesce(ack_within, 0) <= $1))) \
+               OR (handled_at IS NULL AND handle_due IS NOT NULL AND handle_overdue = 0 AND handle_due <= $1))"
         )))
         .bind(now)
         .fetch_all(&self.pool)
@@ -917,7 +1031,8 @@ impl Store {
     }
 
     /// Record that an overdue notice went out: the ladder step, a timeline entry, and the
-    /// deliveries it owes, in one transaction.
+    /// deliveries it owes, in one transaction. Returns false (and records nothing) when the step
+    /// was taken already: by another instance sharing the store, or by this one a moment ago.
     pub async fn notice(
         &self,
         o: &Overdue,
@@ -925,24 +1040,30 @@ impl Store {
         deliveries: &[(String, String)],
         doc: &str,
         now: Ts,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let purpose = if o.step == 1 {
             "reminder"
         } else {
             "supervisor"
         };
-        if o.what == "ack" {
-            sqlx::query("UPDATE warnings SET overdue_step = ?2 WHERE id = ?1")
+        let taken = if o.what == "ack" {
+            sqlx::query("UPDATE warnings SET overdue_step = $2 WHERE id = $1 AND overdue_step < $2")
                 .bind(&o.id)
                 .bind(o.step)
                 .execute(&mut *tx)
-                .await?;
+                .await?
         } else {
-            sqlx::query("UPDATE warnings SET handle_overdue = 1 WHERE id = ?1")
-                .bind(&o.id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE warnings SET handle_overdue = 1 WHERE id = $1 AND handle_overdue = 0",
+            )
+            .bind(&o.id)
+            .execute(&mut *tx)
+            .await?
+        };
+        if taken.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
         }
         let to: Vec<&str> = deliveries.iter().map(|(d, _)| d.as_str()).collect();
         add_timeline(
@@ -968,7 +1089,7 @@ impl Store {
             .collect();
         add_deliveries(&mut tx, &rows, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Warnings whose condition still held when the service stopped (to resume their state):
@@ -1034,244 +1155,276 @@ mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, Store) {
+    /// The same test against both stores: SQLite in a temporary directory, and a fresh
+    /// PostgreSQL database (named after the test) on the local server.
+    async fn stores(test: &str) -> Vec<(Option<tempfile::TempDir>, Store)> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(&dir.path().join("y.db"), true)
+        let sqlite = Store::open(&dir.path().join("y.db"), true)
             .await
             .expect("open");
-        (dir, s)
+        vec![(Some(dir), sqlite), (None, pg_store(test).await)]
+    }
+
+    /// A fresh PostgreSQL store: `YUJING_TEST_PG` (default the local server's `test` database)
+    /// makes the database `yj_t_<test>`, dropped first if a run before left it.
+    pub(crate) async fn pg_store(test: &str) -> Store {
+        use sqlx::Connection;
+        let admin = std::env::var("YUJING_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 (or YUJING_TEST_PG) for the store tests");
+        let name = format!("yj_t_{test}");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            c.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+                .await
+                .expect("create the test database");
+        }
+        let mut url = url::Url::parse(&admin).expect("YUJING_TEST_PG is a url");
+        url.set_path(&name);
+        Store::connect(url.as_str()).await.expect("connect")
     }
 
     #[tokio::test]
     async fn a_transition_stored_twice_is_stored_once() {
-        let (_d, s) = store().await;
-        assert_eq!(s.schema_version().await.expect("version"), 2);
-        let t = transition(TransitionKind::Raise, 0, Level::Red);
-        assert_eq!(
-            s.record(std::slice::from_ref(&t), 100)
+        for (_d, s) in stores("a_transition_stored_twice_is_stored_once").await {
+            assert_eq!(s.schema_version().await.expect("version"), 3);
+            let t = transition(TransitionKind::Raise, 0, Level::Red);
+            assert_eq!(
+                s.record(std::slice::from_ref(&t), 100)
+                    .await
+                    .expect("record"),
+                vec![true]
+            );
+            assert_eq!(s.record(&[t], 200).await.expect("record"), vec![false]);
+            assert_eq!(
+                s.deliveries(None, Some("w-1"), 10)
+                    .await
+                    .expect("outbox")
+                    .len(),
+                1
+            );
+            let tl = s.timeline("w-1").await.expect("timeline");
+            assert_eq!(
+                tl.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+                ["raised"]
+            );
+            let w = s.get("w-1").await.expect("get").expect("row");
+            assert_eq!(
+                (w.status.as_str(), w.ack_due, w.handle_due),
+                ("open", Some(1_100), Some(10_100))
+            );
+            assert_eq!(w.departments, vec!["zjj"]);
+            // reopening the store keeps it
+            let (rows, total) = s
+                .list(&Filter {
+                    limit: 10,
+                    ..Filter::default()
+                })
                 .await
-                .expect("record"),
-            vec![true]
-        );
-        assert_eq!(s.record(&[t], 200).await.expect("record"), vec![false]);
-        assert_eq!(
-            s.deliveries(None, Some("w-1"), 10)
-                .await
-                .expect("outbox")
-                .len(),
-            1
-        );
-        let tl = s.timeline("w-1").await.expect("timeline");
-        assert_eq!(
-            tl.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-            ["raised"]
-        );
-        let w = s.get("w-1").await.expect("get").expect("row");
-        assert_eq!(
-            (w.status.as_str(), w.ack_due, w.handle_due),
-            ("open", Some(1_100), Some(10_100))
-        );
-        assert_eq!(w.departments, vec!["zjj"]);
-        // reopening the store keeps it
-        let (rows, total) = s
-            .list(&Filter {
-                limit: 10,
-                ..Filter::default()
-            })
-            .await
-            .expect("list");
-        assert_eq!((rows.len(), total), (1, 1));
+                .expect("list");
+            assert_eq!((rows.len(), total), (1, 1));
+        }
     }
 
     #[tokio::test]
     async fn the_lifecycle_refuses_steps_out_of_order() {
-        let (_d, s) = store().await;
-        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
-            .await
-            .expect("record");
-        let close = Action::Close {
-            note: None,
-            without_feedback: false,
-        };
-        assert!(matches!(
-            s.act("w-1", &close, "zjj", 200).await.expect("act"),
-            Err(ActError::Conflict(_))
-        ));
-        let ack = Action::Ack { note: None };
-        assert_eq!(
-            s.act("w-1", &ack, "zjj", 200)
+        for (_d, s) in stores("the_lifecycle_refuses_steps_out_of_order").await {
+            s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
                 .await
-                .expect("act")
-                .expect("ok")
-                .status,
-            "acknowledged"
-        );
-        assert!(s.act("w-1", &ack, "zjj", 210).await.expect("act").is_err());
-        let fb = Action::Feedback {
-            measures: "停工".into(),
-            result: "已恢复".into(),
-        };
-        assert_eq!(
-            s.act("w-1", &fb, "zjj", 300)
+                .expect("record");
+            let close = Action::Close {
+                note: None,
+                without_feedback: false,
+            };
+            assert!(matches!(
+                s.act("w-1", &close, "zjj", 200).await.expect("act"),
+                Err(ActError::Conflict(_))
+            ));
+            let ack = Action::Ack { note: None };
+            assert_eq!(
+                s.act("w-1", &ack, "zjj", 200)
+                    .await
+                    .expect("act")
+                    .expect("ok")
+                    .status,
+                "acknowledged"
+            );
+            assert!(s.act("w-1", &ack, "zjj", 210).await.expect("act").is_err());
+            let fb = Action::Feedback {
+                measures: "停工".into(),
+                result: "已恢复".into(),
+            };
+            assert_eq!(
+                s.act("w-1", &fb, "zjj", 300)
+                    .await
+                    .expect("act")
+                    .expect("ok")
+                    .status,
+                "handled"
+            );
+            assert_eq!(
+                s.act("w-1", &close, "zjj", 400)
+                    .await
+                    .expect("act")
+                    .expect("ok")
+                    .status,
+                "closed"
+            );
+            assert!(matches!(
+                s.act("w-1", &ack, "zjj", 500).await.expect("act"),
+                Err(ActError::Conflict(_))
+            ));
+            assert_eq!(
+                s.act("w-9", &ack, "zjj", 500).await.expect("act").err(),
+                Some(ActError::NotFound)
+            );
+            let kinds: Vec<String> = s
+                .timeline("w-1")
                 .await
-                .expect("act")
-                .expect("ok")
-                .status,
-            "handled"
-        );
-        assert_eq!(
-            s.act("w-1", &close, "zjj", 400)
-                .await
-                .expect("act")
-                .expect("ok")
-                .status,
-            "closed"
-        );
-        assert!(matches!(
-            s.act("w-1", &ack, "zjj", 500).await.expect("act"),
-            Err(ActError::Conflict(_))
-        ));
-        assert_eq!(
-            s.act("w-9", &ack, "zjj", 500).await.expect("act").err(),
-            Some(ActError::NotFound)
-        );
-        let kinds: Vec<String> = s
-            .timeline("w-1")
-            .await
-            .expect("tl")
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        assert_eq!(kinds, ["raised", "acknowledged", "feedback", "closed"]);
+                .expect("tl")
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(kinds, ["raised", "acknowledged", "feedback", "closed"]);
+        }
     }
 
     #[tokio::test]
     async fn a_cleared_warning_needs_no_answer_and_a_relapse_reopens_it() {
-        let (_d, s) = store().await;
-        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
-            .await
-            .expect("raise");
-        s.record(&[transition(TransitionKind::Clear, 1, Level::Red)], 200)
-            .await
-            .expect("clear");
-        let w = s.get("w-1").await.expect("get").expect("row");
-        assert_eq!(
-            (w.status.as_str(), w.active, w.cleared_at),
-            ("cleared", false, Some(200))
-        );
-        assert!(
-            s.overdue(5_000).await.expect("overdue").is_empty(),
-            "cleared: no deadline"
-        );
-        let mut again = transition(TransitionKind::Raise, 2, Level::Yellow);
-        again.reopened = true;
-        s.record(&[again], 300).await.expect("reopen");
-        let w = s.get("w-1").await.expect("get").expect("row");
-        assert_eq!(
-            (w.status.as_str(), w.active, w.level.as_str(), w.ack_due),
-            ("open", true, "yellow", Some(1_300))
-        );
-        assert_eq!(s.active().await.expect("active").len(), 1);
+        for (_d, s) in stores("a_cleared_warning_needs_no_answer_and_a_relapse_reopens_it").await {
+            s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
+                .await
+                .expect("raise");
+            s.record(&[transition(TransitionKind::Clear, 1, Level::Red)], 200)
+                .await
+                .expect("clear");
+            let w = s.get("w-1").await.expect("get").expect("row");
+            assert_eq!(
+                (w.status.as_str(), w.active, w.cleared_at),
+                ("cleared", false, Some(200))
+            );
+            assert!(
+                s.overdue(5_000).await.expect("overdue").is_empty(),
+                "cleared: no deadline"
+            );
+            let mut again = transition(TransitionKind::Raise, 2, Level::Yellow);
+            again.reopened = true;
+            s.record(&[again], 300).await.expect("reopen");
+            let w = s.get("w-1").await.expect("get").expect("row");
+            assert_eq!(
+                (w.status.as_str(), w.active, w.level.as_str(), w.ack_due),
+                ("open", true, "yellow", Some(1_300))
+            );
+            assert_eq!(s.active().await.expect("active").len(), 1);
+        }
     }
 
     #[tokio::test]
     async fn missed_deadlines_climb_the_ladder_once_each() {
-        let (_d, s) = store().await;
-        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
-            .await
-            .expect("raise");
-        assert!(s.overdue(1_000).await.expect("overdue").is_empty());
-        let due = s.overdue(1_100).await.expect("overdue");
-        assert_eq!((due.len(), due[0].step, due[0].what), (1, 1, "ack"));
-        s.notice(
-            &due[0],
-            "reminder",
-            &[("zjj".into(), "zjj-hook".into())],
-            "{}",
-            1_100,
-        )
-        .await
-        .expect("notice");
-        assert!(s.overdue(1_500).await.expect("overdue").is_empty());
-        let due = s.overdue(2_100).await.expect("overdue");
-        assert_eq!((due.len(), due[0].step), (1, 2));
-        s.notice(
-            &due[0],
-            "supervisor_notified",
-            &[("dcs".into(), "dcs-hook".into())],
-            "{}",
-            2_100,
-        )
-        .await
-        .expect("notice");
-        // the handling deadline is its own step
-        let due = s.overdue(10_100).await.expect("overdue");
-        assert_eq!((due.len(), due[0].what), (1, "handle"));
-        s.notice(&due[0], "supervisor_notified", &[], "{}", 10_100)
+        for (_d, s) in stores("missed_deadlines_climb_the_ladder_once_each").await {
+            s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
+                .await
+                .expect("raise");
+            assert!(s.overdue(1_000).await.expect("overdue").is_empty());
+            let due = s.overdue(1_100).await.expect("overdue");
+            assert_eq!((due.len(), due[0].step, due[0].what), (1, 1, "ack"));
+            s.notice(
+                &due[0],
+                "reminder",
+                &[("zjj".into(), "zjj-hook".into())],
+                "{}",
+                1_100,
+            )
             .await
             .expect("notice");
-        assert!(s.overdue(99_000).await.expect("overdue").is_empty());
-        let purposes: Vec<String> = s
-            .deliveries(None, Some("w-1"), 10)
+            assert!(s.overdue(1_500).await.expect("overdue").is_empty());
+            let due = s.overdue(2_100).await.expect("overdue");
+            assert_eq!((due.len(), due[0].step), (1, 2));
+            s.notice(
+                &due[0],
+                "supervisor_notified",
+                &[("dcs".into(), "dcs-hook".into())],
+                "{}",
+                2_100,
+            )
             .await
-            .expect("outbox")
-            .into_iter()
-            .map(|d| d.purpose)
-            .collect();
-        assert_eq!(purposes, ["supervisor-ack", "reminder-ack", "transition"]);
+            .expect("notice");
+            // the handling deadline is its own step
+            let due = s.overdue(10_100).await.expect("overdue");
+            assert_eq!((due.len(), due[0].what), (1, "handle"));
+            s.notice(&due[0], "supervisor_notified", &[], "{}", 10_100)
+                .await
+                .expect("notice");
+            assert!(s.overdue(99_000).await.expect("overdue").is_empty());
+            let purposes: Vec<String> = s
+                .deliveries(None, Some("w-1"), 10)
+                .await
+                .expect("outbox")
+                .into_iter()
+                .map(|d| d.purpose)
+                .collect();
+            assert_eq!(purposes, ["supervisor-ack", "reminder-ack", "transition"]);
+        }
     }
 
     #[tokio::test]
     async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_ends() {
-        let (_d, s) = store().await;
-        s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
-            .await
-            .expect("raise");
-        let got = s.claim(100, 1_000, 10).await.expect("claim");
-        assert_eq!(got.len(), 1);
-        assert!(s.claim(500, 1_000, 10).await.expect("claim").is_empty());
-        assert_eq!(
-            s.claim(1_100, 1_000, 10).await.expect("claim").len(),
-            1,
-            "lease ran out"
-        );
-        assert_eq!(s.release_leases().await.expect("release"), 1);
-        let it = s.claim(1_200, 1_000, 10).await.expect("claim").remove(0);
-        s.record_outcomes(&[outcome(&it, 1_200, Some(("HTTP 503", Some(1_500))))])
-            .await
-            .expect("failed");
-        assert!(
-            s.claim(1_300, 1_000, 10).await.expect("claim").is_empty(),
-            "waits for its retry"
-        );
-        let it = s.claim(1_500, 1_000, 10).await.expect("claim").remove(0);
-        assert_eq!(it.attempts, 1);
-        s.record_outcomes(&[outcome(&it, 1_600, Some(("HTTP 400", None)))])
-            .await
-            .expect("dead");
-        assert_eq!(
-            s.deliveries(Some("dead"), None, 10)
+        for (_d, s) in stores("a_claimed_delivery_is_not_claimed_twice_until_its_lease_ends").await
+        {
+            s.record(&[transition(TransitionKind::Raise, 0, Level::Red)], 100)
                 .await
-                .expect("dead")
-                .len(),
-            1
-        );
-        assert!(s.retry_delivery(it.id, 2_000).await.expect("retry"));
-        let it = s.claim(2_000, 1_000, 10).await.expect("claim").remove(0);
-        s.record_outcomes(&[outcome(&it, 2_100, None)])
-            .await
-            .expect("delivered");
-        assert!(s.claim(9_000, 1_000, 10).await.expect("claim").is_empty());
-        let kinds: Vec<String> = s
-            .timeline("w-1")
-            .await
-            .expect("tl")
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        assert_eq!(
-            kinds,
-            ["raised", "delivery_failed", "delivery_dead", "delivered"]
-        );
+                .expect("raise");
+            let got = s.claim(100, 1_000, 10).await.expect("claim");
+            assert_eq!(got.len(), 1);
+            assert!(s.claim(500, 1_000, 10).await.expect("claim").is_empty());
+            assert_eq!(
+                s.claim(1_100, 1_000, 10).await.expect("claim").len(),
+                1,
+                "lease ran out"
+            );
+            assert_eq!(s.release_leases().await.expect("release"), 1);
+            let it = s.claim(1_200, 1_000, 10).await.expect("claim").remove(0);
+            s.record_outcomes(&[outcome(&it, 1_200, Some(("HTTP 503", Some(1_500))))])
+                .await
+                .expect("failed");
+            assert!(
+                s.claim(1_300, 1_000, 10).await.expect("claim").is_empty(),
+                "waits for its retry"
+            );
+            let it = s.claim(1_500, 1_000, 10).await.expect("claim").remove(0);
+            assert_eq!(it.attempts, 1);
+            s.record_outcomes(&[outcome(&it, 1_600, Some(("HTTP 400", None)))])
+                .await
+                .expect("dead");
+            assert_eq!(
+                s.deliveries(Some("dead"), None, 10)
+                    .await
+                    .expect("dead")
+                    .len(),
+                1
+            );
+            assert!(s.retry_delivery(it.id, 2_000).await.expect("retry"));
+            let it = s.claim(2_000, 1_000, 10).await.expect("claim").remove(0);
+            s.record_outcomes(&[outcome(&it, 2_100, None)])
+                .await
+                .expect("delivered");
+            assert!(s.claim(9_000, 1_000, 10).await.expect("claim").is_empty());
+            let kinds: Vec<String> = s
+                .timeline("w-1")
+                .await
+                .expect("tl")
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(
+                kinds,
+                ["raised", "delivery_failed", "delivery_dead", "delivered"]
+            );
+        }
     }
 }

@@ -45,7 +45,7 @@ pub struct TicketFilter {
     pub limit: i64,
 }
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> Result<TicketRow, StoreError> {
+fn row(r: &sqlx::any::AnyRow) -> Result<TicketRow, StoreError> {
     let problems: String = r.try_get("problems")?;
     Ok(TicketRow {
         number: r.try_get("number")?,
@@ -81,17 +81,17 @@ impl Store {
         sqlx::query(
             "INSERT INTO tickets (number, channel, category, concern, received_at, credit_code, enterprise, \
              industry, department, address, content, status, result, site, matched_by, problems, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
              ON CONFLICT (number) DO UPDATE SET \
-               channel = coalesce(excluded.channel, channel), category = coalesce(excluded.category, category), \
-               concern = CASE WHEN excluded.category IS NULL THEN concern ELSE excluded.concern END, \
-               received_at = coalesce(excluded.received_at, received_at), \
-               credit_code = coalesce(excluded.credit_code, credit_code), enterprise = coalesce(excluded.enterprise, enterprise), \
-               industry = coalesce(excluded.industry, industry), department = coalesce(excluded.department, department), \
-               address = coalesce(excluded.address, address), content = coalesce(excluded.content, content), \
-               status = coalesce(excluded.status, status), result = coalesce(excluded.result, result), \
-               site = coalesce(site, excluded.site), matched_by = coalesce(matched_by, excluded.matched_by), \
-               problems = excluded.problems, updated_at = excluded.updated_at, updates = updates + 1",
+               channel = coalesce(excluded.channel, tickets.channel), category = coalesce(excluded.category, tickets.category), \
+               concern = CASE WHEN excluded.category IS NULL THEN tickets.concern ELSE excluded.concern END, \
+               received_at = coalesce(excluded.received_at, tickets.received_at), \
+               credit_code = coalesce(excluded.credit_code, tickets.credit_code), enterprise = coalesce(excluded.enterprise, tickets.enterprise), \
+               industry = coalesce(excluded.industry, tickets.industry), department = coalesce(excluded.department, tickets.department), \
+               address = coalesce(excluded.address, tickets.address), content = coalesce(excluded.content, tickets.content), \
+               status = coalesce(excluded.status, tickets.status), result = coalesce(excluded.result, tickets.result), \
+               site = coalesce(tickets.site, excluded.site), matched_by = coalesce(tickets.matched_by, excluded.matched_by), \
+               problems = excluded.problems, updated_at = excluded.updated_at, updates = tickets.updates + 1",
         )
         .bind(&t.number)
         .bind(&t.channel)
@@ -113,7 +113,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let feed = Self::mark_fed(&mut tx, &t.number).await?;
-        let r = sqlx::query("SELECT * FROM tickets WHERE number = ?1")
+        let r = sqlx::query("SELECT * FROM tickets WHERE number = $1")
             .bind(&t.number)
             .fetch_one(&mut *tx)
             .await?;
@@ -123,11 +123,11 @@ impl Store {
 
     /// Mark a ticket counted if it has a site and a time and was not counted yet.
     async fn mark_fed(
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         number: &str,
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE tickets SET fed = 1 WHERE number = ?1 AND fed = 0 AND site IS NOT NULL AND received_at IS NOT NULL",
+            "UPDATE tickets SET fed = 1 WHERE number = $1 AND fed = 0 AND site IS NOT NULL AND received_at IS NOT NULL",
         )
         .bind(number)
         .execute(&mut **tx)
@@ -146,7 +146,7 @@ impl Store {
     ) -> Result<Option<(TicketRow, bool)>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
-            "UPDATE tickets SET site = ?2, matched_by = 'manual', updated_at = ?3 WHERE number = ?1 AND fed = 0",
+            "UPDATE tickets SET site = $2, matched_by = 'manual', updated_at = $3 WHERE number = $1 AND fed = 0",
         )
         .bind(number)
         .bind(site)
@@ -155,7 +155,7 @@ impl Store {
         .await?
         .rows_affected();
         let feed = n == 1 && Self::mark_fed(&mut tx, number).await?;
-        let r = sqlx::query("SELECT * FROM tickets WHERE number = ?1")
+        let r = sqlx::query("SELECT * FROM tickets WHERE number = $1")
             .bind(number)
             .fetch_optional(&mut *tx)
             .await?;
@@ -164,7 +164,7 @@ impl Store {
     }
 
     pub async fn ticket(&self, number: &str) -> Result<Option<TicketRow>, StoreError> {
-        let r = sqlx::query("SELECT * FROM tickets WHERE number = ?1")
+        let r = sqlx::query("SELECT * FROM tickets WHERE number = $1")
             .bind(number)
             .fetch_optional(&self.pool)
             .await?;
@@ -173,36 +173,62 @@ impl Store {
 
     /// Tickets, newest first.
     pub async fn tickets(&self, f: &TicketFilter) -> Result<Vec<TicketRow>, StoreError> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM tickets WHERE 1 = 1");
+        // conditions with `$N` placeholders, and the values to bind in that order
+        enum Arg<'a> {
+            Text(&'a str),
+            Int(i64),
+        }
+        let mut sql = String::from("SELECT * FROM tickets WHERE 1 = 1");
+        let mut args: Vec<Arg> = Vec::new();
+        fn cond<'a>(sql: &mut String, args: &mut Vec<Arg<'a>>, text: &str, arg: Arg<'a>) {
+            args.push(arg);
+            sql.push_str(&format!("{text}${}", args.len()));
+        }
         if f.unmatched {
-            q.push(" AND site IS NULL");
+            sql.push_str(" AND site IS NULL");
         }
         if let Some(s) = &f.site {
-            q.push(" AND site = ").push_bind(s.clone());
+            cond(&mut sql, &mut args, " AND site = ", Arg::Text(s));
         }
         if let Some(sites) = &f.sites {
-            q.push(" AND site IN (");
-            let mut sep = q.separated(", ");
-            for s in sites {
-                sep.push_bind(s.clone());
-            }
-            sep.push_unseparated(")");
             if sites.is_empty() {
-                q.push(" AND 0");
+                sql.push_str(" AND 1 = 0");
+            }
+            for (i, s) in sites.iter().enumerate() {
+                cond(
+                    &mut sql,
+                    &mut args,
+                    if i == 0 { " AND site IN (" } else { ", " },
+                    Arg::Text(s),
+                );
+                if i + 1 == sites.len() {
+                    sql.push(')');
+                }
             }
         }
         if let Some(c) = &f.concern {
-            q.push(" AND concern = ").push_bind(c.clone());
+            cond(&mut sql, &mut args, " AND concern = ", Arg::Text(c));
         }
         if let Some(t) = f.from {
-            q.push(" AND received_at >= ").push_bind(t);
+            cond(&mut sql, &mut args, " AND received_at >= ", Arg::Int(t));
         }
         if let Some(t) = f.to {
-            q.push(" AND received_at <= ").push_bind(t);
+            cond(&mut sql, &mut args, " AND received_at <= ", Arg::Int(t));
         }
-        q.push(" ORDER BY coalesce(received_at, created_at) DESC LIMIT ")
-            .push_bind(f.limit.clamp(1, 1000));
-        let rows = q.build().fetch_all(&self.pool).await?;
+        cond(
+            &mut sql,
+            &mut args,
+            " ORDER BY coalesce(received_at, created_at) DESC LIMIT ",
+            Arg::Int(f.limit.clamp(1, 1000)),
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(row).collect()
     }
 }
@@ -215,80 +241,83 @@ mod tests {
     #[tokio::test]
     async fn a_ticket_is_stored_updated_and_assigned() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(&dir.path().join("t.db"), false)
+        let sqlite = Store::open(&dir.path().join("t.db"), false)
             .await
             .expect("store");
-        let reg = crate::config::sites::load(
+        let pg = crate::store::tests::pg_store("tickets").await;
+        for s in [sqlite, pg] {
+            let reg = crate::config::sites::load(
             "sites.yaml",
             "sites:\n  - {id: cs-01, name: 工地, kind: construction, department: zjj, keywords: [东湖路]}\n",
         )
         .expect("sites");
-        let t = |json: &str| {
-            let t: TicketIn = serde_json::from_str(json).expect("json");
-            check(t, &reg, chrono_tz::UTC, 1_800_000_000_000).expect("kept")
-        };
-        // unmatched: kept, not counted
-        let (r, feed) = s
+            let t = |json: &str| {
+                let t: TicketIn = serde_json::from_str(json).expect("json");
+                check(t, &reg, chrono_tz::UTC, 1_800_000_000_000).expect("kept")
+            };
+            // unmatched: kept, not counted
+            let (r, feed) = s
             .put_ticket(&t(r#"{"number":"T1","category":"噪声","content":"很吵","received_at":1795000000000}"#), 1)
             .await
             .expect("put");
-        assert_eq!((r.site.as_deref(), feed, r.updates), (None, false, 0));
-        let unmatched = s
-            .tickets(&super::TicketFilter {
-                unmatched: true,
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .expect("list");
-        assert_eq!(unmatched.len(), 1);
-        // an operator assigns it: counted once
-        let (r, feed) = s
-            .assign_ticket("T1", "cs-01", 2)
-            .await
-            .expect("assign")
-            .expect("exists");
-        assert_eq!(
-            (r.site.as_deref(), r.matched_by.as_deref(), feed),
-            (Some("cs-01"), Some("manual"), true)
-        );
-        assert!(s
-            .assign_ticket("T1", "cs-01", 3)
-            .await
-            .expect("again")
-            .is_some_and(|(_, f)| !f));
-        // an update of the same ticket: status and result change, the site stays, not counted again
-        let (r, feed) = s
-            .put_ticket(
-                &t(r#"{"number":"T1","status":"已办结","result":"已责令停止夜间施工"}"#),
-                4,
-            )
-            .await
-            .expect("update");
-        assert_eq!(
-            (r.site.as_deref(), feed, r.updates),
-            (Some("cs-01"), false, 1)
-        );
-        assert_eq!(r.status.as_deref(), Some("已办结"));
-        assert_eq!(
-            r.content.as_deref(),
-            Some("很吵"),
-            "what the update did not say stays"
-        );
-        // matched on arrival: counted at once
-        let (r, feed) = s
+            assert_eq!((r.site.as_deref(), feed, r.updates), (None, false, 0));
+            let unmatched = s
+                .tickets(&super::TicketFilter {
+                    unmatched: true,
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            assert_eq!(unmatched.len(), 1);
+            // an operator assigns it: counted once
+            let (r, feed) = s
+                .assign_ticket("T1", "cs-01", 2)
+                .await
+                .expect("assign")
+                .expect("exists");
+            assert_eq!(
+                (r.site.as_deref(), r.matched_by.as_deref(), feed),
+                (Some("cs-01"), Some("manual"), true)
+            );
+            assert!(s
+                .assign_ticket("T1", "cs-01", 3)
+                .await
+                .expect("again")
+                .is_some_and(|(_, f)| !f));
+            // an update of the same ticket: status and result change, the site stays, not counted again
+            let (r, feed) = s
+                .put_ticket(
+                    &t(r#"{"number":"T1","status":"已办结","result":"已责令停止夜间施工"}"#),
+                    4,
+                )
+                .await
+                .expect("update");
+            assert_eq!(
+                (r.site.as_deref(), feed, r.updates),
+                (Some("cs-01"), false, 1)
+            );
+            assert_eq!(r.status.as_deref(), Some("已办结"));
+            assert_eq!(
+                r.content.as_deref(),
+                Some("很吵"),
+                "what the update did not say stays"
+            );
+            // matched on arrival: counted at once
+            let (r, feed) = s
             .put_ticket(&t(r#"{"number":"T2","category":"扬尘","content":"东湖路工地灰大","received_at":1795000000000}"#), 5)
             .await
             .expect("put");
-        assert_eq!((r.site.as_deref(), feed), (Some("cs-01"), true));
-        assert_eq!(
-            s.ticket("T2").await.expect("get").map(|t| t.concern),
-            Some("dust".into())
-        );
-        assert!(s
-            .assign_ticket("nope", "cs-01", 6)
-            .await
-            .expect("none")
-            .is_none());
+            assert_eq!((r.site.as_deref(), feed), (Some("cs-01"), true));
+            assert_eq!(
+                s.ticket("T2").await.expect("get").map(|t| t.concern),
+                Some("dust".into())
+            );
+            assert!(s
+                .assign_ticket("nope", "cs-01", 6)
+                .await
+                .expect("none")
+                .is_none());
+        }
     }
 }

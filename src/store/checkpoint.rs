@@ -1,0 +1,154 @@
+//! Engine checkpoints: per Kafka partition, the state of the sites it carries at an offset
+//! (see `migrations/0003_checkpoints.sql`). Saved by the instance that owns the partition,
+//! read by the one that takes it over.
+
+use super::{values, Store, StoreError};
+use crate::time::Ts;
+use sqlx::Row;
+
+/// One partition's checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset to read: everything before it is in `state`.
+    pub next_offset: i64,
+    /// Fingerprint of the rules and sites the state was taken under.
+    pub config: String,
+    pub state: Vec<u8>,
+    pub instance: String,
+    pub saved_at: Ts,
+}
+
+impl Store {
+    /// Save checkpoints of partitions for consumer group `group`, in one transaction (the
+    /// partitions of the readings and tickets topics that carry the same sites go together). A
+    /// checkpoint never moves back: one older than the stored one is ignored.
+    pub async fn save_checkpoints(
+        &self,
+        group: &str,
+        list: &[Checkpoint],
+    ) -> Result<(), StoreError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for chunk in list.chunks(super::CHUNK) {
+            let sql = format!(
+                "INSERT INTO checkpoints (grp, topic, part, next_offset, config, state, instance, saved_at) VALUES {} \
+                 ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, \
+                   config = excluded.config, state = excluded.state, instance = excluded.instance, \
+                   saved_at = excluded.saved_at \
+                 WHERE checkpoints.next_offset <= excluded.next_offset",
+                values(chunk.len(), 8)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = q
+                    .bind(group)
+                    .bind(&c.topic)
+                    .bind(c.partition as i64)
+                    .bind(c.next_offset)
+                    .bind(&c.config)
+                    .bind(&c.state)
+                    .bind(&c.instance)
+                    .bind(c.saved_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The checkpoints stored for these (topic, partition)s (none for one never checkpointed).
+    pub async fn checkpoints(
+        &self,
+        group: &str,
+        wanted: &[(String, i32)],
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT topic, part, next_offset, config, state, instance, saved_at FROM checkpoints \
+             WHERE grp = $1 ORDER BY topic, part",
+        )
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let topic: String = r.try_get("topic")?;
+            let partition = r.try_get::<i64, _>("part")? as i32;
+            if wanted.iter().any(|(t, p)| *t == topic && *p == partition) {
+                out.push(Checkpoint {
+                    topic,
+                    partition,
+                    next_offset: r.try_get("next_offset")?,
+                    config: r.try_get("config")?,
+                    state: r.try_get("state")?,
+                    instance: r.try_get("instance")?,
+                    saved_at: r.try_get("saved_at")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(topic: &str, partition: i32, next_offset: i64, state: &[u8]) -> Checkpoint {
+        Checkpoint {
+            topic: topic.into(),
+            partition,
+            next_offset,
+            config: "c1".into(),
+            state: state.to_vec(),
+            instance: "yj-1".into(),
+            saved_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_moves_forward_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sqlite = Store::open(&dir.path().join("y.db"), false)
+            .await
+            .expect("open");
+        let pg = crate::store::tests::pg_store("checkpoints").await;
+        for s in [sqlite, pg] {
+            s.save_checkpoints(
+                "g",
+                &[
+                    cp("readings", 0, 10, &[1, 2, 0, 255]),
+                    cp("tickets", 0, 3, &[]),
+                ],
+            )
+            .await
+            .expect("save");
+            // an older one (a late writer) does not replace a newer one
+            s.save_checkpoints("g", &[cp("readings", 0, 5, &[9])])
+                .await
+                .expect("save old");
+            s.save_checkpoints("g", &[cp("readings", 1, 7, &[7])])
+                .await
+                .expect("save other");
+            let got = s
+                .checkpoints("g", &[("readings".into(), 0), ("tickets".into(), 0)])
+                .await
+                .expect("load");
+            assert_eq!(
+                got,
+                vec![
+                    cp("readings", 0, 10, &[1, 2, 0, 255]),
+                    cp("tickets", 0, 3, &[])
+                ]
+            );
+            assert!(s
+                .checkpoints("other", &[("readings".into(), 0)])
+                .await
+                .expect("load")
+                .is_empty());
+        }
+    }
+}

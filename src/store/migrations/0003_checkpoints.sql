@@ -1,0 +1,19 @@
+-- Engine checkpoints (several instances in one Kafka consumer group): per partition of the
+-- readings topic, the window and alert state of the sites that partition carries, taken at an
+-- offset. An instance that takes the partition over restores the state and reads on from there.
+CREATE TABLE checkpoints (
+    -- the Kafka consumer group, topic and partition
+    grp         TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    part        BIGINT NOT NULL,
+    -- the next offset to read: everything before it is in `state`
+    next_offset BIGINT NOT NULL,
+    -- fingerprint of the rules and sites the state was taken under (state taken under other
+    -- rules is not restored)
+    config      TEXT NOT NULL,
+    -- the state, encoded (postcard)
+    state       BYTEA NOT NULL,
+    instance    TEXT NOT NULL,
+    saved_at    BIGINT NOT NULL,
+    PRIMARY KEY (grp, topic, part)
+);
