@@ -48,6 +48,10 @@ pub struct Metrics {
     pub camera_events: IntCounterVec,
     /// 12345 tickets by outcome (new, updated, flagged).
     pub tickets: IntCounterVec,
+    /// Partitions of the readings topic this instance has (`[cluster]`).
+    pub cluster_partitions: IntGauge,
+    /// Checkpoints of the engine's state, by result (saved, failed).
+    pub checkpoints: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -174,7 +178,18 @@ impl Metrics {
             "12345 tickets taken, by outcome (new, updated, flagged)",
             &["outcome"],
         );
+        let cluster_partitions = gauge(
+            "yujing_cluster_partitions",
+            "Partitions of the Kafka readings topic this instance has ([cluster])",
+        );
+        let checkpoints = counter_vec(
+            "yujing_checkpoints_total",
+            "Checkpoints of the engine's window and alert state in the store, by result (saved, failed)",
+            &["result"],
+        );
         Metrics {
+            cluster_partitions,
+            checkpoints,
             registry,
             readings,
             rejected,

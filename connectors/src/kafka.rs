@@ -224,3 +224,183 @@ impl KafkaProducer {
         }
     }
 }
+
+/// What a consumer in a shared group hands upstream: messages, and the moments its partitions
+/// move (see [`subscribe_group`]).
+pub enum GroupEvent {
+    Messages(Vec<KafkaMessage>),
+    /// These (topic, partition)s are now this consumer's (`partitions` also tells each topic's
+    /// partition count). Reply with the offset to start each at (`None`: the committed offset,
+    /// else the earliest).
+    Assigned {
+        partitions: Vec<(String, i32)>,
+        counts: Vec<(String, i32)>,
+        reply: std::sync::mpsc::Sender<Vec<(String, i32, Option<i64>)>>,
+    },
+    /// These are taken away: reply once what they carried is saved.
+    Revoked {
+        partitions: Vec<(String, i32)>,
+        reply: std::sync::mpsc::Sender<()>,
+    },
+}
+
+/// How long a rebalance waits for upstream to save or restore state.
+const REBALANCE_WAIT: Duration = Duration::from_secs(60);
+
+struct GroupContext {
+    tx: mpsc::Sender<GroupEvent>,
+}
+
+impl rdkafka::ClientContext for GroupContext {}
+
+impl rdkafka::consumer::ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr as E;
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        match err {
+            E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut counts: Vec<(String, i32)> = Vec::new();
+                for (t, _) in &partitions {
+                    if counts.iter().any(|(c, _)| c == t) {
+                        continue;
+                    }
+                    let n = consumer
+                        .fetch_metadata(Some(t), Duration::from_secs(10))
+                        .ok()
+                        .and_then(|m| {
+                            m.topics()
+                                .iter()
+                                .find(|x| x.name() == t)
+                                .map(|x| x.partitions().len() as i32)
+                        })
+                        .unwrap_or(0);
+                    counts.push((t.clone(), n));
+                }
+                let (reply, answer) = std::sync::mpsc::channel();
+                let sent = self.tx.blocking_send(GroupEvent::Assigned {
+                    partitions: partitions.clone(),
+                    counts,
+                    reply,
+                });
+                if sent.is_ok() {
+                    match answer.recv_timeout(REBALANCE_WAIT) {
+                        Ok(offsets) => {
+                            for (t, p, o) in offsets {
+                                if let Some(o) = o {
+                                    let _ =
+                                        tpl.set_partition_offset(&t, p, rdkafka::Offset::Offset(o));
+                                }
+                            }
+                        }
+                        Err(_) => tracing::error!(
+                            "kafka: state of the assigned partitions was not restored in time"
+                        ),
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "kafka: cannot take the assigned partitions");
+                }
+            }
+            _ => {
+                if err != E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::error!(error = ?err, "kafka: rebalance failed; giving up the partitions");
+                }
+                let (reply, answer) = std::sync::mpsc::channel();
+                if self
+                    .tx
+                    .blocking_send(GroupEvent::Revoked { partitions, reply })
+                    .is_ok()
+                    && answer.recv_timeout(REBALANCE_WAIT).is_err()
+                {
+                    tracing::error!("kafka: state of the revoked partitions was not saved in time");
+                }
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "kafka: cannot give up the partitions");
+                }
+            }
+        }
+    }
+}
+
+/// Join `topics` in a group shared with other instances, on a thread of its own (a rebalance
+/// waits there for upstream to save or restore state). Offsets are not committed to Kafka:
+/// upstream keeps them with its state (checkpoints) and says where to start on assignment; a
+/// partition it has none for starts at the earliest message. Runs until `stop`.
+pub fn subscribe_group(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    tx: mpsc::Sender<GroupEvent>,
+    state: watch::Sender<LinkState>,
+    stop: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, KafkaError> {
+    let consumer: rdkafka::consumer::BaseConsumer<GroupContext> = cfg
+        .base(true)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // the same partition numbers of the readings and tickets topics carry the same sites:
+        // they must go to the same instance
+        .set("partition.assignment.strategy", "range")
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
+        .create_with_context(GroupContext { tx: tx.clone() })?;
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs)?;
+    let handle = std::thread::Builder::new()
+        .name("kafka-group".into())
+        .spawn(move || {
+            let owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            };
+            let mut up = false;
+            while !stop.is_cancelled() {
+                match consumer.poll(Duration::from_millis(200)) {
+                    None => {}
+                    Some(Ok(m)) => {
+                        if !up {
+                            up = true;
+                            let _ = state.send(LinkState::Up);
+                        }
+                        let mut batch = vec![owned(&m)];
+                        drop(m);
+                        while batch.len() < BATCH {
+                            match consumer.poll(Duration::ZERO) {
+                                Some(Ok(m)) => batch.push(owned(&m)),
+                                _ => break,
+                            }
+                        }
+                        if tx.blocking_send(GroupEvent::Messages(batch)).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        if up {
+                            up = false;
+                            let _ = state.send(LinkState::Down);
+                        }
+                        tracing::warn!(error = %e, "kafka: receive failed; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            }
+            // leave the group now (the others take the partitions at once); upstream saved
+            // the state when it stopped
+            drop(tx);
+            consumer.unsubscribe();
+        })
+        .map_err(|e| KafkaError::Delivery(format!("cannot start the consumer thread: {e}")))?;
+    Ok(handle)
+}

@@ -351,6 +351,18 @@ impl Engine {
         self.wm.source(name)
     }
 
+    /// A source that holds event time back before it delivers (see
+    /// [`watermark::Watermarks::expect_source`]).
+    pub fn expect_source(&mut self, name: &str, now: Ts) -> usize {
+        self.wm.expect_source(name, now)
+    }
+
+    /// A source that no longer holds event time back (see
+    /// [`watermark::Watermarks::retire_source`]).
+    pub fn retire_source(&mut self, i: usize) {
+        self.wm.retire_source(i)
+    }
+
     /// A source that never holds event time back (see [`watermark::Watermarks::passive_source`]).
     pub fn passive_source(&mut self, name: &str) -> usize {
         self.wm.passive_source(name)

@@ -12,6 +12,9 @@ struct Source {
     last_arrival: Ts,
     /// Never holds event time back (12345 tickets: rare, and placed at or after the watermark).
     passive: bool,
+    /// Known to exist before it delivers (a Kafka partition just assigned): until it delivers or
+    /// goes idle, event time waits for it.
+    waiting: bool,
 }
 
 #[derive(Debug)]
@@ -47,6 +50,7 @@ impl Watermarks {
             max_ts: Ts::MIN,
             last_arrival: Ts::MIN,
             passive: false,
+            waiting: false,
         });
         self.sources.len() - 1
     }
@@ -57,6 +61,31 @@ impl Watermarks {
         let i = self.source(name);
         self.sources[i].passive = true;
         i
+    }
+
+    /// A source that exists before it delivers anything: a Kafka partition this instance was
+    /// just given, whose backlog may be older than what the other partitions delivered. Event
+    /// time waits for it until it delivers or has been silent for the idle timeout.
+    pub fn expect_source(&mut self, name: &str, now_arrival: Ts) -> usize {
+        let i = self.source(name);
+        let s = &mut self.sources[i];
+        s.passive = false;
+        s.waiting = true;
+        s.max_ts = Ts::MIN;
+        s.last_arrival = now_arrival;
+        if now_arrival > self.newest_arrival {
+            self.newest_arrival = now_arrival;
+        }
+        i
+    }
+
+    /// A source that went away (a partition given to another instance): it no longer holds
+    /// event time back.
+    pub fn retire_source(&mut self, i: usize) {
+        if let Some(s) = self.sources.get_mut(i) {
+            s.passive = true;
+            s.waiting = false;
+        }
     }
 
     pub fn current(&self) -> Ts {
@@ -108,7 +137,11 @@ impl Watermarks {
             self.newest_arrival = now_arrival;
         }
         self.recompute();
-        let heard = self.sources.iter().any(|s| s.last_arrival != Ts::MIN);
+        // only sources still in play count: while a partition changes hands nothing is heard
+        let heard = self
+            .sources
+            .iter()
+            .any(|s| !s.passive && s.max_ts != Ts::MIN);
         let all_idle = self.sources.iter().all(|s| {
             s.passive
                 || s.last_arrival == Ts::MIN
@@ -137,12 +170,19 @@ impl Watermarks {
         let mut min_active = Ts::MAX;
         let mut max_all = Ts::MIN;
         for s in &self.sources {
+            if s.passive {
+                continue;
+            }
+            let idle = self.newest_arrival.saturating_sub(s.last_arrival) > self.idle_timeout;
             if s.max_ts == Ts::MIN {
+                if s.waiting && !idle {
+                    // nothing from it yet: time stands where it is
+                    min_active = min_active.min(self.current);
+                }
                 continue;
             }
             let wm = s.max_ts.saturating_sub(self.out_of_orderness);
             max_all = max_all.max(wm);
-            let idle = self.newest_arrival.saturating_sub(s.last_arrival) > self.idle_timeout;
             if !idle {
                 min_active = min_active.min(wm);
             }

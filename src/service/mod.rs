@@ -221,6 +221,7 @@ async fn start_field(
         hj212: None,
         cameras: None,
         kafka: None,
+        group: None,
     };
     if let Some(h) = &svc.hj212 {
         let listener = tokio::net::TcpListener::bind(&h.listen)
@@ -361,10 +362,19 @@ pub async fn run(opts: Options) -> Result<()> {
     let config = Arc::new(load(&opts.config_dir, &opts.overlay)?);
     let svc = config.service.clone();
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(&svc.store.path, svc.store.fsync)
-        .await
-        .with_context(|| format!("opening the store {}", svc.store.path.display()))?;
-    let released = store.release_leases().await?;
+    let store = match &svc.store.url {
+        Some(url) => Store::connect(url)
+            .await
+            .with_context(|| format!("connecting to the store {}", crate::store::redact(url)))?,
+        None => Store::open(&svc.store.path, svc.store.fsync)
+            .await
+            .with_context(|| format!("opening the store {}", svc.store.path.display()))?,
+    };
+    // in a shared store, other instances' deliveries under way are theirs
+    let released = match store.backend() {
+        crate::store::Backend::Sqlite => store.release_leases().await?,
+        crate::store::Backend::Postgres => 0,
+    };
     if released > 0 {
         tracing::warn!(released, "deliveries that were under way when the service last stopped are sent again (same idempotency keys)");
     }
@@ -405,6 +415,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // Kafka: an idempotent producer (kafka channels, dead letters) and the consumer group
     let mut kafka_out = None;
     let mut kafka_in = None;
+    let mut kafka_group = None;
     if let Some(k) = &svc.kafka {
         use yujing_connectors::kafka;
         let kc = kafka::KafkaConfig {
@@ -419,7 +430,25 @@ pub async fn run(opts: Options) -> Result<()> {
             .flatten()
             .cloned()
             .collect();
-        if !topics.is_empty() {
+        if let (Some(cluster), Some(readings)) = (&svc.cluster, &k.readings_topic) {
+            // several instances: the group splits the partitions, state moves with them
+            let (tx, rx) = mpsc::channel(256);
+            let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
+            watch_link(metrics.clone(), "kafka", state_rx);
+            let handle = kafka::subscribe_group(&kc, &topics, tx, state_tx, stop_source.clone())
+                .context("Kafka consumer")?;
+            tracing::info!(brokers = %k.brokers, group = %k.group_id, instance = %cluster.instance, ?topics, "Kafka consumer up, in a cluster");
+            kafka_group = Some((
+                rx,
+                handle,
+                crate::service::pipeline::Cluster::new(
+                    cluster.clone(),
+                    k.group_id.clone(),
+                    readings.clone(),
+                    k.tickets_topic.clone(),
+                ),
+            ));
+        } else if !topics.is_empty() {
             let (tx, rx) = mpsc::channel(4096);
             let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
             watch_link(metrics.clone(), "kafka", state_rx);
@@ -469,7 +498,12 @@ pub async fn run(opts: Options) -> Result<()> {
         opts.config_dir.clone(),
         opts.overlay.clone(),
     );
-    let resumed = pipe.resume().await?;
+    // in a cluster, firing warnings come back with their partitions' checkpoints
+    let resumed = if kafka_group.is_some() {
+        0
+    } else {
+        pipe.resume().await?
+    };
     if resumed > 0 {
         tracing::info!(
             resumed,
@@ -482,6 +516,13 @@ pub async fn run(opts: Options) -> Result<()> {
     if let Some((rx, acker, handle)) = kafka_in {
         field.kafka = Some((rx, acker));
         field_tasks.push(handle);
+    }
+    if let Some((rx, handle, cluster)) = kafka_group {
+        field.group = Some(rx);
+        pipe.cluster = Some(cluster);
+        field_tasks.push(tokio::task::spawn_blocking(move || {
+            let _ = handle.join();
+        }));
     }
     let (req_tx, req_rx) = mpsc::channel(64);
     let acker = source.as_ref().map(|(a, _)| a.clone());

@@ -276,7 +276,16 @@ impl Pipeline {
                 }
             }
         } else {
-            let src = self.source_kafka;
+            let src = match self.kafka_sources.get(&(m.topic.clone(), m.partition)) {
+                Some(&i) => i,
+                None => {
+                    let i = self
+                        .engine
+                        .source(&super::kafka_source_name(&m.topic, m.partition));
+                    self.kafka_sources.insert((m.topic.clone(), m.partition), i);
+                    i
+                }
+            };
             let engine = &mut self.engine;
             let latest = &mut self.latest;
             let mut rejected: Vec<(RejectReason, String)> = Vec::new();

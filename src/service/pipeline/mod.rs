@@ -23,7 +23,10 @@ use yujing_connectors::hj212::Incoming;
 use yujing_connectors::mqtt::{Acker, Message, Publisher};
 use yujing_connectors::rtsp::CameraItem;
 
+mod cluster;
 mod inputs;
+
+pub use cluster::Cluster;
 
 /// A change the live stream (SSE) reports: a transition or a department's action.
 #[derive(Clone, Debug)]
@@ -169,6 +172,8 @@ pub struct Field {
         mpsc::Receiver<Vec<yujing_connectors::kafka::KafkaMessage>>,
         yujing_connectors::kafka::KafkaAcker,
     )>,
+    /// Kafka in a group shared with other instances (`[cluster]`; instead of `kafka`).
+    pub group: Option<mpsc::Receiver<yujing_connectors::kafka::GroupEvent>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -293,11 +298,15 @@ pub struct Pipeline {
     source_hj212: usize,
     source_camera: usize,
     source_hotline: usize,
-    source_kafka: usize,
+    /// Watermark sources of Kafka partitions, by (topic, partition): event time waits for the
+    /// slowest partition, so a backlog read partition by partition is not made late.
+    kafka_sources: FxHashMap<(String, i32), usize>,
     /// `yujing_input_readings_total` by connector, looked up once.
     readings_by: FxHashMap<String, prometheus::IntCounter>,
     /// Engine counters already exported: (readings, windows closed).
     exported: (u64, u64),
+    /// This instance's share of a cluster (`[cluster]`).
+    pub cluster: Option<Cluster>,
 }
 
 impl Pipeline {
@@ -318,7 +327,6 @@ impl Pipeline {
         let source_hj212 = engine.source("hj212");
         let source_camera = engine.source("camera");
         let source_hotline = engine.passive_source("hotline");
-        let source_kafka = engine.source("kafka");
         // every connector's counters exist from the start (at 0), so dashboards and alerts on
         // them see a series before the first rejection
         for c in ["mqtt", "hj212", "camera", "hotline", "kafka"] {
@@ -346,9 +354,10 @@ impl Pipeline {
             source_hj212,
             source_camera,
             source_hotline,
-            source_kafka,
+            kafka_sources: FxHashMap::default(),
             exported: (0, 0),
             readings_by: Default::default(),
+            cluster: None,
         }
     }
 
@@ -359,6 +368,11 @@ impl Pipeline {
             let Some(level) = Level::parse(&w.level) else {
                 continue;
             };
+            // in a cluster, another instance's sites are its own
+            let site = self.engine.config.registry.site(&w.site);
+            if site.is_some_and(|i| !self.engine.owns(i)) {
+                continue;
+            }
             if self.engine.resume(
                 &w.rule,
                 &w.subject,
@@ -391,12 +405,22 @@ impl Pipeline {
             None => (None, None),
         };
         let mut kafka_done: Vec<(String, i32, i64)> = Vec::new();
+        let mut group = field.group;
         let mut mqtt_open = true;
         loop {
-            if !mqtt_open && hj212.is_none() && cameras.is_none() && kafka.is_none() {
+            if !mqtt_open
+                && hj212.is_none()
+                && cameras.is_none()
+                && kafka.is_none()
+                && group.is_none()
+            {
                 break;
             }
             tokio::select! {
+                g = recv(&mut group) => match g {
+                    Some(ev) => self.on_group(ev).await,
+                    None => group = None,
+                },
                 k = recv(&mut kafka) => match k {
                     Some(batch) => {
                         self.on_kafka(&batch).await;
@@ -440,11 +464,14 @@ impl Pipeline {
                     self.engine.tick(now_ms());
                     self.attribute("clock", before);
                     self.flush(now_ms()).await;
+                    self.checkpoint_due().await;
                     self.sync_metrics();
                     self.dead.flush();
                 }
             }
         }
+        // a cluster member leaving: its partitions' state for whoever takes them
+        self.checkpoint(None).await;
         // the sources stopped: what was taken is stored; windows still open are not judged early
         self.flush(now_ms()).await;
         store_offsets(&kafka_acker, &mut kafka_done);
@@ -518,7 +545,13 @@ impl Pipeline {
                 self.source_hj212 = self.engine.source("hj212");
                 self.source_camera = self.engine.source("camera");
                 self.source_hotline = self.engine.passive_source("hotline");
-                self.source_kafka = self.engine.source("kafka");
+                // the engine may be new: its sources are registered again
+                let names: Vec<(String, i32)> = self.kafka_sources.keys().cloned().collect();
+                for (t, p) in names {
+                    let i = self.engine.source(&kafka_source_name(&t, p));
+                    self.kafka_sources.insert((t, p), i);
+                }
+                self.rebind_cluster();
                 self.config_tx.send_replace(cfg);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(kept, reset, trigger, "configuration reloaded");
@@ -868,6 +901,11 @@ fn feed(
         }
     }
     Ok(())
+}
+
+/// The watermark source of a Kafka partition.
+fn kafka_source_name(topic: &str, partition: i32) -> String {
+    format!("kafka:{topic}:{partition}")
 }
 
 /// Store the offsets of processed Kafka messages (the newest per partition).

@@ -1,0 +1,304 @@
+//! Several instances in one Kafka consumer group (`[cluster]`). The group splits the partitions
+//! of the readings topic (and the same partitions of the tickets topic) among the instances, and
+//! with them the sites they carry (producers key messages by site id). This instance:
+//!
+//! - processes only messages of its partitions, and judges silence only for their sites;
+//! - checkpoints, every `checkpoint_every` and whenever a partition is taken away, the window and
+//!   alert state of each partition's sites together with the partition's next offset, in the
+//!   shared store, after the transitions that state has produced are stored;
+//! - on assignment, restores the state of each partition from its checkpoint and reads on from
+//!   its offset (from the beginning when it has none).
+//!
+//! Replaying what came after a checkpoint produces the transitions it produced before, and the
+//! store keeps each transition once: a warning is neither lost nor doubled when an instance dies.
+
+use super::Pipeline;
+use crate::config::service::ClusterSettings;
+use crate::engine::handover::SitesState;
+use crate::store::checkpoint::Checkpoint;
+use crate::store::now_ms;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use yujing_connectors::kafka::{GroupEvent, KafkaMessage};
+
+/// This instance's share of the group.
+pub struct Cluster {
+    pub settings: ClusterSettings,
+    pub group: String,
+    pub readings: String,
+    pub tickets: Option<String>,
+    /// (topic, partition) -> the next offset to read (`None`: nothing read or restored yet).
+    owned: BTreeMap<(String, i32), Option<i64>>,
+    /// Partition count of the readings topic.
+    partitions: i32,
+    last_saved: Instant,
+}
+
+impl Cluster {
+    pub fn new(
+        settings: ClusterSettings,
+        group: String,
+        readings: String,
+        tickets: Option<String>,
+    ) -> Cluster {
+        Cluster {
+            settings,
+            group,
+            readings,
+            tickets,
+            owned: BTreeMap::new(),
+            partitions: 0,
+            last_saved: Instant::now(),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Site index -> whether the readings partition `p` carries it.
+    fn sites_of(&self, c: &Cluster, p: i32) -> Vec<bool> {
+        self.engine
+            .config
+            .registry
+            .sites
+            .iter()
+            .map(|s| {
+                c.settings
+                    .partitioner
+                    .partition(s.id.as_bytes(), c.partitions)
+                    == p
+            })
+            .collect()
+    }
+
+    /// Site index -> whether any partition this instance has carries it.
+    fn owned_sites(&self, c: &Cluster) -> Vec<bool> {
+        self.engine
+            .config
+            .registry
+            .sites
+            .iter()
+            .map(|s| {
+                let p = c
+                    .settings
+                    .partitioner
+                    .partition(s.id.as_bytes(), c.partitions);
+                c.owned.contains_key(&(c.readings.clone(), p))
+            })
+            .collect()
+    }
+
+    pub(super) async fn on_group(&mut self, ev: GroupEvent) {
+        match ev {
+            GroupEvent::Messages(batch) => {
+                let Some(c) = &self.cluster else { return };
+                // a partition taken away meanwhile is the new owner's to read
+                let mine: Vec<KafkaMessage> = batch
+                    .into_iter()
+                    .filter(|m| c.owned.contains_key(&(m.topic.clone(), m.partition)))
+                    .collect();
+                self.on_kafka(&mine).await;
+                if let Some(c) = self.cluster.as_mut() {
+                    for m in &mine {
+                        if let Some(next) = c.owned.get_mut(&(m.topic.clone(), m.partition)) {
+                            *next = Some(next.unwrap_or(0).max(m.offset + 1));
+                        }
+                    }
+                }
+            }
+            GroupEvent::Assigned {
+                partitions,
+                counts,
+                reply,
+            } => {
+                let offsets = self.assigned(partitions, counts).await;
+                let _ = reply.send(offsets);
+            }
+            GroupEvent::Revoked { partitions, reply } => {
+                self.revoked(&partitions).await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    async fn assigned(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+        counts: Vec<(String, i32)>,
+    ) -> Vec<(String, i32, Option<i64>)> {
+        let Some(mut c) = self.cluster.take() else {
+            return Vec::new();
+        };
+        let count = |t: &str| counts.iter().find(|(x, _)| x == t).map(|(_, n)| *n);
+        c.partitions = count(&c.readings)
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| partitions.iter().map(|(_, p)| p + 1).max().unwrap_or(1));
+        if let Some(t) = &c.tickets {
+            if let Some(n) = count(t).filter(|n| *n != c.partitions && *n > 0) {
+                tracing::error!(
+                    tickets = n,
+                    readings = c.partitions,
+                    "the tickets topic must have as many partitions as the readings topic (a site's tickets and readings must reach the same instance)"
+                );
+            }
+        }
+        let fingerprint = self.engine.fingerprint();
+        let stored = match self.store.checkpoints(&c.group, &partitions).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read checkpoints; reading the partitions from the beginning");
+                Vec::new()
+            }
+        };
+        let mut offsets = Vec::new();
+        let mut restored = 0usize;
+        for (t, p) in &partitions {
+            let cp = stored.iter().find(|x| x.topic == *t && x.partition == *p);
+            let usable = cp.filter(|x| x.config == fingerprint);
+            if cp.is_some() && usable.is_none() {
+                tracing::warn!(topic = %t, partition = p, "checkpoint taken under other rules or sites: reading the partition from the beginning");
+            }
+            let mut start = usable.map(|x| x.next_offset);
+            if let Some(x) = usable.filter(|x| !x.state.is_empty()) {
+                match SitesState::decode(&x.state) {
+                    Ok(st) => {
+                        restored += st.entries();
+                        self.engine.import_sites(st);
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %t, partition = p, error = %e, "damaged checkpoint: reading the partition from the beginning");
+                        start = None;
+                    }
+                }
+            }
+            // no usable checkpoint: everything the partition still holds, from the earliest
+            offsets.push((t.clone(), *p, start));
+            c.owned.insert((t.clone(), *p), start);
+            if *t == c.readings {
+                // its backlog may be older than what the other partitions delivered
+                let i = self
+                    .engine
+                    .expect_source(&super::kafka_source_name(t, *p), now_ms());
+                self.kafka_sources.insert((t.clone(), *p), i);
+            }
+        }
+        let owned = self.owned_sites(&c);
+        self.engine.set_owned(Some(owned));
+        tracing::info!(
+            instance = %c.settings.instance,
+            partitions = ?partitions.iter().filter(|(t, _)| *t == c.readings).map(|(_, p)| p).collect::<Vec<_>>(),
+            restored,
+            "partitions assigned"
+        );
+        self.metrics
+            .cluster_partitions
+            .set(c.owned.keys().filter(|(t, _)| *t == c.readings).count() as i64);
+        self.cluster = Some(c);
+        offsets
+    }
+
+    async fn revoked(&mut self, partitions: &[(String, i32)]) {
+        self.checkpoint(Some(partitions)).await;
+        let Some(mut c) = self.cluster.take() else {
+            return;
+        };
+        for (t, p) in partitions {
+            if *t == c.readings {
+                let sites = self.sites_of(&c, *p);
+                self.engine.forget_sites(&sites);
+            }
+            if let Some(&i) = self.kafka_sources.get(&(t.clone(), *p)) {
+                self.engine.retire_source(i);
+            }
+            c.owned.remove(&(t.clone(), *p));
+        }
+        let owned = self.owned_sites(&c);
+        self.engine.set_owned(Some(owned));
+        self.metrics
+            .cluster_partitions
+            .set(c.owned.keys().filter(|(t, _)| *t == c.readings).count() as i64);
+        tracing::info!(instance = %c.settings.instance, "partitions revoked");
+        self.cluster = Some(c);
+    }
+
+    /// After a reload (the engine may be new): judge silence again only for this instance's
+    /// sites, and let its partitions hold event time back again.
+    pub(super) fn rebind_cluster(&mut self) {
+        let Some(c) = self.cluster.take() else { return };
+        let owned = self.owned_sites(&c);
+        self.engine.set_owned(Some(owned));
+        for ((t, p), _) in &c.owned {
+            if *t == c.readings {
+                let i = self.engine.source(&super::kafka_source_name(t, *p));
+                self.kafka_sources.insert((t.clone(), *p), i);
+            }
+        }
+        self.cluster = Some(c);
+    }
+
+    /// Every `checkpoint_every`: checkpoint the partitions this instance has.
+    pub(super) async fn checkpoint_due(&mut self) {
+        let due = self.cluster.as_ref().is_some_and(|c| {
+            c.last_saved.elapsed() >= Duration::from_millis(c.settings.checkpoint_every as u64)
+        });
+        if due {
+            self.checkpoint(None).await;
+        }
+    }
+
+    /// Checkpoint these partitions (all of this instance's with `None`). The transitions their
+    /// state has produced are stored first, so a checkpoint is never ahead of the store.
+    pub(super) async fn checkpoint(&mut self, which: Option<&[(String, i32)]>) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let now = now_ms();
+        self.flush(now).await;
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let fingerprint = self.engine.fingerprint();
+        let mut list = Vec::new();
+        for ((t, p), next) in &c.owned {
+            if which.is_some_and(|w| !w.iter().any(|(wt, wp)| wt == t && wp == p)) {
+                continue;
+            }
+            let Some(next) = next else { continue };
+            let state = if *t == c.readings {
+                match self.engine.export_sites(&self.sites_of(c, *p)).encode() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(partition = p, error = %e, "cannot encode a checkpoint");
+                        continue;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            list.push(Checkpoint {
+                topic: t.clone(),
+                partition: *p,
+                next_offset: *next,
+                config: fingerprint.clone(),
+                state,
+                instance: c.settings.instance.clone(),
+                saved_at: now,
+            });
+        }
+        let group = c.group.clone();
+        match self.store.save_checkpoints(&group, &list).await {
+            Ok(()) => {
+                self.metrics.checkpoints.with_label_values(&["saved"]).inc();
+            }
+            Err(e) => {
+                self.metrics
+                    .checkpoints
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::error!(error = %e, "cannot save checkpoints; a takeover would read more again");
+            }
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            c.last_saved = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Scale-out end to end: two `yujing run` instances in one Kafka consumer group share a readings
+//! topic of 8 partitions (and so the sites) and one PostgreSQL store. One is killed with kill -9
+//! mid-stream; the other takes its partitions over, restores their window and alert state from
+//! the checkpoints in the store, and reads on. The warnings stored (ids, levels, transition
+//! counts) equal those of a single instance that read the same input.
+//!
+//! Needs Tansu and kcat (`.ci/peers.sh`) and PostgreSQL at 127.0.0.1:5432 (or `YUJING_TEST_PG`).
+
+mod service;
+
+use serde_json::Value;
+use service::kafka::Broker;
+use service::*;
+use sqlx::{Connection, Executor};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SITES: usize = 16;
+/// Readings flow this long (event time is the clock, as from live devices) ...
+const LOUD: Duration = Duration::from_secs(24);
+/// ... then quiet ones this long, past the lateness: every window with a warning in it is final.
+const QUIET: Duration = Duration::from_secs(14);
+
+fn sites_yaml() -> String {
+    let mut s = String::from(
+        "departments:\n  - {id: zjj, name: 住房和城乡建设局}\n  - {id: slj, name: 水利局}\n  - {id: dcs, name: 县政府督查室}\nsites:\n",
+    );
+    for i in 0..SITES {
+        s += &format!(
+            "  - id: s-{i:02}\n    name: 工地{i}\n    kind: construction\n    department: zjj\n    devices:\n      - {{id: s-{i:02}-noise, metrics: [noise]}}\n"
+        );
+    }
+    s
+}
+
+const RULES: &str = "rules:
+  - id: noise_avg
+    title: 施工噪声超标
+    scope: {kind: construction}
+    metric: noise
+    window: {type: tumbling, size: 2s}
+    aggregate: avg
+    above: {yellow: 55, red: 70}
+    message: \"{site.name}噪声{value:.1}dB(A)\"
+";
+
+/// A fresh PostgreSQL database for this test (dropped first if a run before left it).
+async fn fresh_database(name: &str) -> String {
+    let admin = std::env::var("YUJING_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (or YUJING_TEST_PG)");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        c.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+            .await
+            .expect("create the test database");
+    }
+    let mut url = url::Url::parse(&admin).expect("url");
+    url.set_path(name);
+    url.to_string()
+}
+
+/// A config directory: the sites and rules above, 5 s of lateness (more than a takeover takes:
+/// the session timeout, 2 s, and a rebalance), and the given store and Kafka.
+fn config(hook: &str, name: &str, store: &str, kafka: &str) -> Setup {
+    let setup = Setup::new(name, hook, mosquitto(), "");
+    let p = setup.path();
+    std::fs::write(p.join("sites.yaml"), sites_yaml()).expect("sites");
+    std::fs::write(p.join("rules/test.yaml"), RULES).expect("rules");
+    let toml = std::fs::read_to_string(p.join("yujing.toml"))
+        .expect("toml")
+        .replace(
+            "out_of_orderness = \"0s\"",
+            "out_of_orderness = \"5s\"\nidle_timeout = \"5s\"",
+        )
+        .replace("[store]\n", &format!("[store]\n{store}\n"))
+        + kafka;
+    std::fs::write(p.join("yujing.toml"), toml).expect("toml");
+    setup
+}
+
+/// `[kafka]` and `[cluster]` for one instance of a group.
+fn kafka_table(broker: &Broker, group: &str, topic: &str, instance: &str) -> String {
+    format!(
+        "\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{topic}\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n\"topic.metadata.refresh.interval.ms\" = \"1000\"\n[cluster]\ninstance = \"{instance}\"\ncheckpoint_every = \"300ms\"\n",
+        broker.addr
+    )
+}
+
+/// One reading per site at `ts`; each site is loud for three 2-s windows in twelve, at its own
+/// phase (while `loud`).
+fn batch(ts: i64, loud: bool) -> Vec<String> {
+    (0..SITES as i64)
+        .map(|i| {
+            let value = if loud && (ts / 2_000 / 3 + i) % 4 == 0 {
+                60.0
+            } else {
+                40.0
+            };
+            format!("s-{i:02}|{{\"ts\":{ts},\"site\":\"s-{i:02}\",\"device\":\"s-{i:02}-noise\",\"metric\":\"noise\",\"value\":{value}}}")
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What the store holds: (id, level, status, seq) of every warning.
+async fn warnings(svc: &Service) -> BTreeSet<(String, String, String, i64)> {
+    let (_, list) = svc.get("/api/v1/warnings?limit=500", OPERATOR).await;
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|w: &Value| {
+            (
+                w["id"].as_str().unwrap_or_default().to_string(),
+                w["level"].as_str().unwrap_or_default().to_string(),
+                w["status"].as_str().unwrap_or_default().to_string(),
+                w["seq"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+/// Wait until the store's warnings stop changing (nothing new for `quiet`).
+async fn settled(svc: &Service, quiet: Duration) -> BTreeSet<(String, String, String, i64)> {
+    let mut last = warnings(svc).await;
+    let mut since = Instant::now();
+    let start = Instant::now();
+    while since.elapsed() < quiet {
+        assert!(start.elapsed() < Duration::from_secs(90), "never settled");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = warnings(svc).await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
+}
+
+async fn partitions(svc: &Service) -> f64 {
+    svc.metric("yujing_cluster_partitions").await
+}
+
+fn log(p: &Path) -> String {
+    std::fs::read_to_string(p.join("service.log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_sites_and_one_survives_the_others_kill_9() {
+    let broker = Broker::start();
+    let n = std::process::id();
+    let topic = format!("cluster-readings-{n}");
+    broker.create_topic(&topic, 8);
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    // two instances, one group, one PostgreSQL store
+    let db = fresh_database("yj_cluster_test").await;
+    let group = format!("yj-cluster-{n}");
+    let store = format!("url = \"{db}\"");
+    let a_cfg = config(
+        &hook,
+        "cluster-a",
+        &store,
+        &kafka_table(&broker, &group, &topic, "yj-a"),
+    );
+    let b_cfg = config(
+        &hook,
+        "cluster-b",
+        &store,
+        &kafka_table(&broker, &group, &topic, "yj-b"),
+    );
+    let a = Service::start(a_cfg.path());
+    a.ready().await;
+    wait_until(30, "instance a takes all 8 partitions", || async {
+        partitions(&a).await == 8.0
+    })
+    .await;
+    let mut b = Service::start(b_cfg.path());
+    b.ready().await;
+    wait_until(30, "the group splits the partitions 4 and 4", || async {
+        partitions(&a).await == 4.0 && partitions(&b).await == 4.0
+    })
+    .await;
+
+    // readings as live devices send them; halfway b dies without a word
+    let start = Instant::now();
+    let mut killed = false;
+    while start.elapsed() < LOUD + QUIET {
+        broker.produce(&topic, &batch(now_ms(), start.elapsed() < LOUD));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !killed && start.elapsed() > LOUD / 2 {
+            // b has checkpointed and raised warnings of its own by now
+            assert!(
+                b.metric("yujing_checkpoints_total{result=\"saved\"}").await > 0.0,
+                "{}",
+                log(b_cfg.path())
+            );
+            b.kill9();
+            killed = true;
+        }
+    }
+    wait_until(30, "instance a takes b's partitions over", || async {
+        partitions(&a).await == 8.0
+    })
+    .await;
+    let cluster = settled(&a, Duration::from_secs(8)).await;
+
+    // the same input through one instance alone (its own group and store)
+    let reference = config(
+        &hook,
+        "cluster-ref",
+        "",
+        &kafka_table(&broker, &format!("yj-ref-{n}"), &topic, "yj-one"),
+    );
+    let one = Service::start(reference.path());
+    one.ready().await;
+    let expected = settled(&one, Duration::from_secs(8)).await;
+
+    assert!(
+        expected.len() >= SITES,
+        "every site was loud at least once: {expected:?}\n{}",
+        log(reference.path())
+    );
+    assert_eq!(
+        cluster,
+        expected,
+        "two instances, one killed, store what one instance stores\n--- a ---\n{}",
+        log(a_cfg.path())
+    );
+    // a took b's partitions over with their state, and nothing came too late for a window
+    let a_log = log(a_cfg.path());
+    let takeover = a_log
+        .lines()
+        .filter(|l| {
+            l.contains("partitions assigned") && l.contains("partitions=[0, 1, 2, 3, 4, 5, 6, 7]")
+        })
+        .nth(1)
+        .unwrap_or_else(|| panic!("a never took all partitions back:\n{a_log}"));
+    assert!(
+        !takeover.contains("restored=0"),
+        "state restored from the checkpoints: {takeover}"
+    );
+    assert_eq!(
+        a.metric("yujing_input_rejected_total{connector=\"kafka\",reason=\"late\"}")
+            .await,
+        0.0
+    );
+    // the departments heard of every warning (at least once; the idempotency key says which)
+    let raised: BTreeSet<String> = cluster.iter().map(|w| w.0.clone()).collect();
+    rx.wait_for(20, "every warning delivered", |got| {
+        let keys: BTreeSet<&str> = got.iter().map(|g| g.key.as_str()).collect();
+        raised
+            .iter()
+            .all(|id| keys.iter().any(|k| k.starts_with(id.as_str())))
+    })
+    .await;
+}
