@@ -248,9 +248,23 @@ pub async fn ingest(
     store: &crate::store::Store,
     reg: &Registry,
     tz: chrono_tz::Tz,
+    t: TicketIn,
+    now: Ts,
+    feed: crate::store::tickets::Feed<'_>,
+) -> Result<(crate::store::tickets::TicketRow, bool), IngestError> {
+    let t = prepare(store, reg, tz, t, now).await?;
+    Ok(store.put_ticket(&t, now, feed).await?)
+}
+
+/// Check a ticket together with what it said before (an update), matching it to a site; not
+/// stored yet.
+pub async fn prepare(
+    store: &crate::store::Store,
+    reg: &Registry,
+    tz: chrono_tz::Tz,
     mut t: TicketIn,
     now: Ts,
-) -> Result<(crate::store::tickets::TicketRow, bool), IngestError> {
+) -> Result<Ticket, IngestError> {
     if let Some(old) = store.ticket(t.number.trim()).await? {
         let keep = |new: &mut Option<String>, old: Option<String>| {
             if new.is_none() {
@@ -272,8 +286,7 @@ pub async fn ingest(
             t.received_at = old.received_at.map(|ms| serde_json::json!(ms));
         }
     }
-    let t = check(t, reg, tz, now).map_err(IngestError::Bad)?;
-    Ok(store.put_ticket(&t, now).await?)
+    check(t, reg, tz, now).map_err(IngestError::Bad)
 }
 
 /// The virtual device through which a site's tickets reach the rules.

@@ -187,6 +187,9 @@ impl Metrics {
             "Checkpoints of the engine's window and alert state in the store, by result (saved, failed)",
             &["result"],
         );
+        for r in ["saved", "failed"] {
+            checkpoints.with_label_values(&[r]);
+        }
         Metrics {
             cluster_partitions,
             checkpoints,

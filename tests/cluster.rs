@@ -268,3 +268,219 @@ async fn two_instances_share_the_sites_and_one_survives_the_others_kill_9() {
     })
     .await;
 }
+
+/// Three noise complaints in a minute: yellow; with the site's noise monitor above 70 dB(A) in
+/// the same minute: orange.
+const TICKET_RULES: &str = "rules:
+  - id: noise_complaints
+    title: 工地噪声投诉集中
+    scope: {kind: construction}
+    metric: tickets.noise
+    window: {type: tumbling, size: 1m}
+    aggregate: count
+    above: {yellow: 2}
+    message: \"{site.name}噪声投诉{value:.0}件\"
+  - id: noise_complaints_confirmed
+    title: 噪声投诉与监测超标同时出现
+    scope: {kind: construction}
+    window: {type: tumbling, size: 1m}
+    all:
+      - {metric: tickets.noise, aggregate: count, above: 2}
+      - {metric: noise, aggregate: max, above: 70}
+    level: orange
+    message: \"{site.name}噪声投诉与监测超标同时出现\"
+";
+
+/// The partitions an instance logged as its own last.
+fn owned_partitions(p: &Path) -> Vec<i32> {
+    let log = log(p);
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("partitions assigned"))
+        .unwrap_or_default();
+    line.split("partitions=[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .map(|l| {
+            l.split(", ")
+                .filter_map(|x| x.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The README's walk-through: tickets from the hotline system with kcat, readings from the
+/// site's noise monitor over MQTT (a subscription the instances share), a correlated orange
+/// warning with the tickets as evidence; the instance that has the site is killed, and the other
+/// carries the warning on (it clears when the next minute is quiet) without a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_with_kcat_and_readings_over_mqtt_survive_the_sites_instance() {
+    let broker = Broker::start();
+    let n = std::process::id();
+    let (readings, tickets) = (format!("c2-readings-{n}"), format!("c2-tickets-{n}"));
+    broker.create_topic(&readings, 8);
+    broker.create_topic(&tickets, 8);
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    let db = fresh_database("yj_cluster_walkthrough").await;
+    let group = format!("yj-c2-{n}");
+    let kafka = |instance: &str| {
+        format!(
+            "\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{readings}\"\ntickets_topic = \"{tickets}\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n\"topic.metadata.refresh.interval.ms\" = \"1000\"\n[cluster]\ninstance = \"{instance}\"\ncheckpoint_every = \"300ms\"\n",
+            broker.addr
+        )
+    };
+    let mut setups = Vec::new();
+    for name in ["c2-a", "c2-b"] {
+        let setup = Setup::new(name, &hook, mosquitto(), "");
+        let p = setup.path();
+        std::fs::write(p.join("sites.yaml"), SITES_WITH_ENTERPRISE).expect("sites");
+        std::fs::write(p.join("rules/test.yaml"), TICKET_RULES).expect("rules");
+        let toml = std::fs::read_to_string(p.join("yujing.toml"))
+            .expect("toml")
+            .replace("[store]\n", &format!("[store]\nurl = \"{db}\"\n"))
+            + &kafka(name);
+        std::fs::write(p.join("yujing.toml"), toml).expect("toml");
+        setups.push(setup);
+    }
+    // both subscribe to the same topics (the first one's), shared
+    let (a_cfg, b_cfg) = (&setups[0], &setups[1]);
+    let b_toml = std::fs::read_to_string(b_cfg.path().join("yujing.toml"))
+        .expect("toml")
+        .replace(
+            &format!("topics = [\"{}/", b_cfg.prefix),
+            &format!("topics = [\"{}/", a_cfg.prefix),
+        );
+    std::fs::write(b_cfg.path().join("yujing.toml"), b_toml).expect("toml");
+    let mut a = Service::start(a_cfg.path());
+    a.ready().await;
+    let mut b = Service::start(b_cfg.path());
+    b.ready().await;
+    wait_until(30, "the group splits the partitions 4 and 4", || async {
+        a.metric("yujing_cluster_partitions").await == 4.0
+            && b.metric("yujing_cluster_partitions").await == 4.0
+    })
+    .await;
+
+    // the hotline system: three noise complaints about cs-01's contractor
+    let t0 = base_minute();
+    let ticket = |no: &str, ts: i64| {
+        format!("cs-01|{{\"number\":\"{no}\",\"category\":\"噪声\",\"received_at\":{ts},\"credit_code\":\"91330100MA27XL3Q2U\",\"content\":\"夜间施工\"}}")
+    };
+    broker.produce(
+        &tickets,
+        &[
+            ticket("W-1", t0 + 10_000),
+            ticket("W-2", t0 + 20_000),
+            ticket("W-3", t0 + 30_000),
+        ],
+    );
+    wait_until(30, "the tickets are counted", || async {
+        let (_, list) = a.get("/api/v1/hotline/tickets", OPERATOR).await;
+        list["items"]
+            .as_array()
+            .is_some_and(|l| l.len() == 3 && l.iter().all(|t| t["fed"] == true))
+    })
+    .await;
+    // the noise monitor, over MQTT: loud within the minute, then the next minute begins
+    a_cfg.publish("cs-01", "cs-01-noise", &reading(t0 + 40_000, "noise", 75.0));
+    a_cfg.publish("cs-01", "cs-01-noise", &reading(t0 + 61_000, "noise", 50.0));
+    let got = rx
+        .wait_for(30, "the orange warning", |got| {
+            got.iter()
+                .any(|g| g.doc["rule"] == "noise_complaints_confirmed")
+        })
+        .await;
+    let orange = got
+        .iter()
+        .find(|g| g.doc["rule"] == "noise_complaints_confirmed")
+        .expect("orange");
+    assert_eq!(orange.doc["level"], "orange", "{}", orange.doc);
+    let mut evidence: Vec<&str> = orange.doc["evidence"]["tickets"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    evidence.sort();
+    assert_eq!(evidence, ["W-1", "W-2", "W-3"], "{}", orange.doc);
+
+    // the instance that has cs-01 dies; the other takes its partitions and its state
+    let partition = {
+        const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        (CRC.checksum(b"cs-01") % 8) as i32
+    };
+    let (owner, survivor, survivor_cfg) = if owned_partitions(a_cfg.path()).contains(&partition) {
+        (&mut a, &b, b_cfg)
+    } else {
+        (&mut b, &a, a_cfg)
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    owner.kill9();
+    wait_until(30, "the survivor takes all partitions", || async {
+        survivor.metric("yujing_cluster_partitions").await == 8.0
+    })
+    .await;
+    // a quiet minute: the orange warning clears (the survivor knew it was firing) ...
+    a_cfg.publish("cs-01", "cs-01-noise", &reading(t0 + 90_000, "noise", 50.0));
+    a_cfg.publish(
+        "cs-01",
+        "cs-01-noise",
+        &reading(t0 + 125_000, "noise", 50.0),
+    );
+    rx.wait_for_transition(40, "clear", Some(&orange.doc["id"]))
+        .await;
+    // ... and three more complaints continue the yellow one instead of raising a second
+    broker.produce(
+        &tickets,
+        &[
+            ticket("W-4", t0 + 130_000),
+            ticket("W-5", t0 + 140_000),
+            ticket("W-6", t0 + 150_000),
+        ],
+    );
+    wait_until(30, "the new tickets are counted", || async {
+        let (_, list) = survivor.get("/api/v1/hotline/tickets", OPERATOR).await;
+        list["items"]
+            .as_array()
+            .is_some_and(|l| l.len() == 6 && l.iter().all(|t| t["fed"] == true))
+    })
+    .await;
+    let judged = survivor
+        .metric("yujing_engine_rule_evaluations_total")
+        .await;
+    a_cfg.publish(
+        "cs-01",
+        "cs-01-noise",
+        &reading(t0 + 185_000, "noise", 50.0),
+    );
+    wait_until(30, "the minute of the new tickets is judged", || async {
+        // both rules: the tickets' window and the quiet monitor's
+        survivor
+            .metric("yujing_engine_rule_evaluations_total")
+            .await
+            >= judged + 2.0
+    })
+    .await;
+    let (_, list) = survivor.get("/api/v1/warnings", OPERATOR).await;
+    let mut rules: Vec<(&str, &str, &str)> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|w| {
+            (
+                w["rule"].as_str().unwrap_or_default(),
+                w["level"].as_str().unwrap_or_default(),
+                w["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            ("noise_complaints", "yellow", "open"),
+            ("noise_complaints_confirmed", "orange", "cleared")
+        ],
+        "one warning per rule, carried on by the survivor\n{}",
+        log(survivor_cfg.path())
+    );
+}

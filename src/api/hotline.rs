@@ -7,7 +7,7 @@ use crate::config::service::Role;
 use crate::hotline::TicketIn;
 use crate::service::pipeline::Request;
 use crate::store::now_ms;
-use crate::store::tickets::{TicketFilter, TicketRow};
+use crate::store::tickets::{Feed, TicketFilter, TicketRow};
 use crate::time::{format_ts, parse_ts};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -54,6 +54,19 @@ async fn count(st: &AppState, t: &TicketRow) -> Result<(), ApiError> {
         .map_err(|_| ApiError::Unavailable("the engine is shutting down".into()))
 }
 
+/// In a cluster: send a ticket to the tickets topic keyed by its site, for the instance that has
+/// the site to count it (it is stored already; that instance finds it).
+async fn pass_on(st: &AppState, site: &str, payload: &[u8]) -> Result<(), ApiError> {
+    let Some((producer, topic)) = &st.tickets_out else {
+        return Ok(());
+    };
+    producer
+        .send(topic, site, payload, &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::Unavailable(format!("cannot pass the ticket on to Kafka: {e}")))
+}
+
 /// `POST /api/v1/hotline/tickets`: a new ticket (201) or an update of one (200). Problems do not
 /// refuse it: they are in its `problems`.
 pub async fn post_ticket(
@@ -66,7 +79,11 @@ pub async fn post_ticket(
         .map_err(|e| ApiError::BadRequest(format!("not a ticket: {e}")))?;
     let cfg = st.config.borrow().clone();
     let tz = cfg.settings.timezone;
-    let (row, feed) = crate::hotline::ingest(&st.store, &cfg.registry, tz, t, now_ms())
+    let feed = match st.tickets_out {
+        Some(_) => Feed::Later,
+        None => Feed::Now,
+    };
+    let (row, feed) = crate::hotline::ingest(&st.store, &cfg.registry, tz, t, now_ms(), feed)
         .await
         .map_err(|e| match e {
             crate::hotline::IngestError::Bad(m) => ApiError::BadRequest(m),
@@ -74,6 +91,9 @@ pub async fn post_ticket(
         })?;
     if feed {
         count(&st, &row).await?;
+    }
+    if let Some(site) = &row.site {
+        pass_on(&st, site, &body).await?;
     }
     st.metrics
         .tickets
@@ -165,7 +185,15 @@ pub async fn assign_ticket(
     if cfg.registry.site(&a.site).is_none() {
         return Err(ApiError::BadRequest(format!("no site `{}`", a.site)));
     }
-    let Some((row, feed)) = st.store.assign_ticket(&number, &a.site, now_ms()).await? else {
+    let how = match st.tickets_out {
+        Some(_) => Feed::Later,
+        None => Feed::Now,
+    };
+    let Some((row, feed)) = st
+        .store
+        .assign_ticket(&number, &a.site, now_ms(), how)
+        .await?
+    else {
         return Err(ApiError::NotFound(format!("no ticket {number}")));
     };
     if !feed && row.site.as_deref() != Some(a.site.as_str()) {
@@ -176,6 +204,10 @@ pub async fn assign_ticket(
     }
     if feed {
         count(&st, &row).await?;
+    }
+    if row.site.as_deref() == Some(a.site.as_str()) && !row.fed {
+        let msg = json!({ "number": number, "site": a.site }).to_string();
+        pass_on(&st, &a.site, msg.as_bytes()).await?;
     }
     tracing::info!(ticket = %number, site = %a.site, by = %caller.name, "12345 ticket assigned");
     Ok(Json(ticket_json(&row, cfg.settings.timezone)))

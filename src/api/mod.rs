@@ -46,6 +46,9 @@ pub struct AppState {
     pub demo_hooks: Option<Arc<DemoHooks>>,
     /// Dashboard sessions.
     pub sessions: Arc<session::Sessions>,
+    /// In a cluster (`[cluster]`): tickets taken here are counted by the instance whose
+    /// partition carries their site, so they go to the tickets topic (producer, topic).
+    pub tickets_out: Option<(yujing_connectors::kafka::KafkaProducer, String)>,
 }
 
 /// Webhooks the demo sends to itself, verified like any receiver would.

@@ -357,6 +357,16 @@ impl Engine {
         self.wm.expect_source(name, now)
     }
 
+    /// Hold event time at or below `bound` (see [`watermark::Watermarks::set_bound`]).
+    pub fn set_watermark_bound(&mut self, bound: Ts) {
+        self.wm.set_bound(bound);
+    }
+
+    /// A source's own watermark (see [`watermark::Watermarks::of_source`]).
+    pub fn source_watermark(&self, i: usize) -> Option<Ts> {
+        self.wm.of_source(i)
+    }
+
     /// A source that no longer holds event time back (see
     /// [`watermark::Watermarks::retire_source`]).
     pub fn retire_source(&mut self, i: usize) {

@@ -5,6 +5,10 @@
 
 use crate::time::{Millis, Ts};
 
+/// How long a source expected to deliver (a partition just assigned) may hold event time
+/// before it has delivered anything.
+const WAIT_AT_MOST: Millis = 10_000;
+
 #[derive(Debug)]
 struct Source {
     name: String,
@@ -26,6 +30,10 @@ pub struct Watermarks {
     newest_arrival: Ts,
     /// The newest event time on any source.
     newest: Ts,
+    /// Event time other instances have not reached yet on partitions they own (cluster): this
+    /// instance's watermark waits for it, so when one of them dies its partitions' state, taken
+    /// over here, is not behind this watermark.
+    bound: Ts,
 }
 
 impl Watermarks {
@@ -37,7 +45,22 @@ impl Watermarks {
             current: Ts::MIN,
             newest_arrival: Ts::MIN,
             newest: Ts::MIN,
+            bound: Ts::MAX,
         }
+    }
+
+    /// Hold the watermark at or below `bound` (`Ts::MAX`: no bound).
+    pub fn set_bound(&mut self, bound: Ts) {
+        self.bound = bound;
+    }
+
+    /// A source's own watermark (newest event time less the out-of-orderness); `None` when it
+    /// has delivered nothing or is idle.
+    pub fn of_source(&self, i: usize) -> Option<Ts> {
+        let s = self.sources.get(i)?;
+        let idle = self.newest_arrival.saturating_sub(s.last_arrival) > self.idle_timeout;
+        (s.max_ts != Ts::MIN && !s.passive && !idle)
+            .then(|| s.max_ts.saturating_sub(self.out_of_orderness))
     }
 
     /// The index of a source by name, registering it on first use.
@@ -117,7 +140,8 @@ impl Watermarks {
             }
             if self.sources.len() == 1 {
                 // one source: nothing to wait for but itself
-                self.current = self.current.max(ts.saturating_sub(self.out_of_orderness));
+                let wm = ts.saturating_sub(self.out_of_orderness).min(self.bound);
+                self.current = self.current.max(wm);
             } else {
                 self.recompute();
             }
@@ -151,6 +175,7 @@ impl Watermarks {
             let clock = now_arrival
                 .saturating_sub(self.idle_timeout)
                 .saturating_sub(self.out_of_orderness);
+            let clock = clock.min(self.bound);
             if clock > self.current {
                 self.current = clock;
             }
@@ -175,7 +200,11 @@ impl Watermarks {
             }
             let idle = self.newest_arrival.saturating_sub(s.last_arrival) > self.idle_timeout;
             if s.max_ts == Ts::MIN {
-                if s.waiting && !idle {
+                // a partition with a backlog delivers within moments of being assigned; one
+                // that has nothing (or no sites at all) must not hold time for long
+                let given_up = self.newest_arrival.saturating_sub(s.last_arrival)
+                    > self.idle_timeout.min(WAIT_AT_MOST);
+                if s.waiting && !given_up {
                     // nothing from it yet: time stands where it is
                     min_active = min_active.min(self.current);
                 }
@@ -191,7 +220,8 @@ impl Watermarks {
             max_all
         } else {
             min_active
-        };
+        }
+        .min(self.bound);
         if wm > self.current {
             self.current = wm;
         }

@@ -394,9 +394,25 @@ pub async fn run(opts: Options) -> Result<()> {
         let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
         watch_link(metrics.clone(), "mqtt", state_rx.clone());
         mqtt_up = Some(state_rx);
+        // several instances share the subscription: each message goes to one of them, which
+        // passes its readings on to the Kafka partition of their site
+        let topics = match (&svc.cluster, &svc.kafka) {
+            (Some(_), Some(k)) => m
+                .topics
+                .iter()
+                .map(|t| format!("$share/{}/{t}", k.group_id))
+                .collect(),
+            _ => m.topics.clone(),
+        };
+        let mut source_config = mqtt_config(m, "");
+        if svc.cluster.is_some() {
+            // a persistent session of a dead instance would keep receiving its share of the
+            // shared subscription until it came back; a clean one leaves it to the others
+            source_config.persistent = false;
+        }
         let (acker, handle) = mqtt::subscribe(
-            &mqtt_config(m, ""),
-            m.topics.clone(),
+            &source_config,
+            topics,
             msg_tx,
             state_tx,
             stop_source.clone(),
@@ -446,6 +462,7 @@ pub async fn run(opts: Options) -> Result<()> {
                     k.group_id.clone(),
                     readings.clone(),
                     k.tickets_topic.clone(),
+                    kafka_out.clone(),
                 ),
             ));
         } else if !topics.is_empty() {
@@ -566,6 +583,13 @@ pub async fn run(opts: Options) -> Result<()> {
         mqtt_up,
         demo_hooks,
         sessions: Arc::new(api::session::Sessions::default()),
+        // in a cluster, tickets reach the rules through Kafka (the partition of their site)
+        tickets_out: svc
+            .cluster
+            .as_ref()
+            .and(svc.kafka.as_ref())
+            .and_then(|k| k.tickets_topic.clone())
+            .and_then(|t| kafka_out.clone().map(|p| (p, t))),
     };
     let listener = tokio::net::TcpListener::bind(&svc.http.listen)
         .await

@@ -15,6 +15,8 @@ pub struct Checkpoint {
     pub next_offset: i64,
     /// Fingerprint of the rules and sites the state was taken under.
     pub config: String,
+    /// The partition's own watermark then (`None`: idle or nothing read).
+    pub watermark: Option<Ts>,
     pub state: Vec<u8>,
     pub instance: String,
     pub saved_at: Ts,
@@ -35,12 +37,12 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         for chunk in list.chunks(super::CHUNK) {
             let sql = format!(
-                "INSERT INTO checkpoints (grp, topic, part, next_offset, config, state, instance, saved_at) VALUES {} \
-                 ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, \
+                "INSERT INTO checkpoints (grp, topic, part, next_offset, config, watermark, state, instance, saved_at) VALUES {} \
+                 ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, watermark = excluded.watermark, \
                    config = excluded.config, state = excluded.state, instance = excluded.instance, \
                    saved_at = excluded.saved_at \
                  WHERE checkpoints.next_offset <= excluded.next_offset",
-                values(chunk.len(), 8)
+                values(chunk.len(), 9)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in chunk {
@@ -50,6 +52,7 @@ impl Store {
                     .bind(c.partition as i64)
                     .bind(c.next_offset)
                     .bind(&c.config)
+                    .bind(c.watermark)
                     .bind(&c.state)
                     .bind(&c.instance)
                     .bind(c.saved_at);
@@ -60,6 +63,32 @@ impl Store {
         Ok(())
     }
 
+    /// The lowest watermark of the partitions of `topic` others have (not in `mine`), as their
+    /// owners last checkpointed them: event time here waits for it (`None`: nothing to wait for).
+    pub async fn others_watermark(
+        &self,
+        group: &str,
+        topic: &str,
+        mine: &[i32],
+    ) -> Result<Option<Ts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT part, watermark FROM checkpoints WHERE grp = $1 AND topic = $2 AND watermark IS NOT NULL",
+        )
+        .bind(group)
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut low: Option<Ts> = None;
+        for r in &rows {
+            let part = r.try_get::<i64, _>("part")? as i32;
+            if !mine.contains(&part) {
+                let w: i64 = r.try_get("watermark")?;
+                low = Some(low.map_or(w, |l| l.min(w)));
+            }
+        }
+        Ok(low)
+    }
+
     /// The checkpoints stored for these (topic, partition)s (none for one never checkpointed).
     pub async fn checkpoints(
         &self,
@@ -67,7 +96,7 @@ impl Store {
         wanted: &[(String, i32)],
     ) -> Result<Vec<Checkpoint>, StoreError> {
         let rows = sqlx::query(
-            "SELECT topic, part, next_offset, config, state, instance, saved_at FROM checkpoints \
+            "SELECT topic, part, next_offset, config, watermark, state, instance, saved_at FROM checkpoints \
              WHERE grp = $1 ORDER BY topic, part",
         )
         .bind(group)
@@ -83,6 +112,7 @@ impl Store {
                     partition,
                     next_offset: r.try_get("next_offset")?,
                     config: r.try_get("config")?,
+                    watermark: r.try_get("watermark")?,
                     state: r.try_get("state")?,
                     instance: r.try_get("instance")?,
                     saved_at: r.try_get("saved_at")?,
@@ -103,6 +133,7 @@ mod tests {
             partition,
             next_offset,
             config: "c1".into(),
+            watermark: Some(1_000),
             state: state.to_vec(),
             instance: "yj-1".into(),
             saved_at: 1,

@@ -32,6 +32,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "checkpoints",
         include_str!("migrations/0003_checkpoints.sql"),
     ),
+    (
+        4,
+        "ticket_positions",
+        include_str!("migrations/0004_ticket_positions.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -45,6 +50,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "checkpoints",
         include_str!("migrations/0003_checkpoints.sql"),
+    ),
+    (
+        4,
+        "ticket_positions",
+        include_str!("migrations/0004_ticket_positions.sql"),
     ),
 ];
 
@@ -1192,7 +1202,7 @@ mod tests {
     #[tokio::test]
     async fn a_transition_stored_twice_is_stored_once() {
         for (_d, s) in stores("a_transition_stored_twice_is_stored_once").await {
-            assert_eq!(s.schema_version().await.expect("version"), 3);
+            assert_eq!(s.schema_version().await.expect("version"), 4);
             let t = transition(TransitionKind::Raise, 0, Level::Red);
             assert_eq!(
                 s.record(std::slice::from_ref(&t), 100)

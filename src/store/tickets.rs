@@ -31,6 +31,18 @@ pub struct TicketRow {
     pub updates: i64,
 }
 
+/// Whether storing a ticket may count it for the rules.
+#[derive(Clone, Copy, Debug)]
+pub enum Feed<'a> {
+    /// Count it now, once (one instance).
+    Now,
+    /// Count it for this message of a Kafka topic (`topic:partition:offset`): once, and again
+    /// when the same message is read again after a takeover (the restored state predates it).
+    At(&'a str),
+    /// Do not count it here: the instance whose partition carries its site will, from Kafka.
+    Later,
+}
+
 /// Which tickets to list.
 #[derive(Clone, Debug, Default)]
 pub struct TicketFilter {
@@ -75,7 +87,12 @@ impl Store {
     /// Store a ticket, or update the one with its number (what it says now replaces what it
     /// said; a site it was matched or assigned to stays). Returns the stored row and whether it
     /// now has a site it has not been counted for yet (then it is marked counted).
-    pub async fn put_ticket(&self, t: &Ticket, now: Ts) -> Result<(TicketRow, bool), StoreError> {
+    pub async fn put_ticket(
+        &self,
+        t: &Ticket,
+        now: Ts,
+        feed: Feed<'_>,
+    ) -> Result<(TicketRow, bool), StoreError> {
         let mut tx = self.writer.begin().await?;
         let problems = serde_json::to_string(&t.problems).unwrap_or_else(|_| "[]".into());
         sqlx::query(
@@ -112,7 +129,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let feed = Self::mark_fed(&mut tx, &t.number).await?;
+        let feed = Self::mark_fed(&mut tx, &t.number, feed).await?;
         let r = sqlx::query("SELECT * FROM tickets WHERE number = $1")
             .bind(&t.number)
             .fetch_one(&mut *tx)
@@ -121,19 +138,36 @@ impl Store {
         Ok((row(&r)?, feed))
     }
 
-    /// Mark a ticket counted if it has a site and a time and was not counted yet.
+    /// Mark a ticket counted if it has a site and a time and was not counted yet (or was counted
+    /// by this very message, read again).
     async fn mark_fed(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         number: &str,
+        feed: Feed<'_>,
     ) -> Result<bool, StoreError> {
+        let by = match feed {
+            Feed::Later => return Ok(false),
+            Feed::Now => None,
+            Feed::At(pos) => Some(pos),
+        };
         let n = sqlx::query(
-            "UPDATE tickets SET fed = 1 WHERE number = $1 AND fed = 0 AND site IS NOT NULL AND received_at IS NOT NULL",
+            "UPDATE tickets SET fed = 1, fed_by = $2 WHERE number = $1 AND fed = 0 AND site IS NOT NULL AND received_at IS NOT NULL",
         )
         .bind(number)
+        .bind(by)
         .execute(&mut **tx)
         .await?
         .rows_affected();
-        Ok(n == 1)
+        if n == 1 {
+            return Ok(true);
+        }
+        let Some(by) = by else { return Ok(false) };
+        let again: Option<Option<String>> =
+            sqlx::query_scalar("SELECT fed_by FROM tickets WHERE number = $1")
+                .bind(number)
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(again.flatten().as_deref() == Some(by))
     }
 
     /// An operator assigns an unmatched (or wrongly matched, not yet counted) ticket to a site.
@@ -143,6 +177,7 @@ impl Store {
         number: &str,
         site: &str,
         now: Ts,
+        feed: Feed<'_>,
     ) -> Result<Option<(TicketRow, bool)>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
@@ -154,7 +189,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let feed = n == 1 && Self::mark_fed(&mut tx, number).await?;
+        let feed = n == 1 && Self::mark_fed(&mut tx, number, feed).await?;
         let r = sqlx::query("SELECT * FROM tickets WHERE number = $1")
             .bind(number)
             .fetch_optional(&mut *tx)
@@ -235,6 +270,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::Feed;
     use crate::hotline::{check, TicketIn};
     use crate::store::Store;
 
@@ -257,7 +293,7 @@ mod tests {
             };
             // unmatched: kept, not counted
             let (r, feed) = s
-            .put_ticket(&t(r#"{"number":"T1","category":"噪声","content":"很吵","received_at":1795000000000}"#), 1)
+            .put_ticket(&t(r#"{"number":"T1","category":"噪声","content":"很吵","received_at":1795000000000}"#), 1, Feed::Now)
             .await
             .expect("put");
             assert_eq!((r.site.as_deref(), feed, r.updates), (None, false, 0));
@@ -272,7 +308,7 @@ mod tests {
             assert_eq!(unmatched.len(), 1);
             // an operator assigns it: counted once
             let (r, feed) = s
-                .assign_ticket("T1", "cs-01", 2)
+                .assign_ticket("T1", "cs-01", 2, Feed::Now)
                 .await
                 .expect("assign")
                 .expect("exists");
@@ -281,7 +317,7 @@ mod tests {
                 (Some("cs-01"), Some("manual"), true)
             );
             assert!(s
-                .assign_ticket("T1", "cs-01", 3)
+                .assign_ticket("T1", "cs-01", 3, Feed::Now)
                 .await
                 .expect("again")
                 .is_some_and(|(_, f)| !f));
@@ -290,6 +326,7 @@ mod tests {
                 .put_ticket(
                     &t(r#"{"number":"T1","status":"已办结","result":"已责令停止夜间施工"}"#),
                     4,
+                    Feed::Now,
                 )
                 .await
                 .expect("update");
@@ -305,7 +342,7 @@ mod tests {
             );
             // matched on arrival: counted at once
             let (r, feed) = s
-            .put_ticket(&t(r#"{"number":"T2","category":"扬尘","content":"东湖路工地灰大","received_at":1795000000000}"#), 5)
+            .put_ticket(&t(r#"{"number":"T2","category":"扬尘","content":"东湖路工地灰大","received_at":1795000000000}"#), 5, Feed::Now)
             .await
             .expect("put");
             assert_eq!((r.site.as_deref(), feed), (Some("cs-01"), true));
@@ -314,10 +351,26 @@ mod tests {
                 Some("dust".into())
             );
             assert!(s
-                .assign_ticket("nope", "cs-01", 6)
+                .assign_ticket("nope", "cs-01", 6, Feed::Now)
                 .await
                 .expect("none")
                 .is_none());
+            // from Kafka: counted by its message once, and again only when that very message
+            // is read again (after a takeover); an update at another position is not counted
+            let t3 = r#"{"number":"T3","category":"扬尘","content":"东湖路又起灰","received_at":1795000000000}"#;
+            for (pos, counted) in [("tk:0:5", true), ("tk:0:5", true), ("tk:0:9", false)] {
+                let (_, feed) = s.put_ticket(&t(t3), 7, Feed::At(pos)).await.expect("put");
+                assert_eq!(feed, counted, "{pos}");
+            }
+            // posted to another instance: stored there, counted where its site's partition is
+            let t4 = r#"{"number":"T4","category":"扬尘","content":"东湖路","received_at":1795000000000}"#;
+            let (_, feed) = s.put_ticket(&t(t4), 8, Feed::Later).await.expect("put");
+            assert!(!feed);
+            let (_, feed) = s
+                .put_ticket(&t(t4), 9, Feed::At("tk:0:12"))
+                .await
+                .expect("put");
+            assert!(feed);
         }
     }
 }

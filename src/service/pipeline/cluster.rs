@@ -17,9 +17,10 @@ use crate::config::service::ClusterSettings;
 use crate::engine::handover::SitesState;
 use crate::store::checkpoint::Checkpoint;
 use crate::store::now_ms;
+use crate::store::tickets::Feed;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use yujing_connectors::kafka::{GroupEvent, KafkaMessage};
+use yujing_connectors::kafka::{GroupEvent, KafkaMessage, KafkaProducer};
 
 /// This instance's share of the group.
 pub struct Cluster {
@@ -27,6 +28,8 @@ pub struct Cluster {
     pub group: String,
     pub readings: String,
     pub tickets: Option<String>,
+    /// Passes tickets on to the partition of the site they matched.
+    pub producer: Option<KafkaProducer>,
     /// (topic, partition) -> the next offset to read (`None`: nothing read or restored yet).
     owned: BTreeMap<(String, i32), Option<i64>>,
     /// Partition count of the readings topic.
@@ -40,12 +43,14 @@ impl Cluster {
         group: String,
         readings: String,
         tickets: Option<String>,
+        producer: Option<KafkaProducer>,
     ) -> Cluster {
         Cluster {
             settings,
             group,
             readings,
             tickets,
+            producer,
             owned: BTreeMap::new(),
             partitions: 0,
             last_saved: Instant::now(),
@@ -193,6 +198,7 @@ impl Pipeline {
             .cluster_partitions
             .set(c.owned.keys().filter(|(t, _)| *t == c.readings).count() as i64);
         self.cluster = Some(c);
+        self.refresh_bound().await;
         offsets
     }
 
@@ -220,13 +226,102 @@ impl Pipeline {
         self.cluster = Some(c);
     }
 
+    /// Store a ticket read from Kafka. One instance counts it at once. In a cluster it is
+    /// counted by its message (again if that message is read again after a takeover); a ticket
+    /// that matched a site another partition carries is sent on to that partition instead.
+    pub(super) async fn store_ticket(
+        &mut self,
+        m: &KafkaMessage,
+        t: &crate::hotline::Ticket,
+        now: crate::time::Ts,
+    ) -> Result<(crate::store::tickets::TicketRow, bool), crate::store::StoreError> {
+        let Some(c) = &self.cluster else {
+            return self.store.put_ticket(t, now, Feed::Now).await;
+        };
+        let elsewhere = t.site.as_deref().filter(|site| {
+            c.settings
+                .partitioner
+                .partition(site.as_bytes(), c.partitions)
+                != m.partition
+        });
+        match (elsewhere, &c.producer) {
+            (Some(site), Some(producer)) => {
+                let taken = self.store.put_ticket(t, now, Feed::Later).await?;
+                if let Err(e) = producer.send(&m.topic, site, &m.payload, &[]).await {
+                    tracing::error!(ticket = %t.number, site, error = %e, "cannot pass a ticket on to its site's partition; it stays uncounted");
+                } else {
+                    tracing::info!(ticket = %t.number, site, "ticket passed on to its site's partition");
+                }
+                Ok(taken)
+            }
+            _ => {
+                let pos = format!("{}:{}:{}", m.topic, m.partition, m.offset);
+                self.store.put_ticket(t, now, Feed::At(&pos)).await
+            }
+        }
+    }
+
+    /// In a cluster, an MQTT message (one of the shared subscription's) is passed on to the
+    /// Kafka partition of its site, for the instance that has the site; what cannot be decoded
+    /// is dead-lettered here. Returns false when Kafka did not take it (for 30 s of retries):
+    /// then the message is not acknowledged, and the broker delivers it again.
+    pub(super) async fn pass_on_mqtt(
+        &mut self,
+        m: &yujing_connectors::mqtt::Message,
+        site: &str,
+        device: &str,
+    ) -> bool {
+        let tz = self.engine.config.settings.timezone;
+        let mut ts = 0;
+        let mut values = serde_json::Map::new();
+        let res = crate::decode::json::decode(&m.payload, Some(site), Some(device), tz, &mut |r| {
+            ts = r.ts;
+            values.insert(r.metric.to_string(), serde_json::json!(r.value));
+        });
+        if let Err(e) = &res {
+            self.count_reject(e.reason);
+            self.dead
+                .write("mqtt", e.reason, &e.detail, &m.topic, &m.payload)
+                .await;
+        }
+        if values.is_empty() {
+            return true;
+        }
+        let Some(c) = &self.cluster else { return true };
+        let Some(producer) = &c.producer else {
+            return true;
+        };
+        let doc = serde_json::json!({ "ts": ts, "site": site, "device": device, "values": values })
+            .to_string();
+        let start = Instant::now();
+        loop {
+            match producer.send(&c.readings, site, doc.as_bytes(), &[]).await {
+                Ok(_) => {
+                    self.metrics
+                        .readings
+                        .with_label_values(&["mqtt"])
+                        .inc_by(values.len() as u64);
+                    return true;
+                }
+                Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                    tracing::warn!(site, device, error = %e, "cannot pass MQTT readings on to Kafka; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::error!(site, device, error = %e, "cannot pass MQTT readings on to Kafka; left to the broker to deliver again");
+                    return false;
+                }
+            }
+        }
+    }
+
     /// After a reload (the engine may be new): judge silence again only for this instance's
     /// sites, and let its partitions hold event time back again.
     pub(super) fn rebind_cluster(&mut self) {
         let Some(c) = self.cluster.take() else { return };
         let owned = self.owned_sites(&c);
         self.engine.set_owned(Some(owned));
-        for ((t, p), _) in &c.owned {
+        for (t, p) in c.owned.keys() {
             if *t == c.readings {
                 let i = self.engine.source(&super::kafka_source_name(t, *p));
                 self.kafka_sources.insert((t.clone(), *p), i);
@@ -274,11 +369,16 @@ impl Pipeline {
             } else {
                 Vec::new()
             };
+            let watermark = (*t == c.readings)
+                .then(|| self.kafka_sources.get(&(t.clone(), *p)))
+                .flatten()
+                .and_then(|&i| self.engine.source_watermark(i));
             list.push(Checkpoint {
                 topic: t.clone(),
                 partition: *p,
                 next_offset: *next,
                 config: fingerprint.clone(),
+                watermark,
                 state,
                 instance: c.settings.instance.clone(),
                 saved_at: now,
@@ -299,6 +399,32 @@ impl Pipeline {
         }
         if let Some(c) = self.cluster.as_mut() {
             c.last_saved = Instant::now();
+        }
+        self.refresh_bound().await;
+    }
+
+    /// Event time here waits for the partitions other instances have (their last checkpointed
+    /// watermarks): should one of them die, its partitions' state, restored here, is not behind
+    /// this instance's windows. (The store is read again with every checkpoint.)
+    async fn refresh_bound(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let mine: Vec<i32> = c
+            .owned
+            .keys()
+            .filter(|(t, _)| *t == c.readings)
+            .map(|(_, p)| *p)
+            .collect();
+        match self
+            .store
+            .others_watermark(&c.group, &c.readings, &mine)
+            .await
+        {
+            Ok(bound) => self
+                .engine
+                .set_watermark_bound(bound.unwrap_or(crate::time::Ts::MAX)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the other instances' watermarks");
+            }
         }
     }
 }

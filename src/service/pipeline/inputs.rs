@@ -9,13 +9,15 @@ use yujing_connectors::mqtt::Message;
 use yujing_connectors::rtsp::CameraItem;
 
 impl Pipeline {
-    pub(super) async fn on_message(&mut self, m: &Message) {
+    /// Returns whether the message may be acknowledged to the broker.
+    pub(super) async fn on_message(&mut self, m: &Message) -> bool {
         let before = self.counts();
-        self.mqtt_message(m).await;
+        let done = self.mqtt_message(m).await;
         self.attribute("mqtt", before);
+        done
     }
 
-    async fn mqtt_message(&mut self, m: &Message) {
+    async fn mqtt_message(&mut self, m: &Message) -> bool {
         let now = now_ms();
         let max = self
             .engine
@@ -31,7 +33,7 @@ impl Pipeline {
                 m,
             )
             .await;
-            return;
+            return true;
         }
         let mut parts = m.topic.rsplit('/');
         let (Some(device), Some(site)) = (parts.next(), parts.next()) else {
@@ -41,15 +43,19 @@ impl Pipeline {
                 m,
             )
             .await;
-            return;
+            return true;
         };
         // `.../cameras/{camera}/events`: an edge AI box
         if device == "events" && parts.next() == Some("cameras") {
             let camera = site.to_string();
             self.on_edge_event(&camera, m).await;
-            return;
+            return true;
         }
         let tz = self.engine.config.settings.timezone;
+        if self.cluster.is_some() {
+            let (site, device) = (site.to_string(), device.to_string());
+            return self.pass_on_mqtt(m, &site, &device).await;
+        }
         let src = self.source;
         let engine = &mut self.engine;
         let latest = &mut self.latest;
@@ -72,6 +78,7 @@ impl Pipeline {
                 .detect_latency
                 .observe((now_ms() - now).max(0) as f64 / 1000.0);
         }
+        true
     }
 
     async fn reject(&mut self, reason: RejectReason, detail: &str, m: &Message) {
@@ -247,9 +254,15 @@ impl Pipeline {
             let parsed: Result<crate::hotline::TicketIn, _> = serde_json::from_slice(&m.payload);
             let taken = match parsed {
                 Err(e) => Err(e.to_string()),
-                Ok(t) => crate::hotline::ingest(&self.store, &cfg.registry, tz, t, now)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(t) => {
+                    match crate::hotline::prepare(&self.store, &cfg.registry, tz, t, now).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok(t) => self
+                            .store_ticket(m, &t, now)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    }
+                }
             };
             match taken {
                 Ok((row, counted)) => {

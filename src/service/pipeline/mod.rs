@@ -446,8 +446,8 @@ impl Pipeline {
                 },
                 m = rx.recv(), if mqtt_open => match m {
                     Some(m) => {
-                        self.on_message(&m).await;
-                        if let Some(a) = &acker {
+                        let done = self.on_message(&m).await;
+                        if let (true, Some(a)) = (done, &acker) {
                             if let Err(e) = a.ack(&m).await {
                                 tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker will redeliver it");
                             }

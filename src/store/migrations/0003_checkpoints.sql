@@ -11,6 +11,10 @@ CREATE TABLE checkpoints (
     -- fingerprint of the rules and sites the state was taken under (state taken under other
     -- rules is not restored)
     config      TEXT NOT NULL,
+    -- the partition's own watermark when it was taken (NULL: idle, or nothing read yet); the
+    -- other instances' watermarks wait for it, so that whoever takes the partition over is not
+    -- ahead of it
+    watermark   BIGINT,
     -- the state, encoded (postcard)
     state       BYTEA NOT NULL,
     instance    TEXT NOT NULL,
