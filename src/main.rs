@@ -59,6 +59,12 @@ enum Cmd {
         /// Log filter (tracing syntax), e.g. `info` or `yujing=debug,warn`
         #[arg(long, default_value = "info")]
         log: String,
+        /// Listen here instead of `[http] listen` (several instances on one machine)
+        #[arg(long)]
+        listen: Option<String>,
+        /// This instance's name in a cluster instead of `[cluster] instance`
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// How departments respond to warnings over a period: per department, warnings by level,
     /// time to acknowledge and to handle (median, p90), overdue, escalations, feedback
@@ -173,7 +179,12 @@ fn main() -> ExitCode {
             data,
             ..
         } => live_demo(config, listen, mqtt_port, speed, data),
-        Cmd::Run { config, log } => run(config, &log),
+        Cmd::Run {
+            config,
+            log,
+            listen,
+            instance,
+        } => run(config, &log, listen, instance),
         Cmd::Token { name, role } => token(&name, &role),
         Cmd::Report {
             config,
@@ -363,7 +374,12 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
-fn run(config: PathBuf, log: &str) -> Result<ExitCode> {
+fn run(
+    config: PathBuf,
+    log: &str,
+    listen: Option<String>,
+    instance: Option<String>,
+) -> Result<ExitCode> {
     init_logging(log);
     let dir = if config.is_file() || config.extension().is_some_and(|e| e == "toml") {
         config
@@ -378,9 +394,20 @@ fn run(config: PathBuf, log: &str) -> Result<ExitCode> {
     } else {
         dir
     };
+    if let Some(l) = &listen {
+        l.parse::<std::net::SocketAddr>()
+            .with_context(|| format!("--listen {l}: not an address like 127.0.0.1:8088"))?;
+    }
     let opts = yujing::service::Options {
         config_dir: dir,
-        overlay: Arc::new(|_| {}),
+        overlay: Arc::new(move |c| {
+            if let Some(l) = &listen {
+                c.service.http.listen = l.clone();
+            }
+            if let (Some(i), Some(cl)) = (&instance, c.service.cluster.as_mut()) {
+                cl.instance = i.clone();
+            }
+        }),
         demo: None,
     };
     runtime()?.block_on(yujing::service::run(opts))?;

@@ -10,7 +10,8 @@
 //! topics = ["yujing/sensors/+/+"]
 //! [store]
 //! path = "data/yujing.db"
-//! # url = "postgres://yujing@db:5432/yujing"   # shared by several instances (then `path` is unused)
+//! # url = "postgres://yujing@db:5432/yujing"   # shared by several instances (then `path` is unused);
+//! #                                            # or url = { env = "YUJING_STORE_URL" }
 //! # [cluster]                          # several instances in one Kafka consumer group
 //! # instance = "yj-1"
 //! [hj212]
@@ -288,7 +289,7 @@ struct MqttToml {
 #[serde(deny_unknown_fields)]
 struct StoreToml {
     path: Option<PathBuf>,
-    url: Option<String>,
+    url: Option<SecretToml>,
     fsync: Option<bool>,
     dead_letter: Option<PathBuf>,
 }
@@ -455,7 +456,7 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     if let Some(p) = parsed.store.dead_letter {
         s.store.dead_letter = p;
     }
-    if let Some(u) = parsed.store.url {
+    if let Some(u) = parsed.store.url.and_then(|u| secret(u, "url", &mut errs)) {
         if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
             errs.push(diag(
                 at("url"),
@@ -701,6 +702,59 @@ sha256 = "AB00000000000000000000000000000000000000000000000000000000000000"
         assert_eq!(s.secrets.get("hook").map(String::as_str), Some("k1"));
         assert_eq!(s.tokens[0].role, Role::Department("zjj".into()));
         assert!(s.tokens[0].sha256.starts_with("ab"));
+    }
+
+    #[test]
+    fn a_cluster_needs_a_readings_topic_and_partitions_like_the_producers() {
+        let errs = load(
+            "yujing.toml",
+            "[cluster]\ninstance = \"yj-1\"\n",
+            Path::new(""),
+        )
+        .expect_err("no kafka");
+        assert!(
+            errs[0].to_string().contains("readings_topic"),
+            "{}",
+            errs[0]
+        );
+        let s = load(
+            "yujing.toml",
+            "[store]\nurl = \"postgres://yj@db:5432/yujing\"\n[kafka]\nbrokers = \"k:9092\"\nreadings_topic = \"readings\"\n[cluster]\ninstance = \"yj-1\"\ncheckpoint_every = \"1s\"\npartitioner = \"murmur2_random\"\n",
+            Path::new(""),
+        )
+        .expect("loads");
+        let c = s.cluster.expect("cluster");
+        assert_eq!(
+            (c.instance.as_str(), c.checkpoint_every, c.partitioner),
+            ("yj-1", 1_000, Partitioner::Murmur2)
+        );
+        assert_eq!(s.store.url.as_deref(), Some("postgres://yj@db:5432/yujing"));
+        let errs = load(
+            "yujing.toml",
+            "[store]\nurl = \"mysql://x\"\n",
+            Path::new(""),
+        )
+        .expect_err("not postgres");
+        assert!(errs[0].to_string().contains("PostgreSQL"), "{}", errs[0]);
+        // the Java client's murmur2 (its own test vectors), as a signed 32-bit number
+        for (key, want) in [
+            ("21", -973_932_308),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            ("abc", 479_470_107),
+        ] {
+            assert_eq!(murmur2(key.as_bytes()) as i32, want, "{key}");
+        }
+        // librdkafka's consistent partitioner (kcat's default): CRC-32 of the key
+        assert_eq!(
+            Partitioner::Crc32.partition(b"123456789", 1_000),
+            (0xCBF4_3926u32 % 1_000) as i32
+        );
     }
 
     #[test]

@@ -404,7 +404,13 @@ pub async fn run(opts: Options) -> Result<()> {
                 .collect(),
             _ => m.topics.clone(),
         };
-        let mut source_config = mqtt_config(m, "");
+        // in a cluster every instance has the same yujing.toml: its name tells the clients apart
+        let suffix = svc
+            .cluster
+            .as_ref()
+            .map(|c| format!("-{}", c.instance))
+            .unwrap_or_default();
+        let mut source_config = mqtt_config(m, &suffix);
         if svc.cluster.is_some() {
             // a persistent session of a dead instance would keep receiving its share of the
             // shared subscription until it came back; a clean one leaves it to the others
@@ -421,7 +427,7 @@ pub async fn run(opts: Options) -> Result<()> {
         source = Some((acker, handle));
         let (ptx, prx) = watch::channel(LinkState::Connecting);
         watch_link(metrics.clone(), "mqtt_out", prx);
-        let (p, _) = Publisher::connect(&mqtt_config(m, "-out"), ptx)?;
+        let (p, _) = Publisher::connect(&mqtt_config(m, &format!("{suffix}-out")), ptx)?;
         publisher = Some(p);
     } else {
         drop(msg_tx);

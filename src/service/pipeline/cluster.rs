@@ -263,8 +263,8 @@ impl Pipeline {
 
     /// In a cluster, an MQTT message (one of the shared subscription's) is passed on to the
     /// Kafka partition of its site, for the instance that has the site; what cannot be decoded
-    /// is dead-lettered here. Returns false when Kafka did not take it (for 30 s of retries):
-    /// then the message is not acknowledged, and the broker delivers it again.
+    /// is dead-lettered here. Returns false when Kafka did not take it: then the message is not
+    /// acknowledged, and the broker delivers it again.
     pub(super) async fn pass_on_mqtt(
         &mut self,
         m: &yujing_connectors::mqtt::Message,
@@ -272,11 +272,9 @@ impl Pipeline {
         device: &str,
     ) -> bool {
         let tz = self.engine.config.settings.timezone;
-        let mut ts = 0;
-        let mut values = serde_json::Map::new();
+        let mut readings = Vec::new();
         let res = crate::decode::json::decode(&m.payload, Some(site), Some(device), tz, &mut |r| {
-            ts = r.ts;
-            values.insert(r.metric.to_string(), serde_json::json!(r.value));
+            readings.push((r.ts, r.metric.to_string(), r.value));
         });
         if let Err(e) = &res {
             self.count_reject(e.reason);
@@ -284,35 +282,55 @@ impl Pipeline {
                 .write("mqtt", e.reason, &e.detail, &m.topic, &m.payload)
                 .await;
         }
-        if values.is_empty() {
-            return true;
-        }
+        self.pass_on(site, device, &readings, "mqtt").await
+    }
+
+    /// Pass a device's readings on to the Kafka partition of its site (one message per
+    /// timestamp, as the readings topic carries them). False when Kafka did not take them
+    /// within 30 s of retries: the caller leaves them unacknowledged, to come again.
+    pub(super) async fn pass_on(
+        &mut self,
+        site: &str,
+        device: &str,
+        readings: &[(crate::time::Ts, String, f64)],
+        connector: &str,
+    ) -> bool {
         let Some(c) = &self.cluster else { return true };
         let Some(producer) = &c.producer else {
             return true;
         };
-        let doc = serde_json::json!({ "ts": ts, "site": site, "device": device, "values": values })
-            .to_string();
-        let start = Instant::now();
-        loop {
-            match producer.send(&c.readings, site, doc.as_bytes(), &[]).await {
-                Ok(_) => {
-                    self.metrics
-                        .readings
-                        .with_label_values(&["mqtt"])
-                        .inc_by(values.len() as u64);
-                    return true;
-                }
-                Err(e) if start.elapsed() < Duration::from_secs(30) => {
-                    tracing::warn!(site, device, error = %e, "cannot pass MQTT readings on to Kafka; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    tracing::error!(site, device, error = %e, "cannot pass MQTT readings on to Kafka; left to the broker to deliver again");
-                    return false;
+        let mut by_ts: BTreeMap<crate::time::Ts, serde_json::Map<String, serde_json::Value>> =
+            BTreeMap::new();
+        for (ts, metric, value) in readings {
+            by_ts
+                .entry(*ts)
+                .or_default()
+                .insert(metric.clone(), serde_json::json!(value));
+        }
+        for (ts, values) in by_ts {
+            let doc =
+                serde_json::json!({ "ts": ts, "site": site, "device": device, "values": values })
+                    .to_string();
+            let start = Instant::now();
+            loop {
+                match producer.send(&c.readings, site, doc.as_bytes(), &[]).await {
+                    Ok(_) => break,
+                    Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                        tracing::warn!(site, device, error = %e, "cannot pass readings on to Kafka; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(site, device, error = %e, "cannot pass readings on to Kafka; left to the sender to send again");
+                        return false;
+                    }
                 }
             }
         }
+        self.metrics
+            .readings
+            .with_label_values(&[connector])
+            .inc_by(readings.len() as u64);
+        true
     }
 
     /// After a reload (the engine may be new): judge silence again only for this instance's

@@ -48,8 +48,7 @@ impl Pipeline {
         // `.../cameras/{camera}/events`: an edge AI box
         if device == "events" && parts.next() == Some("cameras") {
             let camera = site.to_string();
-            self.on_edge_event(&camera, m).await;
-            return true;
+            return self.on_edge_event(&camera, m).await;
         }
         let tz = self.engine.config.settings.timezone;
         if self.cluster.is_some() {
@@ -179,10 +178,17 @@ impl Pipeline {
         let now = now_ms();
         let src = self.source_hj212;
         let mut rejected: Vec<(RejectReason, String)> = Vec::new();
+        // in a cluster the readings go to the Kafka partition of their site
+        let clustered = self.cluster.is_some();
+        let mut passed: Vec<(crate::time::Ts, String, f64)> = Vec::new();
         let engine = &mut self.engine;
         let latest = &mut self.latest;
         let res =
             decode::hj212::decode(&p, device, cfg.settings.timezone, &accept, &mut |mut r| {
+                if clustered {
+                    passed.push((r.ts, r.metric.to_string(), r.value));
+                    return;
+                }
                 r.arrival = now;
                 r.source = src;
                 if let Err(reason) = feed(engine, latest, &r, "hj212") {
@@ -209,6 +215,17 @@ impl Pipeline {
                     .inc();
                 self.count_reject(e.reason);
                 rejected.push((e.reason, e.detail));
+            }
+        }
+        if clustered && !passed.is_empty() {
+            let site = cfg.registry.sites[cfg.registry.devices[dev as usize].site as usize]
+                .id
+                .clone();
+            if !self.pass_on(&site, device, &passed, "hj212").await {
+                // not acknowledged: the monitor sends it again
+                self.dead_letter_all("hj212", rejected, peer, data.as_bytes())
+                    .await;
+                return false;
             }
         }
         self.dead_letter_all("hj212", rejected, peer, data.as_bytes())
@@ -483,6 +500,16 @@ impl Pipeline {
 
     /// Feed one camera reading to the engine (source `camera`).
     async fn camera_reading(&mut self, camera: &str, metric: &str, value: f64, ts: Ts, now: Ts) {
+        // in a cluster every instance watches every camera; the one that has the camera's site
+        // counts its readings (they are not in Kafka: a takeover loses at most the readings
+        // since the site's last checkpoint, and the new owner is watching already)
+        if self.cluster.is_some() {
+            let reg = &self.engine.config.registry;
+            let site = reg.device(camera).map(|d| reg.devices[d as usize].site);
+            if site.is_some_and(|s| !self.engine.owns(s)) {
+                return;
+            }
+        }
         let r = crate::event::ReadingRef {
             site: None,
             device: camera,
@@ -523,7 +550,7 @@ impl Pipeline {
     }
 
     /// An edge AI box's event on `.../cameras/{camera}/events`.
-    async fn on_edge_event(&mut self, camera: &str, m: &Message) {
+    async fn on_edge_event(&mut self, camera: &str, m: &Message) -> bool {
         let cfg = self.engine.config.clone();
         if cfg.registry.device(camera).is_none() {
             self.reject(
@@ -532,14 +559,14 @@ impl Pipeline {
                 m,
             )
             .await;
-            return;
+            return true;
         }
         let tz = cfg.settings.timezone;
         let (e, ts) = match decode::onvif::EdgeEvent::parse(&m.payload, tz) {
             Ok(x) => x,
             Err(e) => {
                 self.reject(e.reason, &e.detail, m).await;
-                return;
+                return true;
             }
         };
         let now = now_ms();
@@ -554,6 +581,14 @@ impl Pipeline {
         }
         for (class, n) in e.counts.iter().flatten() {
             readings.push((decode::onvif::class_metric(class), *n));
+        }
+        if self.cluster.is_some() {
+            // to the Kafka partition of the camera's site, like any reading in a cluster
+            let dev = cfg.registry.device(camera).unwrap_or(0) as usize;
+            let site = &cfg.registry.sites[cfg.registry.devices[dev].site as usize].id;
+            let passed: Vec<(Ts, String, f64)> =
+                readings.into_iter().map(|(m, v)| (ts, m, v)).collect();
+            return self.pass_on(site, camera, &passed, "mqtt").await;
         }
         for (metric, value) in &readings {
             let r = crate::event::ReadingRef {
@@ -594,5 +629,6 @@ impl Pipeline {
         if !self.engine.transitions.is_empty() {
             self.flush(now).await;
         }
+        true
     }
 }
