@@ -1,12 +1,15 @@
 //! Kafka -> engine throughput of `yujing run` (this build's binary): readings produced to a topic
-//! of a Tansu broker started here (memory storage), then consumed by yujing from the beginning;
-//! the rate is taken from yujing's own counter between the first and the last reading taken.
-//! Never pass/fail: numbers to quote (benches/README.md).
+//! of 8 partitions on a Tansu broker started here (memory storage), then consumed from the
+//! beginning by one instance (SQLite store), one instance with `[cluster]` and two instances with
+//! `[cluster]` (PostgreSQL store, checkpoints every 2 s), each run in a consumer group of its own;
+//! the rate is taken from yujing's own counters (summed over the instances) between the first
+//! and the last reading taken. Never pass/fail: numbers to quote (benches/README.md).
 //!
 //! ```text
-//! cargo bench --bench kafka -- [--readings 1000000] [--partitions 8]
+//! cargo bench --bench kafka -- [--readings 1000000]
 //! ```
-//! Needs Tansu under `$TESTPEERS_HOME/bin` (`.ci/peers.sh` installs it).
+//! Needs Tansu under `$TESTPEERS_HOME/bin` (`.ci/peers.sh` installs it) and, for the cluster runs,
+//! PostgreSQL at 127.0.0.1:5432 (or `YUJING_TEST_PG`).
 
 #[path = "support/process.rs"]
 mod process;
@@ -15,6 +18,7 @@ use process::arg;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::{Connection, Executor};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -52,6 +56,20 @@ async fn main() {
 
     // produce: 100 sites x 10 devices, one reading a second each, keyed by site
     let topic = format!("bench-readings-{}", std::process::id());
+    let created = Command::new(home.join("bin/tansu"))
+        .args([
+            "topic",
+            "create",
+            "--broker",
+            &url,
+            "--partitions",
+            "8",
+            &topic,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("tansu topic create");
+    assert!(created.success(), "cannot create the topic");
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &addr)
         .set("linger.ms", "20")
@@ -109,37 +127,95 @@ async fn main() {
         "rules:\n  - id: noise_max\n    title: 噪声\n    scope: {kind: construction}\n    metric: noise\n    window: {type: tumbling, size: 1m}\n    aggregate: max\n    above: {red: 85}\n    message: \"{value}\"\n",
     )
     .expect("rule");
-    std::fs::write(
-        p.join("yujing.toml"),
+    let toml = |group: &str, extra: &str| {
         format!(
-            "[engine]\ntimezone = \"Asia/Shanghai\"\nmax_past = \"30d\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n[kafka]\nbrokers = \"{addr}\"\ngroup_id = \"bench\"\nreadings_topic = \"{topic}\"\n"
-        ),
-    )
-    .expect("toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
-        .args(["run", "-c"])
-        .arg(p.join("yujing.toml"))
-        .args(["--log", "error"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("yujing run");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut api = String::new();
-    for l in lines.by_ref().map_while(Result::ok) {
-        if let Some(b) = l.strip_prefix("yujing: listening on ") {
-            api = b.trim().to_string();
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+            "[engine]\ntimezone = \"Asia/Shanghai\"\nmax_past = \"30d\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n{extra}\n[kafka]\nbrokers = \"{addr}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{topic}\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n"
+        )
+    };
     let http = reqwest::Client::new();
+    std::fs::write(p.join("yujing.toml"), toml("bench-one", "")).expect("toml");
+    report("one instance", &run(p, 1, n, &http).await);
+    let db = database().await;
+    let cluster = format!("url = \"{db}\"\n[cluster]\ncheckpoint_every = \"2s\"");
+    std::fs::write(p.join("yujing.toml"), toml("bench-cluster-1", &cluster)).expect("toml");
+    report("one instance, [cluster]", &run(p, 1, n, &http).await);
+    std::fs::write(p.join("yujing.toml"), toml("bench-cluster-2", &cluster)).expect("toml");
+    report("two instances, [cluster]", &run(p, 2, n, &http).await);
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+/// A fresh PostgreSQL database for the cluster runs.
+async fn database() -> String {
+    let admin = std::env::var("YUJING_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (or YUJING_TEST_PG)");
+    for sql in [
+        "DROP DATABASE IF EXISTS yj_bench_kafka WITH (FORCE)",
+        "CREATE DATABASE yj_bench_kafka",
+    ] {
+        c.execute(sqlx::raw_sql(sql)).await.expect("database");
+    }
+    let mut url = url::Url::parse(&admin).expect("url");
+    url.set_path("yj_bench_kafka");
+    url.to_string()
+}
+
+/// What a run measured: readings taken, seconds from the first to the last, RSS per instance.
+struct Run {
+    taken: f64,
+    secs: f64,
+    rss_kb: Vec<u64>,
+}
+
+fn report(what: &str, r: &Option<Run>) {
+    match r {
+        Some(r) => println!(
+            "{what}: {:.0} readings taken in {:.2} s after the first: {:.0} readings/s from Kafka (RSS {:?} KiB)",
+            r.taken,
+            r.secs,
+            r.taken / r.secs,
+            r.rss_kb
+        ),
+        None => println!("{what}: took nothing from Kafka"),
+    }
+}
+
+/// Start `k` instances on the config in `dir` and wait until they took `n` readings together.
+async fn run(dir: &std::path::Path, k: usize, n: u64, http: &reqwest::Client) -> Option<Run> {
+    let mut children = Vec::new();
+    let mut apis = Vec::new();
+    for i in 0..k {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+            .args(["run", "-c"])
+            .arg(dir.join("yujing.toml"))
+            .args(["--log", "error", "--instance", &format!("bench-{i}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("yujing run");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        for l in lines.by_ref().map_while(Result::ok) {
+            if let Some(b) = l.strip_prefix("yujing: listening on ") {
+                apis.push(b.trim().to_string());
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        children.push(child);
+    }
     let name = "yujing_input_readings_total{connector=\"kafka\"}";
     let mut first: Option<(Instant, f64)> = None;
     let mut last = (Instant::now(), 0.0);
     let start = Instant::now();
     loop {
-        let v = process::metric(&http, &api, name).await;
+        let mut v = 0.0;
+        for api in &apis {
+            v += process::metric(http, api, name).await;
+        }
         let now = Instant::now();
         if v > 0.0 && first.is_none() {
             first = Some((now, v));
@@ -152,21 +228,15 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rss = process::rss_kb(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = broker.kill();
-    let _ = broker.wait();
-    let Some((t1, v1)) = first else {
-        println!("yujing took nothing from Kafka");
-        return;
-    };
-    let secs = last.0.duration_since(t1).as_secs_f64().max(1e-3);
-    println!(
-        "one instance: {:.0} readings taken in {:.2} s after the first: {:.0} readings/s from Kafka (RSS {} KiB)",
-        last.1 - v1,
-        secs,
-        (last.1 - v1) / secs,
-        rss
-    );
+    let rss_kb = children.iter().map(|c| process::rss_kb(c.id())).collect();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (t1, v1) = first?;
+    Some(Run {
+        taken: last.1 - v1,
+        secs: last.0.duration_since(t1).as_secs_f64().max(1e-3),
+        rss_kb,
+    })
 }

@@ -9,9 +9,9 @@
 mod service;
 
 use serde_json::Value;
+use service::hj212::{upload, Monitor};
 use service::kafka::Broker;
 use service::*;
-use sqlx::{Connection, Executor};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,27 +44,6 @@ const RULES: &str = "rules:
     above: {yellow: 55, red: 70}
     message: \"{site.name}噪声{value:.1}dB(A)\"
 ";
-
-/// A fresh PostgreSQL database for this test (dropped first if a run before left it).
-async fn fresh_database(name: &str) -> String {
-    let admin = std::env::var("YUJING_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    sqlx::any::install_default_drivers();
-    let mut c = sqlx::AnyConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432 (or YUJING_TEST_PG)");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        c.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
-            .await
-            .expect("create the test database");
-    }
-    let mut url = url::Url::parse(&admin).expect("url");
-    url.set_path(name);
-    url.to_string()
-}
 
 /// A config directory: the sites and rules above, 5 s of lateness (more than a takeover takes:
 /// the session timeout, 2 s, and a rebalance), and the given store and Kafka.
@@ -334,11 +313,17 @@ async fn tickets_with_kcat_and_readings_over_mqtt_survive_the_sites_instance() {
     for name in ["c2-a", "c2-b"] {
         let setup = Setup::new(name, &hook, mosquitto(), "");
         let p = setup.path();
-        std::fs::write(p.join("sites.yaml"), SITES_WITH_ENTERPRISE).expect("sites");
+        // the noise monitor also speaks HJ 212
+        let sites = SITES_WITH_ENTERPRISE.replace(
+            "{id: cs-01-noise, metrics: [noise]}",
+            "{id: cs-01-noise, metrics: [noise], hj212_mn: MN0000000000000000CS0102}",
+        );
+        std::fs::write(p.join("sites.yaml"), sites).expect("sites");
         std::fs::write(p.join("rules/test.yaml"), TICKET_RULES).expect("rules");
         let toml = std::fs::read_to_string(p.join("yujing.toml"))
             .expect("toml")
             .replace("[store]\n", &format!("[store]\nurl = \"{db}\"\n"))
+            + "[hj212]\nlisten = \"127.0.0.1:0\"\n"
             + &kafka(name);
         std::fs::write(p.join("yujing.toml"), toml).expect("toml");
         setups.push(setup);
@@ -362,19 +347,32 @@ async fn tickets_with_kcat_and_readings_over_mqtt_survive_the_sites_instance() {
     })
     .await;
 
-    // the hotline system: three noise complaints about cs-01's contractor
+    // who has cs-01 (the producers' partitioner: CRC-32 of the key)
+    let partition = {
+        const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        (CRC.checksum(b"cs-01") % 8) as i32
+    };
+    let a_has_it = owned_partitions(a_cfg.path()).contains(&partition);
+    // the hotline system: two noise complaints about cs-01's contractor over Kafka, and one
+    // posted to the API of the instance that does not have cs-01 (it passes it on)
     let t0 = base_minute();
     let ticket = |no: &str, ts: i64| {
         format!("cs-01|{{\"number\":\"{no}\",\"category\":\"噪声\",\"received_at\":{ts},\"credit_code\":\"91330100MA27XL3Q2U\",\"content\":\"夜间施工\"}}")
     };
     broker.produce(
         &tickets,
-        &[
-            ticket("W-1", t0 + 10_000),
-            ticket("W-2", t0 + 20_000),
-            ticket("W-3", t0 + 30_000),
-        ],
+        &[ticket("W-1", t0 + 10_000), ticket("W-2", t0 + 20_000)],
     );
+    let other = if a_has_it { &b } else { &a };
+    let body = ticket("W-3", t0 + 30_000);
+    let (status, posted) = other
+        .post(
+            "/api/v1/hotline/tickets",
+            OPERATOR,
+            body.split_once('|').map(|(_, j)| j).unwrap_or_default(),
+        )
+        .await;
+    assert_eq!(status, 201, "{posted}");
     wait_until(30, "the tickets are counted", || async {
         let (_, list) = a.get("/api/v1/hotline/tickets", OPERATOR).await;
         list["items"]
@@ -382,8 +380,22 @@ async fn tickets_with_kcat_and_readings_over_mqtt_survive_the_sites_instance() {
             .is_some_and(|l| l.len() == 3 && l.iter().all(|t| t["fed"] == true))
     })
     .await;
-    // the noise monitor, over MQTT: loud within the minute, then the next minute begins
-    a_cfg.publish("cs-01", "cs-01-noise", &reading(t0 + 40_000, "noise", 75.0));
+    // the noise monitor: loud within the minute over HJ 212 to the instance that does not have
+    // cs-01 (acknowledged once Kafka has it), then the next minute begins, over MQTT
+    let mut monitor = Monitor::connect(other.hj212.as_deref().expect("HJ 212 listener")).await;
+    monitor
+        .send(&upload(
+            "MN0000000000000000CS0102",
+            1,
+            t0 + 40_000,
+            5,
+            "LA-Rtd=75.0,LA-Flag=N",
+        ))
+        .await;
+    assert!(
+        monitor.ack(10_000).await.is_some(),
+        "the packet is acknowledged once passed on"
+    );
     a_cfg.publish("cs-01", "cs-01-noise", &reading(t0 + 61_000, "noise", 50.0));
     let got = rx
         .wait_for(30, "the orange warning", |got| {
@@ -404,11 +416,7 @@ async fn tickets_with_kcat_and_readings_over_mqtt_survive_the_sites_instance() {
     assert_eq!(evidence, ["W-1", "W-2", "W-3"], "{}", orange.doc);
 
     // the instance that has cs-01 dies; the other takes its partitions and its state
-    let partition = {
-        const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-        (CRC.checksum(b"cs-01") % 8) as i32
-    };
-    let (owner, survivor, survivor_cfg) = if owned_partitions(a_cfg.path()).contains(&partition) {
+    let (owner, survivor, survivor_cfg) = if a_has_it {
         (&mut a, &b, b_cfg)
     } else {
         (&mut b, &a, a_cfg)

@@ -7,12 +7,12 @@
 mod service;
 
 use serde_json::Value;
+use service::hj212::{upload, Monitor};
 use service::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use yujing_connectors::hj212::{frame, unframe, Packet};
+use std::time::Instant;
+use yujing_connectors::hj212::{unframe, Packet};
 
 const FIELD_SITES: &str = "departments:
   - {id: zjj, name: 住房和城乡建设局}
@@ -80,57 +80,6 @@ fn field_setup(
 }
 
 /// `YYYYMMDDhhmmss` in Beijing time.
-fn local(ms: i64) -> String {
-    use chrono::TimeZone;
-    chrono_tz::Asia::Shanghai
-        .timestamp_millis_opt(ms)
-        .single()
-        .expect("time")
-        .format("%Y%m%d%H%M%S")
-        .to_string()
-}
-
-/// A real-time upload (CN 2011) from monitor `mn`; `flag` 5 asks for an acknowledgement.
-fn upload(mn: &str, qn: u32, ms: i64, flag: u8, values: &str) -> String {
-    let data = format!(
-        "QN={}{qn:03};ST=22;CN=2011;PW=123456;MN={mn};Flag={flag};CP=&&DataTime={};{values}&&",
-        local(ms),
-        local(ms)
-    );
-    frame(&data)
-}
-
-/// A monitor's connection: send packets, read acknowledgements.
-struct Monitor {
-    r: tokio::io::BufReader<tokio::net::TcpStream>,
-}
-
-impl Monitor {
-    async fn connect(addr: &str) -> Monitor {
-        let s = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to HJ 212");
-        Monitor {
-            r: tokio::io::BufReader::new(s),
-        }
-    }
-    async fn send(&mut self, packet: &str) {
-        self.r
-            .get_mut()
-            .write_all(packet.as_bytes())
-            .await
-            .expect("send");
-    }
-    /// The next acknowledgement, or None within `ms`.
-    async fn ack(&mut self, ms: u64) -> Option<String> {
-        let mut line = String::new();
-        match tokio::time::timeout(Duration::from_millis(ms), self.r.read_line(&mut line)).await {
-            Ok(Ok(n)) if n > 0 => Some(line),
-            _ => None,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hj212_monitors_report_over_tcp_and_are_acknowledged() {
     let rx = Receiver::default();
