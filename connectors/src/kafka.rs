@@ -63,10 +63,10 @@ impl KafkaConfig {
     }
 }
 
-/// One message, owned.
+/// One message, owned (the topic name shared by the messages of a topic).
 #[derive(Clone, Debug)]
 pub struct KafkaMessage {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -102,6 +102,23 @@ impl KafkaAcker {
     }
 }
 
+/// Topic names, allocated once each (not once per message).
+#[derive(Default)]
+struct TopicNames(Vec<Arc<str>>);
+
+impl TopicNames {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        match self.0.iter().find(|t| &***t == name) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(name);
+                self.0.push(t.clone());
+                t
+            }
+        }
+    }
+}
+
 /// Messages handed upstream at once, at most.
 const BATCH: usize = 512;
 
@@ -132,8 +149,9 @@ pub fn subscribe(
     };
     let handle = tokio::spawn(async move {
         use futures_util::FutureExt;
-        let owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
-            topic: m.topic().to_string(),
+        let mut names = TopicNames::default();
+        let mut owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
+            topic: names.get(m.topic()),
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
@@ -358,8 +376,9 @@ pub fn subscribe_group(
     let handle = std::thread::Builder::new()
         .name("kafka-group".into())
         .spawn(move || {
-            let owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
-                topic: m.topic().to_string(),
+            let mut names = TopicNames::default();
+            let mut owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
+                topic: names.get(m.topic()),
                 partition: m.partition(),
                 offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),

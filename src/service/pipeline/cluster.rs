@@ -97,15 +97,36 @@ impl Pipeline {
             GroupEvent::Messages(batch) => {
                 let Some(c) = &self.cluster else { return };
                 // a partition taken away meanwhile is the new owner's to read
-                let mine: Vec<KafkaMessage> = batch
-                    .into_iter()
-                    .filter(|m| c.owned.contains_key(&(m.topic.clone(), m.partition)))
-                    .collect();
+                let owns = |m: &KafkaMessage| {
+                    c.owned
+                        .keys()
+                        .any(|(t, p)| *p == m.partition && **t == *m.topic)
+                };
+                let mine: Vec<KafkaMessage> = if batch.iter().all(owns) {
+                    batch
+                } else {
+                    batch.into_iter().filter(owns).collect()
+                };
                 self.on_kafka(&mine).await;
                 if let Some(c) = self.cluster.as_mut() {
+                    // the newest offset per partition of the batch
+                    let mut newest: Vec<(&str, i32, i64)> = Vec::new();
                     for m in &mine {
-                        if let Some(next) = c.owned.get_mut(&(m.topic.clone(), m.partition)) {
-                            *next = Some(next.unwrap_or(0).max(m.offset + 1));
+                        match newest
+                            .iter_mut()
+                            .find(|(t, p, _)| *p == m.partition && **t == *m.topic)
+                        {
+                            Some(n) => n.2 = n.2.max(m.offset),
+                            None => newest.push((&m.topic, m.partition, m.offset)),
+                        }
+                    }
+                    for (topic, partition, offset) in newest {
+                        if let Some((_, next)) = c
+                            .owned
+                            .iter_mut()
+                            .find(|((t, p), _)| *p == partition && t == topic)
+                        {
+                            *next = Some(next.unwrap_or(0).max(offset + 1));
                         }
                     }
                 }
@@ -183,7 +204,7 @@ impl Pipeline {
                 let i = self
                     .engine
                     .expect_source(&super::kafka_source_name(t, *p), now_ms());
-                self.kafka_sources.insert((t.clone(), *p), i);
+                self.set_kafka_source(t, *p, i);
             }
         }
         let owned = self.owned_sites(&c);
@@ -212,7 +233,7 @@ impl Pipeline {
                 let sites = self.sites_of(&c, *p);
                 self.engine.forget_sites(&sites);
             }
-            if let Some(&i) = self.kafka_sources.get(&(t.clone(), *p)) {
+            if let Some(i) = self.kafka_source_of(t, *p) {
                 self.engine.retire_source(i);
             }
             c.owned.remove(&(t.clone(), *p));
@@ -342,7 +363,7 @@ impl Pipeline {
         for (t, p) in c.owned.keys() {
             if *t == c.readings {
                 let i = self.engine.source(&super::kafka_source_name(t, *p));
-                self.kafka_sources.insert((t.clone(), *p), i);
+                self.set_kafka_source(t, *p, i);
             }
         }
         self.cluster = Some(c);
@@ -388,9 +409,9 @@ impl Pipeline {
                 Vec::new()
             };
             let watermark = (*t == c.readings)
-                .then(|| self.kafka_sources.get(&(t.clone(), *p)))
+                .then(|| self.kafka_source_of(t, *p))
                 .flatten()
-                .and_then(|&i| self.engine.source_watermark(i));
+                .and_then(|i| self.engine.source_watermark(i));
             list.push(Checkpoint {
                 topic: t.clone(),
                 partition: *p,

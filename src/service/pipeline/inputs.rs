@@ -254,7 +254,7 @@ impl Pipeline {
             .kafka
             .as_ref()
             .and_then(|k| k.tickets_topic.as_deref())
-            == Some(m.topic.as_str());
+            == Some(&*m.topic);
         if m.payload.len() > 1 << 20 {
             self.count_reject(RejectReason::Oversize);
             let detail = format!("{} bytes, the limit is 1 MiB", m.payload.len());
@@ -306,16 +306,7 @@ impl Pipeline {
                 }
             }
         } else {
-            let src = match self.kafka_sources.get(&(m.topic.clone(), m.partition)) {
-                Some(&i) => i,
-                None => {
-                    let i = self
-                        .engine
-                        .source(&super::kafka_source_name(&m.topic, m.partition));
-                    self.kafka_sources.insert((m.topic.clone(), m.partition), i);
-                    i
-                }
-            };
+            let src = self.kafka_source(&m.topic, m.partition);
             let engine = &mut self.engine;
             let latest = &mut self.latest;
             let mut rejected: Vec<(RejectReason, String)> = Vec::new();

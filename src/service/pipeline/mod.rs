@@ -300,7 +300,7 @@ pub struct Pipeline {
     source_hotline: usize,
     /// Watermark sources of Kafka partitions, by (topic, partition): event time waits for the
     /// slowest partition, so a backlog read partition by partition is not made late.
-    kafka_sources: FxHashMap<(String, i32), usize>,
+    kafka_sources: Vec<(Arc<str>, i32, usize)>,
     /// `yujing_input_readings_total` by connector, looked up once.
     readings_by: FxHashMap<String, prometheus::IntCounter>,
     /// Engine counters already exported: (readings, windows closed).
@@ -354,7 +354,7 @@ impl Pipeline {
             source_hj212,
             source_camera,
             source_hotline,
-            kafka_sources: FxHashMap::default(),
+            kafka_sources: Vec::new(),
             exported: (0, 0),
             readings_by: Default::default(),
             cluster: None,
@@ -427,9 +427,9 @@ impl Pipeline {
                         // processed and their transitions stored: the offsets may be
                         // committed (the newest per partition)
                         for k in &batch {
-                            match kafka_done.iter_mut().find(|d| d.0 == k.topic && d.1 == k.partition) {
+                            match kafka_done.iter_mut().find(|d| *d.0 == *k.topic && d.1 == k.partition) {
                                 Some(d) => d.2 = d.2.max(k.offset),
-                                None => kafka_done.push((k.topic.clone(), k.partition, k.offset)),
+                                None => kafka_done.push((k.topic.to_string(), k.partition, k.offset)),
                             }
                         }
                         store_offsets(&kafka_acker, &mut kafka_done);
@@ -546,10 +546,8 @@ impl Pipeline {
                 self.source_camera = self.engine.source("camera");
                 self.source_hotline = self.engine.passive_source("hotline");
                 // the engine may be new: its sources are registered again
-                let names: Vec<(String, i32)> = self.kafka_sources.keys().cloned().collect();
-                for (t, p) in names {
-                    let i = self.engine.source(&kafka_source_name(&t, p));
-                    self.kafka_sources.insert((t, p), i);
+                for (t, p, i) in self.kafka_sources.iter_mut() {
+                    *i = self.engine.source(&kafka_source_name(t, *p));
                 }
                 self.rebind_cluster();
                 self.config_tx.send_replace(cfg);
@@ -906,6 +904,37 @@ fn feed(
 /// The watermark source of a Kafka partition.
 fn kafka_source_name(topic: &str, partition: i32) -> String {
     format!("kafka:{topic}:{partition}")
+}
+
+impl Pipeline {
+    /// The watermark source of a Kafka partition, registered on first use (no allocation after).
+    fn kafka_source(&mut self, topic: &Arc<str>, partition: i32) -> usize {
+        if let Some(i) = self.kafka_source_of(topic, partition) {
+            return i;
+        }
+        let i = self.engine.source(&kafka_source_name(topic, partition));
+        self.kafka_sources.push((topic.clone(), partition, i));
+        i
+    }
+
+    /// Register (or re-register) a partition's source as `i`.
+    fn set_kafka_source(&mut self, topic: &str, partition: i32, i: usize) {
+        match self
+            .kafka_sources
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && **t == *topic)
+        {
+            Some(e) => e.2 = i,
+            None => self.kafka_sources.push((Arc::from(topic), partition, i)),
+        }
+    }
+
+    fn kafka_source_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.kafka_sources
+            .iter()
+            .find(|(t, p, _)| *p == partition && **t == *topic)
+            .map(|(_, _, i)| *i)
+    }
 }
 
 /// Store the offsets of processed Kafka messages (the newest per partition).
