@@ -27,14 +27,18 @@ fn text(n: &Node, path: &[&str]) -> Option<String> {
 }
 
 #[test]
-fn the_cluster_configuration_passes_yujing_check() {
+fn the_cluster_configurations_pass_yujing_check() {
+    for toml in ["deploy/cluster/yujing.toml", "deploy/cluster/local.toml"] {
+        check(toml);
+    }
+}
+
+/// `yujing check` on `toml` with the repository's sites, routes and rules and the environment
+/// compose gives the instances.
+fn check(toml: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    std::fs::copy(
-        root().join("deploy/cluster/yujing.toml"),
-        p.join("yujing.toml"),
-    )
-    .expect("toml");
+    std::fs::copy(root().join(toml), p.join("yujing.toml")).expect("toml");
     for f in ["sites.yaml", "routes.yaml"] {
         std::fs::copy(root().join(f), p.join(f)).expect("copy");
     }
@@ -69,7 +73,7 @@ fn the_cluster_configuration_passes_yujing_check() {
     let out = cmd.arg("check").arg(p).output().expect("yujing check");
     assert!(
         out.status.success(),
-        "{}{}",
+        "{toml}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
