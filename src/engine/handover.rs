@@ -184,3 +184,145 @@ impl Engine {
         digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EngineSettings};
+    use crate::engine::Input;
+
+    const SITES: &str = "sites:
+  - {id: s1, name: 一号, kind: construction, department: zjj, devices: [{id: a, metrics: [pm10]}]}
+  - {id: s2, name: 二号, kind: construction, department: zjj, devices: [{id: b, metrics: [pm10]}]}
+";
+    const RULES: &str = "rules:
+  - {id: avg, title: t, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: avg, above: {yellow: 50, red: 80}, message: x}
+  - {id: peak, title: t, metric: pm10, window: {type: sliding, size: 3m, step: 1m}, aggregate: p90, above: {orange: 90}, for: 2m, message: x}
+  - {id: quiet, title: t, metric: pm10, window: {type: session, gap: 90s}, aggregate: count, above: {blue: 20}, message: x}
+";
+    const T0: Ts = 1_795_795_200_000;
+
+    fn engine() -> Engine {
+        let settings = EngineSettings {
+            out_of_orderness: 0,
+            ..EngineSettings::default()
+        };
+        let cfg = Config::from_texts(SITES, &[("r.yaml", RULES)], settings)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        Engine::new(Arc::new(cfg))
+    }
+
+    /// Readings every 10 s for 20 minutes: site s1 loud in minutes 3-8, s2 in minutes 6-14.
+    fn readings() -> Vec<(&'static str, Ts, f64)> {
+        let mut out = Vec::new();
+        for i in 0..120 {
+            let ts = T0 + i * 10_000;
+            let minute = i / 6;
+            let a = if (3..9).contains(&minute) { 95.0 } else { 30.0 };
+            let b = if (6..15).contains(&minute) {
+                85.0 + (i % 3) as f64 * 5.0
+            } else {
+                20.0
+            };
+            out.push(("a", ts, a));
+            out.push(("b", ts, b));
+        }
+        out
+    }
+
+    fn push(e: &mut Engine, src: usize, dev: &str, ts: Ts, v: f64) {
+        e.push(&Input {
+            site: None,
+            device: dev,
+            metric: "pm10",
+            value: v,
+            ts,
+            arrival: ts,
+            source: src,
+        })
+        .unwrap_or_else(|r| panic!("{dev} at {ts}: {r:?}"));
+    }
+
+    type Seen = (String, String, String, String, u32, Ts);
+
+    fn drain(e: &mut Engine, out: &mut Vec<Seen>) {
+        for t in e.transitions.drain(..).collect::<Vec<_>>() {
+            out.push((
+                e.config.rules[t.rule].id.clone(),
+                e.subject_id(t.subject).to_string(),
+                t.step.kind.as_str().to_string(),
+                t.step.level.as_str().to_string(),
+                t.step.seq,
+                t.step.episode_start,
+            ));
+        }
+    }
+
+    #[test]
+    fn a_site_moved_mid_stream_raises_what_it_would_have_raised_in_place() {
+        // one engine sees everything
+        let mut one = engine();
+        let src = one.source("kafka");
+        let mut expected = Vec::new();
+        for (dev, ts, v) in readings() {
+            push(&mut one, src, dev, ts, v);
+            drain(&mut one, &mut expected);
+        }
+        one.finish();
+        drain(&mut one, &mut expected);
+
+        // two: halfway (inside s2's loud spell, a warning firing, windows open) s2 moves over
+        let mut a = engine();
+        let mut b = engine();
+        let (sa, sb) = (a.source("kafka"), b.source("kafka"));
+        let s2 = [false, true];
+        let mut got = Vec::new();
+        let all = readings();
+        let half = all.len() / 2 + 7;
+        for &(dev, ts, v) in &all[..half] {
+            push(&mut a, sa, dev, ts, v);
+            drain(&mut a, &mut got);
+        }
+        let state = a.export_sites(&s2);
+        assert!(state.entries() > 0, "open windows and a warning move");
+        let bytes = state.encode().expect("encode");
+        a.forget_sites(&s2);
+        a.set_owned(Some(vec![true, false]));
+        b.set_owned(Some(s2.to_vec()));
+        let dropped = b.import_sites(SitesState::decode(&bytes).expect("decode"));
+        assert_eq!(dropped, 0);
+        for &(dev, ts, v) in &all[half..] {
+            let (e, s) = if dev == "a" {
+                (&mut a, sa)
+            } else {
+                (&mut b, sb)
+            };
+            push(e, s, dev, ts, v);
+            drain(e, &mut got);
+        }
+        for e in [&mut a, &mut b] {
+            e.finish();
+            drain(e, &mut got);
+        }
+        expected.sort();
+        got.sort();
+        assert!(
+            expected.iter().any(|t| t.1 == "b" || t.1 == "s2"),
+            "s2 raised something: {expected:?}"
+        );
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn state_taken_under_other_rules_has_another_fingerprint() {
+        let e = engine();
+        let settings = EngineSettings {
+            out_of_orderness: 0,
+            ..EngineSettings::default()
+        };
+        let other = Config::from_texts(SITES, &[("r.yaml", &RULES.replace("50", "55"))], settings)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_ne!(e.fingerprint(), Engine::new(Arc::new(other)).fingerprint());
+        assert_eq!(e.fingerprint(), engine().fingerprint());
+    }
+}
