@@ -138,7 +138,7 @@ fn log(p: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_the_sites_and_one_survives_the_others_kill_9() {
+async fn a_second_instance_joins_mid_stream_then_dies_and_no_warning_is_lost_or_doubled() {
     let broker = Broker::start();
     let n = std::process::id();
     let topic = format!("cluster-readings-{n}");
@@ -167,30 +167,42 @@ async fn two_instances_share_the_sites_and_one_survives_the_others_kill_9() {
         partitions(&a).await == 8.0
     })
     .await;
-    let mut b = Service::start(b_cfg.path());
-    b.ready().await;
-    wait_until(30, "the group splits the partitions 4 and 4", || async {
-        partitions(&a).await == 4.0 && partitions(&b).await == 4.0
-    })
-    .await;
-
-    // readings as live devices send them; halfway b dies without a word
+    // readings as live devices send them; a quarter of the way in b joins (a's state of the
+    // partitions b is given moves over with them), two thirds in b dies without a word
     let start = Instant::now();
+    let mut b: Option<Service> = None;
     let mut killed = false;
     while start.elapsed() < LOUD + QUIET {
         broker.produce(&topic, &batch(now_ms(), start.elapsed() < LOUD));
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if !killed && start.elapsed() > LOUD / 2 {
-            // b has checkpointed and raised warnings of its own by now
-            assert!(
-                b.metric("yujing_checkpoints_total{result=\"saved\"}").await > 0.0,
-                "{}",
-                log(b_cfg.path())
-            );
-            b.kill9();
-            killed = true;
+        let t = start.elapsed();
+        if b.is_none() && t > LOUD / 4 {
+            let joined = Service::start(b_cfg.path());
+            joined.ready().await;
+            b = Some(joined);
+        }
+        if let (false, Some(joined)) = (killed, b.as_mut()) {
+            // b has its partitions, has checkpointed them and raised warnings of its own
+            if t > LOUD * 2 / 3
+                && partitions(joined).await == 4.0
+                && joined
+                    .metric("yujing_checkpoints_total{result=\"saved\"}")
+                    .await
+                    > 0.0
+            {
+                joined.kill9();
+                killed = true;
+            }
         }
     }
+    assert!(killed, "b joined and was killed:\n{}", log(b_cfg.path()));
+    let b_log = log(b_cfg.path());
+    assert!(
+        b_log
+            .lines()
+            .any(|l| l.contains("partitions assigned") && !l.contains("restored=0")),
+        "b took its partitions with a's state:\n{b_log}"
+    );
     wait_until(30, "instance a takes b's partitions over", || async {
         partitions(&a).await == 8.0
     })

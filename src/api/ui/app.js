@@ -540,7 +540,9 @@ async function report() {
   const q = new URLSearchParams(location.hash.split("?")[1] || "");
   const day = (d) => d.toISOString().slice(0, 10);
   const from = q.get("from") || day(new Date(Date.now() - 30 * 86400000));
-  const to = q.get("to") || day(new Date(Date.now() + 86400000));
+  // the end is exclusive and read in the service's time zone: two UTC days ahead covers today
+  // there whatever the browser's clock zone (one day ahead missed the evening in UTC+8)
+  const to = q.get("to") || day(new Date(Date.now() + 2 * 86400000));
   main().innerHTML = `<h1>${esc(t("rp.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
   const r = await api(`/api/v1/report?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
   if (!r.ok) return failed(r);
