@@ -70,6 +70,20 @@ async fn main() {
         .status()
         .expect("tansu topic create");
     assert!(created.success(), "cannot create the topic");
+    let created = Command::new(home.join("bin/tansu"))
+        .args([
+            "topic",
+            "create",
+            "--broker",
+            &url,
+            "--partitions",
+            "8",
+            &format!("{topic}-tickets"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("tansu topic create");
+    assert!(created.success(), "cannot create the tickets topic");
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &addr)
         .set("linger.ms", "20")
@@ -129,7 +143,7 @@ async fn main() {
     .expect("rule");
     let toml = |group: &str, extra: &str| {
         format!(
-            "[engine]\ntimezone = \"Asia/Shanghai\"\nmax_past = \"30d\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n{extra}\n[kafka]\nbrokers = \"{addr}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{topic}\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n"
+            "[engine]\ntimezone = \"Asia/Shanghai\"\nmax_past = \"30d\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n{extra}\n[kafka]\nbrokers = \"{addr}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{topic}\"\ntickets_topic = \"{topic}-tickets\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n"
         )
     };
     let http = reqwest::Client::new();

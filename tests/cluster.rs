@@ -67,7 +67,7 @@ fn config(hook: &str, name: &str, store: &str, kafka: &str) -> Setup {
 /// `[kafka]` and `[cluster]` for one instance of a group.
 fn kafka_table(broker: &Broker, group: &str, topic: &str, instance: &str) -> String {
     format!(
-        "\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{topic}\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n\"topic.metadata.refresh.interval.ms\" = \"1000\"\n[cluster]\ninstance = \"{instance}\"\ncheckpoint_every = \"300ms\"\n",
+        "\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nreadings_topic = \"{topic}\"\ntickets_topic = \"{topic}-tickets\"\n[kafka.client]\n\"session.timeout.ms\" = \"2000\"\n\"heartbeat.interval.ms\" = \"500\"\n\"topic.metadata.refresh.interval.ms\" = \"1000\"\n[cluster]\ninstance = \"{instance}\"\ncheckpoint_every = \"300ms\"\n",
         broker.addr
     )
 }
@@ -143,6 +143,7 @@ async fn a_second_instance_joins_mid_stream_then_dies_and_no_warning_is_lost_or_
     let n = std::process::id();
     let topic = format!("cluster-readings-{n}");
     broker.create_topic(&topic, 8);
+    broker.create_topic(&format!("{topic}-tickets"), 8);
     let rx = Receiver::default();
     let hook = rx.start().await;
     // two instances, one group, one PostgreSQL store

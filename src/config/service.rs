@@ -573,6 +573,16 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
                 at("cluster"),
                 "[cluster] splits the sites by the partitions of the Kafka readings topic: set [kafka] brokers and readings_topic".into(),
             ));
+        } else if s
+            .kafka
+            .as_ref()
+            .and_then(|k| k.tickets_topic.as_ref())
+            .is_none()
+        {
+            errs.push(diag(
+                at("cluster"),
+                "[cluster]: 12345 tickets reach the instance that has their site through Kafka: set [kafka] tickets_topic (as many partitions as the readings topic)".into(),
+            ));
         }
         s.cluster = Some(ClusterSettings {
             instance: c.instance.unwrap_or_else(|| {
@@ -719,7 +729,7 @@ sha256 = "AB00000000000000000000000000000000000000000000000000000000000000"
         );
         let s = load(
             "yujing.toml",
-            "[store]\nurl = \"postgres://yj@db:5432/yujing\"\n[kafka]\nbrokers = \"k:9092\"\nreadings_topic = \"readings\"\n[cluster]\ninstance = \"yj-1\"\ncheckpoint_every = \"1s\"\npartitioner = \"murmur2_random\"\n",
+            "[store]\nurl = \"postgres://yj@db:5432/yujing\"\n[kafka]\nbrokers = \"k:9092\"\nreadings_topic = \"readings\"\ntickets_topic = \"tickets\"\n[cluster]\ninstance = \"yj-1\"\ncheckpoint_every = \"1s\"\npartitioner = \"murmur2_random\"\n",
             Path::new(""),
         )
         .expect("loads");
