@@ -434,7 +434,17 @@ async fn tickets_with_kcat_and_readings_over_mqtt_survive_the_sites_instance() {
     } else {
         (&mut b, &a, a_cfg)
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // once the owner has checkpointed since (its state holds the firing warnings)
+    let saved = owner
+        .metric("yujing_checkpoints_total{result=\"saved\"}")
+        .await;
+    wait_until(15, "the owner checkpoints after the warning", || async {
+        owner
+            .metric("yujing_checkpoints_total{result=\"saved\"}")
+            .await
+            >= saved + 2.0
+    })
+    .await;
     owner.kill9();
     wait_until(30, "the survivor takes all partitions", || async {
         survivor.metric("yujing_cluster_partitions").await == 8.0

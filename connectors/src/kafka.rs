@@ -262,9 +262,6 @@ pub enum GroupEvent {
     },
 }
 
-/// How long a rebalance waits for upstream to save or restore state.
-const REBALANCE_WAIT: Duration = Duration::from_secs(60);
-
 struct GroupContext {
     tx: mpsc::Sender<GroupEvent>,
 }
@@ -310,7 +307,9 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
                     reply,
                 });
                 if sent.is_ok() {
-                    match answer.recv_timeout(REBALANCE_WAIT) {
+                    // wait as long as it takes: taking the partitions without their offsets
+                    // would read them from the beginning on top of their restored state
+                    match answer.recv() {
                         Ok(offsets) => {
                             for (t, p, o) in offsets {
                                 if let Some(o) = o {
@@ -319,9 +318,7 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
                                 }
                             }
                         }
-                        Err(_) => tracing::error!(
-                            "kafka: state of the assigned partitions was not restored in time"
-                        ),
+                        Err(_) => tracing::debug!("kafka: partitions assigned while stopping"),
                     }
                 }
                 if let Err(e) = consumer.assign(tpl) {
@@ -337,9 +334,9 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
                     .tx
                     .blocking_send(GroupEvent::Revoked { partitions, reply })
                     .is_ok()
-                    && answer.recv_timeout(REBALANCE_WAIT).is_err()
+                    && answer.recv().is_err()
                 {
-                    tracing::error!("kafka: state of the revoked partitions was not saved in time");
+                    tracing::debug!("kafka: partitions revoked while stopping");
                 }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "kafka: cannot give up the partitions");

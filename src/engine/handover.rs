@@ -27,6 +27,8 @@ pub struct SitesState {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RuleState {
     open: Vec<Open>,
+    /// Every window of the rule ending by this was final where the state was taken.
+    final_until: Ts,
     alerts: Vec<(u32, AlertState)>,
 }
 
@@ -75,6 +77,7 @@ impl Engine {
                         .is_some_and(|k| Self::picked(sites, self.key_site(ri, k)))
                 };
                 w.export(&take, &mut st.open);
+                st.final_until = w.final_until();
             }
             st.alerts = rt
                 .alerts
@@ -125,13 +128,19 @@ impl Engine {
         self.next_due = Ts::MIN;
     }
 
-    /// Take over the state another engine exported (under the same fingerprint). Returns the
-    /// number of open windows dropped because this engine had already made their time final.
+    /// Take over the state another engine exported (under the same fingerprint). Windows this
+    /// engine has made final already but the other had not are evaluated now (their transitions
+    /// join `transitions`). Returns the number of entries that could not be placed.
     pub fn import_sites(&mut self, st: SitesState) -> usize {
         let mut dropped = 0;
+        let mut due: Vec<(usize, Vec<super::window::Closed>)> = Vec::new();
         for (ri, rs) in st.rules.into_iter().enumerate().take(self.rules.len()) {
             if let Some(w) = self.rules[ri].windows.as_mut() {
-                dropped += w.import(rs.open);
+                let mut closed = Vec::new();
+                dropped += w.import(rs.open, rs.final_until, &mut closed);
+                if !closed.is_empty() {
+                    due.push((ri, closed));
+                }
             }
             let absence = !self.rules[ri].watched.is_empty();
             for (k, a) in rs.alerts {
@@ -146,6 +155,13 @@ impl Engine {
         for (i, seen) in st.devices {
             if let Some(d) = self.dev.get_mut(i as usize) {
                 d.last_seen = d.last_seen.max(seen);
+            }
+        }
+        // with the warnings in place, the windows that are final here
+        for (ri, closed) in due {
+            self.stats.windows_closed += closed.len() as u64;
+            for c in closed {
+                self.evaluate(ri, c);
             }
         }
         self.stats.handover_dropped += dropped as u64;
@@ -310,6 +326,61 @@ mod tests {
             expected.iter().any(|t| t.1 == "b" || t.1 == "s2"),
             "s2 raised something: {expected:?}"
         );
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn windows_final_where_the_site_moves_to_are_judged_on_arrival() {
+        // as in a cluster: the old owner's event time is held back (by the other instances'
+        // checkpoints), the new owner's is already at the moved partition's own watermark
+        let mut one = engine();
+        let src = one.source("kafka");
+        let mut expected = Vec::new();
+        for (dev, ts, v) in readings() {
+            push(&mut one, src, dev, ts, v);
+            drain(&mut one, &mut expected);
+        }
+        one.finish();
+        drain(&mut one, &mut expected);
+
+        let (mut a, mut b) = (engine(), engine());
+        let (sa, sb) = (a.source("kafka"), b.source("kafka"));
+        let all = readings();
+        let half = all.len() / 2 + 7;
+        let mut got = Vec::new();
+        for &(dev, ts, v) in &all[..half] {
+            a.set_watermark_bound(ts - 150_000);
+            push(&mut a, sa, dev, ts, v);
+            drain(&mut a, &mut got);
+        }
+        let s2 = [false, true];
+        let state =
+            SitesState::decode(&a.export_sites(&s2).encode().expect("encode")).expect("decode");
+        a.forget_sites(&s2);
+        a.set_watermark_bound(Ts::MAX);
+        let last = all[half - 1].1;
+        b.advance_to(last);
+        assert_eq!(b.import_sites(state), 0);
+        assert!(
+            !b.transitions.is_empty(),
+            "windows the old owner still held open are judged at once"
+        );
+        drain(&mut b, &mut got);
+        for &(dev, ts, v) in &all[half..] {
+            let (e, s) = if dev == "a" {
+                (&mut a, sa)
+            } else {
+                (&mut b, sb)
+            };
+            push(e, s, dev, ts, v);
+            drain(e, &mut got);
+        }
+        for e in [&mut a, &mut b] {
+            e.finish();
+            drain(e, &mut got);
+        }
+        expected.sort();
+        got.sort();
         assert_eq!(got, expected);
     }
 

@@ -167,24 +167,51 @@ impl Windows {
         }
     }
 
-    /// Take over open state exported by another engine under the same rules. What this engine
-    /// has already made final (its watermark is past it) cannot be opened again: it is dropped,
-    /// and the number dropped is returned.
-    pub fn import(&mut self, open: Vec<Open>) -> usize {
+    /// How far this engine has made windows final (exported with the open state: the windows
+    /// that end later are the ones the state still owes an evaluation).
+    pub fn final_until(&self) -> Ts {
+        match self {
+            Windows::Panes(p) => p.final_until,
+            Windows::Sessions(s) => s.final_until,
+        }
+    }
+
+    /// Take over open state exported by another engine under the same rules, where that engine
+    /// had made final everything ending by `their_final`. Windows this engine has made final
+    /// already (its watermark is past them) but the other had not are closed at once, into
+    /// `out` (end order); the rest stay open here. Returns what could not be placed (a series
+    /// this engine does not have: none under the same rules).
+    pub fn import(&mut self, open: Vec<Open>, their_final: Ts, out: &mut Vec<Closed>) -> usize {
         let mut dropped = 0;
+        let before = out.len();
+        // sliding windows due at once, built from the imported panes of each series
+        let mut due: FxHashMap<u32, Vec<(Ts, AccSet)>> = FxHashMap::default();
         for o in open {
             match (&mut *self, o) {
                 (Windows::Panes(p), Open::Pane { series, pane, accs })
-                    if (series as usize) < p.series.len()
-                        && pane + p.size > p.final_until
-                        && pane.rem_euclid(p.step) == 0 =>
+                    if (series as usize) < p.series.len() && pane.rem_euclid(p.step) == 0 =>
                 {
-                    let bins = &mut p.series[series as usize];
-                    match bins.get_mut(pane) {
-                        Some(mine) => mine.merge(&accs),
-                        None => {
-                            bins.add(pane, accs);
-                            p.panes.entry(pane).or_default().push(series);
+                    let key = p.keys[series as usize];
+                    if p.step == p.size && pane + p.size <= p.final_until {
+                        out.push(Closed {
+                            key,
+                            start: pane,
+                            end: pane + p.size,
+                            accs,
+                        });
+                        continue;
+                    }
+                    if p.step != p.size && pane + p.step <= p.final_until {
+                        due.entry(series).or_default().push((pane, accs.clone()));
+                    }
+                    if pane + p.size > p.final_until {
+                        let bins = &mut p.series[series as usize];
+                        match bins.get_mut(pane) {
+                            Some(mine) => mine.merge(&accs),
+                            None => {
+                                bins.add(pane, accs);
+                                p.panes.entry(pane).or_default().push(series);
+                            }
                         }
                     }
                 }
@@ -196,16 +223,54 @@ impl Windows {
                         last,
                         accs,
                     },
-                ) if last + w.gap > w.final_until => {
-                    w.open
-                        .entry(series)
-                        .or_default()
-                        .push(Session { start, last, accs });
-                    w.heap.push(Reverse((last + w.gap, series)));
+                ) => {
+                    if last + w.gap <= w.final_until {
+                        out.push(Closed {
+                            key: w.keys.get(series as usize).copied().unwrap_or(series),
+                            start,
+                            end: last + w.gap,
+                            accs,
+                        });
+                    } else {
+                        w.open
+                            .entry(series)
+                            .or_default()
+                            .push(Session { start, last, accs });
+                        w.heap.push(Reverse((last + w.gap, series)));
+                    }
                 }
                 _ => dropped += 1,
             }
         }
+        if let Windows::Panes(p) = self {
+            // each sliding window ending after the other engine's final point and by this one's
+            for (series, panes) in due {
+                let first = panes.iter().map(|(t, _)| *t).min().unwrap_or(p.final_until);
+                let mut end = (their_final.max(first).div_euclid(p.step) + 1) * p.step;
+                while end <= p.final_until {
+                    let start = end - p.size;
+                    let mut merged: Option<AccSet> = None;
+                    for (t, a) in &panes {
+                        if *t >= start && *t < end {
+                            match &mut merged {
+                                Some(m) => m.merge(a),
+                                None => merged = Some(a.clone()),
+                            }
+                        }
+                    }
+                    if let Some(accs) = merged {
+                        out.push(Closed {
+                            key: p.keys[series as usize],
+                            start,
+                            end,
+                            accs,
+                        });
+                    }
+                    end += p.step;
+                }
+            }
+        }
+        out[before..].sort_unstable_by_key(|c| (c.end, c.key));
         dropped
     }
 

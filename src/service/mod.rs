@@ -485,6 +485,10 @@ pub async fn run(opts: Options) -> Result<()> {
     // the engine, resumed from the store
     let mut engine = Engine::new(config.clone());
     engine.source("mqtt");
+    if kafka_group.is_some() {
+        // in a cluster no site is this instance's until the group gives it partitions
+        engine.set_owned(Some(vec![false; config.registry.sites.len()]));
+    }
     let dead_topic = svc
         .mqtt
         .as_ref()

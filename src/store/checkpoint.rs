@@ -64,18 +64,21 @@ impl Store {
     }
 
     /// The lowest watermark of the partitions of `topic` others have (not in `mine`), as their
-    /// owners last checkpointed them: event time here waits for it (`None`: nothing to wait for).
+    /// owners last checkpointed them, if at or after `since`: event time here waits for it
+    /// (`None`: nothing to wait for).
     pub async fn others_watermark(
         &self,
         group: &str,
         topic: &str,
         mine: &[i32],
+        since: Ts,
     ) -> Result<Option<Ts>, StoreError> {
         let rows = sqlx::query(
-            "SELECT part, watermark FROM checkpoints WHERE grp = $1 AND topic = $2 AND watermark IS NOT NULL",
+            "SELECT part, watermark FROM checkpoints WHERE grp = $1 AND topic = $2 AND watermark IS NOT NULL AND saved_at >= $3",
         )
         .bind(group)
         .bind(topic)
+        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         let mut low: Option<Ts> = None;

@@ -155,9 +155,20 @@ impl Pipeline {
             return Vec::new();
         };
         let count = |t: &str| counts.iter().find(|(x, _)| x == t).map(|(_, n)| *n);
-        c.partitions = count(&c.readings)
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| partitions.iter().map(|(_, p)| p + 1).max().unwrap_or(1));
+        c.partitions = match count(&c.readings).filter(|n| *n > 0) {
+            Some(n) => n,
+            // metadata did not answer: what was known, else the highest partition given (which
+            // may be short of the real count: said loudly)
+            None if c.partitions > 0 => c.partitions,
+            None => {
+                let n = partitions.iter().map(|(_, p)| p + 1).max().unwrap_or(1);
+                tracing::error!(
+                    assumed = n,
+                    "the readings topic's partition count is unknown (no metadata); sites may be judged by the wrong instance until the next rebalance"
+                );
+                n
+            }
+        };
         if let Some(t) = &c.tickets {
             if let Some(n) = count(t).filter(|n| *n != c.partitions && *n > 0) {
                 tracing::error!(
@@ -168,11 +179,14 @@ impl Pipeline {
             }
         }
         let fingerprint = self.engine.fingerprint();
-        let stored = match self.store.checkpoints(&c.group, &partitions).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read checkpoints; reading the partitions from the beginning");
-                Vec::new()
+        // without the checkpoints the partitions cannot be taken: wait for the store
+        let stored = loop {
+            match self.store.checkpoints(&c.group, &partitions).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read checkpoints; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         };
         let mut offsets = Vec::new();
@@ -181,9 +195,9 @@ impl Pipeline {
             let cp = stored.iter().find(|x| x.topic == *t && x.partition == *p);
             let usable = cp.filter(|x| x.config == fingerprint);
             if cp.is_some() && usable.is_none() {
-                tracing::warn!(topic = %t, partition = p, "checkpoint taken under other rules or sites: reading the partition from the beginning");
+                tracing::warn!(topic = %t, partition = p, "checkpoint taken under other rules or sites: its windows start empty (firing warnings resume from the store), reading on from its offset");
             }
-            let mut start = usable.map(|x| x.next_offset);
+            let start = cp.map(|x| x.next_offset);
             if let Some(x) = usable.filter(|x| !x.state.is_empty()) {
                 match SitesState::decode(&x.state) {
                     Ok(st) => {
@@ -191,8 +205,7 @@ impl Pipeline {
                         self.engine.import_sites(st);
                     }
                     Err(e) => {
-                        tracing::error!(topic = %t, partition = p, error = %e, "damaged checkpoint: reading the partition from the beginning");
-                        start = None;
+                        tracing::error!(topic = %t, partition = p, error = %e, "damaged checkpoint: its windows start empty (firing warnings resume from the store), reading on from its offset");
                     }
                 }
             }
@@ -219,6 +232,11 @@ impl Pipeline {
             .cluster_partitions
             .set(c.owned.keys().filter(|(t, _)| *t == c.readings).count() as i64);
         self.cluster = Some(c);
+        // warnings firing at sites whose state did not come back (no usable checkpoint) resume
+        // their episodes from the store (those that came back are left as they are)
+        if let Err(e) = self.resume().await {
+            tracing::error!(error = %e, "cannot resume firing warnings from the store");
+        }
         self.refresh_bound().await;
         offsets
     }
@@ -453,9 +471,12 @@ impl Pipeline {
             .filter(|(t, _)| *t == c.readings)
             .map(|(_, p)| *p)
             .collect();
+        // rows not refreshed for a minute belong to no live instance (a deleted partition, a
+        // long gone member): they no longer hold time
+        let since = now_ms() - 60_000;
         match self
             .store
-            .others_watermark(&c.group, &c.readings, &mine)
+            .others_watermark(&c.group, &c.readings, &mine, since)
             .await
         {
             Ok(bound) => self
