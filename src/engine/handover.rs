@@ -274,18 +274,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_site_moved_mid_stream_raises_what_it_would_have_raised_in_place() {
-        // one engine sees everything
+    /// What one engine that sees everything raises.
+    fn in_one_engine() -> Vec<Seen> {
         let mut one = engine();
         let src = one.source("kafka");
-        let mut expected = Vec::new();
+        let mut seen = Vec::new();
         for (dev, ts, v) in readings() {
             push(&mut one, src, dev, ts, v);
-            drain(&mut one, &mut expected);
+            drain(&mut one, &mut seen);
         }
         one.finish();
-        drain(&mut one, &mut expected);
+        drain(&mut one, &mut seen);
+        seen
+    }
+
+    #[test]
+    fn a_site_moved_mid_stream_raises_what_it_would_have_raised_in_place() {
+        let mut expected = in_one_engine();
 
         // two: halfway (inside s2's loud spell, a warning firing, windows open) s2 moves over
         let mut a = engine();
@@ -333,15 +338,7 @@ mod tests {
     fn windows_final_where_the_site_moves_to_are_judged_on_arrival() {
         // as in a cluster: the old owner's event time is held back (by the other instances'
         // checkpoints), the new owner's is already at the moved partition's own watermark
-        let mut one = engine();
-        let src = one.source("kafka");
-        let mut expected = Vec::new();
-        for (dev, ts, v) in readings() {
-            push(&mut one, src, dev, ts, v);
-            drain(&mut one, &mut expected);
-        }
-        one.finish();
-        drain(&mut one, &mut expected);
+        let mut expected = in_one_engine();
 
         let (mut a, mut b) = (engine(), engine());
         let (sa, sb) = (a.source("kafka"), b.source("kafka"));
