@@ -20,12 +20,41 @@ pub struct Checkpoint {
     pub state: Vec<u8>,
     pub instance: String,
     pub saved_at: Ts,
+    /// The ownership epoch it was taken in ([`Store::take_partitions`]).
+    pub epoch: i64,
 }
 
 impl Store {
+    /// An instance was given these partitions: the next ownership epoch of each (its
+    /// checkpoints carry it; one of an older epoch never replaces one of a newer).
+    pub async fn take_partitions(
+        &self,
+        group: &str,
+        list: &[(String, i32)],
+    ) -> Result<Vec<(String, i32, i64)>, StoreError> {
+        let mut out = Vec::with_capacity(list.len());
+        let mut tx = self.writer.begin().await?;
+        for (topic, part) in list {
+            let epoch: i64 = sqlx::query_scalar(
+                "INSERT INTO partition_epochs (grp, topic, part, epoch) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (grp, topic, part) DO UPDATE SET epoch = partition_epochs.epoch + 1 \
+                 RETURNING epoch",
+            )
+            .bind(group)
+            .bind(topic)
+            .bind(*part as i64)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push((topic.clone(), *part, epoch));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Save checkpoints of partitions for consumer group `group`, in one transaction (the
     /// partitions of the readings and tickets topics that carry the same sites go together). A
-    /// checkpoint never moves back: one older than the stored one is ignored.
+    /// checkpoint never moves back: one of an older ownership epoch, or of the same epoch and an
+    /// older offset, is ignored.
     pub async fn save_checkpoints(
         &self,
         group: &str,
@@ -37,12 +66,14 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         for chunk in list.chunks(super::CHUNK) {
             let sql = format!(
-                "INSERT INTO checkpoints (grp, topic, part, next_offset, config, watermark, state, instance, saved_at) VALUES {} \
+                "INSERT INTO checkpoints (grp, topic, part, next_offset, config, watermark, state, instance, saved_at, epoch) VALUES {} \
                  ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, watermark = excluded.watermark, \
+                   epoch = excluded.epoch, \
                    config = excluded.config, state = excluded.state, instance = excluded.instance, \
                    saved_at = excluded.saved_at \
-                 WHERE checkpoints.next_offset <= excluded.next_offset",
-                values(chunk.len(), 9)
+                 WHERE checkpoints.epoch < excluded.epoch \
+                   OR (checkpoints.epoch = excluded.epoch AND checkpoints.next_offset <= excluded.next_offset)",
+                values(chunk.len(), 10)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in chunk {
@@ -55,7 +86,8 @@ impl Store {
                     .bind(c.watermark)
                     .bind(&c.state)
                     .bind(&c.instance)
-                    .bind(c.saved_at);
+                    .bind(c.saved_at)
+                    .bind(c.epoch);
             }
             q.execute(&mut *tx).await?;
         }
@@ -99,7 +131,7 @@ impl Store {
         wanted: &[(String, i32)],
     ) -> Result<Vec<Checkpoint>, StoreError> {
         let rows = sqlx::query(
-            "SELECT topic, part, next_offset, config, watermark, state, instance, saved_at FROM checkpoints \
+            "SELECT topic, part, next_offset, config, watermark, state, instance, saved_at, epoch FROM checkpoints \
              WHERE grp = $1 ORDER BY topic, part",
         )
         .bind(group)
@@ -119,6 +151,7 @@ impl Store {
                     state: r.try_get("state")?,
                     instance: r.try_get("instance")?,
                     saved_at: r.try_get("saved_at")?,
+                    epoch: r.try_get("epoch")?,
                 });
             }
         }
@@ -140,6 +173,7 @@ mod tests {
             state: state.to_vec(),
             instance: "yj-1".into(),
             saved_at: 1,
+            epoch: 1,
         }
     }
 
@@ -183,6 +217,29 @@ mod tests {
                 .await
                 .expect("load")
                 .is_empty());
+            // fencing: each assignment takes the next epoch; a checkpoint of the older epoch
+            // (an instance that lost the partition and has not noticed) no longer lands, even
+            // further along
+            let taken = s
+                .take_partitions("g", &[("readings".into(), 0), ("readings".into(), 0)])
+                .await
+                .expect("epochs");
+            assert_eq!(taken.iter().map(|t| t.2).collect::<Vec<_>>(), [1, 2]);
+            let newer = Checkpoint {
+                epoch: 2,
+                ..cp("readings", 0, 11, &[2])
+            };
+            s.save_checkpoints("g", std::slice::from_ref(&newer))
+                .await
+                .expect("newer epoch");
+            s.save_checkpoints("g", &[cp("readings", 0, 50, &[3])])
+                .await
+                .expect("zombie");
+            let got = s
+                .checkpoints("g", &[("readings".into(), 0)])
+                .await
+                .expect("load");
+            assert_eq!(got, vec![newer]);
         }
     }
 }

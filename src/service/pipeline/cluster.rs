@@ -32,6 +32,8 @@ pub struct Cluster {
     pub producer: Option<KafkaProducer>,
     /// (topic, partition) -> the next offset to read (`None`: nothing read or restored yet).
     owned: BTreeMap<(String, i32), Option<i64>>,
+    /// (topic, partition) -> the ownership epoch taken when it was assigned (fencing).
+    epochs: BTreeMap<(String, i32), i64>,
     /// Partition count of the readings topic.
     partitions: i32,
     last_saved: Instant,
@@ -52,6 +54,7 @@ impl Cluster {
             tickets,
             producer,
             owned: BTreeMap::new(),
+            epochs: BTreeMap::new(),
             partitions: 0,
             last_saved: Instant::now(),
         }
@@ -179,7 +182,20 @@ impl Pipeline {
             }
         }
         let fingerprint = self.engine.fingerprint();
-        // without the checkpoints the partitions cannot be taken: wait for the store
+        // without the checkpoints and a new ownership epoch the partitions cannot be taken: wait
+        // for the store
+        let epochs = loop {
+            match self.store.take_partitions(&c.group, &partitions).await {
+                Ok(e) => break e,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot take the partitions' ownership epochs; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        for (t, p, e) in epochs {
+            c.epochs.insert((t, p), e);
+        }
         let stored = loop {
             match self.store.checkpoints(&c.group, &partitions).await {
                 Ok(s) => break s,
@@ -255,6 +271,7 @@ impl Pipeline {
                 self.engine.retire_source(i);
             }
             c.owned.remove(&(t.clone(), *p));
+            c.epochs.remove(&(t.clone(), *p));
         }
         let owned = self.owned_sites(&c);
         self.engine.set_owned(Some(owned));
@@ -439,6 +456,7 @@ impl Pipeline {
                 state,
                 instance: c.settings.instance.clone(),
                 saved_at: now,
+                epoch: c.epochs.get(&(t.clone(), *p)).copied().unwrap_or(0),
             });
         }
         let group = c.group.clone();

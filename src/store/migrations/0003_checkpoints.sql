@@ -19,5 +19,18 @@ CREATE TABLE checkpoints (
     state       BYTEA NOT NULL,
     instance    TEXT NOT NULL,
     saved_at    BIGINT NOT NULL,
+    -- the ownership epoch of the instance that took it (see partition_epochs)
+    epoch       BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (grp, topic, part)
+);
+
+-- Fencing: every time an instance is given a partition it takes the next epoch; a checkpoint of an
+-- older epoch (an instance cut off from the group that has not noticed yet) never replaces one of
+-- a newer epoch.
+CREATE TABLE partition_epochs (
+    grp   TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    part  BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
     PRIMARY KEY (grp, topic, part)
 );
