@@ -13,77 +13,33 @@
 
 #[path = "support/process.rs"]
 mod process;
+// the tests' Tansu broker and PostgreSQL helpers
+#[path = "../tests/service/kafka.rs"]
+#[allow(dead_code)]
+mod kafka;
+#[path = "../tests/service/pg.rs"]
+mod pg;
 
+use kafka::Broker;
+use pg::fresh_database;
 use process::arg;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::{Connection, Executor};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n = arg("--readings", 1_000_000);
-    let home = std::env::var("TESTPEERS_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/yujing-testpeers")
-        });
-    let port = yujing_connectors::broker::free_port().expect("port");
-    let addr = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{addr}");
-    let mut broker = Command::new(home.join("bin/tansu"))
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu (run .ci/peers.sh)");
-    while std::net::TcpStream::connect(&addr).is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let broker = Broker::start();
+    let addr = broker.addr.clone();
 
     // produce: 100 sites x 10 devices, one reading a second each, keyed by site
     let topic = format!("bench-readings-{}", std::process::id());
-    let created = Command::new(home.join("bin/tansu"))
-        .args([
-            "topic",
-            "create",
-            "--broker",
-            &url,
-            "--partitions",
-            "8",
-            &topic,
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tansu topic create");
-    assert!(created.success(), "cannot create the topic");
-    let created = Command::new(home.join("bin/tansu"))
-        .args([
-            "topic",
-            "create",
-            "--broker",
-            &url,
-            "--partitions",
-            "8",
-            &format!("{topic}-tickets"),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tansu topic create");
-    assert!(created.success(), "cannot create the tickets topic");
+    broker.create_topic(&topic, 8);
+    broker.create_topic(&format!("{topic}-tickets"), 8);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &addr)
         .set("linger.ms", "20")
@@ -149,33 +105,13 @@ async fn main() {
     let http = reqwest::Client::new();
     std::fs::write(p.join("yujing.toml"), toml("bench-one", "")).expect("toml");
     report("one instance", &run(p, 1, n, &http).await);
-    let db = database().await;
+    let db = fresh_database("yj_bench_kafka").await;
     let cluster = format!("url = \"{db}\"\n[cluster]\ncheckpoint_every = \"2s\"");
     std::fs::write(p.join("yujing.toml"), toml("bench-cluster-1", &cluster)).expect("toml");
     report("one instance, [cluster]", &run(p, 1, n, &http).await);
     std::fs::write(p.join("yujing.toml"), toml("bench-cluster-2", &cluster)).expect("toml");
     report("two instances, [cluster]", &run(p, 2, n, &http).await);
-    let _ = broker.kill();
-    let _ = broker.wait();
-}
-
-/// A fresh PostgreSQL database for the cluster runs.
-async fn database() -> String {
-    let admin = std::env::var("YUJING_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    sqlx::any::install_default_drivers();
-    let mut c = sqlx::AnyConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432 (or YUJING_TEST_PG)");
-    for sql in [
-        "DROP DATABASE IF EXISTS yj_bench_kafka WITH (FORCE)",
-        "CREATE DATABASE yj_bench_kafka",
-    ] {
-        c.execute(sqlx::raw_sql(sql)).await.expect("database");
-    }
-    let mut url = url::Url::parse(&admin).expect("url");
-    url.set_path("yj_bench_kafka");
-    url.to_string()
+    drop(broker);
 }
 
 /// What a run measured: readings taken, seconds from the first to the last, RSS per instance.

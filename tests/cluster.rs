@@ -11,6 +11,7 @@ mod service;
 use serde_json::Value;
 use service::hj212::{upload, Monitor};
 use service::kafka::Broker;
+use service::pg::fresh_database;
 use service::*;
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -179,9 +179,15 @@ impl Engine {
         self.owned.as_ref().is_none_or(|o| Self::picked(o, site))
     }
 
-    /// Names the rules, sites, devices and settings the state depends on.
+    /// Names the rules, sites, devices and settings the state depends on (computed once per
+    /// configuration: every checkpoint carries it).
     pub fn fingerprint(&self) -> String {
-        let c = &self.config;
+        self.fingerprint
+            .get_or_init(|| Self::fingerprint_of(&self.config))
+            .clone()
+    }
+
+    fn fingerprint_of(c: &crate::config::Config) -> String {
         let rules: Vec<Rule> = c
             .rules
             .iter()
@@ -288,6 +294,29 @@ mod tests {
         seen
     }
 
+    /// After s2 moved from `a` to `b`: each takes its own site's readings, then the end.
+    fn after_the_move(
+        a: &mut Engine,
+        b: &mut Engine,
+        rest: &[(&str, Ts, f64)],
+        got: &mut Vec<Seen>,
+    ) {
+        let (sa, sb) = (a.source("kafka"), b.source("kafka"));
+        for &(dev, ts, v) in rest {
+            let (e, s) = if dev == "a" {
+                (&mut *a, sa)
+            } else {
+                (&mut *b, sb)
+            };
+            push(e, s, dev, ts, v);
+            drain(e, got);
+        }
+        for e in [a, b] {
+            e.finish();
+            drain(e, got);
+        }
+    }
+
     #[test]
     fn a_site_moved_mid_stream_raises_what_it_would_have_raised_in_place() {
         let mut expected = in_one_engine();
@@ -295,7 +324,7 @@ mod tests {
         // two: halfway (inside s2's loud spell, a warning firing, windows open) s2 moves over
         let mut a = engine();
         let mut b = engine();
-        let (sa, sb) = (a.source("kafka"), b.source("kafka"));
+        let sa = a.source("kafka");
         let s2 = [false, true];
         let mut got = Vec::new();
         let all = readings();
@@ -312,19 +341,7 @@ mod tests {
         b.set_owned(Some(s2.to_vec()));
         let dropped = b.import_sites(SitesState::decode(&bytes).expect("decode"));
         assert_eq!(dropped, 0);
-        for &(dev, ts, v) in &all[half..] {
-            let (e, s) = if dev == "a" {
-                (&mut a, sa)
-            } else {
-                (&mut b, sb)
-            };
-            push(e, s, dev, ts, v);
-            drain(e, &mut got);
-        }
-        for e in [&mut a, &mut b] {
-            e.finish();
-            drain(e, &mut got);
-        }
+        after_the_move(&mut a, &mut b, &all[half..], &mut got);
         expected.sort();
         got.sort();
         assert!(
@@ -341,7 +358,7 @@ mod tests {
         let mut expected = in_one_engine();
 
         let (mut a, mut b) = (engine(), engine());
-        let (sa, sb) = (a.source("kafka"), b.source("kafka"));
+        let sa = a.source("kafka");
         let all = readings();
         let half = all.len() / 2 + 7;
         let mut got = Vec::new();
@@ -363,19 +380,7 @@ mod tests {
             "windows the old owner still held open are judged at once"
         );
         drain(&mut b, &mut got);
-        for &(dev, ts, v) in &all[half..] {
-            let (e, s) = if dev == "a" {
-                (&mut a, sa)
-            } else {
-                (&mut b, sb)
-            };
-            push(e, s, dev, ts, v);
-            drain(e, &mut got);
-        }
-        for e in [&mut a, &mut b] {
-            e.finish();
-            drain(e, &mut got);
-        }
+        after_the_move(&mut a, &mut b, &all[half..], &mut got);
         expected.sort();
         got.sort();
         assert_eq!(got, expected);

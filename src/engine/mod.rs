@@ -173,6 +173,8 @@ pub struct Engine {
     deferred_rejects: Vec<(RejectReason, Held)>,
     /// The sites this engine judges silence for (`None`: all); see `handover`.
     owned: Option<Vec<bool>>,
+    /// [`Engine::fingerprint`], computed once per configuration.
+    fingerprint: std::sync::OnceLock<String>,
 }
 
 /// One condition's result in one window.
@@ -338,6 +340,7 @@ impl Engine {
             jumps: JumpGuard::default(),
             deferred_rejects: Vec::new(),
             owned: None,
+            fingerprint: std::sync::OnceLock::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod hj212;
 pub mod kafka;
+pub mod pg;
 
 use axum::extract::{Path as AxPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -778,27 +779,4 @@ impl Drop for Demo {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A fresh PostgreSQL database `name` on the local server (`YUJING_TEST_PG`, default the
-/// `test` database at 127.0.0.1:5432), dropped first if a run before left it; its url.
-pub async fn fresh_database(name: &str) -> String {
-    use sqlx::{Connection, Executor};
-    let admin = std::env::var("YUJING_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    sqlx::any::install_default_drivers();
-    let mut c = sqlx::AnyConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432 (or YUJING_TEST_PG)");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        c.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
-            .await
-            .expect("create the test database");
-    }
-    let mut url = url::Url::parse(&admin).expect("url");
-    url.set_path(name);
-    url.to_string()
 }

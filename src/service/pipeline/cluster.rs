@@ -36,6 +36,8 @@ pub struct Cluster {
     epochs: BTreeMap<(String, i32), i64>,
     /// Partition count of the readings topic.
     partitions: i32,
+    /// Site index -> its readings partition.
+    site_partition: Vec<i32>,
     last_saved: Instant,
 }
 
@@ -56,15 +58,18 @@ impl Cluster {
             owned: BTreeMap::new(),
             epochs: BTreeMap::new(),
             partitions: 0,
+            site_partition: Vec::new(),
             last_saved: Instant::now(),
         }
     }
 }
 
 impl Pipeline {
-    /// Site index -> whether the readings partition `p` carries it.
-    fn sites_of(&self, c: &Cluster, p: i32) -> Vec<bool> {
-        self.engine
+    /// Site index -> the readings partition that carries it (the producers' partitioner),
+    /// worked out again when the partition count or the sites change.
+    fn map_sites(&self, c: &mut Cluster) {
+        c.site_partition = self
+            .engine
             .config
             .registry
             .sites
@@ -73,25 +78,20 @@ impl Pipeline {
                 c.settings
                     .partitioner
                     .partition(s.id.as_bytes(), c.partitions)
-                    == p
             })
-            .collect()
+            .collect();
+    }
+
+    /// Site index -> whether the readings partition `p` carries it.
+    fn sites_of(c: &Cluster, p: i32) -> Vec<bool> {
+        c.site_partition.iter().map(|&q| q == p).collect()
     }
 
     /// Site index -> whether any partition this instance has carries it.
-    fn owned_sites(&self, c: &Cluster) -> Vec<bool> {
-        self.engine
-            .config
-            .registry
-            .sites
+    fn owned_sites(c: &Cluster) -> Vec<bool> {
+        c.site_partition
             .iter()
-            .map(|s| {
-                let p = c
-                    .settings
-                    .partitioner
-                    .partition(s.id.as_bytes(), c.partitions);
-                c.owned.contains_key(&(c.readings.clone(), p))
-            })
+            .map(|&p| c.owned.keys().any(|(t, q)| *q == p && *t == c.readings))
             .collect()
     }
 
@@ -181,6 +181,7 @@ impl Pipeline {
                 );
             }
         }
+        self.map_sites(&mut c);
         let fingerprint = self.engine.fingerprint();
         // without the checkpoints and a new ownership epoch the partitions cannot be taken: wait
         // for the store
@@ -236,7 +237,7 @@ impl Pipeline {
                 self.set_kafka_source(t, *p, i);
             }
         }
-        let owned = self.owned_sites(&c);
+        let owned = Self::owned_sites(&c);
         self.engine.set_owned(Some(owned));
         tracing::info!(
             instance = %c.settings.instance,
@@ -264,7 +265,7 @@ impl Pipeline {
         };
         for (t, p) in partitions {
             if *t == c.readings {
-                let sites = self.sites_of(&c, *p);
+                let sites = Self::sites_of(&c, *p);
                 self.engine.forget_sites(&sites);
             }
             if let Some(i) = self.kafka_source_of(t, *p) {
@@ -273,7 +274,7 @@ impl Pipeline {
             c.owned.remove(&(t.clone(), *p));
             c.epochs.remove(&(t.clone(), *p));
         }
-        let owned = self.owned_sites(&c);
+        let owned = Self::owned_sites(&c);
         self.engine.set_owned(Some(owned));
         self.metrics
             .cluster_partitions
@@ -392,8 +393,12 @@ impl Pipeline {
     /// After a reload (the engine may be new): judge silence again only for this instance's
     /// sites, and let its partitions hold event time back again.
     pub(super) fn rebind_cluster(&mut self) {
-        let Some(c) = self.cluster.take() else { return };
-        let owned = self.owned_sites(&c);
+        let Some(mut c) = self.cluster.take() else {
+            return;
+        };
+        // the sites may have changed
+        self.map_sites(&mut c);
+        let owned = Self::owned_sites(&c);
         self.engine.set_owned(Some(owned));
         for (t, p) in c.owned.keys() {
             if *t == c.readings {
@@ -433,7 +438,7 @@ impl Pipeline {
             }
             let Some(next) = next else { continue };
             let state = if *t == c.readings {
-                match self.engine.export_sites(&self.sites_of(c, *p)).encode() {
+                match self.engine.export_sites(&Self::sites_of(c, *p)).encode() {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(partition = p, error = %e, "cannot encode a checkpoint");
