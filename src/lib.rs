@@ -34,6 +34,8 @@
 //!   shutdown in drain order; the live simulator ([`service::simulate`]).
 //! - [`hotline`]: 12345 tickets: validation, category -> concern, matching to sites.
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
+//! - [`archive`]: history as Parquet files by day (readings, tickets, warnings, transitions,
+//!   sites), retention, and read-only SQL over them with DataFusion ([`archive::query`]).
 //! - [`report`]: how departments respond to warnings (`yujing report`, `GET /api/v1/report`).
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
@@ -44,6 +46,7 @@
 //! rules.
 
 pub mod api;
+pub mod archive;
 pub mod config;
 pub mod decode;
 pub mod dispatch;

@@ -86,6 +86,23 @@ enum Cmd {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// SQL over the history archive: tables readings, tickets, warnings, transitions (each with
+    /// `day`, the local date) and sites. Read only. Times are shown in the archive's time zone.
+    Query {
+        /// One SELECT statement, e.g. "SELECT site, day, avg(value) FROM readings GROUP BY 1, 2"
+        sql: String,
+        /// yujing.toml (its [archive] dir is read)
+        #[arg(short, long, default_value = "yujing.toml")]
+        config: PathBuf,
+        /// The archive folder instead of the one yujing.toml names
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: QueryFormat,
+        /// Return at most this many rows
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
     /// Make an API token: prints the token (give it to its user) and the [[tokens]] entry for
     /// yujing.toml (which keeps only its SHA-256).
     Token {
@@ -186,6 +203,13 @@ fn main() -> ExitCode {
             instance,
         } => run(config, &log, listen, instance),
         Cmd::Token { name, role } => token(&name, &role),
+        Cmd::Query {
+            sql,
+            config,
+            archive,
+            format,
+            limit,
+        } => query(&sql, &config, archive, format, limit),
         Cmd::Report {
             config,
             from,
@@ -414,6 +438,81 @@ fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+fn query(
+    sql: &str,
+    config: &Path,
+    archive: Option<PathBuf>,
+    format: QueryFormat,
+    limit: usize,
+) -> Result<ExitCode> {
+    use yujing::archive::query;
+    let dir = match archive {
+        Some(d) => d,
+        None => {
+            let cdir = config
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let cfg = match load(cdir) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            match &cfg.service.archive {
+                Some(a) => a.dir.clone(),
+                None => anyhow::bail!(
+                    "{} has no [archive] table: nothing is archived (or give --archive DIR)",
+                    config.display()
+                ),
+            }
+        }
+    };
+    let tz = yujing::archive::timezone(&dir).unwrap_or(chrono_tz::Tz::UTC);
+    let answer = runtime()?.block_on(async {
+        let ctx = query::session(&dir).await?;
+        query::run(&ctx, sql, limit).await
+    });
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("yujing query: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let batches = query::localize(&answer.batches, tz)?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        QueryFormat::Table => {
+            writeln!(out, "{}", query::to_table(&batches)?)?;
+            eprintln!(
+                "{} row{}{}",
+                answer.rows(),
+                if answer.rows() == 1 { "" } else { "s" },
+                if answer.truncated {
+                    format!(" (more matched: --limit {limit})")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        QueryFormat::Csv => out.write_all(&query::to_csv(&batches)?)?,
+        QueryFormat::Json => {
+            out.write_all(&query::to_json(&batches)?)?;
+            writeln!(out)?;
+        }
+    }
+    if answer.truncated && !matches!(format, QueryFormat::Table) {
+        eprintln!("yujing query: only the first {limit} rows (--limit)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn report(
     config: &Path,
     from: &str,
@@ -620,6 +719,12 @@ fn live_demo(
         c.service.cameras.enabled = false;
         c.service.store.path = store_dir.join("yujing-demo.db");
         c.service.store.dead_letter = store_dir.join("dead-letter.jsonl");
+        // history for `yujing query`, sealed every 10 s so the demo's archive fills quickly
+        c.service.archive = Some(yujing::config::service::ArchiveSettings {
+            dir: store_dir.join("archive"),
+            retention_days: c.service.archive.as_ref().map_or(400, |a| a.retention_days),
+            flush_every: 10_000,
+        });
         c.service.tokens = token_table.clone();
         c.service.secrets.insert("demo-hook".into(), secret.clone());
         // every department: a signed webhook to the demo itself, and MQTT
@@ -665,6 +770,8 @@ yesterday 00:00 until it catches up with now. Warnings appear within the first m
   HJ 212       127.0.0.1:{hj212_port}   (dust monitors of cs-02 and the aq-02 station report here)
   a site       {{http}}/api/v1/sites/cs-02   (HJ 212 readings; sa-01: camera counts and events)
   data         {data}
+  history      yujing query --archive {data}/archive \\
+                 \"SELECT site, day, max(value) FROM readings WHERE metric = 'pm10' GROUP BY site, day\"
 
 Tokens (valid for this run):
   operator          {op}

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub cluster_partitions: IntGauge,
     /// Checkpoints of the engine's state, by result (saved, failed).
     pub checkpoints: IntCounterVec,
+    /// Readings written to the archive as Parquet.
+    pub archived: IntCounter,
+    /// Archive failures, by stage (record, seal, export, expire).
+    pub archive_errors: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -190,7 +194,22 @@ impl Metrics {
         for r in ["saved", "failed"] {
             checkpoints.with_label_values(&[r]);
         }
+        let archived = must(IntCounter::new(
+            "yujing_archive_readings_total",
+            "Readings written to the history archive as Parquet",
+        ));
+        must(registry.register(Box::new(archived.clone())));
+        let archive_errors = counter_vec(
+            "yujing_archive_errors_total",
+            "History archive failures, by stage (record, seal, export, expire)",
+            &["stage"],
+        );
+        for s in ["record", "seal", "export", "expire"] {
+            archive_errors.with_label_values(&[s]);
+        }
         Metrics {
+            archived,
+            archive_errors,
             cluster_partitions,
             checkpoints,
             registry,

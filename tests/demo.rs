@@ -154,6 +154,51 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
         "{metrics}"
     );
 
+    // history: the archive answers SQL through the API (operators; not departments)
+    let query = |sql: &'static str, token: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/query"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(serde_json::json!({ "sql": sql }).to_string())
+                .send()
+                .await
+                .expect("query");
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let daily = "SELECT site, day, count(*) AS n, max(value) AS max FROM readings \
+                 WHERE metric = 'pm10' GROUP BY site, day ORDER BY site, day";
+    let start = Instant::now();
+    let rows = loop {
+        // readings are sealed as Parquet every 10 s in the demo
+        let (status, v) = query(daily, operator.clone()).await;
+        assert_eq!(status, 200, "{v}");
+        let rows = v["rows"].as_array().cloned().unwrap_or_default();
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        rows.iter()
+            .any(|r| r["site"] == "cs-01" && r["n"].as_u64().unwrap_or(0) > 0),
+        "{rows:?}"
+    );
+    let (status, v) = query("SELECT count(*) FROM warnings", zjj.clone()).await;
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = query("DROP TABLE readings", operator.clone()).await;
+    assert_eq!(status, 400, "{v}");
+
     // Ctrl-C (SIGINT) drains and stops
     let _ = Command::new("kill")
         .args(["-INT", &demo.child.id().to_string()])
@@ -162,6 +207,47 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
     let err = demo.stderr();
     assert!(status.success(), "{err}");
     assert!(err.contains("yujing: stopped"), "{err}");
+
+    // after the stop the archive holds every warning the store has, and `yujing query` reads it
+    let archive = demo.data.path().join("archive");
+    let store = demo.data.path().join("yujing-demo.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args(["query", "--format", "json", "--archive"])
+        .arg(&archive)
+        .arg("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM warnings")
+        .output()
+        .expect("yujing query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let stored = stored_warnings(&store).await;
+    assert_eq!(v[0]["n"].as_u64(), Some(stored), "{v}");
+    assert_eq!(v[0]["ids"].as_u64(), Some(stored), "{v}");
+    let out = Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args(["query", "--archive"])
+        .arg(&archive)
+        .arg("SELEC 1")
+        .output()
+        .expect("yujing query");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SELEC"));
+}
+
+/// Warnings in the demo's SQLite store.
+async fn stored_warnings(db: &std::path::Path) -> u64 {
+    let store = yujing::store::Store::open(db, false).await.expect("store");
+    let (_, total) = store
+        .list(&yujing::store::Filter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    store.close().await;
+    total as u64
 }
 
 trait JsonText {

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/rules/tests", get(rule_tests))
         .route("/api/v1/report", get(report))
+        .route("/api/v1/query", post(query))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/deliveries", get(deliveries))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
@@ -607,6 +609,80 @@ struct ReportQuery {
 
 /// `GET /api/v1/report?from=&to=`: the department response report (default: the last 30 days);
 /// a department gets its own row.
+#[derive(Deserialize)]
+struct QueryBody {
+    sql: String,
+    /// At most this many rows (default 1,000, at most 10,000).
+    limit: Option<usize>,
+}
+
+/// Queries running at once: SQL over the archive is heavy work for the API's threads.
+static QUERIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Read-only SQL over the history archive (operators and administrators: the archive holds
+/// every department's warnings).
+async fn query(
+    State(st): State<AppState>,
+    caller: Caller,
+    Json(q): Json<QueryBody>,
+) -> Result<Json<Value>, ApiError> {
+    if caller.department().is_some() {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not query the archive: it holds every department's warnings (operator or admin role)",
+            caller.name
+        )));
+    }
+    let dir = match &st.config.borrow().service.archive {
+        Some(a) => a.dir.clone(),
+        None => {
+            return Err(ApiError::NotFound(
+                "no archive: [archive] is not set in yujing.toml".into(),
+            ))
+        }
+    };
+    let limit = q.limit.unwrap_or(1_000).min(10_000);
+    let _slot = QUERIES
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    use crate::archive::query::{self as aq, QueryError};
+    let run = async {
+        let ctx = aq::session(&dir).await?;
+        aq::run(&ctx, &q.sql, limit).await
+    };
+    let answer = match tokio::time::timeout(QUERY_TIMEOUT, run).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(QueryError::Sql(m))) => return Err(ApiError::BadRequest(m)),
+        Ok(Err(e)) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(_) => {
+            return Err(ApiError::Unavailable(
+                QueryError::Timeout(QUERY_TIMEOUT.as_secs()).to_string(),
+            ))
+        }
+    };
+    let tz = crate::archive::timezone(&dir).unwrap_or(chrono_tz::Tz::UTC);
+    let local = aq::localize(&answer.batches, tz).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let columns: Vec<String> = match local.first() {
+        Some(b) => b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+        None => Vec::new(),
+    };
+    let rows: Value = serde_json::from_slice(
+        &aq::to_json(&local).map_err(|e| ApiError::Internal(e.to_string()))?,
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({
+        "columns": columns,
+        "rows": rows,
+        "truncated": answer.truncated,
+    })))
+}
+
 async fn report(
     State(st): State<AppState>,
     caller: Caller,

@@ -44,6 +44,8 @@ pub struct ServiceSettings {
     pub kafka: Option<KafkaSettings>,
     /// Several instances in one Kafka consumer group (`[cluster]`).
     pub cluster: Option<ClusterSettings>,
+    /// History as Parquet files (`[archive]`); off when the table is absent.
+    pub archive: Option<ArchiveSettings>,
     pub cameras: CameraSettings,
     /// Secret name -> value (resolved from the environment where the file says so).
     pub secrets: BTreeMap<String, String>,
@@ -83,6 +85,17 @@ pub struct StoreSettings {
     pub fsync: bool,
     /// Rejected input as JSON lines (reason, detail, topic, payload).
     pub dead_letter: PathBuf,
+}
+
+/// The history archive (`[archive]`): readings, tickets, warnings and transitions as Parquet,
+/// one folder per local day, for `yujing query`, `yujing fit` and `yujing backtest`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArchiveSettings {
+    pub dir: PathBuf,
+    /// Day folders older than this many days are deleted (0: kept for ever).
+    pub retention_days: u32,
+    /// How often processed readings become Parquet and the store's rows are exported.
+    pub flush_every: Millis,
 }
 
 /// How several instances share the work (`[cluster]`): the readings topic's partitions are
@@ -251,6 +264,7 @@ impl Default for ServiceSettings {
             hj212: None,
             kafka: None,
             cluster: None,
+            archive: None,
             cameras: CameraSettings {
                 enabled: true,
                 health_every: 5_000,
@@ -315,6 +329,14 @@ struct Hj212Toml {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ArchiveToml {
+    dir: Option<PathBuf>,
+    retention_days: Option<u32>,
+    flush_every: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ClusterToml {
     instance: Option<String>,
     checkpoint_every: Option<String>,
@@ -373,6 +395,7 @@ struct FileToml {
     hj212: Option<Hj212Toml>,
     kafka: Option<KafkaToml>,
     cluster: Option<ClusterToml>,
+    archive: Option<ArchiveToml>,
     #[serde(default)]
     cameras: CamerasToml,
     #[serde(default)]
@@ -591,6 +614,15 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
             }),
             checkpoint_every: checkpoint_every.max(100),
             partitioner,
+        });
+    }
+    if let Some(a) = parsed.archive {
+        let mut flush_every = 60_000;
+        duration("flush_every", a.flush_every, &mut flush_every, &mut errs);
+        s.archive = Some(ArchiveSettings {
+            dir: base.join(a.dir.unwrap_or_else(|| PathBuf::from("data/archive"))),
+            retention_days: a.retention_days.unwrap_or(400),
+            flush_every: flush_every.max(1_000),
         });
     }
     let c = parsed.cameras;

@@ -537,6 +537,22 @@ pub async fn run(opts: Options) -> Result<()> {
             "warnings still firing at the last stop resume their episodes"
         );
     }
+    // history: processed readings and the store's rows as Parquet
+    let mut archive_task = None;
+    if let Some(a) = &svc.archive {
+        let recorder = crate::archive::Recorder::open(&a.dir, config.settings.timezone)
+            .with_context(|| format!("opening the archive {}", a.dir.display()))?;
+        let (tx, rx) = mpsc::channel(16);
+        pipe.archive = Some(pipeline::Archiving::new(recorder, tx, a.flush_every));
+        archive_task = Some(tokio::spawn(crate::archive::keeper::keep(
+            store.clone(),
+            a.clone(),
+            config_rx.clone(),
+            rx,
+            metrics.clone(),
+        )));
+        tracing::info!(dir = %a.dir.display(), retention_days = a.retention_days, "archive up");
+    }
     // field devices: HJ 212 monitors and RTSP cameras
     let (mut field, mut field_tasks) =
         start_field(&config, config_rx.clone(), &metrics, &stop_source).await?;
@@ -656,6 +672,10 @@ pub async fn run(opts: Options) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = pipeline_task.await;
+    // the last staging file sealed and the store exported
+    if let Some(t) = archive_task {
+        let _ = t.await;
+    }
     source_done.cancel();
     if let Some((_, h)) = source {
         let _ = tokio::time::timeout(Duration::from_secs(5), h).await;

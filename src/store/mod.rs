@@ -22,6 +22,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub mod checkpoint;
+pub mod history;
 pub mod tickets;
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[

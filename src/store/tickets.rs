@@ -57,7 +57,7 @@ pub struct TicketFilter {
     pub limit: i64,
 }
 
-fn row(r: &sqlx::any::AnyRow) -> Result<TicketRow, StoreError> {
+pub(super) fn row(r: &sqlx::any::AnyRow) -> Result<TicketRow, StoreError> {
     let problems: String = r.try_get("problems")?;
     Ok(TicketRow {
         number: r.try_get("number")?,

@@ -701,7 +701,7 @@ pub struct Demo {
     pub zjj: String,
     pub admin: String,
     stderr: Option<std::thread::JoinHandle<Vec<String>>>,
-    _data: tempfile::TempDir,
+    pub data: tempfile::TempDir,
 }
 
 impl Demo {
@@ -760,7 +760,7 @@ impl Demo {
             zjj,
             admin,
             stderr: Some(stderr),
-            _data: data,
+            data,
         }
     }
 

@@ -58,11 +58,12 @@ impl Pipeline {
         let src = self.source;
         let engine = &mut self.engine;
         let latest = &mut self.latest;
+        let archive = &mut self.archive;
         let mut rejected: Vec<(RejectReason, String)> = Vec::new();
         let res = decode::json::decode(&m.payload, Some(site), Some(device), tz, &mut |mut r| {
             r.arrival = now;
             r.source = src;
-            if let Err(reason) = feed(engine, latest, &r, "mqtt") {
+            if let Err(reason) = feed(engine, latest, archive, &r, "mqtt") {
                 rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
             }
         });
@@ -119,6 +120,7 @@ impl Pipeline {
                 if !self.engine.transitions.is_empty() {
                     self.flush(now_ms()).await;
                 }
+                self.archive_sync();
                 let _ = done.send(taken);
             }
         }
@@ -183,6 +185,7 @@ impl Pipeline {
         let mut passed: Vec<(crate::time::Ts, String, f64)> = Vec::new();
         let engine = &mut self.engine;
         let latest = &mut self.latest;
+        let archive = &mut self.archive;
         let res =
             decode::hj212::decode(&p, device, cfg.settings.timezone, &accept, &mut |mut r| {
                 if clustered {
@@ -191,7 +194,7 @@ impl Pipeline {
                 }
                 r.arrival = now;
                 r.source = src;
-                if let Err(reason) = feed(engine, latest, &r, "hj212") {
+                if let Err(reason) = feed(engine, latest, archive, &r, "hj212") {
                     rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
                 }
             });
@@ -309,11 +312,12 @@ impl Pipeline {
             let src = self.kafka_source(&m.topic, m.partition);
             let engine = &mut self.engine;
             let latest = &mut self.latest;
+            let archive = &mut self.archive;
             let mut rejected: Vec<(RejectReason, String)> = Vec::new();
             let res = decode::json::decode(&m.payload, key.as_deref(), None, tz, &mut |mut r| {
                 r.arrival = now;
                 r.source = src;
-                if let Err(reason) = feed(engine, latest, &r, "kafka") {
+                if let Err(reason) = feed(engine, latest, archive, &r, "kafka") {
                     rejected.push((reason, format!("{} {} at {}", r.device, r.metric, r.ts)));
                 }
             });
@@ -347,7 +351,13 @@ impl Pipeline {
             arrival: now,
             source: self.source_hotline,
         };
-        if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r, "hotline") {
+        if let Err(reason) = feed(
+            &mut self.engine,
+            &mut self.latest,
+            &mut self.archive,
+            &r,
+            "hotline",
+        ) {
             if reason == RejectReason::Late {
                 self.metrics.late.inc();
             }
@@ -510,7 +520,13 @@ impl Pipeline {
             arrival: now,
             source: self.source_camera,
         };
-        if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r, "camera") {
+        if let Err(reason) = feed(
+            &mut self.engine,
+            &mut self.latest,
+            &mut self.archive,
+            &r,
+            "camera",
+        ) {
             if reason == RejectReason::Late {
                 self.metrics.late.inc();
             }
@@ -591,7 +607,13 @@ impl Pipeline {
                 arrival: now,
                 source: src,
             };
-            if let Err(reason) = feed(&mut self.engine, &mut self.latest, &r, "mqtt") {
+            if let Err(reason) = feed(
+                &mut self.engine,
+                &mut self.latest,
+                &mut self.archive,
+                &r,
+                "mqtt",
+            ) {
                 if reason == RejectReason::Late {
                     self.metrics.late.inc();
                 }

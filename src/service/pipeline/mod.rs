@@ -307,6 +307,33 @@ pub struct Pipeline {
     exported: (u64, u64),
     /// This instance's share of a cluster (`[cluster]`).
     pub cluster: Option<Cluster>,
+    /// Processed readings into the history archive (`[archive]`).
+    pub archive: Option<Archiving>,
+}
+
+/// The pipeline's side of the archive: the staging file, and where finished ones go.
+pub struct Archiving {
+    pub recorder: crate::archive::Recorder,
+    pub sealed: mpsc::Sender<PathBuf>,
+    pub every: crate::time::Millis,
+    next: Ts,
+    failed: u64,
+}
+
+impl Archiving {
+    pub fn new(
+        recorder: crate::archive::Recorder,
+        sealed: mpsc::Sender<PathBuf>,
+        every: crate::time::Millis,
+    ) -> Archiving {
+        Archiving {
+            recorder,
+            sealed,
+            every,
+            next: now_ms() + every,
+            failed: 0,
+        }
+    }
 }
 
 impl Pipeline {
@@ -358,6 +385,7 @@ impl Pipeline {
             exported: (0, 0),
             readings_by: Default::default(),
             cluster: None,
+            archive: None,
         }
     }
 
@@ -424,6 +452,7 @@ impl Pipeline {
                 k = recv(&mut kafka) => match k {
                     Some(batch) => {
                         self.on_kafka(&batch).await;
+                        self.archive_sync();
                         // processed and their transitions stored: the offsets may be
                         // committed (the newest per partition)
                         for k in &batch {
@@ -447,6 +476,7 @@ impl Pipeline {
                 m = rx.recv(), if mqtt_open => match m {
                     Some(m) => {
                         let done = self.on_message(&m).await;
+                        self.archive_sync();
                         if let (true, Some(a)) = (done, &acker) {
                             if let Err(e) = a.ack(&m).await {
                                 tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker will redeliver it");
@@ -465,6 +495,7 @@ impl Pipeline {
                     self.attribute("clock", before);
                     self.flush(now_ms()).await;
                     self.checkpoint_due().await;
+                    self.archive_due(false).await;
                     self.sync_metrics();
                     self.dead.flush();
                 }
@@ -472,6 +503,9 @@ impl Pipeline {
         }
         // a cluster member leaving: its partitions' state for whoever takes them
         self.checkpoint(None).await;
+        // the last readings to the archive; dropping the sender ends the archive's task
+        self.archive_due(true).await;
+        self.archive = None;
         // the sources stopped: what was taken is stored; windows still open are not judged early
         self.flush(now_ms()).await;
         store_offsets(&kafka_acker, &mut kafka_done);
@@ -680,6 +714,52 @@ impl Pipeline {
         self.wake.notify_one();
     }
 
+    /// Hand the archived readings to the operating system (before input is acknowledged).
+    pub(super) fn archive_sync(&mut self) {
+        if let Some(a) = &mut self.archive {
+            if a.recorder.pending() > 0 {
+                if let Err(e) = a.recorder.sync() {
+                    a.recorder.failed += 1;
+                    a.recorder.last_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Every `flush_every` (and at the end): the staging file goes to be made Parquet.
+    async fn archive_due(&mut self, last: bool) {
+        let Some(a) = &mut self.archive else {
+            return;
+        };
+        if a.recorder.failed > a.failed {
+            self.metrics
+                .archive_errors
+                .with_label_values(&["record"])
+                .inc_by(a.recorder.failed - a.failed);
+            tracing::error!(readings = a.recorder.failed - a.failed, error = ?a.recorder.last_error, "readings could not be archived");
+            a.failed = a.recorder.failed;
+        }
+        let now = now_ms();
+        if !last && now < a.next {
+            self.archive_sync();
+            return;
+        }
+        a.next = now + a.every;
+        match a.recorder.rotate() {
+            Ok(Some(done)) => {
+                let _ = a.sealed.send(done).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics
+                    .archive_errors
+                    .with_label_values(&["record"])
+                    .inc();
+                tracing::error!(error = %e, "cannot start a new archive staging file");
+            }
+        }
+    }
+
     fn sync_metrics(&mut self) {
         let s = &self.engine.stats;
         let (readings, windows) = self.exported;
@@ -877,11 +957,19 @@ fn ticket_concerns(rule: &crate::config::rules::Rule) -> Vec<&str> {
 fn feed(
     engine: &mut Engine,
     latest: &mut Latest,
+    archive: &mut Option<Archiving>,
     r: &crate::event::ReadingRef<'_>,
     via: &'static str,
 ) -> Result<(), RejectReason> {
     engine.push(r)?;
     if let Some(d) = engine.config.registry.device(r.device) {
+        // ticket counts are archived as tickets, not as readings
+        if let (Some(a), false) = (archive.as_mut(), via == "hotline") {
+            let reg = &engine.config.registry;
+            let site = &reg.sites[reg.devices[d as usize].site as usize].id;
+            a.recorder
+                .record(site, r.device, r.metric, r.value, r.ts, r.arrival, via);
+        }
         let v = latest.entry(d).or_default();
         match v.iter_mut().find(|x| &*x.metric == r.metric) {
             Some(series) => series.add(r.ts, r.value, via),
