@@ -36,6 +36,9 @@
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`archive`]: history as Parquet files by day (readings, tickets, warnings, transitions,
 //!   sites), retention, and read-only SQL over them with DataFusion ([`archive::query`]).
+//! - [`model`]: models usable in rules (`models/*.toml`): the streaming anomaly score.
+//! - [`backtest`]: labelled history through models and rules: NAB scoring and result files,
+//!   incident lists (precision, recall, lead times), the report page.
 //! - [`report`]: how departments respond to warnings (`yujing report`, `GET /api/v1/report`).
 //! - [`replay`]: runs recorded readings through the engine (`yujing replay`).
 //! - [`ruletest`]: rule unit tests from `rules/tests/*.yaml` (`yujing test`).
@@ -47,6 +50,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod backtest;
 pub mod config;
 pub mod decode;
 pub mod dispatch;
@@ -55,6 +59,7 @@ pub mod event;
 pub mod hotline;
 pub mod intern;
 pub mod metrics;
+pub mod model;
 pub mod replay;
 pub mod report;
 pub mod ruletest;

@@ -103,6 +103,40 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
     },
+    /// Replay labelled history through a model or the rules and score how right they were: the
+    /// Numenta Anomaly Benchmark (--nab), or readings with an incident list (--input, --incidents).
+    Backtest {
+        /// A NAB corpus folder (data/, labels/combined_windows.json, config/profiles.json)
+        #[arg(long, conflicts_with_all = ["input", "incidents"])]
+        nab: Option<PathBuf>,
+        /// The anomaly model file (default: models/anomaly.toml of --config)
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Readings (CSV, JSON lines, or a wide CSV with --mapping), as `yujing replay` takes them
+        #[arg(short, long, requires = "incidents")]
+        input: Option<PathBuf>,
+        /// What really happened: CSV site,start,end
+        #[arg(long, requires = "input")]
+        incidents: Option<PathBuf>,
+        /// Column mapping for a wide CSV input
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Config directory (sites.yaml, rules/, models/, yujing.toml)
+        #[arg(short, long, default_value = ".")]
+        config: PathBuf,
+        /// A warning this long before an incident starts still counts as right
+        #[arg(long, default_value = "1h")]
+        early: String,
+        /// NAB: write result files here (<out>/<detector>/<category>/<detector>_<file>.csv)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// NAB: the detector's name in result files
+        #[arg(long, default_value = "yujing")]
+        detector: String,
+        /// Write the report page (series, labelled windows, warnings) here
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Make an API token: prints the token (give it to its user) and the [[tokens]] entry for
     /// yujing.toml (which keeps only its SHA-256).
     Token {
@@ -178,6 +212,7 @@ fn main() -> ExitCode {
                 output_csv,
                 dead_letter,
                 progress: std::io::stderr().is_terminal() && !quiet,
+                keep: Vec::new(),
             };
             run_replay(&config, &opts, quiet)
         }
@@ -203,6 +238,37 @@ fn main() -> ExitCode {
             instance,
         } => run(config, &log, listen, instance),
         Cmd::Token { name, role } => token(&name, &role),
+        Cmd::Backtest {
+            nab: Some(nab),
+            model,
+            config,
+            out,
+            detector,
+            html,
+            ..
+        } => backtest_nab(&nab, model, &config, out.as_deref(), &detector, html.as_deref()),
+        Cmd::Backtest {
+            input: Some(input),
+            incidents: Some(incidents),
+            mapping,
+            model,
+            config,
+            early,
+            html,
+            ..
+        } => backtest_incidents(
+            &input,
+            &incidents,
+            mapping,
+            model,
+            &config,
+            &early,
+            html.as_deref(),
+        ),
+        Cmd::Backtest { .. } => {
+            eprintln!("yujing backtest: give --nab DIR, or --input FILE with --incidents FILE");
+            Ok(ExitCode::from(2))
+        }
         Cmd::Query {
             sql,
             config,
@@ -435,6 +501,276 @@ fn run(
         demo: None,
     };
     runtime()?.block_on(yujing::service::run(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn model_file(model: Option<PathBuf>, config: &Path) -> Result<yujing::config::models::Model, ExitCode> {
+    let path = model.unwrap_or_else(|| config.join("models").join("anomaly.toml"));
+    yujing::config::models::load_file(&path).map_err(|diags| {
+        for d in diags {
+            eprintln!("{d}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+fn backtest_nab(
+    dir: &Path,
+    model: Option<PathBuf>,
+    config: &Path,
+    out: Option<&Path>,
+    detector: &str,
+    html: Option<&Path>,
+) -> Result<ExitCode> {
+    use yujing::backtest::{html as page, nab};
+    let model = match model_file(model, config) {
+        Ok(m) => m,
+        Err(code) => return Ok(code),
+    };
+    let corpus = nab::load(dir)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(corpus.series.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let run = nab::run(corpus, &model.params, model.threshold, |s| {
+        if let Some(b) = &bar {
+            b.set_message(s.name.clone());
+            b.inc(1);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let c = &run.corpus;
+    println!(
+        "NAB: {} series, {} labelled windows, {} points; model {} ({} points/s)",
+        c.series.len(),
+        c.labelled_windows,
+        run.points,
+        model.file,
+        (run.points as f64 / run.elapsed.as_secs_f64().max(1e-9)).round()
+    );
+    println!(
+        "{:<20} {:>10} {:>9} {:>9} {:>5}   {:>10} {:>9}",
+        "profile", "threshold", "score", "detected", "FP", "NAB-opt thr", "score"
+    );
+    for (f, o) in run.fixed.iter().zip(&run.optimised) {
+        println!(
+            "{:<20} {:>10} {:>9.1} {:>6}/{:<3} {:>4}   {:>10.4} {:>9.1}",
+            f.profile,
+            f.threshold,
+            f.score,
+            f.detected,
+            f.windows,
+            f.false_positives,
+            o.threshold,
+            o.score
+        );
+    }
+    if let Some(std) = c.profiles.first() {
+        println!("by category ({}, threshold {}):", std.name, model.threshold);
+        for (cat, s) in run.by_category(std, model.threshold) {
+            let score = if s.windows == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", s.score)
+            };
+            println!(
+                "  {cat:<24} {score:>6}   {}/{} windows, {} FP",
+                s.detected, s.windows, s.false_positives
+            );
+        }
+    }
+    if let Some(out) = out {
+        run.write(out, detector)?;
+        println!("result files: {}", out.join(detector).display());
+    }
+    if let Some(path) = html {
+        let rows: Vec<Vec<String>> = run
+            .fixed
+            .iter()
+            .zip(&run.optimised)
+            .map(|(f, o)| {
+                vec![
+                    f.profile.clone(),
+                    format!("{}", f.threshold),
+                    format!("{:.1}", f.score),
+                    format!("{}/{}", f.detected, f.windows),
+                    f.false_positives.to_string(),
+                    format!("{:.4}", o.threshold),
+                    format!("{:.1}", o.score),
+                ]
+            })
+            .collect();
+        let summary = page::table(
+            &["profile", "threshold", "NAB score", "windows caught", "false positives", "optimised threshold", "score"],
+            &rows,
+        );
+        let std = c.profiles.first().cloned().unwrap_or_else(|| nab::default_profiles()[0].clone());
+        let plots: Vec<page::Plot> = c
+            .series
+            .iter()
+            .zip(&run.scores)
+            .map(|(s, sc)| {
+                let f = nab::score_file(sc, &s.windows, &std, model.threshold);
+                page::Plot {
+                    title: s.name.clone(),
+                    ts: &s.ts,
+                    values: &s.values,
+                    windows: s.windows.iter().map(|(a, b)| (s.ts[*a], s.ts[*b])).collect(),
+                    marks: sc
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, v)| **v >= model.threshold && *i >= nab::probation(sc.len()))
+                        .map(|(i, _)| s.ts[i])
+                        .collect(),
+                    note: format!(
+                        "{}/{} windows caught, {} false positives, raw {:.2}",
+                        f.detected, f.windows, f.false_positives, f.raw
+                    ),
+                }
+            })
+            .collect();
+        std::fs::write(path, page::page("NAB 回测 / NAB backtest", &summary, &plots))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backtest_incidents(
+    input: &Path,
+    incidents: &Path,
+    mapping: Option<PathBuf>,
+    model: Option<PathBuf>,
+    config: &Path,
+    early: &str,
+    html: Option<&Path>,
+) -> Result<ExitCode> {
+    use yujing::backtest::{self, html as page};
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let early = yujing::time::parse_duration(early).map_err(|e| anyhow::anyhow!("--early: {e}"))?;
+    let mut keep: Vec<String> = cfg.models.iter().map(|m| m.metric.clone()).collect();
+    let cfg = match model {
+        Some(path) => {
+            let m = match yujing::config::models::load_file(&path) {
+                Ok(m) => m,
+                Err(diags) => {
+                    for d in diags {
+                        eprintln!("{d}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            keep.push(m.metric.clone());
+            Arc::new(backtest::with_model(&cfg, m)?)
+        }
+        None => cfg,
+    };
+    let list = backtest::incidents::read(incidents, cfg.settings.timezone)?;
+    let opts = replay::Options {
+        input: input.to_path_buf(),
+        format: None,
+        mapping,
+        output: None,
+        output_csv: None,
+        dead_letter: None,
+        progress: std::io::stderr().is_terminal(),
+        keep,
+    };
+    let judged = backtest::against_incidents(cfg.clone(), opts, &list, early)?;
+    let s = &judged.summary;
+    println!(
+        "backtest: {} readings ({} processed) at {} sites; {} incidents; {} warnings raised",
+        s.readings,
+        s.accepted,
+        s.spans.len(),
+        list.len(),
+        judged.alarms.len()
+    );
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let header = [
+        "rule / model",
+        "warnings",
+        "right",
+        "precision",
+        "incidents",
+        "caught",
+        "recall",
+        "lead p10/p50/p90 (min)",
+        "false/site-week",
+    ];
+    let rows: Vec<Vec<String>> = judged
+        .verdicts
+        .iter()
+        .map(|v| {
+            vec![
+                v.rule.clone(),
+                v.warnings.to_string(),
+                v.right.to_string(),
+                pct(v.precision),
+                v.incidents.to_string(),
+                v.caught.to_string(),
+                pct(v.recall),
+                format!(
+                    "{}/{}/{}",
+                    num(v.lead_p10_min),
+                    num(v.lead_p50_min),
+                    num(v.lead_p90_min)
+                ),
+                v.false_per_site_week.map_or("-".into(), |f| format!("{f:.2}")),
+            ]
+        })
+        .collect();
+    println!(
+        "{:<32} {:>8} {:>6} {:>9} {:>9} {:>6} {:>7} {:>24} {:>15}",
+        header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7], header[8]
+    );
+    for r in &rows {
+        println!(
+            "{:<32} {:>8} {:>6} {:>9} {:>9} {:>6} {:>7} {:>24} {:>15}",
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]
+        );
+    }
+    if rows.is_empty() {
+        println!("(no rule raised a warning)");
+    }
+    if let Some(path) = html {
+        let plots: Vec<page::Plot> = s
+            .kept
+            .iter()
+            .map(|((site, metric), (ts, values))| page::Plot {
+                title: format!("{site} {metric}"),
+                ts,
+                values,
+                windows: list
+                    .iter()
+                    .filter(|i| &i.site == site)
+                    .map(|i| (i.start, i.end))
+                    .collect(),
+                marks: judged
+                    .alarms
+                    .iter()
+                    .filter(|a| &a.site == site)
+                    .map(|a| a.at)
+                    .collect(),
+                note: String::new(),
+            })
+            .collect();
+        let title = format!("回测 / backtest: {}", input.display());
+        std::fs::write(path, page::page(&title, &page::table(&header, &rows), &plots))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

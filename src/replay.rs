@@ -8,6 +8,7 @@ use crate::decode::wide::{Mapping, WideDecoder};
 use crate::decode::{json, DecodeError, Format};
 use crate::engine::Engine;
 use crate::event::{Level, RejectReason};
+use crate::time::Ts;
 use crate::warnings::render;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -30,6 +31,8 @@ pub struct Options {
     pub output_csv: Option<PathBuf>,
     pub dead_letter: Option<PathBuf>,
     pub progress: bool,
+    /// Keep the processed readings of these metrics (backtests plot them).
+    pub keep: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -48,6 +51,10 @@ pub struct Summary {
     pub open_at_end: usize,
     pub elapsed: Duration,
     pub dead_letter: Option<PathBuf>,
+    /// Per site id: the first and last event time of its processed readings.
+    pub spans: std::collections::BTreeMap<String, (Ts, Ts)>,
+    /// Processed readings of the metrics asked for (`Options::keep`), per (site, metric).
+    pub kept: std::collections::BTreeMap<(String, String), (Vec<Ts>, Vec<f64>)>,
 }
 
 impl Summary {
@@ -230,6 +237,11 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         b
     });
     let mut summary = Summary::default();
+    let reg_cfg = config.clone();
+    let reg = &reg_cfg.registry;
+    let mut spans: Vec<Option<(Ts, Ts)>> = vec![None; reg.sites.len()];
+    let mut kept: std::collections::BTreeMap<(u32, String), (Vec<Ts>, Vec<f64>)> =
+        Default::default();
     let mut rejects: Vec<(u64, RejectReason, String)> = Vec::new();
     let mut lines = 0u64;
     while let Some(line) = reader.next_line()? {
@@ -257,6 +269,15 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
                     reason,
                     format!("{} {} {} at {}", r.device, r.metric, r.value, r.ts),
                 ));
+            } else if let Some(d) = reg.device(r.device) {
+                let site = reg.devices[d as usize].site;
+                let span = &mut spans[site as usize];
+                *span = Some(span.map_or((r.ts, r.ts), |(a, b)| (a.min(r.ts), b.max(r.ts))));
+                if opts.keep.iter().any(|k| k == r.metric) {
+                    let e = kept.entry((site, r.metric.to_string())).or_default();
+                    e.0.push(r.ts);
+                    e.1.push(r.value);
+                }
             }
         };
         let res: Result<(), DecodeError> = match &mut decoder {
@@ -312,6 +333,16 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    for (i, s) in spans.iter().enumerate() {
+        if let Some(s) = s {
+            summary.spans.insert(reg.sites[i].id.clone(), *s);
+        }
+    }
+    for ((site, metric), v) in kept {
+        summary
+            .kept
+            .insert((reg.sites[site as usize].id.clone(), metric), v);
     }
     let s = &engine.stats;
     summary.lines = lines;

@@ -2,6 +2,7 @@
 //! `yujing.toml` (engine settings), `sites.yaml` or `sites.csv` (the registry) and `rules/*.yaml`.
 
 pub mod expr;
+pub mod models;
 pub mod routes;
 pub mod rules;
 pub mod service;
@@ -174,6 +175,23 @@ pub struct Config {
     pub routes: routes::Routes,
     /// The service tables of yujing.toml.
     pub service: service::ServiceSettings,
+    /// `models/*.toml`: derived metrics rules can use.
+    pub models: Vec<models::Model>,
+}
+
+/// Devices that measure a model's metric (at sites in its scope) also provide its output.
+pub fn provide_model_outputs(registry: &mut Registry, models: &[models::Model]) {
+    for m in models {
+        for d in 0..registry.devices.len() {
+            let site = &registry.sites[registry.devices[d].site as usize];
+            let in_scope = (m.kinds.is_empty() || m.kinds.iter().any(|k| k == site.kind.as_str()))
+                && (m.sites.is_empty() || m.sites.contains(&site.id));
+            let dev = &mut registry.devices[d];
+            if in_scope && dev.metrics.contains(&m.metric) && !dev.metrics.contains(&m.output) {
+                dev.metrics.push(m.output.clone());
+            }
+        }
+    }
 }
 
 /// The registry of a config directory: `sites.yaml`, or `sites.csv` when there is no YAML one.
@@ -338,6 +356,12 @@ impl Config {
             }
             None => Registry::default(),
         };
+        let mut registry = registry;
+        let models = models::load_dir(&layout.dir.join("models")).unwrap_or_else(|e| {
+            diags.extend(e);
+            Vec::new()
+        });
+        provide_model_outputs(&mut registry, &models);
         let files: Vec<(String, String)> = layout
             .rule_files()
             .into_iter()
@@ -405,6 +429,7 @@ impl Config {
                 rules,
                 routes,
                 service,
+                models,
             })
         } else {
             Err(diags)
@@ -417,7 +442,18 @@ impl Config {
         rule_files: &[(&str, &str)],
         settings: EngineSettings,
     ) -> Result<Config, Vec<Diag>> {
-        let registry = sites::load("sites.yaml", sites_yaml)?;
+        Config::from_texts_with_models(sites_yaml, rule_files, Vec::new(), settings)
+    }
+
+    /// Build from texts and models (tests and tools).
+    pub fn from_texts_with_models(
+        sites_yaml: &str,
+        rule_files: &[(&str, &str)],
+        models: Vec<models::Model>,
+        settings: EngineSettings,
+    ) -> Result<Config, Vec<Diag>> {
+        let mut registry = sites::load("sites.yaml", sites_yaml)?;
+        provide_model_outputs(&mut registry, &models);
         let files: Vec<(String, String)> = rule_files
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
@@ -430,6 +466,7 @@ impl Config {
             rules,
             routes: routes::Routes::default(),
             service: service::ServiceSettings::default(),
+            models,
         })
     }
 }

@@ -175,6 +175,18 @@ pub struct Engine {
     owned: Option<Vec<bool>>,
     /// [`Engine::fingerprint`], computed once per configuration.
     fingerprint: std::sync::OnceLock<String>,
+    /// Models (`models/*.toml`) and, per metric id, the models that read it.
+    models: Vec<ModelRt>,
+    models_of_metric: Vec<Vec<u16>>,
+}
+
+/// A model at run time: its state per device.
+struct ModelRt {
+    output: Arc<str>,
+    params: crate::model::anomaly::AnomalyParams,
+    /// Per device: whether the model scores its readings.
+    scoped: Vec<bool>,
+    state: FxHashMap<u32, crate::model::anomaly::Anomaly>,
 }
 
 /// One condition's result in one window.
@@ -311,7 +323,31 @@ impl Engine {
                 }
             })
             .collect();
+        let mut models_of_metric = vec![Vec::new(); n_metrics];
+        let models = config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                if let Some(id) = metric_ids.get(&m.metric) {
+                    models_of_metric[id as usize].push(k as u16);
+                }
+                ModelRt {
+                    output: Arc::from(m.output.as_str()),
+                    params: m.params.clone(),
+                    // devices provide a model's output where it applies (config::provide_model_outputs)
+                    scoped: reg
+                        .devices
+                        .iter()
+                        .map(|d| d.metrics.contains(&m.metric) && d.metrics.contains(&m.output))
+                        .collect(),
+                    state: FxHashMap::default(),
+                }
+            })
+            .collect();
         Engine {
+            models,
+            models_of_metric,
             config,
             metric_ids,
             n_metrics,
@@ -505,6 +541,48 @@ impl Engine {
 
     #[inline]
     fn process(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
+        let res = self.process_reading(r, dev, site);
+        if !self.models.is_empty() {
+            self.run_models(r, dev, site);
+        }
+        res
+    }
+
+    /// The models reading this metric at this device score it; their outputs are readings of
+    /// the same device and time.
+    fn run_models(&mut self, r: &Input, dev: u32, site: u32) {
+        let Some(mid) = self.metric_ids.get(r.metric) else {
+            return;
+        };
+        for k in 0..self.models_of_metric[mid as usize].len() {
+            let m = &mut self.models[self.models_of_metric[mid as usize][k] as usize];
+            if !m.scoped[dev as usize] {
+                continue;
+            }
+            let params = &m.params;
+            let score = m
+                .state
+                .entry(dev)
+                .or_insert_with(|| crate::model::anomaly::Anomaly::new(params, None))
+                .update(r.value);
+            let output = m.output.clone();
+            let derived = Input {
+                site: None,
+                device: r.device,
+                metric: &output,
+                value: score,
+                ts: r.ts,
+                arrival: r.arrival,
+                source: r.source,
+            };
+            // late or not, the model has learnt from the reading; its output follows the rules'
+            // windows like any reading
+            let _ = self.process_reading(&derived, dev, site);
+        }
+    }
+
+    #[inline]
+    fn process_reading(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
         // the metrics a device declares are few: compare against those before hashing
         let declared = self.dev[dev as usize]
             .metrics
