@@ -113,11 +113,18 @@ enum Cmd {
         #[arg(long)]
         model: Option<PathBuf>,
         /// Readings (CSV, JSON lines, or a wide CSV with --mapping), as `yujing replay` takes them
-        #[arg(short, long, requires = "incidents")]
+        #[arg(short, long)]
         input: Option<PathBuf>,
         /// What really happened: CSV site,start,end
-        #[arg(long, requires = "input")]
+        #[arg(long, requires = "input", conflicts_with = "flags")]
         incidents: Option<PathBuf>,
+        /// Or: a column of technician flags in the input (non-empty = anomalous; consecutive
+        /// flagged rows are one incident at --site; the first column is the time)
+        #[arg(long, requires_all = ["input", "site"])]
+        flags: Option<String>,
+        /// The site the flags are about
+        #[arg(long)]
+        site: Option<String>,
         /// Column mapping for a wide CSV input
         #[arg(long)]
         mapping: Option<PathBuf>,
@@ -136,6 +143,41 @@ enum Cmd {
         /// Write the report page (series, labelled windows, warnings) here
         #[arg(long)]
         html: Option<PathBuf>,
+    },
+    /// Fit a model's parameters to history and write the model file: horizons from the
+    /// readings' cadence; with incidents (or technician flags), the threshold and tolerance that
+    /// catch them best.
+    Fit {
+        /// The model file to start from (kind, metric, scope; default models/anomaly.toml)
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Write the fitted model file here
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Readings from a file (as `yujing replay` takes them)...
+        #[arg(short, long, conflicts_with = "archive")]
+        input: Option<PathBuf>,
+        /// Column mapping for a wide CSV input
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// ...or from the history archive
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// Only this site's readings
+        #[arg(long)]
+        site: Option<String>,
+        /// Incidents (CSV site,start,end) to fit the threshold to
+        #[arg(long, conflicts_with = "flags")]
+        incidents: Option<PathBuf>,
+        /// Or: a column of technician flags in the input (with --site)
+        #[arg(long, requires_all = ["input", "site"])]
+        flags: Option<String>,
+        /// Config directory (sites.yaml, rules/, yujing.toml)
+        #[arg(short, long, default_value = ".")]
+        config: PathBuf,
+        /// A warning this long before an incident starts still counts as right
+        #[arg(long, default_value = "1h")]
+        early: String,
     },
     /// Make an API token: prints the token (give it to its user) and the [[tokens]] entry for
     /// yujing.toml (which keeps only its SHA-256).
@@ -246,19 +288,32 @@ fn main() -> ExitCode {
             detector,
             html,
             ..
-        } => backtest_nab(&nab, model, &config, out.as_deref(), &detector, html.as_deref()),
+        } => backtest_nab(
+            &nab,
+            model,
+            &config,
+            out.as_deref(),
+            &detector,
+            html.as_deref(),
+        ),
         Cmd::Backtest {
             input: Some(input),
-            incidents: Some(incidents),
+            incidents,
+            flags,
+            site,
             mapping,
             model,
             config,
             early,
             html,
             ..
-        } => backtest_incidents(
+        } if incidents.is_some() || flags.is_some() => backtest_incidents(
             &input,
-            &incidents,
+            Truth {
+                incidents,
+                flags,
+                site,
+            },
             mapping,
             model,
             &config,
@@ -266,9 +321,35 @@ fn main() -> ExitCode {
             html.as_deref(),
         ),
         Cmd::Backtest { .. } => {
-            eprintln!("yujing backtest: give --nab DIR, or --input FILE with --incidents FILE");
+            eprintln!("yujing backtest: give --nab DIR, or --input FILE with --incidents FILE (or --flags COLUMN --site SITE)");
             Ok(ExitCode::from(2))
         }
+        Cmd::Fit {
+            model,
+            out,
+            input,
+            mapping,
+            archive,
+            site,
+            incidents,
+            flags,
+            config,
+            early,
+        } => fit(FitArgs {
+            model,
+            out,
+            input,
+            mapping,
+            archive,
+            site,
+            truth: Truth {
+                incidents,
+                flags,
+                site: None,
+            },
+            config,
+            early,
+        }),
         Cmd::Query {
             sql,
             config,
@@ -504,7 +585,10 @@ fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-fn model_file(model: Option<PathBuf>, config: &Path) -> Result<yujing::config::models::Model, ExitCode> {
+fn model_file(
+    model: Option<PathBuf>,
+    config: &Path,
+) -> Result<yujing::config::models::Model, ExitCode> {
     let path = model.unwrap_or_else(|| config.join("models").join("anomaly.toml"));
     yujing::config::models::load_file(&path).map_err(|diags| {
         for d in diags {
@@ -607,10 +691,22 @@ fn backtest_nab(
             })
             .collect();
         let summary = page::table(
-            &["profile", "threshold", "NAB score", "windows caught", "false positives", "optimised threshold", "score"],
+            &[
+                "profile",
+                "threshold",
+                "NAB score",
+                "windows caught",
+                "false positives",
+                "optimised threshold",
+                "score",
+            ],
             &rows,
         );
-        let std = c.profiles.first().cloned().unwrap_or_else(|| nab::default_profiles()[0].clone());
+        let std = c
+            .profiles
+            .first()
+            .cloned()
+            .unwrap_or_else(|| nab::default_profiles()[0].clone());
         let plots: Vec<page::Plot> = c
             .series
             .iter()
@@ -621,7 +717,11 @@ fn backtest_nab(
                     title: s.name.clone(),
                     ts: &s.ts,
                     values: &s.values,
-                    windows: s.windows.iter().map(|(a, b)| (s.ts[*a], s.ts[*b])).collect(),
+                    windows: s
+                        .windows
+                        .iter()
+                        .map(|(a, b)| (s.ts[*a], s.ts[*b]))
+                        .collect(),
                     marks: sc
                         .iter()
                         .enumerate()
@@ -635,17 +735,184 @@ fn backtest_nab(
                 }
             })
             .collect();
-        std::fs::write(path, page::page("NAB 回测 / NAB backtest", &summary, &plots))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(
+            path,
+            page::page("NAB 回测 / NAB backtest", &summary, &plots),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
         println!("report: {}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What really happened: an incident list, or a column of technician flags in the input.
+struct Truth {
+    incidents: Option<PathBuf>,
+    flags: Option<String>,
+    site: Option<String>,
+}
+
+impl Truth {
+    fn incidents(
+        &self,
+        input: &Path,
+        tz: chrono_tz::Tz,
+    ) -> Result<Vec<yujing::backtest::incidents::Incident>> {
+        use yujing::backtest::incidents;
+        Ok(match (&self.incidents, &self.flags, &self.site) {
+            (Some(p), _, _) => incidents::read(p, tz)?,
+            (None, Some(col), Some(site)) => incidents::from_flags(input, None, col, site, tz)?,
+            _ => Vec::new(),
+        })
+    }
+}
+
+struct FitArgs {
+    model: Option<PathBuf>,
+    out: PathBuf,
+    input: Option<PathBuf>,
+    mapping: Option<PathBuf>,
+    archive: Option<PathBuf>,
+    site: Option<String>,
+    truth: Truth,
+    config: PathBuf,
+    early: String,
+}
+
+fn fit(mut a: FitArgs) -> Result<ExitCode> {
+    use yujing::model::fit;
+    let cfg = match load(&a.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let tz = cfg.settings.timezone;
+    let base_path = a
+        .model
+        .clone()
+        .unwrap_or_else(|| a.config.join("models").join("anomaly.toml"));
+    let base = match yujing::config::models::load_file(&base_path) {
+        Ok(m) => m,
+        Err(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let early =
+        yujing::time::parse_duration(&a.early).map_err(|e| anyhow::anyhow!("--early: {e}"))?;
+    let metric = base.metric.clone();
+    let mut series: Vec<fit::Series> = Vec::new();
+    let source;
+    if let Some(input) = &a.input {
+        source = input.display().to_string();
+        let tmp = std::env::temp_dir().join(format!("yujing-fit-{}.jsonl", std::process::id()));
+        let opts = replay::Options {
+            input: input.clone(),
+            format: None,
+            mapping: a.mapping.clone(),
+            output: Some(tmp.clone()),
+            output_csv: None,
+            dead_letter: None,
+            progress: std::io::stderr().is_terminal(),
+            keep: vec![metric.clone()],
+        };
+        let summary = replay::run(cfg.clone(), &opts);
+        let _ = std::fs::remove_file(&tmp);
+        for ((site, _), (ts, values)) in summary?.kept {
+            series.push(fit::Series { site, ts, values });
+        }
+    } else if let Some(dir) = &a.archive {
+        source = format!("archive {}", dir.display());
+        let q = |s: &str| s.replace('\'', "''");
+        let sql = format!(
+            "SELECT site, CAST(ts AS BIGINT) AS t, value FROM readings WHERE metric = '{}'{} ORDER BY site, ts",
+            q(&metric),
+            a.site
+                .as_deref()
+                .map(|s| format!(" AND site = '{}'", q(s)))
+                .unwrap_or_default()
+        );
+        let answer = runtime()?.block_on(async {
+            let ctx = yujing::archive::query::session(dir).await?;
+            yujing::archive::query::run(&ctx, &sql, usize::MAX - 1).await
+        })?;
+        series = yujing::archive::query::series(&answer.batches)
+            .into_iter()
+            .map(|(site, ts, values)| fit::Series { site, ts, values })
+            .collect();
+    } else {
+        anyhow::bail!("give --input FILE or --archive DIR");
+    }
+    if let Some(site) = &a.site {
+        series.retain(|s| &s.site == site);
+    }
+    a.truth.site = a.site.clone();
+    if series.iter().all(|s| s.values.is_empty()) {
+        anyhow::bail!(
+            "no readings of `{metric}`{} in {source}",
+            a.site
+                .as_deref()
+                .map(|s| format!(" at {s}"))
+                .unwrap_or_default()
+        );
+    }
+    let list = match &a.input {
+        Some(input) => a.truth.incidents(input, tz)?,
+        None => a.truth.incidents(Path::new(""), tz)?,
+    };
+    let f = fit::fit(&base.params, base.threshold, &series, &list, early);
+    let cadence_min = f.cadence as f64 / 60_000.0;
+    println!(
+        "fit: {} readings of {metric} at {} site(s) from {source}; cadence {cadence_min} min",
+        f.readings,
+        series.len()
+    );
+    println!(
+        "  learn {} readings, history {}, suppress {}, tolerance {}, threshold {}",
+        f.params.learn, f.params.history, f.params.suppress, f.params.tolerance, f.threshold
+    );
+    let mut header = format!(
+        "# Fitted by `yujing fit` from {source}: {} readings of {metric}, cadence {cadence_min} min.\n",
+        f.readings
+    );
+    if let Some(v) = &f.verdict {
+        let pct = |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.1}%", 100.0 * x));
+        let line = format!(
+            "against {} incidents: precision {}, recall {} ({} warnings, {} caught)",
+            v.incidents,
+            pct(v.precision),
+            pct(v.recall),
+            v.warnings,
+            v.caught
+        );
+        println!("  {line}");
+        header.push_str(&format!("# On the same history, {line}.\n"));
+    }
+    let doc = yujing::config::models::ModelToml {
+        kind: "anomaly".into(),
+        metric,
+        output: Some(base.output.clone()),
+        threshold: Some(f.threshold),
+        scope: (!base.kinds.is_empty() || !base.sites.is_empty()).then(|| {
+            yujing::config::models::ScopeToml {
+                kind: base.kinds.clone(),
+                sites: base.sites.clone(),
+            }
+        }),
+        params: f.params,
+    };
+    let text = toml::to_string(&doc).context("writing the model")?;
+    std::fs::write(&a.out, header + &text)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!("model: {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn backtest_incidents(
     input: &Path,
-    incidents: &Path,
+    truth: Truth,
     mapping: Option<PathBuf>,
     model: Option<PathBuf>,
     config: &Path,
@@ -675,7 +942,7 @@ fn backtest_incidents(
         }
         None => cfg,
     };
-    let list = backtest::incidents::read(incidents, cfg.settings.timezone)?;
+    let list = truth.incidents(input, cfg.settings.timezone)?;
     let opts = replay::Options {
         input: input.to_path_buf(),
         format: None,
@@ -727,13 +994,22 @@ fn backtest_incidents(
                     num(v.lead_p50_min),
                     num(v.lead_p90_min)
                 ),
-                v.false_per_site_week.map_or("-".into(), |f| format!("{f:.2}")),
+                v.false_per_site_week
+                    .map_or("-".into(), |f| format!("{f:.2}")),
             ]
         })
         .collect();
     println!(
         "{:<32} {:>8} {:>6} {:>9} {:>9} {:>6} {:>7} {:>24} {:>15}",
-        header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7], header[8]
+        header[0],
+        header[1],
+        header[2],
+        header[3],
+        header[4],
+        header[5],
+        header[6],
+        header[7],
+        header[8]
     );
     for r in &rows {
         println!(
@@ -767,8 +1043,11 @@ fn backtest_incidents(
             })
             .collect();
         let title = format!("回测 / backtest: {}", input.display());
-        std::fs::write(path, page::page(&title, &page::table(&header, &rows), &plots))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(
+            path,
+            page::page(&title, &page::table(&header, &rows), &plots),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
         println!("report: {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -25,11 +25,8 @@ use tables::{Rows, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("archive staging file: {0}")]
     Csv(#[from] csv::Error),
     #[error("arrow: {0}")]
@@ -44,7 +41,7 @@ impl ArchiveError {
     pub fn io(path: &Path, source: std::io::Error) -> ArchiveError {
         ArchiveError::Io {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }
     }
 }

@@ -170,6 +170,41 @@ pub fn to_json(batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
     Ok(if out.is_empty() { b"[]".to_vec() } else { out })
 }
 
+/// `(site, t, value)` rows (t as epoch ms), ordered by site, as one series per site.
+pub fn series(batches: &[RecordBatch]) -> Vec<(String, Vec<i64>, Vec<f64>)> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+    let mut out: Vec<(String, Vec<i64>, Vec<f64>)> = Vec::new();
+    for b in batches {
+        if b.num_columns() < 3 {
+            continue;
+        }
+        let site = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8);
+        let (Ok(site), Some(t), Some(v)) = (
+            site,
+            b.column(1).as_primitive_opt::<Int64Type>(),
+            b.column(2).as_primitive_opt::<Float64Type>(),
+        ) else {
+            continue;
+        };
+        let site = site.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if site.is_null(i) || t.is_null(i) || v.is_null(i) {
+                continue;
+            }
+            let s = site.value(i);
+            if out.last().is_none_or(|l| l.0 != s) {
+                out.push((s.to_string(), Vec::new(), Vec::new()));
+            }
+            if let Some(l) = out.last_mut() {
+                l.1.push(t.value(i));
+                l.2.push(v.value(i));
+            }
+        }
+    }
+    out
+}
+
 /// A timestamp type of the archive (for callers building schemas).
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))

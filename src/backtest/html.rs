@@ -39,7 +39,11 @@ fn svg(p: &Plot) -> String {
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
         (a.min(v), b.max(v))
     });
-    let (lo, hi) = if lo < hi { (lo, hi) } else { (lo - 1.0, lo + 1.0) };
+    let (lo, hi) = if lo < hi {
+        (lo, hi)
+    } else {
+        (lo - 1.0, lo + 1.0)
+    };
     let y = |v: f64| H - 4.0 - (v - lo) / (hi - lo) * (H - 8.0);
     let _ = write!(
         out,
@@ -159,10 +163,18 @@ mod tests {
             marks: vec![54_400],
             note: "score 80".into(),
         };
-        let html = page("回测 / backtest", &table(&["rule", "n"], &[vec!["a".into(), "1".into()]]), &[p]);
+        let html = page(
+            "回测 / backtest",
+            &table(&["rule", "n"], &[vec!["a".into(), "1".into()]]),
+            &[p],
+        );
         assert!(html.contains("s &lt;1&gt;"));
         // the spike's column reaches the top of the plot
-        assert!(html.contains("L543 4.0"), "{}", &html[..2000.min(html.len())]);
+        assert!(
+            html.contains("L543 4.0"),
+            "{}",
+            &html[..2000.min(html.len())]
+        );
         assert!(html.contains(r##"fill="#fde68a""##));
         assert!(html.contains(r##"stroke="#dc2626""##));
     }

@@ -33,14 +33,20 @@ pub struct Alarm {
 /// RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in the local zone, or epoch ms).
 pub fn read(path: &Path, tz: Tz) -> Result<Vec<Incident>, BacktestError> {
     let mut rd = csv::Reader::from_path(path).map_err(|e| BacktestError::csv(path, e))?;
-    let headers = rd.headers().map_err(|e| BacktestError::csv(path, e))?.clone();
+    let headers = rd
+        .headers()
+        .map_err(|e| BacktestError::csv(path, e))?
+        .clone();
     let col = |name: &str| -> Result<usize, BacktestError> {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            BacktestError::Input(format!(
-                "{}:1: no `{name}` column (an incident list has site,start,end)",
-                path.display()
-            ))
-        })
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                BacktestError::Input(format!(
+                    "{}:1: no `{name}` column (an incident list has site,start,end)",
+                    path.display()
+                ))
+            })
     };
     let (site, start, end) = (col("site")?, col("start")?, col("end")?);
     let mut out = Vec::new();
@@ -149,6 +155,83 @@ pub fn judge(
             }
         })
         .collect()
+}
+
+/// Incidents from a column of technician flags: rows whose `flag_col` cell is set (not empty,
+/// `NULL` or `NA`) are anomalous; consecutive flagged rows make one incident at `site`. Times
+/// are in `time_col` (local time in `tz`, or as readings have them).
+pub fn from_flags(
+    path: &Path,
+    time_col: Option<&str>,
+    flag_col: &str,
+    site: &str,
+    tz: Tz,
+) -> Result<Vec<Incident>, BacktestError> {
+    let mut rd = csv::Reader::from_path(path).map_err(|e| BacktestError::csv(path, e))?;
+    let headers = rd
+        .headers()
+        .map_err(|e| BacktestError::csv(path, e))?
+        .clone();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                BacktestError::Input(format!("{}:1: no column `{name}`", path.display()))
+            })
+    };
+    let t = match time_col {
+        Some(c) => find(c)?,
+        None => 0,
+    };
+    let f = find(flag_col)?;
+    let mut out: Vec<Incident> = Vec::new();
+    let mut open = false;
+    for (n, rec) in rd.records().enumerate() {
+        let rec = rec.map_err(|e| BacktestError::csv(path, e))?;
+        let raw = rec.get(t).unwrap_or("").trim();
+        let ts = crate::time::parse_ts(raw, tz)
+            .map_err(|e| BacktestError::Input(format!("{}:{}: {e}", path.display(), n + 2)))?;
+        let flag = rec.get(f).unwrap_or("").trim();
+        let flagged = !(flag.is_empty() || flag.eq_ignore_ascii_case("null") || flag == "NA");
+        match (flagged, open) {
+            (true, true) => {
+                if let Some(last) = out.last_mut() {
+                    last.end = ts;
+                }
+            }
+            (true, false) => out.push(Incident {
+                site: site.to_string(),
+                start: ts,
+                end: ts,
+            }),
+            _ => {}
+        }
+        open = flagged;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_flags_make_one_incident() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let p = tmp.path().join("f.csv");
+        std::fs::write(
+            &p,
+            "datetime,stage,stage_qual\n2019-01-01 00:00,1,NULL\n2019-01-01 00:15,9,1\n2019-01-01 00:30,9,1\n2019-01-01 00:45,1,\n2019-01-01 01:00,9,x\n",
+        )
+        .expect("w");
+        let tz: Tz = "UTC".parse().expect("tz");
+        let list = from_flags(&p, None, "stage_qual", "r1", tz).expect("flags");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].end - list[0].start, 15 * 60_000);
+        assert_eq!(list[1].start, list[1].end);
+        assert!(from_flags(&p, None, "nope", "r1", tz).is_err());
+    }
 }
 
 #[cfg(test)]

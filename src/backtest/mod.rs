@@ -14,13 +14,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Csv { path: PathBuf, source: csv::Error },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {err}")]
+    Csv { path: PathBuf, err: csv::Error },
     #[error("{0}")]
     Input(String),
 }
@@ -29,13 +26,13 @@ impl BacktestError {
     pub fn io(path: &Path, source: std::io::Error) -> BacktestError {
         BacktestError::Io {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }
     }
     pub fn csv(path: &Path, source: csv::Error) -> BacktestError {
         BacktestError::Csv {
             path: path.to_path_buf(),
-            source,
+            err: source,
         }
     }
 }
@@ -60,14 +57,16 @@ pub fn model_rule(m: &crate::config::models::Model) -> String {
     )
 }
 
-/// `config` with `model` added (replacing one of the same id) and its rule (see
+/// `config` with `model` added (replacing one of the same id or output) and its rule (see
 /// [`model_rule`]).
 pub fn with_model(
     config: &crate::config::Config,
     model: crate::config::models::Model,
 ) -> Result<crate::config::Config, BacktestError> {
     let mut cfg = config.clone();
-    cfg.models.retain(|m| m.id != model.id);
+    // it stands in for the model of the same id or output
+    cfg.models
+        .retain(|m| m.id != model.id && m.output != model.output);
     let rule = model_rule(&model);
     cfg.models.push(model);
     crate::config::provide_model_outputs(&mut cfg.registry, &cfg.models);
@@ -106,8 +105,8 @@ pub fn against_incidents(
         crate::store::now_ms()
     ));
     opts.output = Some(warnings.clone());
-    let summary = crate::replay::run(config, &opts)
-        .map_err(|e| BacktestError::Input(e.to_string()))?;
+    let summary =
+        crate::replay::run(config, &opts).map_err(|e| BacktestError::Input(e.to_string()))?;
     let text = std::fs::read_to_string(&warnings).map_err(|e| BacktestError::io(&warnings, e));
     let _ = std::fs::remove_file(&warnings);
     let mut alarms = Vec::new();

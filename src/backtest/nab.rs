@@ -75,31 +75,61 @@ pub struct Corpus {
 
 fn parse_stamp(s: &str) -> Option<Ts> {
     let s = s.trim();
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc().timestamp_millis())
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|t| t.and_utc().timestamp_millis())
 }
 
-/// Load the corpus at `dir` (NAB's repository layout). Every labelled file must be there and
-/// every window edge must be one of its file's timestamps.
+/// Load the corpus at `dir` (NAB's repository layout): every series in `data/`, with the
+/// windows `labels/combined_windows.json` gives it (none if it names none). Every labelled file
+/// must be there and every window edge must be one of its file's timestamps.
 pub fn load(dir: &Path) -> Result<Corpus, BacktestError> {
     let labels_path = dir.join("labels").join("combined_windows.json");
-    let text = std::fs::read_to_string(&labels_path)
-        .map_err(|e| BacktestError::io(&labels_path, e))?;
+    let text =
+        std::fs::read_to_string(&labels_path).map_err(|e| BacktestError::io(&labels_path, e))?;
     let labels: BTreeMap<String, Vec<(String, String)>> = serde_json::from_str(&text)
         .map_err(|e| BacktestError::Input(format!("{}: {e}", labels_path.display())))?;
     let profiles = match std::fs::read_to_string(dir.join("config").join("profiles.json")) {
         Ok(t) => parse_profiles(&t)?,
         Err(_) => default_profiles(),
     };
-    let mut series = Vec::with_capacity(labels.len());
+    let data = dir.join("data");
+    let mut names: Vec<String> = Vec::new();
+    let cats = std::fs::read_dir(&data).map_err(|e| BacktestError::io(&data, e))?;
+    for c in cats.flatten().filter(|c| c.path().is_dir()) {
+        let files = std::fs::read_dir(c.path()).map_err(|e| BacktestError::io(&c.path(), e))?;
+        for f in files.flatten() {
+            if f.path().extension().is_some_and(|e| e == "csv") {
+                names.push(format!(
+                    "{}/{}",
+                    c.file_name().to_string_lossy(),
+                    f.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    names.sort();
+    if let Some(missing) = labels.keys().find(|k| !names.contains(k)) {
+        return Err(BacktestError::Input(format!(
+            "{}: labels name {missing}, which is not in {}",
+            labels_path.display(),
+            data.display()
+        )));
+    }
+    let none = Vec::new();
+    let mut series = Vec::with_capacity(names.len());
     let mut labelled_windows = 0;
-    for (name, windows) in &labels {
+    for name in &names {
+        let windows = labels.get(name).unwrap_or(&none);
         labelled_windows += windows.len();
-        let path = dir.join("data").join(name);
+        let path = data.join(name);
         let mut s = read_series(&path, name)?;
-        for (a, b) in windows {
+        for (a, b) in windows.iter() {
             let find = |edge: &str| -> Result<usize, BacktestError> {
                 let t = parse_stamp(edge).ok_or_else(|| {
                     BacktestError::Input(format!("{name}: window edge `{edge}` is not a time"))
@@ -127,8 +157,7 @@ fn parse_profiles(text: &str) -> Result<Vec<Profile>, BacktestError> {
     if let Some(map) = v.as_object() {
         for (name, p) in map {
             let w = |k: &str| p["CostMatrix"][k].as_f64();
-            if let (Some(tp), Some(fp), Some(fn_)) = (w("tpWeight"), w("fpWeight"), w("fnWeight"))
-            {
+            if let (Some(tp), Some(fp), Some(fn_)) = (w("tpWeight"), w("fpWeight"), w("fnWeight")) {
                 out.push(Profile {
                     name: name.clone(),
                     tp,
@@ -168,7 +197,10 @@ pub fn read_series(path: &Path, name: &str) -> Result<Series, BacktestError> {
         let rec = rec.map_err(|e| BacktestError::csv(path, e))?;
         let at = || format!("{}:{}", path.display(), line + 2);
         let (Some(t), Some(v)) = (rec.get(0), rec.get(1)) else {
-            return Err(BacktestError::Input(format!("{}: expected timestamp,value", at())));
+            return Err(BacktestError::Input(format!(
+                "{}: expected timestamp,value",
+                at()
+            )));
         };
         let ts = parse_stamp(t)
             .ok_or_else(|| BacktestError::Input(format!("{}: `{t}` is not a time", at())))?;
@@ -309,7 +341,12 @@ pub struct CorpusScore {
 }
 
 /// Score every series' anomaly scores (`scores[k]` for `corpus.series[k]`) at `threshold`.
-pub fn score_corpus(corpus: &Corpus, scores: &[Vec<f64>], p: &Profile, threshold: f64) -> CorpusScore {
+pub fn score_corpus(
+    corpus: &Corpus,
+    scores: &[Vec<f64>],
+    p: &Profile,
+    threshold: f64,
+) -> CorpusScore {
     let mut total = FileScore::default();
     for (s, sc) in corpus.series.iter().zip(scores) {
         let f = score_file(sc, &s.windows, p, threshold);
@@ -420,6 +457,100 @@ pub fn write_result(path: &Path, s: &Series, scores: &[f64]) -> Result<(), Backt
     w.flush().map_err(|e| BacktestError::io(path, e))
 }
 
+/// A backtest of an anomaly model over a NAB corpus.
+pub struct Run {
+    pub corpus: Corpus,
+    /// The model's scores, per series.
+    pub scores: Vec<Vec<f64>>,
+    /// Per profile: at the model's own threshold, and at NAB's optimised one.
+    pub fixed: Vec<CorpusScore>,
+    pub optimised: Vec<CorpusScore>,
+    pub points: usize,
+    pub elapsed: std::time::Duration,
+}
+
+/// Score every series of the corpus with the anomaly model `params` (each series learns for
+/// NAB's probation length, as NAB tells its detectors) and score the result; `tick` is called
+/// after each series (progress).
+pub fn run(
+    corpus: Corpus,
+    params: &crate::model::anomaly::AnomalyParams,
+    threshold: f64,
+    mut tick: impl FnMut(&Series),
+) -> Run {
+    let start = std::time::Instant::now();
+    let mut scores = Vec::with_capacity(corpus.series.len());
+    let mut points = 0;
+    for s in &corpus.series {
+        let mut m = crate::model::anomaly::Anomaly::new(params, Some(probation(s.values.len())));
+        scores.push(s.values.iter().map(|v| m.update(*v)).collect::<Vec<f64>>());
+        points += s.values.len();
+        tick(s);
+    }
+    let elapsed = start.elapsed();
+    let fixed = corpus
+        .profiles
+        .iter()
+        .map(|p| score_corpus(&corpus, &scores, p, threshold))
+        .collect();
+    let optimised = corpus
+        .profiles
+        .iter()
+        .map(|p| optimize(&corpus, &scores, p))
+        .collect();
+    Run {
+        corpus,
+        scores,
+        fixed,
+        optimised,
+        points,
+        elapsed,
+    }
+}
+
+impl Run {
+    /// Standard-profile-style scores per category at `threshold` (normalised within it).
+    pub fn by_category(&self, p: &Profile, threshold: f64) -> Vec<(String, CorpusScore)> {
+        let mut cats: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (k, s) in self.corpus.series.iter().enumerate() {
+            cats.entry(s.category().to_string()).or_default().push(k);
+        }
+        cats.into_iter()
+            .map(|(c, idx)| {
+                let sub = Corpus {
+                    labelled_windows: idx
+                        .iter()
+                        .map(|k| self.corpus.series[*k].windows.len())
+                        .sum(),
+                    series: idx.iter().map(|k| self.corpus.series[*k].clone()).collect(),
+                    profiles: Vec::new(),
+                };
+                let sc: Vec<Vec<f64>> = idx.iter().map(|k| self.scores[*k].clone()).collect();
+                (c, score_corpus(&sub, &sc, p, threshold))
+            })
+            .collect()
+    }
+
+    /// NAB's result files for `detector` under `out`, and `final_results.json` as NAB writes
+    /// it (the scores at the model's threshold).
+    pub fn write(&self, out: &Path, detector: &str) -> Result<(), BacktestError> {
+        for (s, sc) in self.corpus.series.iter().zip(&self.scores) {
+            write_result(&result_path(out, detector, s), s, sc)?;
+        }
+        let mut scores = serde_json::Map::new();
+        for f in &self.fixed {
+            scores.insert(f.profile.clone(), serde_json::json!(f.score));
+        }
+        let doc = serde_json::json!({ detector: scores });
+        let path = out.join("final_results.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n",
+        )
+        .map_err(|e| BacktestError::io(&path, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,93 +627,5 @@ mod tests {
             assert!(score_corpus(&c, &[sc.clone()], p, t).raw <= best.raw + 1e-12);
         }
         assert_eq!(best.threshold, 0.7);
-    }
-}
-
-/// A backtest of an anomaly model over a NAB corpus.
-pub struct Run {
-    pub corpus: Corpus,
-    /// The model's scores, per series.
-    pub scores: Vec<Vec<f64>>,
-    /// Per profile: at the model's own threshold, and at NAB's optimised one.
-    pub fixed: Vec<CorpusScore>,
-    pub optimised: Vec<CorpusScore>,
-    pub points: usize,
-    pub elapsed: std::time::Duration,
-}
-
-/// Score every series of the corpus with the anomaly model `params` (each series learns for
-/// NAB's probation length, as NAB tells its detectors) and score the result; `tick` is called
-/// after each series (progress).
-pub fn run(
-    corpus: Corpus,
-    params: &crate::model::anomaly::AnomalyParams,
-    threshold: f64,
-    mut tick: impl FnMut(&Series),
-) -> Run {
-    let start = std::time::Instant::now();
-    let mut scores = Vec::with_capacity(corpus.series.len());
-    let mut points = 0;
-    for s in &corpus.series {
-        let mut m = crate::model::anomaly::Anomaly::new(params, Some(probation(s.values.len())));
-        scores.push(s.values.iter().map(|v| m.update(*v)).collect::<Vec<f64>>());
-        points += s.values.len();
-        tick(s);
-    }
-    let elapsed = start.elapsed();
-    let fixed = corpus
-        .profiles
-        .iter()
-        .map(|p| score_corpus(&corpus, &scores, p, threshold))
-        .collect();
-    let optimised = corpus
-        .profiles
-        .iter()
-        .map(|p| optimize(&corpus, &scores, p))
-        .collect();
-    Run {
-        corpus,
-        scores,
-        fixed,
-        optimised,
-        points,
-        elapsed,
-    }
-}
-
-impl Run {
-    /// Standard-profile-style scores per category at `threshold` (normalised within it).
-    pub fn by_category(&self, p: &Profile, threshold: f64) -> Vec<(String, CorpusScore)> {
-        let mut cats: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (k, s) in self.corpus.series.iter().enumerate() {
-            cats.entry(s.category().to_string()).or_default().push(k);
-        }
-        cats.into_iter()
-            .map(|(c, idx)| {
-                let sub = Corpus {
-                    labelled_windows: idx.iter().map(|k| self.corpus.series[*k].windows.len()).sum(),
-                    series: idx.iter().map(|k| self.corpus.series[*k].clone()).collect(),
-                    profiles: Vec::new(),
-                };
-                let sc: Vec<Vec<f64>> = idx.iter().map(|k| self.scores[*k].clone()).collect();
-                (c, score_corpus(&sub, &sc, p, threshold))
-            })
-            .collect()
-    }
-
-    /// NAB's result files for `detector` under `out`, and `final_results.json` as NAB writes
-    /// it (the scores at the model's threshold).
-    pub fn write(&self, out: &Path, detector: &str) -> Result<(), BacktestError> {
-        for (s, sc) in self.corpus.series.iter().zip(&self.scores) {
-            write_result(&result_path(out, detector, s), s, sc)?;
-        }
-        let mut scores = serde_json::Map::new();
-        for f in &self.fixed {
-            scores.insert(f.profile.clone(), serde_json::json!(f.score));
-        }
-        let doc = serde_json::json!({ detector: scores });
-        let path = out.join("final_results.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n")
-            .map_err(|e| BacktestError::io(&path, e))
     }
 }

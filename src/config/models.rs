@@ -78,7 +78,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
     if t.kind != "anomaly" {
         errs.push(diag(
             at("kind"),
-            format!("kind: `{}` is not a model kind yujing has (anomaly)", t.kind),
+            format!(
+                "kind: `{}` is not a model kind yujing has (anomaly)",
+                t.kind
+            ),
         ));
     }
     for p in t.params.problems() {
@@ -140,11 +143,25 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Model>, Vec<Diag>> {
         Err(_) => return Ok(Vec::new()),
     };
     files.sort();
-    let mut out = Vec::new();
+    let mut out: Vec<Model> = Vec::new();
     let mut errs = Vec::new();
     for f in files {
         match load_file(&f) {
-            Ok(m) => out.push(m),
+            Ok(m) => {
+                if let Some(other) = out.iter().find(|o| o.output == m.output) {
+                    let text = std::fs::read_to_string(&f).unwrap_or_default();
+                    errs.push(Diag {
+                        file: m.file.as_str().into(),
+                        pos: super::find_pos(&text, "output"),
+                        msg: format!(
+                            "output `{}` is also {}'s: two models cannot write one metric",
+                            m.output, other.file
+                        ),
+                    });
+                    continue;
+                }
+                out.push(m)
+            }
             Err(e) => errs.extend(e),
         }
     }
@@ -161,8 +178,11 @@ mod tests {
 
     #[test]
     fn a_model_file_with_defaults() {
-        let m = parse(Path::new("models/pm.toml"), "kind = \"anomaly\"\nmetric = \"pm10\"\n")
-            .expect("ok");
+        let m = parse(
+            Path::new("models/pm.toml"),
+            "kind = \"anomaly\"\nmetric = \"pm10\"\n",
+        )
+        .expect("ok");
         assert_eq!(m.id, "pm");
         assert_eq!(m.output, "pm10_anomaly");
         assert_eq!(m.params, AnomalyParams::default());
@@ -172,9 +192,20 @@ mod tests {
     fn errors_point_at_the_line() {
         let text = "kind = \"anomaly\"\nmetric = \"pm10\"\n[params]\nlearn = 10\nskip = 2.0\n";
         let e = parse(Path::new("m.toml"), text).expect_err("bad skip");
-        assert_eq!(e[0].to_string(), "m.toml:5:1: params.skip: a fraction in [0, 1)");
-        let e = parse(Path::new("m.toml"), "kind = \"anomaly\"\nmetric = \"pm10\"\nlaern = 3\n")
-            .expect_err("unknown");
-        assert!(e[0].to_string().starts_with("m.toml:3:1: unknown field `laern`"), "{}", e[0]);
+        assert_eq!(
+            e[0].to_string(),
+            "m.toml:5:1: params.skip: a fraction in [0, 1)"
+        );
+        let e = parse(
+            Path::new("m.toml"),
+            "kind = \"anomaly\"\nmetric = \"pm10\"\nlaern = 3\n",
+        )
+        .expect_err("unknown");
+        assert!(
+            e[0].to_string()
+                .starts_with("m.toml:3:1: unknown field `laern`"),
+            "{}",
+            e[0]
+        );
     }
 }

@@ -1292,6 +1292,47 @@ mod tests {
 ";
 
     #[test]
+    fn rules_use_a_models_output_like_any_metric() {
+        let model = crate::config::models::parse(
+            std::path::Path::new("models/pm.toml"),
+            "kind = \"anomaly\"\nmetric = \"pm10\"\n[params]\nlearn = 600\n",
+        )
+        .expect("model");
+        let rules = "rules:
+  - {id: odd, title: t, metric: pm10_anomaly, window: {type: tumbling, size: 1m}, aggregate: max, above: {yellow: 0.5}, message: x}
+";
+        let cfg = Config::from_texts_with_models(
+            SITES,
+            &[("r.yaml", rules)],
+            vec![model],
+            EngineSettings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut e = Engine::new(Arc::new(cfg));
+        let src = e.source("t");
+        // a steady cycle (about 6 h) for 2,000 minutes at device a, learnt over more than one
+        // cycle, then a spike
+        for i in 0..2000 {
+            let v = 50.0 + 10.0 * (i as f64 / 60.0).sin();
+            let ts = T0 + i * MINUTE;
+            push(&mut e, src, "a", ts, ts, v).expect("push");
+        }
+        assert!(e.transitions.is_empty(), "the cycle is normal");
+        let ts = T0 + 2000 * MINUTE;
+        push(&mut e, src, "a", ts, ts, 400.0).expect("spike");
+        e.finish();
+        let raised: Vec<_> = e
+            .transitions
+            .iter()
+            .filter(|t| t.step.kind == TransitionKind::Raise)
+            .collect();
+        assert_eq!(raised.len(), 1, "one warning for the spike");
+        assert_eq!(raised[0].step.level, Level::Yellow);
+        // device b never measured anything: no model state for it
+        assert_eq!(e.models[0].state.len(), 1);
+    }
+
+    #[test]
     fn allowed_lateness_keeps_windows_open() {
         let settings = EngineSettings {
             out_of_orderness: 0,

@@ -156,10 +156,7 @@ impl Anomaly {
             .collect();
         Anomaly {
             skip: (p.skip * learn as f64) as usize,
-            p: AnomalyParams {
-                learn,
-                ..p.clone()
-            },
+            p: AnomalyParams { learn, ..p.clone() },
             i: 0,
             learning: Vec::with_capacity(learn.min(100_000)),
             lo: 0.0,
@@ -214,7 +211,9 @@ impl Anomaly {
         let buf = std::mem::take(&mut self.learning);
         let (lo, hi) = buf
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(*v), b.max(*v))
+            });
         self.lo = lo;
         self.range = if hi > lo { hi - lo } else { 1.0 };
         self.min = buf[0];

@@ -5,3 +5,4 @@
 //!   extremes); causal, O(1) per reading.
 
 pub mod anomaly;
+pub mod fit;
