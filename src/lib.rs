@@ -36,7 +36,8 @@
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
 //! - [`archive`]: history as Parquet files by day (readings, tickets, warnings, transitions,
 //!   sites), retention, and read-only SQL over them with DataFusion ([`archive::query`]).
-//! - [`model`]: models usable in rules (`models/*.toml`): the streaming anomaly score.
+//! - [`model`]: models usable in rules (`models/*.toml`): the streaming anomaly score, the trend
+//!   forecast (time to a level), the site risk score; `yujing fit`.
 //! - [`backtest`]: labelled history through models and rules: NAB scoring and result files,
 //!   incident lists (precision, recall, lead times), the report page.
 //! - [`report`]: how departments respond to warnings (`yujing report`, `GET /api/v1/report`).

@@ -611,6 +611,12 @@ fn backtest_nab(
         Ok(m) => m,
         Err(code) => return Ok(code),
     };
+    let Some(params) = model.anomaly().cloned() else {
+        anyhow::bail!(
+            "{}: NAB scores anomaly models (kind = \"anomaly\")",
+            model.file
+        );
+    };
     let corpus = nab::load(dir)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(corpus.series.len() as u64);
@@ -620,7 +626,7 @@ fn backtest_nab(
         );
         b
     });
-    let run = nab::run(corpus, &model.params, model.threshold, |s| {
+    let run = nab::run(corpus, &params, model.threshold, |s| {
         if let Some(b) = &bar {
             b.set_message(s.name.clone());
             b.inc(1);
@@ -861,7 +867,10 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
         Some(input) => a.truth.incidents(input, tz)?,
         None => a.truth.incidents(Path::new(""), tz)?,
     };
-    let f = fit::fit(&base.params, base.threshold, &series, &list, early);
+    let Some(base_params) = base.anomaly().cloned() else {
+        anyhow::bail!("{}: `yujing fit` fits anomaly models", base.file);
+    };
+    let f = fit::fit(&base_params, base.threshold, &series, &list, early);
     let cadence_min = f.cadence as f64 / 60_000.0;
     println!(
         "fit: {} readings of {metric} at {} site(s) from {source}; cadence {cadence_min} min",
@@ -891,7 +900,7 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
     }
     let doc = yujing::config::models::ModelToml {
         kind: "anomaly".into(),
-        metric,
+        metric: Some(metric),
         output: Some(base.output.clone()),
         threshold: Some(f.threshold),
         scope: (!base.kinds.is_empty() || !base.sites.is_empty()).then(|| {
@@ -900,7 +909,8 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
                 sites: base.sites.clone(),
             }
         }),
-        params: f.params,
+        target: None,
+        params: toml::Table::try_from(&f.params).context("writing the model")?,
     };
     let text = toml::to_string(&doc).context("writing the model")?;
     std::fs::write(&a.out, header + &text)

@@ -168,7 +168,8 @@ pub fn sample_day(config: &Config) -> Vec<SimReading> {
             if dev.is_camera() || dev.is_hotline() {
                 continue;
             }
-            for metric in &dev.metrics {
+            // model outputs are computed from the readings, not measured
+            for metric in dev.metrics.iter().filter(|m| !config.is_model_output(m)) {
                 let step = match metric.as_str() {
                     "rainfall" => 5 * MINUTE,
                     _ if site.kind == crate::config::sites::SiteKind::Environment => 5 * MINUTE,

@@ -160,7 +160,7 @@ fn fit_then_backtest_against_technician_flags() {
     let text = std::fs::read_to_string(&model).expect("model file");
     assert!(text.starts_with("# Fitted by `yujing fit` from tests/fixtures/logan/"));
     let fitted = yujing::config::models::load_file(&model).expect("the model file loads");
-    assert_eq!(fitted.params.learn, 672);
+    assert_eq!(fitted.anomaly().map(|p| p.learn), Some(672));
     assert_eq!(fitted.output, "stage_anomaly");
 
     let mut args = vec![

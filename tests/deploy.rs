@@ -42,11 +42,14 @@ fn check(toml: &str) {
     for f in ["sites.yaml", "routes.yaml"] {
         std::fs::copy(root().join(f), p.join(f)).expect("copy");
     }
-    std::fs::create_dir(p.join("rules")).expect("rules");
-    for e in std::fs::read_dir(root().join("rules")).expect("rules") {
-        let e = e.expect("entry");
-        if e.path().extension().is_some_and(|x| x == "yaml") {
-            std::fs::copy(e.path(), p.join("rules").join(e.file_name())).expect("rule");
+    // the folders compose mounts and the manifest's ConfigMaps carry
+    for (dir, ext) in [("rules", "yaml"), ("models", "toml")] {
+        std::fs::create_dir(p.join(dir)).expect(dir);
+        for e in std::fs::read_dir(root().join(dir)).expect(dir) {
+            let e = e.expect("entry");
+            if e.path().extension().is_some_and(|x| x == ext) {
+                std::fs::copy(e.path(), p.join(dir).join(e.file_name())).expect("copy");
+            }
         }
     }
     // the secrets compose and the Kubernetes Secret pass in

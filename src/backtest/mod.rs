@@ -63,6 +63,12 @@ pub fn with_model(
     config: &crate::config::Config,
     model: crate::config::models::Model,
 ) -> Result<crate::config::Config, BacktestError> {
+    if model.anomaly().is_none() {
+        return Err(BacktestError::Input(format!(
+            "{}: --model takes anomaly models; a forecast is judged through the rules that use it",
+            model.file
+        )));
+    }
     let mut cfg = config.clone();
     // it stands in for the model of the same id or output
     cfg.models

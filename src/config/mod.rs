@@ -179,9 +179,40 @@ pub struct Config {
     pub models: Vec<models::Model>,
 }
 
+impl Config {
+    /// Whether `metric` is computed by a model (devices provide it; none measures it).
+    pub fn is_model_output(&self, metric: &str) -> bool {
+        self.models.iter().any(|m| m.output == metric)
+    }
+}
+
 /// Devices that measure a model's metric (at sites in its scope) also provide its output.
 pub fn provide_model_outputs(registry: &mut Registry, models: &[models::Model]) {
     for m in models {
+        if let models::Kind::Risk(_) = m.kind {
+            // a site's score is a reading of its first measuring device (else its first one)
+            for site in 0..registry.sites.len() {
+                let s = &registry.sites[site];
+                let in_scope = (m.kinds.is_empty() || m.kinds.iter().any(|k| k == s.kind.as_str()))
+                    && (m.sites.is_empty() || m.sites.contains(&s.id));
+                let carrier = s
+                    .devices
+                    .iter()
+                    .copied()
+                    .find(|d| {
+                        let dev = &registry.devices[*d as usize];
+                        !dev.is_hotline() && !dev.is_camera()
+                    })
+                    .or_else(|| s.devices.first().copied());
+                if let (true, Some(d)) = (in_scope, carrier) {
+                    let dev = &mut registry.devices[d as usize];
+                    if !dev.metrics.contains(&m.output) {
+                        dev.metrics.push(m.output.clone());
+                    }
+                }
+            }
+            continue;
+        }
         for d in 0..registry.devices.len() {
             let site = &registry.sites[registry.devices[d].site as usize];
             let in_scope = (m.kinds.is_empty() || m.kinds.iter().any(|k| k == site.kind.as_str()))
@@ -361,6 +392,7 @@ impl Config {
             diags.extend(e);
             Vec::new()
         });
+        diags.extend(models::check_targets(&models, &registry));
         provide_model_outputs(&mut registry, &models);
         let files: Vec<(String, String)> = layout
             .rule_files()

@@ -10,9 +10,38 @@
 //! [params]                         # optional: defaults otherwise (`yujing fit` writes them)
 //! learn = 750
 //! ```
+//!
+//! ```toml
+//! kind = "forecast"                # hours until the series reaches a level (crate::model::forecast)
+//! metric = "water_level"
+//! output = "water_level_eta_h"     # default: <metric>_eta_h
+//! target = "site.warning_level_m"  # a site-parameter expression, as rule thresholds
+//! [params]
+//! half_life = "30m"                # smoothing of level and trend
+//! horizon = "48h"                  # the answer when not heading there, or further off
+//! min_points = 6
+//! direction = "rising"             # or "falling"
+//! ```
+//!
+//! ```toml
+//! kind = "risk"                    # a site risk score (crate::model::risk)
+//! output = "site_risk"             # default: site_risk; fed as a reading of the site's first device
+//! [params]
+//! every = "10m"
+//! window = "7d"                    # tickets counted over this
+//! tickets_full = 10
+//! [params.weights]
+//! warnings = 0.4
+//! tickets = 0.3
+//! offline = 0.2
+//! credit = 0.1
+//! ```
 
+use super::expr::Expr;
 use super::yaml::{Diag, Pos};
 use crate::model::anomaly::AnomalyParams;
+use crate::model::forecast::ForecastParams;
+use crate::model::risk::RiskParams;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -27,19 +56,75 @@ pub struct Model {
     /// Site kinds and site ids it applies to (empty: every site with the metric).
     pub kinds: Vec<String>,
     pub sites: Vec<String>,
-    pub params: AnomalyParams,
+    pub kind: Kind,
+}
+
+/// What a model computes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    Anomaly(AnomalyParams),
+    /// Hours until the metric reaches `target` (evaluated per site).
+    Forecast {
+        params: ForecastParams,
+        target: Expr,
+        target_text: String,
+    },
+    /// A score per site from its warnings, tickets, devices and enterprises.
+    Risk(RiskParams),
+}
+
+impl Model {
+    /// The anomaly parameters, if it is an anomaly model.
+    pub fn anomaly(&self) -> Option<&AnomalyParams> {
+        match &self.kind {
+            Kind::Anomaly(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RiskToml {
+    every: Option<String>,
+    window: Option<String>,
+    tickets_full: Option<f64>,
+    weights: Option<WeightsToml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WeightsToml {
+    warnings: Option<f64>,
+    tickets: Option<f64>,
+    offline: Option<f64>,
+    credit: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ForecastToml {
+    half_life: Option<String>,
+    horizon: Option<String>,
+    min_points: Option<usize>,
+    direction: Option<String>,
 }
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelToml {
     pub kind: String,
-    pub metric: String,
+    /// The readings it reads (anomaly, forecast; a risk score reads the whole site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     pub output: Option<String>,
     pub threshold: Option<f64>,
+    /// Forecasts: the level, as an expression over site parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub scope: Option<ScopeToml>,
     #[serde(default)]
-    pub params: AnomalyParams,
+    pub params: toml::Table,
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -75,19 +160,153 @@ pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
         msg,
     };
     let mut errs = Vec::new();
-    if t.kind != "anomaly" {
-        errs.push(diag(
-            at("kind"),
-            format!(
-                "kind: `{}` is not a model kind yujing has (anomaly)",
-                t.kind
-            ),
-        ));
-    }
-    for p in t.params.problems() {
-        let key = p.split(':').next().unwrap_or("params").to_string();
-        errs.push(diag(at(&key), format!("params.{p}")));
-    }
+    let params_at = at("[params]");
+    let bad_params = |e: toml::de::Error| {
+        let msg = e.message().to_string();
+        // "unknown field `x`, expected ...": point at x
+        let pos = msg
+            .split('`')
+            .nth(1)
+            .map(&at)
+            .filter(|p| p.line > 0)
+            .unwrap_or(params_at);
+        diag(pos, format!("params: {msg}"))
+    };
+    let kind = match t.kind.as_str() {
+        "anomaly" => match AnomalyParams::deserialize(toml::Value::Table(t.params.clone())) {
+            Ok(p) => {
+                for problem in p.problems() {
+                    let key = problem.split(':').next().unwrap_or("params").to_string();
+                    errs.push(diag(at(&key), format!("params.{problem}")));
+                }
+                Some(Kind::Anomaly(p))
+            }
+            Err(e) => {
+                errs.push(bad_params(e));
+                None
+            }
+        },
+        "forecast" => {
+            let f = ForecastToml::deserialize(toml::Value::Table(t.params.clone()));
+            let mut params = ForecastParams::default();
+            match f {
+                Ok(f) => {
+                    let mut dur = |key: &str, v: Option<String>, slot: &mut crate::time::Millis| {
+                        if let Some(v) = v {
+                            match crate::time::parse_duration(&v) {
+                                Ok(d) if d > 0 => *slot = d,
+                                Ok(_) => errs.push(diag(
+                                    at(key),
+                                    format!("params.{key}: must be more than 0"),
+                                )),
+                                Err(m) => errs.push(diag(at(key), format!("params.{key}: {m}"))),
+                            }
+                        }
+                    };
+                    dur("half_life", f.half_life, &mut params.half_life);
+                    dur("horizon", f.horizon, &mut params.horizon);
+                    if let Some(n) = f.min_points {
+                        params.min_points = n.max(2);
+                    }
+                    match f.direction.as_deref() {
+                        None | Some("rising") => {}
+                        Some("falling") => params.falling = true,
+                        Some(d) => errs.push(diag(
+                            at("direction"),
+                            format!("params.direction: `{d}` is neither rising nor falling"),
+                        )),
+                    }
+                }
+                Err(e) => errs.push(bad_params(e)),
+            }
+            match t.target.as_deref().map(|s| (s, Expr::parse(s))) {
+                Some((text, Ok(target))) => Some(Kind::Forecast {
+                    params,
+                    target,
+                    target_text: text.to_string(),
+                }),
+                Some((_, Err(e))) => {
+                    errs.push(diag(at("target"), format!("target: {}", e.msg)));
+                    None
+                }
+                None => {
+                    errs.push(diag(
+                        Pos { line: 1, col: 1 },
+                        "a forecast needs `target`, the level it forecasts (e.g. target = \"site.warning_level_m\")".into(),
+                    ));
+                    None
+                }
+            }
+        }
+        "risk" => match RiskToml::deserialize(toml::Value::Table(t.params.clone())) {
+            Ok(r) => {
+                let mut params = RiskParams::default();
+                let mut dur = |key: &str, v: Option<String>, slot: &mut crate::time::Millis| {
+                    if let Some(v) = v {
+                        match crate::time::parse_duration(&v) {
+                            Ok(d) if d > 0 => *slot = d,
+                            Ok(_) => errs
+                                .push(diag(at(key), format!("params.{key}: must be more than 0"))),
+                            Err(m) => errs.push(diag(at(key), format!("params.{key}: {m}"))),
+                        }
+                    }
+                };
+                dur("every", r.every, &mut params.every);
+                dur("window", r.window, &mut params.window);
+                if let Some(n) = r.tickets_full {
+                    params.tickets_full = n;
+                }
+                if let Some(w) = r.weights {
+                    for (key, v, slot) in [
+                        ("warnings", w.warnings, &mut params.warnings),
+                        ("tickets", w.tickets, &mut params.tickets),
+                        ("offline", w.offline, &mut params.offline),
+                        ("credit", w.credit, &mut params.credit),
+                    ] {
+                        if let Some(v) = v {
+                            if v.is_finite() && v >= 0.0 {
+                                *slot = v;
+                            } else {
+                                errs.push(diag(
+                                    at(key),
+                                    format!("params.weights.{key}: a weight of 0 or more"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                if !(params.tickets_full >= 1.0) {
+                    errs.push(diag(
+                        at("tickets_full"),
+                        "params.tickets_full: 1 or more".into(),
+                    ));
+                }
+                Some(Kind::Risk(params))
+            }
+            Err(e) => {
+                errs.push(bad_params(e));
+                None
+            }
+        },
+        other => {
+            errs.push(diag(
+                at("kind"),
+                format!("kind: `{other}` is not a model kind yujing has (anomaly, forecast, risk)"),
+            ));
+            None
+        }
+    };
+    let metric = match (&kind, t.metric) {
+        (Some(Kind::Risk(_)), _) => String::new(),
+        (_, Some(m)) => m,
+        (_, None) => {
+            errs.push(diag(
+                Pos { line: 1, col: 1 },
+                "`metric`: the readings the model reads".into(),
+            ));
+            String::new()
+        }
+    };
     let threshold = t.threshold.unwrap_or(0.5);
     if !(0.0..=1.0).contains(&threshold) {
         errs.push(diag(at("threshold"), "threshold: a score in [0, 1]".into()));
@@ -101,23 +320,59 @@ pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
             ));
         }
     }
-    if !errs.is_empty() {
+    let Some(kind) = kind.filter(|_| errs.is_empty()) else {
         return Err(errs);
-    }
+    };
     let id = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let output = t.output.unwrap_or_else(|| match kind {
+        Kind::Anomaly(_) => format!("{metric}_anomaly"),
+        Kind::Forecast { .. } => format!("{metric}_eta_h"),
+        Kind::Risk(_) => "site_risk".into(),
+    });
     Ok(Model {
-        output: t.output.unwrap_or_else(|| format!("{}_anomaly", t.metric)),
+        output,
         id,
         file,
-        metric: t.metric,
+        metric,
         threshold,
         kinds: scope.kind,
         sites: scope.sites,
-        params: t.params,
+        kind,
     })
+}
+
+/// Forecast targets name site parameters: every site the model applies to (with a device
+/// measuring its metric) must have them.
+pub fn check_targets(models: &[Model], registry: &super::sites::Registry) -> Vec<Diag> {
+    let mut out = Vec::new();
+    for m in models {
+        let Kind::Forecast { target, .. } = &m.kind else {
+            continue;
+        };
+        for site in &registry.sites {
+            let in_scope = (m.kinds.is_empty() || m.kinds.iter().any(|k| k == site.kind.as_str()))
+                && (m.sites.is_empty() || m.sites.contains(&site.id));
+            let measures = site
+                .devices
+                .iter()
+                .any(|d| registry.devices[*d as usize].metrics.contains(&m.metric));
+            if !(in_scope && measures) {
+                continue;
+            }
+            if let Err(e) = target.eval(&site.params) {
+                let text = std::fs::read_to_string(&m.file).unwrap_or_default();
+                out.push(Diag {
+                    file: m.file.as_str().into(),
+                    pos: super::find_pos(&text, "target"),
+                    msg: format!("target: site `{}`: {e}", site.id),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Read and parse one model file.
@@ -185,7 +440,7 @@ mod tests {
         .expect("ok");
         assert_eq!(m.id, "pm");
         assert_eq!(m.output, "pm10_anomaly");
-        assert_eq!(m.params, AnomalyParams::default());
+        assert_eq!(m.anomaly(), Some(&AnomalyParams::default()));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Department {
 pub struct Enterprise {
     pub credit_code: String,
     pub name: String,
+    /// Its credit rating where the market regulator has one (A best .. D worst; the site risk
+    /// model weighs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating: Option<char>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -343,7 +347,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
         let mut enterprises = Vec::new();
         if let Some(es) = o.node("enterprises") {
             for en in ctx.seq(es, "enterprises") {
-                let Some(eo) = ctx.obj(en, "enterprise", &["credit_code", "name"]) else {
+                let Some(eo) = ctx.obj(en, "enterprise", &["credit_code", "name", "rating"]) else {
                     continue;
                 };
                 if let (Some(code), Some(name)) =
@@ -352,9 +356,20 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                     if let Err(e) = check_credit_code(&code.v) {
                         ctx.err(code.pos, e);
                     }
+                    let rating = eo.string("rating").and_then(|r| {
+                        let c = r.v.trim().to_ascii_uppercase();
+                        match c.as_str() {
+                            "A" | "B" | "C" | "D" => c.chars().next(),
+                            _ => {
+                                ctx.err(r.pos, format!("rating: `{}` is not A, B, C or D", r.v));
+                                None
+                            }
+                        }
+                    });
                     enterprises.push(Enterprise {
                         credit_code: code.v,
                         name: name.v,
+                        rating,
                     });
                 }
             }

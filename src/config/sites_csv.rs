@@ -37,6 +37,7 @@ const DEVICE_COLUMNS: &[&str] = &[
     "metrics",
     "credit_code",
     "enterprise",
+    "rating",
 ];
 
 struct Row {
@@ -264,9 +265,23 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             if let Err(e) = check_credit_code(code) {
                 err(row.line, ccol, e);
             }
+            let (rating, rcol) = cell(col("rating"));
+            let rating = match rating.trim().to_ascii_uppercase().as_str() {
+                "" => None,
+                r @ ("A" | "B" | "C" | "D") => r.chars().next(),
+                other => {
+                    err(
+                        row.line,
+                        rcol,
+                        format!("rating: `{other}` is not A, B, C or D"),
+                    );
+                    None
+                }
+            };
             p.site.enterprises.push(Enterprise {
                 credit_code: code.to_string(),
                 name: cell(col("enterprise")).0.to_string(),
+                rating,
             });
         }
         let (did, dcol) = cell(Some(c_device));

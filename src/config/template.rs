@@ -26,7 +26,9 @@ pub enum Piece {
     Text(String),
     Var {
         name: String,
+        /// `:.N` digits, or `:hm` / `:时分` (a number of hours as hours and minutes).
         precision: Option<usize>,
+        hours: Option<bool>,
     },
 }
 
@@ -67,16 +69,18 @@ impl Template {
                             "unclosed `{` in message (write `{{` for a literal brace)".into(),
                         ));
                     }
-                    let (name, precision) = match inner.split_once(':') {
+                    let (name, precision, hours) = match inner.split_once(':') {
+                        Some((n, "hm")) => (n.trim().to_string(), None, Some(false)),
+                        Some((n, "时分")) => (n.trim().to_string(), None, Some(true)),
                         Some((n, fmt)) => {
                             let p = fmt
                                 .strip_prefix('.')
                                 .and_then(|d| d.parse::<usize>().ok())
                                 .filter(|p| *p <= 6)
-                                .ok_or((i, format!("bad format `{fmt}` in `{{{inner}}}`: use `.N` digits, e.g. `{{value:.1}}`")))?;
-                            (n.trim().to_string(), Some(p))
+                                .ok_or((i, format!("bad format `{fmt}` in `{{{inner}}}`: use `.N` digits, e.g. `{{value:.1}}`, or `hm` / `时分` for hours as hours and minutes")))?;
+                            (n.trim().to_string(), Some(p), None)
                         }
-                        None => (inner.trim().to_string(), None),
+                        None => (inner.trim().to_string(), None, None),
                     };
                     if !PLACEHOLDERS.contains(&name.as_str()) {
                         let hint = super::yaml::suggest(&name, PLACEHOLDERS)
@@ -90,7 +94,11 @@ impl Template {
                     if !text.is_empty() {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
                     }
-                    pieces.push(Piece::Var { name, precision });
+                    pieces.push(Piece::Var {
+                        name,
+                        precision,
+                        hours,
+                    });
                 }
                 '}' => {
                     return Err((
@@ -113,7 +121,14 @@ impl Template {
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var { name, precision } => match lookup(name) {
+                Piece::Var {
+                    name,
+                    precision,
+                    hours,
+                } => match lookup(name) {
+                    Value::Num(v) if hours.is_some() => {
+                        out.push_str(&fmt_hours(v, *hours == Some(true)))
+                    }
                     Value::Num(v) => match precision {
                         Some(p) => out.push_str(&format!("{v:.p$}", p = *p)),
                         None => out.push_str(&fmt_num(v)),
@@ -131,6 +146,23 @@ pub enum Value<'a> {
     Str(std::borrow::Cow<'a, str>),
 }
 
+/// A number of hours as `2 h 10 min` (or `2小时10分`), rounded to the minute.
+pub fn fmt_hours(h: f64, zh: bool) -> String {
+    if !h.is_finite() || h < 0.0 {
+        return fmt_num(h);
+    }
+    let m = (h * 60.0).round() as i64;
+    let (hh, mm) = (m / 60, m % 60);
+    match (zh, hh, mm) {
+        (true, 0, m) => format!("{m}分钟"),
+        (true, h, 0) => format!("{h}小时"),
+        (true, h, m) => format!("{h}小时{m}分"),
+        (false, 0, m) => format!("{m} min"),
+        (false, h, 0) => format!("{h} h"),
+        (false, h, m) => format!("{h} h {m} min"),
+    }
+}
+
 /// Numbers without noise: integers plainly, others with at most two decimals.
 pub fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -144,6 +176,15 @@ pub fn fmt_num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hours_as_hours_and_minutes() {
+        let t = Template::parse("{value:时分} / {value:hm}").expect("parse");
+        let s = t.render(|_| Value::Num(2.0 + 10.0 / 60.0));
+        assert_eq!(s, "2小时10分 / 2 h 10 min");
+        assert_eq!(fmt_hours(0.25, true), "15分钟");
+        assert_eq!(fmt_hours(3.0, false), "3 h");
+    }
 
     #[test]
     fn renders_placeholders_with_precision() {

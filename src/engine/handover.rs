@@ -52,7 +52,7 @@ impl SitesState {
 
 impl Engine {
     /// The site a rule's key (a device or a site index) belongs to.
-    fn key_site(&self, ri: usize, key: u32) -> u32 {
+    pub(super) fn key_site(&self, ri: usize, key: u32) -> u32 {
         let r = &self.config.rules[ri];
         let by_device = matches!(r.body, Body::Absence { .. }) || r.key == KeyBy::Device;
         if by_device {

@@ -178,15 +178,29 @@ pub struct Engine {
     /// Models (`models/*.toml`) and, per metric id, the models that read it.
     models: Vec<ModelRt>,
     models_of_metric: Vec<Vec<u16>>,
+    /// Site risk models: 12345 tickets counted per site (event times), and the rules that read
+    /// a risk score (their warnings do not feed it back).
+    tickets_log: Vec<std::collections::VecDeque<Ts>>,
+    reads_risk: Vec<bool>,
 }
 
 /// A model at run time: its state per device.
 struct ModelRt {
     output: Arc<str>,
-    params: crate::model::anomaly::AnomalyParams,
+    kind: crate::config::models::Kind,
     /// Per device: whether the model scores its readings.
     scoped: Vec<bool>,
-    state: FxHashMap<u32, crate::model::anomaly::Anomaly>,
+    /// Forecasts: the target level per device (its site's).
+    targets: Vec<f64>,
+    state: FxHashMap<u32, ModelState>,
+    /// Risk scores: the next event time they are due, and (site, carrier device) pairs.
+    next: Ts,
+    carriers: Vec<(u32, u32)>,
+}
+
+enum ModelState {
+    Anomaly(crate::model::anomaly::Anomaly),
+    Forecast(crate::model::forecast::Forecast),
 }
 
 /// One condition's result in one window.
@@ -332,20 +346,72 @@ impl Engine {
                 if let Some(id) = metric_ids.get(&m.metric) {
                     models_of_metric[id as usize].push(k as u16);
                 }
+                let targets = match &m.kind {
+                    crate::config::models::Kind::Forecast { target, .. } => reg
+                        .devices
+                        .iter()
+                        .map(|d| {
+                            target
+                                .eval(&reg.sites[d.site as usize].params)
+                                .unwrap_or(f64::NAN)
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let carriers = match &m.kind {
+                    crate::config::models::Kind::Risk(_) => reg
+                        .sites
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(si, s)| {
+                            s.devices
+                                .iter()
+                                .find(|d| reg.devices[**d as usize].metrics.contains(&m.output))
+                                .map(|d| (si as u32, *d))
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 ModelRt {
+                    next: Ts::MIN,
+                    carriers,
                     output: Arc::from(m.output.as_str()),
-                    params: m.params.clone(),
+                    kind: m.kind.clone(),
                     // devices provide a model's output where it applies (config::provide_model_outputs)
                     scoped: reg
                         .devices
                         .iter()
                         .map(|d| d.metrics.contains(&m.metric) && d.metrics.contains(&m.output))
                         .collect(),
+                    targets,
                     state: FxHashMap::default(),
                 }
             })
             .collect();
+        let risk_outputs: Vec<&str> = config
+            .models
+            .iter()
+            .filter(|m| matches!(m.kind, crate::config::models::Kind::Risk(_)))
+            .map(|m| m.output.as_str())
+            .collect();
+        let reads_risk = config
+            .rules
+            .iter()
+            .map(|r| match &r.body {
+                Body::Threshold { conds, .. } => conds
+                    .iter()
+                    .any(|c| risk_outputs.contains(&c.metric.as_str())),
+                Body::Absence { .. } => false,
+            })
+            .collect();
+        let tickets_log = if risk_outputs.is_empty() {
+            Vec::new()
+        } else {
+            vec![std::collections::VecDeque::new(); reg.sites.len()]
+        };
         Engine {
+            tickets_log,
+            reads_risk,
             models,
             models_of_metric,
             config,
@@ -544,8 +610,108 @@ impl Engine {
         let res = self.process_reading(r, dev, site);
         if !self.models.is_empty() {
             self.run_models(r, dev, site);
+            if !self.tickets_log.is_empty() {
+                self.run_risk(r, site);
+            }
         }
         res
+    }
+
+    /// Site risk scores: count tickets as they come; every `every` of event time, score each
+    /// site in scope and feed the score as a reading of its carrier device.
+    fn run_risk(&mut self, r: &Input, site: u32) {
+        if r.metric.starts_with("tickets.") {
+            if let Some(log) = self.tickets_log.get_mut(site as usize) {
+                log.push_back(r.ts);
+            }
+        }
+        let now = self.wm.newest();
+        if now == Ts::MIN {
+            return;
+        }
+        for k in 0..self.models.len() {
+            let crate::config::models::Kind::Risk(p) = &self.models[k].kind else {
+                continue;
+            };
+            let p = p.clone();
+            let every = p.every.max(1);
+            let next = self.models[k].next;
+            if next == Ts::MIN {
+                self.models[k].next = now - now.rem_euclid(every) + every;
+                continue;
+            }
+            if now < next {
+                continue;
+            }
+            self.models[k].next = now - now.rem_euclid(every) + every;
+            let signals = self.risk_signals(&p, now);
+            let output = self.models[k].output.clone();
+            for i in 0..self.models[k].carriers.len() {
+                let (s, d) = self.models[k].carriers[i];
+                let score = crate::model::risk::score(&p, &signals[s as usize]);
+                let device = self.config.registry.devices[d as usize].id.clone();
+                let derived = Input {
+                    site: None,
+                    device: &device,
+                    metric: &output,
+                    value: score,
+                    ts: now,
+                    arrival: now,
+                    source: r.source,
+                };
+                let _ = self.insert_reading(&derived, d, s, true);
+            }
+        }
+    }
+
+    /// What is known about every site now (see `crate::model::risk`).
+    fn risk_signals(
+        &mut self,
+        p: &crate::model::risk::RiskParams,
+        now: Ts,
+    ) -> Vec<crate::model::risk::Signals> {
+        let reg = &self.config.registry;
+        let mut out = vec![crate::model::risk::Signals::default(); reg.sites.len()];
+        for (ri, rt) in self.rules.iter().enumerate() {
+            if self.reads_risk.get(ri).copied().unwrap_or(false) {
+                continue;
+            }
+            for (k, st) in &rt.alerts {
+                if let Some(f) = &st.firing {
+                    let s = self.key_site(ri, *k) as usize;
+                    if let Some(x) = out.get_mut(s) {
+                        x.warnings += (f.level.index() + 1) as f64 / 4.0;
+                    }
+                }
+            }
+        }
+        for (s, log) in self.tickets_log.iter_mut().enumerate() {
+            while log.front().is_some_and(|t| *t <= now - p.window) {
+                log.pop_front();
+            }
+            out[s].tickets = log.len();
+        }
+        for (s, site) in reg.sites.iter().enumerate() {
+            let devs: Vec<u32> = site
+                .devices
+                .iter()
+                .copied()
+                .filter(|d| !reg.devices[*d as usize].is_hotline())
+                .collect();
+            if !devs.is_empty() {
+                let off = devs
+                    .iter()
+                    .filter(|d| self.dev[**d as usize].offline > 0)
+                    .count();
+                out[s].offline = off as f64 / devs.len() as f64;
+            }
+            out[s].credit = site
+                .enterprises
+                .iter()
+                .filter_map(|e| e.rating.and_then(crate::model::risk::credit_term))
+                .reduce(f64::max);
+        }
+        out
     }
 
     /// The models reading this metric at this device score it; their outputs are readings of
@@ -559,12 +725,29 @@ impl Engine {
             if !m.scoped[dev as usize] {
                 continue;
             }
-            let params = &m.params;
-            let score = m
-                .state
-                .entry(dev)
-                .or_insert_with(|| crate::model::anomaly::Anomaly::new(params, None))
-                .update(r.value);
+            let state = match m.state.entry(dev) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => match &m.kind {
+                    crate::config::models::Kind::Anomaly(p) => v.insert(ModelState::Anomaly(
+                        crate::model::anomaly::Anomaly::new(p, None),
+                    )),
+                    crate::config::models::Kind::Forecast { params, .. } => v.insert(
+                        ModelState::Forecast(crate::model::forecast::Forecast::new(params)),
+                    ),
+                    // scored per site by run_risk
+                    crate::config::models::Kind::Risk(_) => continue,
+                },
+            };
+            let score = match state {
+                ModelState::Anomaly(a) => a.update(r.value),
+                ModelState::Forecast(f) => {
+                    let target = m.targets.get(dev as usize).copied().unwrap_or(f64::NAN);
+                    if target.is_nan() {
+                        continue;
+                    }
+                    f.update(r.ts, r.value, target)
+                }
+            };
             let output = m.output.clone();
             let derived = Input {
                 site: None,
@@ -577,12 +760,25 @@ impl Engine {
             };
             // late or not, the model has learnt from the reading; its output follows the rules'
             // windows like any reading
-            let _ = self.process_reading(&derived, dev, site);
+            let _ = self.insert_reading(&derived, dev, site, true);
         }
     }
 
     #[inline]
     fn process_reading(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
+        self.insert_reading(r, dev, site, false)
+    }
+
+    /// Into the windows of the rules that use it. A model's output (`derived`) neither tells
+    /// that its device is alive nor moves event time: only measured readings do.
+    #[inline]
+    fn insert_reading(
+        &mut self,
+        r: &Input,
+        dev: u32,
+        site: u32,
+        derived: bool,
+    ) -> Result<(), RejectReason> {
         // the metrics a device declares are few: compare against those before hashing
         let declared = self.dev[dev as usize]
             .metrics
@@ -624,6 +820,13 @@ impl Engine {
                     }
                 }
             }
+        }
+        if derived {
+            return if fed > 0 && late == fed {
+                Err(RejectReason::Late)
+            } else {
+                Ok(())
+            };
         }
         if fed == 0 {
             self.stats.unrouted += 1;
@@ -1290,6 +1493,49 @@ mod tests {
     const TUMBLING: &str = "rules:
   - {id: r, title: t, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: avg, above: 0, level: blue, message: x}
 ";
+
+    #[test]
+    fn the_site_risk_score_follows_the_sites_warnings() {
+        let model = crate::config::models::parse(
+            std::path::Path::new("models/risk.toml"),
+            "kind = \"risk\"\n[params]\nevery = \"10m\"\n[params.weights]\nwarnings = 1.0\ntickets = 0.0\noffline = 0.0\n",
+        )
+        .expect("model");
+        let rules = "rules:
+  - {id: dust, title: t, metric: pm10, window: {type: tumbling, size: 10m}, aggregate: avg, above: {red: 100}, message: x}
+  - {id: risky, title: t, metric: site_risk, window: {type: tumbling, size: 10m}, aggregate: last, above: {yellow: 0.5}, message: x}
+";
+        let cfg = Config::from_texts_with_models(
+            SITES,
+            &[("r.yaml", rules)],
+            vec![model],
+            EngineSettings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut e = Engine::new(Arc::new(cfg));
+        let src = e.source("t");
+        // 30 minutes clean, an hour of dust at device b, clean again
+        for i in 0..180 {
+            let v = if (30..90).contains(&i) { 300.0 } else { 20.0 };
+            let ts = T0 + i * MINUTE;
+            push(&mut e, src, "b", ts, ts, v).expect("push");
+        }
+        e.finish();
+        let seen: Vec<(&str, TransitionKind)> = e
+            .transitions
+            .iter()
+            .map(|t| (e.config.rules[t.rule].id.as_str(), t.step.kind))
+            .collect();
+        // the red dust warning (risk 1.0 while it fires: the score is a reading of device a,
+        // the site's first) makes the site risky; both clear after the dust
+        let first = |id: &str, k: TransitionKind| seen.iter().position(|x| *x == (id, k));
+        let dust = first("dust", TransitionKind::Raise).expect("dust raised");
+        let risky = first("risky", TransitionKind::Raise).expect("risk raised");
+        assert!(dust < risky, "{seen:?}");
+        assert!(first("risky", TransitionKind::Clear).is_some(), "{seen:?}");
+        // the score of a site with no warning is 0: device a carries it, b does not
+        assert!(e.models[0].carriers == vec![(0, 0)]);
+    }
 
     #[test]
     fn rules_use_a_models_output_like_any_metric() {

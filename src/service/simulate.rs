@@ -54,7 +54,8 @@ pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<Out> {
                 continue;
             }
             let mut values = Vec::new();
-            for metric in &dev.metrics {
+            // model outputs are computed from the readings, not measured
+            for metric in dev.metrics.iter().filter(|m| !config.is_model_output(m)) {
                 let step = match metric.as_str() {
                     "rainfall" => 5 * MINUTE,
                     _ if site.kind == SiteKind::Environment => 5 * MINUTE,
