@@ -134,6 +134,10 @@ enum Cmd {
         /// A warning this long before an incident starts still counts as right
         #[arg(long, default_value = "1h")]
         early: String,
+        /// Count warnings from this level up (blue, yellow, orange, red): raised at it, or
+        /// escalated to it
+        #[arg(long, default_value = "blue")]
+        min_level: String,
         /// NAB: write result files here (<out>/<detector>/<category>/<detector>_<file>.csv)
         #[arg(long)]
         out: Option<PathBuf>,
@@ -305,6 +309,7 @@ fn main() -> ExitCode {
             model,
             config,
             early,
+            min_level,
             html,
             ..
         } if incidents.is_some() || flags.is_some() => backtest_incidents(
@@ -318,6 +323,7 @@ fn main() -> ExitCode {
             model,
             &config,
             &early,
+            &min_level,
             html.as_deref(),
         ),
         Cmd::Backtest { .. } => {
@@ -927,9 +933,13 @@ fn backtest_incidents(
     model: Option<PathBuf>,
     config: &Path,
     early: &str,
+    min_level: &str,
     html: Option<&Path>,
 ) -> Result<ExitCode> {
     use yujing::backtest::{self, html as page};
+    let Some(min_level) = yujing::event::Level::parse(min_level) else {
+        anyhow::bail!("--min-level: `{min_level}` is not blue, yellow, orange or red");
+    };
     let cfg = match load(config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -963,7 +973,7 @@ fn backtest_incidents(
         progress: std::io::stderr().is_terminal(),
         keep,
     };
-    let judged = backtest::against_incidents(cfg.clone(), opts, &list, early)?;
+    let judged = backtest::against_incidents(cfg.clone(), opts, &list, early, min_level)?;
     let s = &judged.summary;
     println!(
         "backtest: {} readings ({} processed) at {} sites; {} incidents; {} warnings raised",

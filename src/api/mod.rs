@@ -647,11 +647,41 @@ async fn query(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     use crate::archive::query::{self as aq, QueryError};
-    let run = async {
-        let ctx = aq::session(&dir).await?;
-        aq::run(&ctx, &q.sql, limit).await
-    };
-    let answer = match tokio::time::timeout(QUERY_TIMEOUT, run).await {
+    // on a thread of its own: a heavy query must not slow the pipeline or the API's other
+    // requests, which share this runtime
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sql = q.sql.clone();
+    let qdir = dir.clone();
+    std::thread::Builder::new()
+        .name("yujing-query".into())
+        .spawn(move || {
+            // (DataFusion needs a multi-thread runtime; one worker keeps it to one core)
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("yujing-query")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Ok(Err(QueryError::Sql(e.to_string()))));
+                    return;
+                }
+            };
+            let res = rt.block_on(async {
+                tokio::time::timeout(QUERY_TIMEOUT, async {
+                    let ctx = aq::session(&qdir).await?;
+                    aq::run(&ctx, &sql, limit).await
+                })
+                .await
+            });
+            let _ = tx.send(res);
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let res = rx
+        .await
+        .map_err(|_| ApiError::Internal("the query thread stopped".into()))?;
+    let answer = match res {
         Ok(Ok(a)) => a,
         Ok(Err(QueryError::Sql(m))) => return Err(ApiError::BadRequest(m)),
         Ok(Err(e)) => return Err(ApiError::Unavailable(e.to_string())),

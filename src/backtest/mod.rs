@@ -97,12 +97,14 @@ pub struct Judged {
 }
 
 /// Replay `opts.input` through `config` (its rules and models) and judge the warnings raised
-/// against `list`.
+/// against `list`: each warning counts once, when it is raised at `min_level` or above, or
+/// when it first escalates to it.
 pub fn against_incidents(
     config: std::sync::Arc<crate::config::Config>,
     mut opts: crate::replay::Options,
     list: &[incidents::Incident],
     early: crate::time::Millis,
+    min_level: crate::event::Level,
 ) -> Result<Judged, BacktestError> {
     let tz = config.settings.timezone;
     let warnings = std::env::temp_dir().join(format!(
@@ -116,11 +118,19 @@ pub fn against_incidents(
     let text = std::fs::read_to_string(&warnings).map_err(|e| BacktestError::io(&warnings, e));
     let _ = std::fs::remove_file(&warnings);
     let mut alarms = Vec::new();
+    let mut counted: std::collections::HashSet<String> = Default::default();
     for line in text?.lines() {
         let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if doc["transition"] != "raise" {
+        if doc["transition"] != "raise" && doc["transition"] != "escalate" {
+            continue;
+        }
+        let level = doc["level"].as_str().and_then(crate::event::Level::parse);
+        if level.is_none_or(|l| l < min_level) {
+            continue;
+        }
+        if !counted.insert(doc["id"].as_str().unwrap_or_default().to_string()) {
             continue;
         }
         let at = doc["at"].as_str().unwrap_or_default();
