@@ -275,7 +275,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
                         }
                     }
                 }
-                if !(params.tickets_full >= 1.0) {
+                if params.tickets_full.is_nan() || params.tickets_full < 1.0 {
                     errs.push(diag(
                         at("tickets_full"),
                         "params.tickets_full: 1 or more".into(),
