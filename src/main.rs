@@ -612,6 +612,7 @@ fn backtest_nab(
     detector: &str,
     html: Option<&Path>,
 ) -> Result<ExitCode> {
+    let mut so = std::io::stdout().lock();
     use yujing::backtest::{html as page, nab};
     let model = match model_file(model, config) {
         Ok(m) => m,
@@ -642,20 +643,23 @@ fn backtest_nab(
         b.finish_and_clear();
     }
     let c = &run.corpus;
-    println!(
+    writeln!(
+        so,
         "NAB: {} series, {} labelled windows, {} points; model {} ({} points/s)",
         c.series.len(),
         c.labelled_windows,
         run.points,
         model.file,
         (run.points as f64 / run.elapsed.as_secs_f64().max(1e-9)).round()
-    );
-    println!(
+    )?;
+    writeln!(
+        so,
         "{:<20} {:>10} {:>9} {:>9} {:>5}   {:>10} {:>9}",
         "profile", "threshold", "score", "detected", "FP", "NAB-opt thr", "score"
-    );
+    )?;
     for (f, o) in run.fixed.iter().zip(&run.optimised) {
-        println!(
+        writeln!(
+            so,
             "{:<20} {:>10} {:>9.1} {:>6}/{:<3} {:>4}   {:>10.4} {:>9.1}",
             f.profile,
             f.threshold,
@@ -665,25 +669,30 @@ fn backtest_nab(
             f.false_positives,
             o.threshold,
             o.score
-        );
+        )?;
     }
     if let Some(std) = c.profiles.first() {
-        println!("by category ({}, threshold {}):", std.name, model.threshold);
+        writeln!(
+            so,
+            "by category ({}, threshold {}):",
+            std.name, model.threshold
+        )?;
         for (cat, s) in run.by_category(std, model.threshold) {
             let score = if s.windows == 0 {
                 "-".to_string()
             } else {
                 format!("{:.1}", s.score)
             };
-            println!(
+            writeln!(
+                so,
                 "  {cat:<24} {score:>6}   {}/{} windows, {} FP",
                 s.detected, s.windows, s.false_positives
-            );
+            )?;
         }
     }
     if let Some(out) = out {
         run.write(out, detector)?;
-        println!("result files: {}", out.join(detector).display());
+        writeln!(so, "result files: {}", out.join(detector).display())?;
     }
     if let Some(path) = html {
         let rows: Vec<Vec<String>> = run
@@ -752,7 +761,7 @@ fn backtest_nab(
             page::page("NAB 回测 / NAB backtest", &summary, &plots),
         )
         .with_context(|| format!("writing {}", path.display()))?;
-        println!("report: {}", path.display());
+        writeln!(so, "report: {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -792,6 +801,7 @@ struct FitArgs {
 }
 
 fn fit(mut a: FitArgs) -> Result<ExitCode> {
+    let mut so = std::io::stdout().lock();
     use yujing::model::fit;
     let cfg = match load(&a.config) {
         Ok(c) => c,
@@ -876,17 +886,19 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
     let Some(base_params) = base.anomaly().cloned() else {
         anyhow::bail!("{}: `yujing fit` fits anomaly models", base.file);
     };
-    let f = fit::fit(&base_params, base.threshold, &series, &list, early);
+    let f = fit::fit(&base_params, base.threshold, &series, &list, early, tz);
     let cadence_min = f.cadence as f64 / 60_000.0;
-    println!(
+    writeln!(
+        so,
         "fit: {} readings of {metric} at {} site(s) from {source}; cadence {cadence_min} min",
         f.readings,
         series.len()
-    );
-    println!(
+    )?;
+    writeln!(
+        so,
         "  learn {} readings, history {}, suppress {}, tolerance {}, threshold {}",
         f.params.learn, f.params.history, f.params.suppress, f.params.tolerance, f.threshold
-    );
+    )?;
     let mut header = format!(
         "# Fitted by `yujing fit` from {source}: {} readings of {metric}, cadence {cadence_min} min.\n",
         f.readings
@@ -901,7 +913,7 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
             v.warnings,
             v.caught
         );
-        println!("  {line}");
+        writeln!(so, "  {line}")?;
         header.push_str(&format!("# On the same history, {line}.\n"));
     }
     let doc = yujing::config::models::ModelToml {
@@ -921,7 +933,7 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
     let text = toml::to_string(&doc).context("writing the model")?;
     std::fs::write(&a.out, header + &text)
         .with_context(|| format!("writing {}", a.out.display()))?;
-    println!("model: {}", a.out.display());
+    writeln!(so, "model: {}", a.out.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -936,6 +948,7 @@ fn backtest_incidents(
     min_level: &str,
     html: Option<&Path>,
 ) -> Result<ExitCode> {
+    let mut so = std::io::stdout().lock();
     use yujing::backtest::{self, html as page};
     let Some(min_level) = yujing::event::Level::parse(min_level) else {
         anyhow::bail!("--min-level: `{min_level}` is not blue, yellow, orange or red");
@@ -975,14 +988,15 @@ fn backtest_incidents(
     };
     let judged = backtest::against_incidents(cfg.clone(), opts, &list, early, min_level)?;
     let s = &judged.summary;
-    println!(
+    writeln!(
+        so,
         "backtest: {} readings ({} processed) at {} sites; {} incidents; {} warnings raised",
         s.readings,
         s.accepted,
         s.spans.len(),
         list.len(),
         judged.alarms.len()
-    );
+    )?;
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
     let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let header = [
@@ -1019,7 +1033,8 @@ fn backtest_incidents(
             ]
         })
         .collect();
-    println!(
+    writeln!(
+        so,
         "{:<32} {:>8} {:>6} {:>9} {:>9} {:>6} {:>7} {:>24} {:>15}",
         header[0],
         header[1],
@@ -1030,15 +1045,16 @@ fn backtest_incidents(
         header[6],
         header[7],
         header[8]
-    );
+    )?;
     for r in &rows {
-        println!(
+        writeln!(
+            so,
             "{:<32} {:>8} {:>6} {:>9} {:>9} {:>6} {:>7} {:>24} {:>15}",
             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]
-        );
+        )?;
     }
     if rows.is_empty() {
-        println!("(no rule raised a warning)");
+        writeln!(so, "(no rule raised a warning)")?;
     }
     if let Some(path) = html {
         let plots: Vec<page::Plot> = s
@@ -1068,7 +1084,7 @@ fn backtest_incidents(
             page::page(&title, &page::table(&header, &rows), &plots),
         )
         .with_context(|| format!("writing {}", path.display()))?;
-        println!("report: {}", path.display());
+        writeln!(so, "report: {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -483,7 +483,15 @@ pub fn run(
     let mut points = 0;
     for s in &corpus.series {
         let mut m = crate::model::anomaly::Anomaly::new(params, Some(probation(s.values.len())));
-        scores.push(s.values.iter().map(|v| m.update(*v)).collect::<Vec<f64>>());
+        // NAB's timestamps carry no zone: a seasonal baseline takes them as UTC
+        let tz = chrono_tz::Tz::UTC;
+        scores.push(
+            s.values
+                .iter()
+                .zip(&s.ts)
+                .map(|(v, t)| m.update_in(params.seasonal.slot_of(*t, tz), *v))
+                .collect::<Vec<f64>>(),
+        );
         points += s.values.len();
         tick(s);
     }

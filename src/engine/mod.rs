@@ -199,7 +199,7 @@ struct ModelRt {
 }
 
 enum ModelState {
-    Anomaly(crate::model::anomaly::Anomaly),
+    Anomaly(Box<crate::model::anomaly::Anomaly>),
     Forecast(crate::model::forecast::Forecast),
 }
 
@@ -729,7 +729,7 @@ impl Engine {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => match &m.kind {
                     crate::config::models::Kind::Anomaly(p) => v.insert(ModelState::Anomaly(
-                        crate::model::anomaly::Anomaly::new(p, None),
+                        Box::new(crate::model::anomaly::Anomaly::new(p, None)),
                     )),
                     crate::config::models::Kind::Forecast { params, .. } => v.insert(
                         ModelState::Forecast(crate::model::forecast::Forecast::new(params)),
@@ -739,6 +739,14 @@ impl Engine {
                 },
             };
             let score = match state {
+                ModelState::Anomaly(a) if a.seasonal() => {
+                    let tz = self.config.settings.timezone;
+                    let seasonal = match &m.kind {
+                        crate::config::models::Kind::Anomaly(p) => p.seasonal,
+                        _ => crate::model::anomaly::Seasonal::None,
+                    };
+                    a.update_in(seasonal.slot_of(r.ts, tz), r.value)
+                }
                 ModelState::Anomaly(a) => a.update(r.value),
                 ModelState::Forecast(f) => {
                     let target = m.targets.get(dev as usize).copied().unwrap_or(f64::NAN);

@@ -18,6 +18,13 @@
 //! The score is the larger of 2 and 3; at or above 0.5 is an anomaly. The constants of the
 //! default model were chosen on the NAB corpus (benches/README.md has the scores and what each
 //! part contributes).
+//!
+//! **Seasonal baselines** (`seasonal = "hour_of_day"` or `"hour_of_week"`, off by default):
+//! each reading is first compared with a robust baseline of its own local hour (of the day, or
+//! of the week): a winsorised moving mean and mean absolute deviation per slot, updated after
+//! the comparison (causal, adapting). The score is then computed on the deviation in units of
+//! the slot's spread, so 35 dB at 3 am can be unusual while 60 dB at noon is not. The first two
+//! readings of every slot only teach the baseline.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +53,77 @@ pub struct AnomalyParams {
     pub yellow: f64,
     pub min_mean: f64,
     pub min_var: f64,
+    /// Compare each reading with its local hour's baseline first (see the module docs).
+    pub seasonal: Seasonal,
+}
+
+/// Which baseline a reading is compared with before it is scored.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Seasonal {
+    #[default]
+    None,
+    HourOfDay,
+    HourOfWeek,
+}
+
+impl Seasonal {
+    /// The slot of a local time: `hour` 0..24, `weekday` 0 (Monday) .. 7.
+    pub fn slot(self, hour: u32, weekday: u32) -> usize {
+        match self {
+            Seasonal::None => 0,
+            Seasonal::HourOfDay => hour as usize % 24,
+            Seasonal::HourOfWeek => (weekday as usize % 7) * 24 + hour as usize % 24,
+        }
+    }
+    /// The slot of an instant in time zone `tz`.
+    pub fn slot_of(self, ts: crate::time::Ts, tz: chrono_tz::Tz) -> usize {
+        if self == Seasonal::None {
+            return 0;
+        }
+        let hour = crate::time::local_minute_of_day(ts, tz) / 60;
+        // 1970-01-01 was a Thursday (3 with Monday 0)
+        let weekday = (crate::time::local_day(ts, tz) + 3).rem_euclid(7) as u32;
+        self.slot(hour, weekday)
+    }
+
+    fn slots(self) -> usize {
+        match self {
+            Seasonal::None => 0,
+            Seasonal::HourOfDay => 24,
+            Seasonal::HourOfWeek => 168,
+        }
+    }
+}
+
+/// A robust baseline per slot: (mean, mean absolute deviation, readings seen).
+#[derive(Clone, Debug)]
+struct Baseline {
+    slots: Vec<(f64, f64, u32)>,
+}
+
+impl Baseline {
+    /// The deviation of `x` from its slot in units of the slot's spread (`None` while the slot
+    /// has fewer than two readings); then the slot learns `x`.
+    fn deviation(&mut self, slot: usize, x: f64) -> Option<f64> {
+        let e = self.slots.get_mut(slot)?;
+        let (m, s, n) = *e;
+        let out = (n >= 2).then(|| (x - m) / s.max(1e-9 * (1.0 + m.abs())));
+        *e = match n {
+            0 => (x, 0.0, 1),
+            1 => ((m + x) / 2.0, (x - m).abs() / 2.0, 2),
+            _ => {
+                // winsorised at 3 spreads: one wild reading does not drag the baseline
+                let d = (x - m).clamp(-3.0 * s.max(1e-12), 3.0 * s.max(1e-12));
+                (
+                    m + 0.1 * d,
+                    0.9 * s + 0.1 * (x - m).abs().min(3.0 * s.max(1e-12)),
+                    n + 1,
+                )
+            }
+        };
+        out
+    }
 }
 
 impl Default for AnomalyParams {
@@ -62,6 +140,7 @@ impl Default for AnomalyParams {
             yellow: 1e-3,
             min_mean: 0.03,
             min_var: 0.0003,
+            seasonal: Seasonal::None,
         }
     }
 }
@@ -129,6 +208,7 @@ pub struct Anomaly {
     last_detection: Option<usize>,
     min: f64,
     max: f64,
+    baseline: Option<Baseline>,
 }
 
 /// ln(1e-10): the likelihood's log scale.
@@ -171,7 +251,30 @@ impl Anomaly {
             last_detection: None,
             min: f64::NAN,
             max: f64::NAN,
+            baseline: (p.seasonal != Seasonal::None).then(|| Baseline {
+                slots: vec![(0.0, 0.0, 0); p.seasonal.slots()],
+            }),
         }
+    }
+
+    /// Score a reading of local time slot `slot` (see [`Seasonal::slot`]): with a seasonal
+    /// baseline its deviation from the slot is scored, else the value itself.
+    pub fn update_in(&mut self, slot: usize, v: f64) -> f64 {
+        if !v.is_finite() {
+            return 0.0;
+        }
+        match &mut self.baseline {
+            None => self.update(v),
+            Some(b) => match b.deviation(slot, v) {
+                Some(d) => self.update(d),
+                None => 0.0,
+            },
+        }
+    }
+
+    /// Whether readings must say their local time slot ([`Anomaly::update_in`]).
+    pub fn seasonal(&self) -> bool {
+        self.baseline.is_some()
     }
 
     /// Score the next reading (`0` while learning; NaN and infinities are not readings and
@@ -323,6 +426,36 @@ mod tests {
         let r = &m.res[0];
         assert_eq!(r.counts.iter().filter(|c| **c > 0).count(), 3);
         assert_eq!(r.counts.iter().max(), Some(&2));
+    }
+
+    #[test]
+    fn a_seasonal_baseline_sees_a_normal_level_at_the_wrong_hour() {
+        // noise: 60 dB from 7 to 22 h, 35 dB at night, for 30 days; then 60 dB at 3 am
+        let level = |h: u32| if (7..22).contains(&h) { 60.0 } else { 35.0 };
+        let run = |seasonal: Seasonal| {
+            let p = AnomalyParams {
+                seasonal,
+                ..Default::default()
+            };
+            let mut m = Anomaly::new(&p, Some(24 * 10));
+            let mut worst: f64 = 0.0;
+            for day in 0..30 {
+                for h in 0..24u32 {
+                    let wobble = ((day * 24 + h) % 7) as f64 * 0.3;
+                    let s = m.update_in(Seasonal::HourOfDay.slot(h, 0), level(h) + wobble);
+                    if day >= 20 {
+                        worst = worst.max(s);
+                    }
+                }
+            }
+            (worst, m.update_in(Seasonal::HourOfDay.slot(3, 0), 60.0))
+        };
+        let (normal, night_noise) = run(Seasonal::HourOfDay);
+        assert!(normal < 0.5, "the daily cycle is normal: {normal}");
+        assert!(night_noise >= 0.5, "60 dB at 3 am: {night_noise}");
+        // without the baseline 60 dB is a level seen every day
+        let (_, plain) = run(Seasonal::None);
+        assert!(plain < 0.5, "{plain}");
     }
 
     #[test]

@@ -50,13 +50,19 @@ fn readings_in(span: Millis, cadence: Millis, lo: usize, hi: usize) -> usize {
 }
 
 /// Alarms of a model over the series: a reading at or above the threshold after one below it.
-pub fn alarms(series: &[Series], params: &AnomalyParams, threshold: f64, rule: &str) -> Vec<Alarm> {
+pub fn alarms(
+    series: &[Series],
+    params: &AnomalyParams,
+    threshold: f64,
+    rule: &str,
+    tz: chrono_tz::Tz,
+) -> Vec<Alarm> {
     let mut out = Vec::new();
     for s in series {
         let mut m = Anomaly::new(params, None);
         let mut above = false;
         for (t, v) in s.ts.iter().zip(&s.values) {
-            let hit = m.update(*v) >= threshold;
+            let hit = m.update_in(params.seasonal.slot_of(*t, tz), *v) >= threshold;
             if hit && !above {
                 out.push(Alarm {
                     rule: rule.to_string(),
@@ -84,6 +90,7 @@ pub fn fit(
     series: &[Series],
     incidents: &[Incident],
     early: Millis,
+    tz: chrono_tz::Tz,
 ) -> Fitted {
     let cadence = cadence(series);
     let mut params = AnomalyParams {
@@ -113,7 +120,7 @@ pub fn fit(
             ..params.clone()
         };
         for threshold in [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0] {
-            let a = alarms(series, &p, threshold, "fit");
+            let a = alarms(series, &p, threshold, "fit", tz);
             let v = judge(&a, incidents, &span, early)
                 .into_iter()
                 .next()
@@ -200,7 +207,14 @@ mod tests {
             start: 40 * 96 * q,
             end: 41 * 96 * q,
         }];
-        let f = fit(&AnomalyParams::default(), 0.5, &s, &inc, HOUR);
+        let f = fit(
+            &AnomalyParams::default(),
+            0.5,
+            &s,
+            &inc,
+            HOUR,
+            chrono_tz::Tz::UTC,
+        );
         assert_eq!(f.cadence, q);
         assert_eq!(f.params.learn, 7 * 96);
         assert_eq!(f.params.suppress, 48);

@@ -260,7 +260,9 @@ function options(values, current, label) {
 async function board() {
   document.title = `${t("board.title")} · yujing`;
   main().innerHTML = `<h1>${esc(t("board.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   await loadWarnings();
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   const f = S.filters;
   const deps = (S.me.departments || []).map((d) => [d.id, depName(d.id)]);
   main().innerHTML = `
@@ -353,7 +355,9 @@ function deviceChips(d) {
 async function sites() {
   document.title = `${t("sites.title")} · yujing`;
   main().innerHTML = `<h1>${esc(t("sites.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   const r = await api("/api/v1/sites");
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   if (!r.ok) return failed(r);
   const items = r.data.items;
   main().innerHTML = `
@@ -403,7 +407,9 @@ function chart(title, series, thresholds) {
 
 async function site(id) {
   main().innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   const r = await api(`/api/v1/sites/${encodeURIComponent(id)}`);
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   if (!r.ok) return failed(r);
   const s = r.data;
   const name = S.lang === "en" && s.name_en ? s.name_en : s.name;
@@ -430,7 +436,9 @@ async function site(id) {
 
 async function warning(id) {
   main().innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   const r = await api(`/api/v1/warnings/${encodeURIComponent(id)}`);
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   if (r.status === 403) { main().innerHTML = `<h1>${esc(t("error"))}</h1><p class="error" role="alert">${esc(t("w.forbidden"))}</p>`; return; }
   if (r.status === 404) { main().innerHTML = `<h1>${esc(t("error"))}</h1><p class="error" role="alert">${esc(t("w.notfound"))}</p>`; return; }
   if (!r.ok) return failed(r);
@@ -513,10 +521,12 @@ async function tickets(notice) {
   const staffView = !S.me.department;
   const only = new URLSearchParams(location.hash.split("?")[1] || "").get("unmatched") === "1";
   main().innerHTML = `<h1>${esc(t("tk.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   const [r, sitesRes] = await Promise.all([
     api(`/api/v1/hotline/tickets?limit=500${only ? "&unmatched=true" : ""}`),
     staffView ? api("/api/v1/sites") : Promise.resolve({ ok: true, data: { items: [] } }),
   ]);
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   if (!r.ok) return failed(r);
   const siteOptions = (sitesRes.data?.items || []).map((x) => `<option value="${esc(x.id)}">${esc(x.name)} (${esc(x.id)})</option>`).join("");
   main().innerHTML = `<h1>${esc(t("tk.title"))}</h1>
@@ -544,7 +554,9 @@ async function report() {
   // there whatever the browser's clock zone (one day ahead missed the evening in UTC+8)
   const to = q.get("to") || day(new Date(Date.now() + 2 * 86400000));
   main().innerHTML = `<h1>${esc(t("rp.title"))}</h1><p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   const r = await api(`/api/v1/report?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   if (!r.ok) return failed(r);
   const rows = r.data.departments;
   const opt = (v) => (v === null || v === undefined ? "—" : v);
@@ -578,7 +590,9 @@ async function report() {
 async function admin() {
   document.title = `${t("admin.title")} · yujing`;
   main().innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
+  const gen = S.gen;
   const r = await api("/api/v1/rules");
+  if (gen !== S.gen) return; // the user moved on while this page's data was loading
   if (!r.ok) return failed(r);
   const last = r.data.last_reload || {};
   const isAdmin = S.me.role === "admin";
@@ -619,6 +633,8 @@ function failed(r) {
 
 async function route() {
   if (!S.me) return showLogin();
+  // a page drawn after its data arrives checks it is still the page asked for
+  S.gen = (S.gen || 0) + 1;
   applyChrome();
   const [, name, arg] = location.hash.split("?")[0].split("/");
   const id = arg ? decodeURIComponent(arg) : "";
