@@ -591,6 +591,8 @@ fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The model file given, or the config's `models/anomaly.toml`; its errors printed as
+/// `file:line:col: message`.
 fn model_file(
     model: Option<PathBuf>,
     config: &Path,
@@ -808,18 +810,9 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let tz = cfg.settings.timezone;
-    let base_path = a
-        .model
-        .clone()
-        .unwrap_or_else(|| a.config.join("models").join("anomaly.toml"));
-    let base = match yujing::config::models::load_file(&base_path) {
+    let base = match model_file(a.model.clone(), &a.config) {
         Ok(m) => m,
-        Err(diags) => {
-            for d in diags {
-                eprintln!("{d}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+        Err(code) => return Ok(code),
     };
     let early =
         yujing::time::parse_duration(&a.early).map_err(|e| anyhow::anyhow!("--early: {e}"))?;
@@ -961,14 +954,9 @@ fn backtest_incidents(
     let mut keep: Vec<String> = cfg.models.iter().map(|m| m.metric.clone()).collect();
     let cfg = match model {
         Some(path) => {
-            let m = match yujing::config::models::load_file(&path) {
+            let m = match model_file(Some(path), config) {
                 Ok(m) => m,
-                Err(diags) => {
-                    for d in diags {
-                        eprintln!("{d}");
-                    }
-                    return Ok(ExitCode::from(1));
-                }
+                Err(code) => return Ok(code),
             };
             keep.push(m.metric.clone());
             Arc::new(backtest::with_model(&cfg, m)?)

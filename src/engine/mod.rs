@@ -1502,17 +1502,10 @@ mod tests {
   - {id: r, title: t, metric: pm10, window: {type: tumbling, size: 1m}, aggregate: avg, above: 0, level: blue, message: x}
 ";
 
-    #[test]
-    fn the_site_risk_score_follows_the_sites_warnings() {
-        let model = crate::config::models::parse(
-            std::path::Path::new("models/risk.toml"),
-            "kind = \"risk\"\n[params]\nevery = \"10m\"\n[params.weights]\nwarnings = 1.0\ntickets = 0.0\noffline = 0.0\n",
-        )
-        .expect("model");
-        let rules = "rules:
-  - {id: dust, title: t, metric: pm10, window: {type: tumbling, size: 10m}, aggregate: avg, above: {red: 100}, message: x}
-  - {id: risky, title: t, metric: site_risk, window: {type: tumbling, size: 10m}, aggregate: last, above: {yellow: 0.5}, message: x}
-";
+    /// An engine over SITES with one model file (`name`, `text`) and `rules`.
+    fn engine_with_model(name: &str, text: &str, rules: &str) -> Engine {
+        let path = std::path::Path::new("models").join(name);
+        let model = crate::config::models::parse(&path, text).expect("model");
         let cfg = Config::from_texts_with_models(
             SITES,
             &[("r.yaml", rules)],
@@ -1520,7 +1513,19 @@ mod tests {
             EngineSettings::default(),
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
-        let mut e = Engine::new(Arc::new(cfg));
+        Engine::new(Arc::new(cfg))
+    }
+
+    #[test]
+    fn the_site_risk_score_follows_the_sites_warnings() {
+        let mut e = engine_with_model(
+            "risk.toml",
+            "kind = \"risk\"\n[params]\nevery = \"10m\"\n[params.weights]\nwarnings = 1.0\ntickets = 0.0\noffline = 0.0\n",
+            "rules:
+  - {id: dust, title: t, metric: pm10, window: {type: tumbling, size: 10m}, aggregate: avg, above: {red: 100}, message: x}
+  - {id: risky, title: t, metric: site_risk, window: {type: tumbling, size: 10m}, aggregate: last, above: {yellow: 0.5}, message: x}
+",
+        );
         let src = e.source("t");
         // 30 minutes clean, an hour of dust at device b, clean again
         for i in 0..180 {
@@ -1547,22 +1552,13 @@ mod tests {
 
     #[test]
     fn rules_use_a_models_output_like_any_metric() {
-        let model = crate::config::models::parse(
-            std::path::Path::new("models/pm.toml"),
+        let mut e = engine_with_model(
+            "pm.toml",
             "kind = \"anomaly\"\nmetric = \"pm10\"\n[params]\nlearn = 600\n",
-        )
-        .expect("model");
-        let rules = "rules:
+            "rules:
   - {id: odd, title: t, metric: pm10_anomaly, window: {type: tumbling, size: 1m}, aggregate: max, above: {yellow: 0.5}, message: x}
-";
-        let cfg = Config::from_texts_with_models(
-            SITES,
-            &[("r.yaml", rules)],
-            vec![model],
-            EngineSettings::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
-        let mut e = Engine::new(Arc::new(cfg));
+",
+        );
         let src = e.source("t");
         // a steady cycle (about 6 h) for 2,000 minutes at device a, learnt over more than one
         // cycle, then a spike
