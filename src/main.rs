@@ -405,6 +405,7 @@ fn load(dir: &Path) -> Result<Arc<Config>, ExitCode> {
 }
 
 fn check(dir: &Path) -> Result<ExitCode> {
+    let mut so = std::io::stdout().lock();
     let cfg = match load(dir) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -418,7 +419,8 @@ fn check(dir: &Path) -> Result<ExitCode> {
             cfg.routes.channels.len()
         )
     };
-    println!(
+    writeln!(
+        so,
         "ok: {} sites, {} devices, {} rules{routes} in {}",
         cfg.registry.sites.len(),
         cfg.registry
@@ -433,7 +435,7 @@ fn check(dir: &Path) -> Result<ExitCode> {
             &cfg.dir
         }
         .display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1159,6 +1161,7 @@ fn report(
     csv_out: Option<&Path>,
     html_out: Option<&Path>,
 ) -> Result<ExitCode> {
+    let mut so = std::io::stdout().lock();
     let dir = config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -1199,8 +1202,12 @@ fn report(
         .collect();
     let report = yujing::report::summarize(&rows, &names);
     let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
-    println!("部门预警处置考评 / department response report, {from} .. {to}");
-    println!(
+    writeln!(
+        so,
+        "部门预警处置考评 / department response report, {from} .. {to}"
+    )?;
+    writeln!(
+        so,
         "{:<28} {:>5} {:>4} {:>4} {:>4} {:>4} {:>16} {:>16} {:>7} {:>6} {:>9}",
         "department",
         "total",
@@ -1213,10 +1220,11 @@ fn report(
         "overdue",
         "escal",
         "feedback"
-    );
+    )?;
     for r in &report {
         let l = |k: &str| r.by_level.get(k).copied().unwrap_or(0);
-        println!(
+        writeln!(
+            so,
             "{:<28} {:>5} {:>4} {:>4} {:>4} {:>4} {:>16} {:>16} {:>7} {:>6} {:>9}",
             format!("{} {}", r.department, r.name),
             r.warnings,
@@ -1235,17 +1243,17 @@ fn report(
             r.feedback_completeness
                 .map(|x| format!("{:.0}%", x * 100.0))
                 .unwrap_or_else(|| "-".into()),
-        );
+        )?;
     }
     if let Some(p) = csv_out {
         std::fs::write(p, yujing::report::csv(&report))
             .with_context(|| format!("writing {}", p.display()))?;
-        println!("CSV: {}", p.display());
+        writeln!(so, "CSV: {}", p.display())?;
     }
     if let Some(p) = html_out {
         std::fs::write(p, yujing::report::html(&report, from, to))
             .with_context(|| format!("writing {}", p.display()))?;
-        println!("HTML: {}", p.display());
+        writeln!(so, "HTML: {}", p.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1256,17 +1264,22 @@ fn random_token() -> Result<String> {
 }
 
 fn token(name: &str, role: &str) -> Result<ExitCode> {
+    let mut so = std::io::stdout().lock();
     if yujing::config::service::Role::parse(role).is_none() {
         eprintln!("yujing: unknown role `{role}` (operator, admin or department:<id>)");
         return Ok(ExitCode::from(2));
     }
     let t = format!("yj_{}", random_token()?);
-    println!("token (give this to {name}; it is shown only now): {t}");
-    println!();
-    println!("[[tokens]]");
-    println!("name = {:?}", name);
-    println!("role = {:?}", role);
-    println!("sha256 = {:?}", yujing::dispatch::channel::token_hash(&t));
+    writeln!(so, "token (give this to {name}; it is shown only now): {t}")?;
+    writeln!(so)?;
+    writeln!(so, "[[tokens]]")?;
+    writeln!(so, "name = {:?}", name)?;
+    writeln!(so, "role = {:?}", role)?;
+    writeln!(
+        so,
+        "sha256 = {:?}",
+        yujing::dispatch::channel::token_hash(&t)
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
