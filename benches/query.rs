@@ -55,7 +55,6 @@ fn generate(dir: &std::path::Path, readings: usize) {
                 }
             }
         }
-        b.len = k;
         let day = chrono::DateTime::from_timestamp_millis(day0 + 8 * 3_600_000)
             .map(|t| t.date_naive())
             .unwrap_or_default();

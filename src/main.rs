@@ -1079,6 +1079,13 @@ fn backtest_incidents(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config directory of a `-c path/to/yujing.toml` argument.
+fn toml_dir(toml: &Path) -> &Path {
+    toml.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum QueryFormat {
     Table,
@@ -1097,11 +1104,7 @@ fn query(
     let dir = match archive {
         Some(d) => d,
         None => {
-            let cdir = config
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let cfg = match load(cdir) {
+            let cfg = match load(toml_dir(config)) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
@@ -1162,11 +1165,7 @@ fn report(
     html_out: Option<&Path>,
 ) -> Result<ExitCode> {
     let mut so = std::io::stdout().lock();
-    let dir = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let cfg = match load(dir) {
+    let cfg = match load(toml_dir(config)) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

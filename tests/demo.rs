@@ -211,18 +211,10 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
     // after the stop the archive holds every warning the store has, and `yujing query` reads it
     let archive = demo.data.path().join("archive");
     let store = demo.data.path().join("yujing-demo.db");
-    let out = Command::new(env!("CARGO_BIN_EXE_yujing"))
-        .args(["query", "--format", "json", "--archive"])
-        .arg(&archive)
-        .arg("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM warnings")
-        .output()
-        .expect("yujing query");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = service::query_archive(
+        &archive,
+        "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM warnings",
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     let stored = stored_warnings(&store).await;
     assert_eq!(v[0]["n"].as_u64(), Some(stored), "{v}");
     assert_eq!(v[0]["ids"].as_u64(), Some(stored), "{v}");

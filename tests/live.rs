@@ -1039,21 +1039,11 @@ async fn the_archive_keeps_every_reading_across_a_kill_9() {
     })
     .await;
     assert!(svc.stop().success());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yujing"))
-        .args(["query", "--format", "json", "--archive"])
-        .arg(setup.path().join("data/archive"))
-        .arg(
-            "SELECT count(*) AS n, count(DISTINCT ts) AS times, min(source) AS source \
-             FROM readings WHERE device = 'cs-01-noise'",
-        )
-        .output()
-        .expect("yujing query");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = query_archive(
+        &setup.path().join("data/archive"),
+        "SELECT count(*) AS n, count(DISTINCT ts) AS times, min(source) AS source \
+         FROM readings WHERE device = 'cs-01-noise'",
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v[0]["times"], 60, "{v}");
     assert_eq!(v[0]["n"], 60, "every reading once: {v}");
     assert_eq!(v[0]["source"], "mqtt");

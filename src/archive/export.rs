@@ -79,7 +79,6 @@ pub async fn export(
             c[20].int(w.overdue_step);
             c[21].text(w.supervisor.as_deref());
         }
-        b.len = list.len();
         out.rows += put(dir, Table::Warnings, day, b)?;
         out.days += 1;
     }
@@ -98,7 +97,6 @@ pub async fn export(
             c[6].time(Some(t.at));
             c[7].time(Some(t.stored_at));
         }
-        b.len = list.len();
         out.rows += put(dir, Table::Transitions, day, b)?;
         out.days += 1;
     }
@@ -126,7 +124,6 @@ pub async fn export(
             c[15].time(Some(t.created_at));
             c[16].time(Some(t.updated_at));
         }
-        b.len = list.len();
         out.rows += put(dir, Table::Tickets, day, b)?;
         out.days += 1;
     }
@@ -141,7 +138,7 @@ pub async fn export(
 /// Write one day of a table (or remove its file when the day has no rows any more).
 fn put(dir: &Path, table: Table, day: NaiveDate, rows: Rows) -> Result<usize, ArchiveError> {
     let file = day_dir(dir, table, day).join("part-0.parquet");
-    let n = rows.len;
+    let n = rows.len();
     if n == 0 {
         match std::fs::remove_file(&file) {
             Ok(()) => {}
@@ -167,6 +164,5 @@ pub fn write_sites(dir: &Path, registry: &Registry) -> Result<(), ArchiveError> 
         c[5].float(s.location.lon);
         c[6].text(s.location.address.as_deref());
     }
-    b.len = registry.sites.len();
     write_parquet(&dir.join("sites").join("sites.parquet"), &b.finish()?)
 }

@@ -321,7 +321,6 @@ pub fn seal(dir: &Path, path: &Path, tz: Tz) -> Result<usize, ArchiveError> {
             b.cols[5].time(Some(r.arrival));
             b.cols[6].text(Some(&r.source));
         }
-        b.len = list.len();
         let batch = b.finish()?;
         let file = day_dir(dir, Table::Readings, day).join(format!("part-{seq:010}.parquet"));
         tables::write_parquet(&file, &batch)?;

@@ -6,7 +6,7 @@
 use super::tables::Table;
 use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::execution::options::ParquetReadOptions;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -203,11 +203,6 @@ pub fn series(batches: &[RecordBatch]) -> Vec<(String, Vec<i64>, Vec<f64>)> {
         }
     }
     out
-}
-
-/// A timestamp type of the archive (for callers building schemas).
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use super::ArchiveError;
 use crate::time::Ts;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -185,7 +186,6 @@ impl Col {
 pub struct Rows {
     pub schema: SchemaRef,
     pub cols: Vec<Col>,
-    pub len: usize,
 }
 
 impl Rows {
@@ -201,11 +201,22 @@ impl Rows {
                 _ => Col::Time(TimestampMillisecondBuilder::new()),
             })
             .collect();
-        Rows {
-            schema,
-            cols,
-            len: 0,
+        Rows { schema, cols }
+    }
+
+    /// Rows appended so far (every column has as many).
+    pub fn len(&self) -> usize {
+        match self.cols.first() {
+            Some(Col::Text(b)) => b.len(),
+            Some(Col::Float(b)) => b.len(),
+            Some(Col::Int(b)) => b.len(),
+            Some(Col::Time(b)) => b.len(),
+            None => 0,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArchiveError> {

@@ -780,3 +780,19 @@ impl Drop for Demo {
         let _ = self.child.wait();
     }
 }
+
+/// `yujing query --format json --archive DIR SQL`: the rows, as JSON.
+pub fn query_archive(archive: &Path, sql: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_yujing"))
+        .args(["query", "--format", "json", "--archive"])
+        .arg(archive)
+        .arg(sql)
+        .output()
+        .expect("yujing query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
