@@ -14,40 +14,57 @@ pub struct Interner {
 }
 
 /// Short names (most device ids) are kept in the table itself, so a lookup reads one cache line
-/// and compares two fixed-size arrays.
+/// and compares one 16-byte key.
 #[derive(Clone, Copy)]
 struct Slot {
     idx: u32,
-    /// The name zero-padded, its length in the last byte; `LONG` there: compare the buffer.
-    key: [u8; 12],
+    /// [`ShortKey`] of the name, or `LONG`: compare the buffer.
+    key: u128,
 }
 
-const INLINE: usize = 11;
-const LONG: u8 = u8::MAX;
+const LONG: u128 = u128::MAX;
 
-/// The fixed-size key of a short name, or `None` for a long one.
-#[inline]
-fn short_key(s: &str) -> Option<[u8; 12]> {
-    let b = s.as_bytes();
-    if b.len() > INLINE {
-        return None;
-    }
-    let mut key = [0u8; 12];
-    for (k, c) in key.iter_mut().zip(b) {
-        *k = *c;
-    }
-    key[INLINE] = b.len() as u8;
-    Some(key)
-}
+/// A name of at most 15 bytes as one number: its bytes little-endian, zero-padded, its length in
+/// the top byte. Loaded with two overlapping word reads instead of a byte loop, so building and
+/// comparing it costs a few instructions (a reading's device and metric are keyed this way).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ShortKey(pub u128);
 
-impl Slot {
-    fn new(idx: u32, s: &str) -> Slot {
-        let key = short_key(s).unwrap_or_else(|| {
-            let mut k = [0u8; 12];
-            k[INLINE] = LONG;
-            k
-        });
-        Slot { idx, key }
+impl ShortKey {
+    pub const MAX_LEN: usize = 15;
+
+    #[inline]
+    pub fn of(s: &str) -> Option<ShortKey> {
+        let b = s.as_bytes();
+        let n = b.len();
+        let v: u128 = if n > Self::MAX_LEN {
+            return None;
+        } else if n >= 8 {
+            let lo = u64::from_le_bytes(b[..8].try_into().ok()?);
+            // bytes n-8..n; bytes 8..n are its top n-8 bytes
+            let hi = u64::from_le_bytes(b[n - 8..].try_into().ok()?)
+                .checked_shr(8 * (16 - n as u32))
+                .unwrap_or(0);
+            lo as u128 | (hi as u128) << 64
+        } else if n >= 4 {
+            let lo = u32::from_le_bytes(b[..4].try_into().ok()?) as u64;
+            let hi = u32::from_le_bytes(b[n - 4..].try_into().ok()?) as u64;
+            (lo | (hi >> (8 * (8 - n as u32))) << 32) as u128
+        } else {
+            b.iter()
+                .enumerate()
+                .fold(0u128, |v, (i, &c)| v | (c as u128) << (8 * i))
+        };
+        Some(ShortKey(v | (n as u128) << 120))
+    }
+
+    /// A cheap, well-mixed hash of the key (multiply and fold).
+    #[inline]
+    fn hash(self) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let (lo, hi) = (self.0 as u64, (self.0 >> 64) as u64);
+        let m = (lo ^ hi.rotate_left(29)).wrapping_mul(K) as u128 * (hi ^ K) as u128;
+        (m as u64) ^ ((m >> 64) as u64)
     }
 }
 
@@ -62,7 +79,10 @@ impl std::fmt::Debug for Interner {
 impl Interner {
     #[inline]
     fn hash(&self, s: &str) -> u64 {
-        self.hasher.hash_one(s)
+        match ShortKey::of(s) {
+            Some(k) => k.hash(),
+            None => self.hasher.hash_one(s),
+        }
     }
 
     /// The name of an index.
@@ -75,14 +95,23 @@ impl Interner {
     /// The index of a name, if interned.
     #[inline]
     pub fn get(&self, s: &str) -> Option<u32> {
-        let h = self.hash(s);
-        match short_key(s) {
-            Some(key) => self.table.find(h, |slot| slot.key == key),
-            None => self.table.find(h, |slot| {
-                slot.key[INLINE] == LONG && self.resolve(slot.idx) == s
-            }),
+        match ShortKey::of(s) {
+            Some(key) => self.get_short(key),
+            None => self
+                .table
+                .find(self.hasher.hash_one(s), |slot| {
+                    slot.key == LONG && self.resolve(slot.idx) == s
+                })
+                .map(|slot| slot.idx),
         }
-        .map(|slot| slot.idx)
+    }
+
+    /// The index of a short name by its key.
+    #[inline]
+    pub fn get_short(&self, key: ShortKey) -> Option<u32> {
+        self.table
+            .find(key.hash(), |slot| slot.key == key.0)
+            .map(|slot| slot.idx)
     }
 
     /// Intern a name: its existing index, or a new one.
@@ -95,8 +124,12 @@ impl Interner {
         self.text.push_str(s);
         self.spans.push((a, self.text.len() as u32));
         let h = self.hash(s);
+        let key = ShortKey::of(s).map_or(LONG, |k| k.0);
         let (text, spans, hasher) = (&self.text, &self.spans, &self.hasher);
-        self.table.insert_unique(h, Slot::new(i, s), |slot| {
+        self.table.insert_unique(h, Slot { idx: i, key }, |slot| {
+            if slot.key != LONG {
+                return ShortKey(slot.key).hash();
+            }
             let (a, b) = spans[slot.idx as usize];
             hasher.hash_one(&text[a as usize..b as usize])
         });
@@ -128,5 +161,25 @@ mod tests {
         assert_eq!(n.get("d1000"), None);
         assert_eq!(n.resolve(ids[42]), "d42");
         assert_eq!(n.len(), 1001);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn short_keys_are_exact(a in "[a-z0-9.-]{0,17}", b in "[a-z0-9.-]{0,17}") {
+            let (ka, kb) = (ShortKey::of(&a), ShortKey::of(&b));
+            proptest::prop_assert_eq!(ka.is_some(), a.len() <= 15);
+            if let (Some(ka), Some(kb)) = (ka, kb) {
+                proptest::prop_assert_eq!(ka == kb, a == b);
+                // the key is the bytes, zero-padded, with the length on top
+                let mut want = [0u8; 16];
+                want[..a.len()].copy_from_slice(a.as_bytes());
+                want[15] = a.len() as u8;
+                proptest::prop_assert_eq!(ka.0, u128::from_le_bytes(want));
+            }
+            let mut n = Interner::default();
+            let ia = n.intern(&a);
+            proptest::prop_assert_eq!(n.get(&a), Some(ia));
+            proptest::prop_assert_eq!(n.get(&b).is_some(), a == b);
+        }
     }
 }

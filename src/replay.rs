@@ -263,20 +263,20 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         }
         let mut emit = |mut r: crate::event::ReadingRef<'_>| {
             r.source = src;
-            if let Err(reason) = engine.push(&r) {
-                rejects.push((
+            match engine.push_located(&r) {
+                Err(reason) => rejects.push((
                     number,
                     reason,
                     format!("{} {} {} at {}", r.device, r.metric, r.value, r.ts),
-                ));
-            } else if let Some(d) = reg.device(r.device) {
-                let site = reg.devices[d as usize].site;
-                let span = &mut spans[site as usize];
-                *span = Some(span.map_or((r.ts, r.ts), |(a, b)| (a.min(r.ts), b.max(r.ts))));
-                if opts.keep.iter().any(|k| k == r.metric) {
-                    let e = kept.entry((site, r.metric.to_string())).or_default();
-                    e.0.push(r.ts);
-                    e.1.push(r.value);
+                )),
+                Ok((_, site)) => {
+                    let span = &mut spans[site as usize];
+                    *span = Some(span.map_or((r.ts, r.ts), |(a, b)| (a.min(r.ts), b.max(r.ts))));
+                    if opts.keep.iter().any(|k| k == r.metric) {
+                        let e = kept.entry((site, r.metric.to_string())).or_default();
+                        e.0.push(r.ts);
+                        e.1.push(r.value);
+                    }
                 }
             }
         };

@@ -5,7 +5,7 @@
 
 use super::DecodeError;
 use crate::event::{ReadingRef, RejectReason};
-use crate::time::parse_ts;
+use crate::time::{parse_digits, parse_ts};
 use chrono_tz::Tz;
 
 const TS: usize = 0;
@@ -50,42 +50,58 @@ impl CsvDecoder {
                 ))
             }
         };
-        // one UTF-8 check for the line; commas are ASCII, so every field is a valid slice
-        let text = std::str::from_utf8(line)
-            .map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))?;
-        let field = |k: usize| &text[bounds[k]..bounds[k + 1] - 1];
+        // fields stay bytes: the time and the value are parsed from bytes, and only the names
+        // (site, device, metric) are checked as UTF-8, in one call over the span that holds them
+        let field = |k: usize| &line[bounds[k]..bounds[k + 1] - 1];
         if !self.started {
             self.started = true;
-            let raw: Vec<&[u8]> = (0..n).map(|k| field(k).as_bytes()).collect();
+            let raw: Vec<&[u8]> = (0..n).map(field).collect();
             if self.try_header(&raw)? {
                 return Ok(false);
             }
         }
-        let f = |c: usize| -> Result<&str, DecodeError> {
+        let missing = |c: usize| {
+            DecodeError::new(
+                RejectReason::Malformed,
+                format!("expected at least {} columns, got {n}", c + 1),
+            )
+        };
+        let f = |c: usize| if c < n { Ok(field(c)) } else { Err(missing(c)) };
+        let (mut lo, mut hi) = (line.len(), 0);
+        for c in [self.cols[SITE], self.cols[DEVICE], self.cols[METRIC]] {
             if c < n {
-                Ok(field(c))
+                lo = lo.min(bounds[c]);
+                hi = hi.max(bounds[c + 1] - 1);
+            }
+        }
+        let names = if lo < hi { utf8(&line[lo..hi])? } else { "" };
+        let g = |c: usize| {
+            if c < n {
+                Ok(names
+                    .get(bounds[c] - lo..bounds[c + 1] - 1 - lo)
+                    .unwrap_or_default())
             } else {
-                Err(DecodeError::new(
-                    RejectReason::Malformed,
-                    format!("expected at least {} columns, got {n}", c + 1),
-                ))
+                Err(missing(c))
             }
         };
-        self.emit_row(f, emit)
+        self.emit_row(f, g, emit)
     }
 
     /// Build the reading from a row's fields (by column index) and hand it on.
+    #[inline]
+    /// `f` gives a field's bytes, `g` a name field (site, device, metric) as text.
     fn emit_row<'a>(
         &self,
-        f: impl Fn(usize) -> Result<&'a str, DecodeError>,
+        f: impl Fn(usize) -> Result<&'a [u8], DecodeError>,
+        g: impl Fn(usize) -> Result<&'a str, DecodeError>,
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
         let c = &self.cols;
         let r = reading(
             f(c[TS])?,
-            opt(&f, c[SITE])?,
-            f(c[DEVICE])?,
-            f(c[METRIC])?,
+            opt(&g, c[SITE])?,
+            g(c[DEVICE])?,
+            g(c[METRIC])?,
             f(c[VALUE])?,
             self.tz,
         )?;
@@ -142,7 +158,7 @@ impl CsvDecoder {
                 return Ok(false);
             }
         }
-        let f = |c: usize| -> Result<&str, DecodeError> {
+        let g = |c: usize| -> Result<&str, DecodeError> {
             q.get(c).map(|s| s.as_str()).ok_or_else(|| {
                 DecodeError::new(
                     RejectReason::Malformed,
@@ -150,8 +166,13 @@ impl CsvDecoder {
                 )
             })
         };
-        self.emit_row(f, emit)
+        self.emit_row(|c| g(c).map(str::as_bytes), g, emit)
     }
+}
+
+#[inline]
+fn utf8(b: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(b).map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))
 }
 
 fn opt<'a>(
@@ -235,8 +256,7 @@ const POW10: [f64; 16] = [
 /// both exact in an f64 and IEEE division rounds correctly, so the result equals `str::parse`.
 /// Anything else (exponents, signs, long numbers, NaN) returns `None` for the general parser.
 #[inline]
-fn parse_decimal(s: &str) -> Option<f64> {
-    let b = s.as_bytes();
+fn parse_decimal(b: &[u8]) -> Option<f64> {
     let (neg, digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         _ => (false, b),
@@ -260,13 +280,15 @@ fn parse_decimal(s: &str) -> Option<f64> {
     Some(if neg { -v } else { v })
 }
 
-/// Build a reading from text fields, with precise reasons for what is wrong.
+/// Build a reading from its fields (time and value as the raw bytes), with precise reasons for
+/// what is wrong.
+#[inline]
 pub fn reading<'a>(
-    ts: &'a str,
+    ts: &[u8],
     site: Option<&'a str>,
     device: &'a str,
     metric: &'a str,
-    value: &'a str,
+    value: &[u8],
     tz: Tz,
 ) -> Result<ReadingRef<'a>, DecodeError> {
     if device.is_empty() {
@@ -279,22 +301,31 @@ pub fn reading<'a>(
     if value.is_empty() {
         return Err(DecodeError::new(RejectReason::MissingField, "empty value"));
     }
-    let v: f64 = parse_decimal(value)
-        .map(Ok)
-        .unwrap_or_else(|| value.parse())
-        .map_err(|_| {
-            DecodeError::new(
-                RejectReason::Malformed,
-                format!("value `{value}` is not a number"),
-            )
-        })?;
-    if !v.is_finite() {
-        return Err(DecodeError::new(
-            RejectReason::NonFinite,
-            format!("value `{value}` is not finite"),
-        ));
-    }
-    let ts = parse_ts(ts, tz).map_err(|e| DecodeError::new(RejectReason::BadTimestamp, e))?;
+    let v: f64 = match parse_decimal(value) {
+        Some(v) => v,
+        None => {
+            let text = String::from_utf8_lossy(value);
+            let v: f64 = text.parse().map_err(|_| {
+                DecodeError::new(
+                    RejectReason::Malformed,
+                    format!("value `{text}` is not a number"),
+                )
+            })?;
+            if !v.is_finite() {
+                return Err(DecodeError::new(
+                    RejectReason::NonFinite,
+                    format!("value `{text}` is not finite"),
+                ));
+            }
+            v
+        }
+    };
+    // the common case first: epoch milliseconds, digits only
+    let ts = match parse_digits(ts) {
+        Some(ms) => ms as i64,
+        None => parse_ts(&String::from_utf8_lossy(ts), tz)
+            .map_err(|e| DecodeError::new(RejectReason::BadTimestamp, e))?,
+    };
     Ok(ReadingRef {
         site,
         device,
@@ -334,7 +365,7 @@ mod tests {
             let digits = m.to_string();
             let s = if frac == 0 || frac >= digits.len() { digits.clone() } else { format!("{}.{}", &digits[..digits.len() - frac], &digits[digits.len() - frac..]) };
             let s = if neg { format!("-{s}") } else { s };
-            if let Some(v) = parse_decimal(&s) {
+            if let Some(v) = parse_decimal(s.as_bytes()) {
                 proptest::prop_assert_eq!(v.to_bits(), s.parse::<f64>().unwrap_or(f64::NAN).to_bits(), "{}", s);
             }
         }

@@ -16,7 +16,7 @@ use crate::config::rules::Agg;
 use crate::config::rules::{Body, Combine, Direction, Hysteresis, KeyBy, LevelThresholds, Rule};
 use crate::config::Config;
 use crate::event::{Level, RejectReason};
-use crate::intern::Interner;
+use crate::intern::{Interner, ShortKey};
 use crate::time::{local_day, local_minute_of_day, Ts};
 use acc::{AccSet, Needs};
 use alert::{AlertState, Step, Timing, TransitionKind};
@@ -151,6 +151,9 @@ struct RuleRt {
 pub struct Engine {
     pub config: Arc<Config>,
     metric_ids: Interner,
+    /// Each metric id's [`ShortKey`] (`u128::MAX` for long names, which no key equals): a
+    /// reading's metric is matched against its device's declared metrics by one comparison each.
+    metric_keys: Vec<u128>,
     n_metrics: usize,
     /// Rules per (site, metric), flattened: the routes of slot `i` are
     /// `routes[route_start[i]..route_start[i + 1]]` (one contiguous array, no pointer chasing).
@@ -415,6 +418,9 @@ impl Engine {
             models,
             models_of_metric,
             config,
+            metric_keys: (0..metric_ids.len() as u32)
+                .map(|i| ShortKey::of(metric_ids.resolve(i)).map_or(u128::MAX, |k| k.0))
+                .collect(),
             metric_ids,
             n_metrics,
             routes: routes.concat(),
@@ -518,13 +524,20 @@ impl Engine {
     /// Take one reading. `Err` names why it was rejected; it is counted either way.
     #[inline]
     pub fn push(&mut self, r: &Input) -> Result<(), RejectReason> {
+        self.push_located(r).map(|_| ())
+    }
+
+    /// [`Engine::push`], telling the device and site the reading was taken as (it was
+    /// processed, or held until the stream confirms a far jump).
+    #[inline]
+    pub fn push_located(&mut self, r: &Input) -> Result<(u32, u32), RejectReason> {
         self.stats.readings += 1;
         match self.accept(r) {
-            Ok(Accepted::Processed) => {
+            Ok((Accepted::Processed, dev, site)) => {
                 self.stats.accepted += 1;
-                Ok(())
+                Ok((dev, site))
             }
-            Ok(Accepted::Held) => Ok(()),
+            Ok((Accepted::Held, dev, site)) => Ok((dev, site)),
             Err(reason) => {
                 self.stats.rejected[reason as usize] += 1;
                 Err(reason)
@@ -533,7 +546,7 @@ impl Engine {
     }
 
     #[inline]
-    fn accept(&mut self, r: &Input) -> Result<Accepted, RejectReason> {
+    fn accept(&mut self, r: &Input) -> Result<(Accepted, u32, u32), RejectReason> {
         if !r.value.is_finite() {
             return Err(RejectReason::NonFinite);
         }
@@ -566,14 +579,15 @@ impl Engine {
             if r.ts > newest.saturating_add(s.max_future) {
                 let decided = self.jumps.ahead(r, s.max_future);
                 self.apply(decided);
-                return Ok(Accepted::Held);
+                return Ok((Accepted::Held, dev, site));
             }
         }
         if !self.jumps.is_empty() {
             let decided = self.jumps.in_range();
             self.apply(decided);
         }
-        self.process(r, dev, site).map(|()| Accepted::Processed)
+        self.process(r, dev, site)
+            .map(|()| (Accepted::Processed, dev, site))
     }
 
     /// Carry out what the jump guard decided about held readings.
@@ -602,6 +616,9 @@ impl Engine {
     /// Rejections decided after `push` returned (held readings the stream did not confirm), for
     /// the dead-letter place.
     pub fn take_deferred_rejects(&mut self) -> Vec<(RejectReason, Held)> {
+        if self.deferred_rejects.is_empty() {
+            return Vec::new();
+        }
         std::mem::take(&mut self.deferred_rejects)
     }
 
@@ -788,15 +805,27 @@ impl Engine {
         derived: bool,
     ) -> Result<(), RejectReason> {
         // the metrics a device declares are few: compare against those before hashing
-        let declared = self.dev[dev as usize]
-            .metrics
-            .iter()
-            .copied()
-            .take_while(|&m| m != u16::MAX)
-            .find(|&m| self.metric_ids.resolve(m as u32) == r.metric);
+        let key = ShortKey::of(r.metric);
+        let mut declared = None;
+        for &m in &self.dev[dev as usize].metrics {
+            if m == u16::MAX {
+                break;
+            }
+            let same = match key {
+                Some(k) => self.metric_keys.get(m as usize) == Some(&k.0),
+                None => self.metric_ids.resolve(m as u32) == r.metric,
+            };
+            if same {
+                declared = Some(m);
+                break;
+            }
+        }
         let routes_idx = declared
             .map(u32::from)
-            .or_else(|| self.metric_ids.get(r.metric))
+            .or_else(|| match key {
+                Some(k) => self.metric_ids.get_short(k),
+                None => self.metric_ids.get(r.metric),
+            })
             .map(|m| site as usize * self.n_metrics + m as usize);
         // late for every rule it would feed?
         let lateness = self.config.settings.allowed_lateness;
