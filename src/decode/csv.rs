@@ -386,6 +386,29 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_get_a_reason() {
+        let mut d = CsvDecoder::new(chrono_tz::Asia::Shanghai);
+        let mut reason = |line: &[u8]| d.decode(line, &mut |_| {}).err().map(|e| e.reason);
+        assert_eq!(
+            reason(b"1700000000000,1,d\xff,pm10,1"),
+            Some(RejectReason::Malformed)
+        );
+        assert_eq!(
+            reason(b"1700000000000,1,d1,pm\xc3,1"),
+            Some(RejectReason::Malformed)
+        );
+        assert_eq!(
+            reason(b"1700000000000,1,d1,pm10,1\xff"),
+            Some(RejectReason::Malformed)
+        );
+        assert_eq!(
+            reason(b"17000\xff,1,d1,pm10,1"),
+            Some(RejectReason::BadTimestamp)
+        );
+        assert_eq!(reason(b"1700000000000,1,\xe9\xa3\x8e,pm10,1"), None);
+    }
+
+    #[test]
     fn headerless_and_header_forms() {
         let r = run(&[
             "1700000000000,1,12,pm10,55.5",
