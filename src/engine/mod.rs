@@ -616,9 +616,6 @@ impl Engine {
     /// Rejections decided after `push` returned (held readings the stream did not confirm), for
     /// the dead-letter place.
     pub fn take_deferred_rejects(&mut self) -> Vec<(RejectReason, Held)> {
-        if self.deferred_rejects.is_empty() {
-            return Vec::new();
-        }
         std::mem::take(&mut self.deferred_rejects)
     }
 
