@@ -50,10 +50,13 @@ impl ShortKey {
             let lo = u32::from_le_bytes(b[..4].try_into().ok()?) as u64;
             let hi = u32::from_le_bytes(b[n - 4..].try_into().ok()?) as u64;
             (lo | (hi >> (8 * (8 - n as u32))) << 32) as u128
+        } else if n > 0 {
+            // first, middle and last byte: for one to three bytes, together all of them
+            (b[0] as u128)
+                | (b[n / 2] as u128) << (8 * (n / 2))
+                | (b[n - 1] as u128) << (8 * (n - 1))
         } else {
-            b.iter()
-                .enumerate()
-                .fold(0u128, |v, (i, &c)| v | (c as u128) << (8 * i))
+            0
         };
         Some(ShortKey(v | (n as u128) << 120))
     }
@@ -90,6 +93,25 @@ impl Interner {
     pub fn resolve(&self, i: u32) -> &str {
         let (a, b) = self.spans[i as usize];
         &self.text[a as usize..b as usize]
+    }
+
+    /// Whether index `i` names `s` (short names compared as keys, without a call to memcmp).
+    #[inline]
+    pub fn is(&self, i: u32, s: &str) -> bool {
+        let (a, b) = self.spans[i as usize];
+        let name = self
+            .text
+            .as_bytes()
+            .get(a as usize..b as usize)
+            .unwrap_or_default();
+        let s = s.as_bytes();
+        if name.len() != s.len() {
+            return false;
+        }
+        if name.len() > ShortKey::MAX_LEN {
+            return name == s;
+        }
+        name.iter().zip(s).all(|(x, y)| x == y)
     }
 
     /// The index of a name, if interned.
@@ -160,6 +182,8 @@ mod tests {
         assert_eq!(n.get("d999"), Some(ids[999]));
         assert_eq!(n.get("d1000"), None);
         assert_eq!(n.resolve(ids[42]), "d42");
+        assert!(n.is(ids[42], "d42") && !n.is(ids[42], "d421") && !n.is(ids[42], "d4"));
+        assert!(n.is(long, "a-rather-long-device-id-0001") && !n.is(long, "d42"));
         assert_eq!(n.len(), 1001);
     }
 

@@ -290,7 +290,9 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
             engine.stats.rejected[e.reason as usize] += 1;
             dead.write(number, e.reason, &e.detail, line.bytes)?;
         }
-        dead.write_deferred(&mut engine, number)?;
+        if engine.has_deferred_rejects() {
+            dead.write_deferred(&mut engine, number)?;
+        }
         if !rejects.is_empty() {
             let raw = line.bytes.to_vec();
             for (n, reason, detail) in rejects.drain(..) {

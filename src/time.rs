@@ -175,12 +175,90 @@ pub fn local_to_ts(naive: NaiveDateTime, tz: Tz) -> Option<Ts> {
         .map(|d| d.timestamp_millis())
 }
 
-/// RFC 3339 in the given zone, to the second (or millisecond when needed).
+/// RFC 3339 in the given zone, to the second (or millisecond when needed), as chrono's
+/// `to_rfc3339_opts(SecondsFormat::AutoSi, false)` writes it.
 pub fn format_ts(ts: Ts, tz: Tz) -> String {
-    match tz.timestamp_millis_opt(ts).single() {
-        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-        None => ts.to_string(),
+    let mut s = String::with_capacity(29);
+    write_ts(&mut s, ts, tz);
+    s
+}
+
+/// [`format_ts`] appended to `out`. Warnings carry four or more timestamps each, so years
+/// 0000-9999 in whole-minute zones are written directly; anything else goes through chrono.
+pub fn write_ts(out: &mut String, ts: Ts, tz: Tz) {
+    const MIN: Ts = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+    const MAX: Ts = 253_402_300_800_000; // 10000-01-01T00:00:00Z
+    let off = utc_offset_ms(ts, tz);
+    match off {
+        Some(off) if off % MINUTE == 0 && (MIN..MAX - DAY).contains(&ts) && ts >= MIN + DAY => {
+            let local = ts + off;
+            let (y, m, d) = civil_from_days(local.div_euclid(DAY));
+            let ms = local.rem_euclid(DAY);
+            let (hh, mm, ss, frac) = (ms / HOUR, ms / MINUTE % 60, ms / SECOND % 60, ms % SECOND);
+            let mut b = [0u8; 29];
+            let put = |b: &mut [u8], v: i64, at: usize, n: usize| {
+                let mut v = v;
+                for k in (at..at + n).rev() {
+                    b[k] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            };
+            put(&mut b, y, 0, 4);
+            b[4] = b'-';
+            put(&mut b, m, 5, 2);
+            b[7] = b'-';
+            put(&mut b, d, 8, 2);
+            b[10] = b'T';
+            put(&mut b, hh, 11, 2);
+            b[13] = b':';
+            put(&mut b, mm, 14, 2);
+            b[16] = b':';
+            put(&mut b, ss, 17, 2);
+            let mut n = 19;
+            if frac != 0 {
+                b[19] = b'.';
+                put(&mut b, frac, 20, 3);
+                n = 23;
+            }
+            b[n] = if off < 0 { b'-' } else { b'+' };
+            let oa = off.abs() / MINUTE;
+            put(&mut b, oa / 60, n + 1, 2);
+            b[n + 3] = b':';
+            put(&mut b, oa % 60, n + 4, 2);
+            // every byte written above is ASCII, so this never fails
+            if let Ok(text) = std::str::from_utf8(&b[..n + 6]) {
+                out.push_str(text);
+            }
+        }
+        _ => match tz.timestamp_millis_opt(ts).single() {
+            Some(dt) => out.push_str(&dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)),
+            None => out.push_str(&ts.to_string()),
+        },
     }
+}
+
+/// The zone's offset from UTC at an instant, in milliseconds (`None` outside chrono's range).
+pub fn utc_offset_ms(ts: Ts, tz: Tz) -> Option<Millis> {
+    use chrono::Offset;
+    if tz == Tz::UTC {
+        return Some(0);
+    }
+    let utc = DateTime::from_timestamp_millis(ts)?.naive_utc();
+    Some(tz.offset_from_utc_datetime(&utc).fix().local_minus_utc() as Millis * SECOND)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Minutes after local midnight of an instant.
@@ -194,14 +272,7 @@ pub fn local_minute_of_day(ts: Ts, tz: Tz) -> u32 {
 
 /// The local calendar day of an instant, as days since 1970-01-01 in that zone.
 pub fn local_day(ts: Ts, tz: Tz) -> i64 {
-    use chrono::Offset;
-    match tz.timestamp_millis_opt(ts).single() {
-        Some(dt) => {
-            let off = dt.offset().fix().local_minus_utc() as i64 * 1000;
-            (ts + off).div_euclid(DAY)
-        }
-        None => ts.div_euclid(DAY),
-    }
+    (ts + utc_offset_ms(ts, tz).unwrap_or(0)).div_euclid(DAY)
 }
 
 /// Parse `HH:MM` into minutes after midnight.
@@ -247,6 +318,24 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn timestamps_format_like_chrono(
+            ts in proptest::prop_oneof![
+                -62_200_000_000_000i64..253_500_000_000_000,
+                1_500_000_000_000i64..2_000_000_000_000,
+                proptest::strategy::Strategy::prop_map(0i64..100_000, |s| 1_700_000_000_000 + s * 1000),
+            ],
+            zone in 0usize..6,
+        ) {
+            let tz: Tz = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata",
+                "Asia/Kathmandu", "America/St_Johns"][zone].parse().unwrap();
+            let want = match tz.timestamp_millis_opt(ts).single() {
+                Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+                None => ts.to_string(),
+            };
+            proptest::prop_assert_eq!(format_ts(ts, tz), want);
+        }
+
         #[test]
         fn digits_parse_like_the_standard_parser(s in "[0-9]{1,18}|[0-9:/ a-z.-]{0,20}") {
             let want = if s.bytes().all(|b| b.is_ascii_digit()) { s.parse::<u64>().ok() } else { None };

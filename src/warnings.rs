@@ -14,19 +14,38 @@ use serde::Serialize;
 pub fn warning_id(rule: &str, subject: &str, episode_start: Ts) -> String {
     // FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // the episode start in decimal, as `i64::to_string` writes it, without the allocation
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = episode_start.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let sign: &[u8] = if episode_start < 0 { b"-" } else { b"" };
     for part in [
         rule.as_bytes(),
         b"\0",
         subject.as_bytes(),
         b"\0",
-        episode_start.to_string().as_bytes(),
+        sign,
+        &digits[at..],
     ] {
         for b in part {
             h ^= *b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("w-{h:016x}")
+    // `w-` and 16 lowercase hex digits, as `format!("w-{h:016x}")` writes them
+    let mut id = *b"w-0000000000000000";
+    for (k, c) in id[2..].iter_mut().rev().enumerate() {
+        *c = b"0123456789abcdef"[(h >> (4 * k)) as usize & 15];
+    }
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -55,7 +74,7 @@ pub struct Aggregates {
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Evidence<'a> {
-    pub window: String,
+    pub window: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregates: Option<Aggregates>,
     pub devices: Vec<&'a str>,
@@ -223,10 +242,6 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
         max: num(e.max),
         min: num(e.min),
     });
-    let window_desc = match rule.window() {
-        Some(w) => w.describe(),
-        None => "absence".to_string(),
-    };
     let status = if t.step.kind == TransitionKind::Clear {
         "cleared"
     } else {
@@ -261,7 +276,7 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
         at: format_ts(t.at, tz),
         raised_at: format_ts(t.step.raised_at, tz),
         evidence: Evidence {
-            window: window_desc,
+            window: &rule.window_desc,
             aggregates,
             devices,
         },
@@ -280,5 +295,21 @@ mod tests {
         assert_ne!(a, warning_id("dust", "cs-01-pm10", 1_795_825_860_000));
         assert_ne!(a, warning_id("dust", "cs-02-pm10", 1_795_825_800_000));
         assert_eq!(a.len(), 18);
+        // pinned: ids are stored and compared across versions
+        assert_eq!(warning_id("r", "k", -5), warning_id_reference("r", "k", -5));
+        for t in [0, 7, 1_795_825_800_000, i64::MIN, i64::MAX] {
+            assert_eq!(warning_id("r", "k", t), warning_id_reference("r", "k", t));
+        }
+    }
+
+    /// The original definition: FNV-1a over rule, NUL, subject, NUL, decimal episode start.
+    fn warning_id_reference(rule: &str, subject: &str, episode_start: Ts) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let text = format!("{rule}\0{subject}\0{episode_start}");
+        for b in text.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("w-{h:016x}")
     }
 }

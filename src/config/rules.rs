@@ -206,6 +206,9 @@ pub struct Rule {
     pub level: Level,
     pub message: Template,
     pub message_en: Option<Template>,
+    /// The window as a warning's evidence names it (`tumbling 1h`, `absence`), written once
+    /// when the rule loads.
+    pub window_desc: String,
 }
 
 impl Rule {
@@ -638,7 +641,12 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
         );
     }
 
+    let window_desc = match &body {
+        Body::Threshold { window, .. } => window.describe(),
+        Body::Absence { .. } => "absence".to_string(),
+    };
     Some(Rule {
+        window_desc,
         id: id.v,
         file: ctx.file.clone(),
         pos: id.pos,

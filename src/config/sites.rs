@@ -178,6 +178,11 @@ impl Registry {
     pub fn site_id(&self, site: u32) -> &str {
         self.site_index.resolve(site)
     }
+    /// Whether `id` is the id of site `site` (per reading: cheaper than comparing `site_id`).
+    #[inline]
+    pub fn site_is(&self, site: u32, id: &str) -> bool {
+        self.site_index.is(site, id)
+    }
 }
 
 const SITE_FIELDS: &[&str] = &[

@@ -19,6 +19,8 @@ pub struct CsvDecoder {
     tz: Tz,
     /// Field index of ts, site, device, metric, value (usize::MAX = absent).
     cols: [usize; 5],
+    /// The highest field index of `cols` that is present: a row with more fields has them all.
+    last_col: usize,
     started: bool,
 }
 
@@ -27,6 +29,7 @@ impl CsvDecoder {
         CsvDecoder {
             tz,
             cols: [0, 1, 2, 3, 4],
+            last_col: 4,
             started: false,
         }
     }
@@ -40,8 +43,8 @@ impl CsvDecoder {
     ) -> Result<bool, DecodeError> {
         // split on commas in one pass; a quote sends the line to the full CSV parser
         let mut bounds = [0usize; MAX_FIELDS + 1];
-        let n = match split_commas(line, &mut bounds) {
-            Split::Fields(n) => n,
+        let (n, ascii) = match split_commas(line, &mut bounds) {
+            Split::Fields { n, ascii } => (n, ascii),
             Split::Quoted => return self.decode_quoted(line, emit),
             Split::TooMany => {
                 return Err(DecodeError::new(
@@ -60,6 +63,26 @@ impl CsvDecoder {
                 return Ok(false);
             }
         }
+        if ascii && n > self.last_col {
+            // the common case: every column there and the line plain ASCII (so any byte range
+            // of it is text); no per-field checks or error paths
+            let c = &self.cols;
+            let name = |k: usize| ascii_str(field(k));
+            let site = match c[SITE] {
+                usize::MAX => None,
+                k => Some(name(k)).filter(|s| !s.is_empty()),
+            };
+            let r = reading(
+                field(c[TS]),
+                site,
+                name(c[DEVICE]),
+                name(c[METRIC]),
+                field(c[VALUE]),
+                self.tz,
+            )?;
+            emit(r);
+            return Ok(true);
+        }
         let missing = |c: usize| {
             DecodeError::new(
                 RejectReason::Malformed,
@@ -74,7 +97,11 @@ impl CsvDecoder {
                 hi = hi.max(bounds[c + 1] - 1);
             }
         }
-        let names = if lo < hi { utf8(&line[lo..hi])? } else { "" };
+        let names = match &line[lo.min(hi)..hi] {
+            [] => "",
+            span if ascii => ascii_str(span),
+            span => utf8(span)?,
+        };
         let g = |c: usize| {
             if c < n {
                 Ok(names
@@ -133,6 +160,13 @@ impl CsvDecoder {
             find(&["metric"]),
             find(&["value"]),
         ];
+        self.last_col = self
+            .cols
+            .iter()
+            .copied()
+            .filter(|&c| c != usize::MAX)
+            .max()
+            .unwrap_or(0);
         for (i, name) in ["device", "metric", "value"].iter().enumerate() {
             if self.cols[DEVICE + i] == usize::MAX {
                 return Err(DecodeError::new(
@@ -170,6 +204,15 @@ impl CsvDecoder {
     }
 }
 
+/// Bytes already known to be ASCII as text, without validating them again: the comma scan saw
+/// every byte of the line, and std's check costs more than the rest of a short line's decoding.
+#[inline]
+fn ascii_str(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: the caller found every byte below 0x80, and ASCII is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
 #[inline]
 fn utf8(b: &[u8]) -> Result<&str, DecodeError> {
     std::str::from_utf8(b).map_err(|_| DecodeError::new(RejectReason::Malformed, "not UTF-8"))
@@ -186,8 +229,12 @@ fn opt<'a>(
 }
 
 enum Split {
-    /// Number of fields; `bounds[k]..bounds[k + 1] - 1` is field k.
-    Fields(usize),
+    /// Number of fields; `bounds[k]..bounds[k + 1] - 1` is field k. `ascii`: every byte of the
+    /// line is below 0x80.
+    Fields {
+        n: usize,
+        ascii: bool,
+    },
     Quoted,
     TooMany,
 }
@@ -217,11 +264,13 @@ fn split_commas(line: &[u8], bounds: &mut [usize; MAX_FIELDS + 1]) -> Split {
     };
     let mut chunks = line.chunks_exact(8);
     let mut base = 0;
+    let mut high = 0u64;
     for chunk in &mut chunks {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             continue;
         };
         let w = u64::from_le_bytes(bytes);
+        high |= w;
         if bytes_equal(w, b'"') != 0 {
             return Split::Quoted;
         }
@@ -235,6 +284,7 @@ fn split_commas(line: &[u8], bounds: &mut [usize; MAX_FIELDS + 1]) -> Split {
         base += 8;
     }
     for (k, &b) in chunks.remainder().iter().enumerate() {
+        high |= b as u64;
         if b == b'"' {
             return Split::Quoted;
         }
@@ -244,7 +294,10 @@ fn split_commas(line: &[u8], bounds: &mut [usize; MAX_FIELDS + 1]) -> Split {
     }
     n += 1;
     bounds[n] = line.len() + 1;
-    Split::Fields(n)
+    Split::Fields {
+        n,
+        ascii: high & (ONES << 7) == 0,
+    }
 }
 
 /// Powers of ten that are exact in an f64.
@@ -371,13 +424,14 @@ mod tests {
         }
 
         #[test]
-        fn commas_are_found_like_a_plain_split(line in "[a-z0-9,.]{0,60}") {
+        fn commas_are_found_like_a_plain_split(line in "[a-z0-9,.]{0,60}|[a-z0-9,.é監]{0,30}") {
             let mut bounds = [0usize; MAX_FIELDS + 1];
             let want: Vec<&str> = line.split(',').collect();
             match split_commas(line.as_bytes(), &mut bounds) {
-                Split::Fields(n) => {
+                Split::Fields { n, ascii } => {
                     let got: Vec<&str> = (0..n).map(|k| &line[bounds[k]..bounds[k + 1] - 1]).collect();
                     proptest::prop_assert_eq!(got, want);
+                    proptest::prop_assert_eq!(ascii, line.is_ascii());
                 }
                 Split::TooMany => proptest::prop_assert!(want.len() >= MAX_FIELDS),
                 Split::Quoted => proptest::prop_assert!(false, "no quotes here"),

@@ -565,7 +565,7 @@ impl Engine {
         };
         let site = self.dev[dev as usize].site;
         if let Some(claimed) = r.site {
-            if claimed != self.config.registry.site_id(site) {
+            if !self.config.registry.site_is(site, claimed) {
                 return Err(RejectReason::SiteMismatch);
             }
         }
@@ -617,6 +617,12 @@ impl Engine {
     /// the dead-letter place.
     pub fn take_deferred_rejects(&mut self) -> Vec<(RejectReason, Held)> {
         std::mem::take(&mut self.deferred_rejects)
+    }
+
+    /// Whether [`Engine::take_deferred_rejects`] has anything (checked per line by replay).
+    #[inline]
+    pub fn has_deferred_rejects(&self) -> bool {
+        !self.deferred_rejects.is_empty()
     }
 
     #[inline]
