@@ -67,7 +67,8 @@ impl CsvDecoder {
             // the common case: every column there and the line plain ASCII (so any byte range
             // of it is text); no per-field checks or error paths
             let c = &self.cols;
-            let name = |k: usize| ascii_str(field(k));
+            // SAFETY: `ascii` says every byte of the line is below 0x80
+            let name = |k: usize| unsafe { ascii_str(field(k)) };
             let site = match c[SITE] {
                 usize::MAX => None,
                 k => Some(name(k)).filter(|s| !s.is_empty()),
@@ -99,7 +100,8 @@ impl CsvDecoder {
         }
         let names = match &line[lo.min(hi)..hi] {
             [] => "",
-            span if ascii => ascii_str(span),
+            // SAFETY: `ascii` says every byte of the line is below 0x80
+            span if ascii => unsafe { ascii_str(span) },
             span => utf8(span)?,
         };
         let g = |c: usize| {
@@ -206,10 +208,13 @@ impl CsvDecoder {
 
 /// Bytes already known to be ASCII as text, without validating them again: the comma scan saw
 /// every byte of the line, and std's check costs more than the rest of a short line's decoding.
+///
+/// # Safety
+/// Every byte of `b` must be below 0x80 (ASCII, hence valid UTF-8).
 #[inline]
-fn ascii_str(b: &[u8]) -> &str {
+unsafe fn ascii_str(b: &[u8]) -> &str {
     debug_assert!(b.is_ascii());
-    // SAFETY: the caller found every byte below 0x80, and ASCII is valid UTF-8.
+    // SAFETY: the caller guarantees ASCII, and ASCII is valid UTF-8
     unsafe { std::str::from_utf8_unchecked(b) }
 }
 
@@ -421,6 +426,39 @@ mod tests {
             if let Some(v) = parse_decimal(s.as_bytes()) {
                 proptest::prop_assert_eq!(v.to_bits(), s.parse::<f64>().unwrap_or(f64::NAN).to_bits(), "{}", s);
             }
+        }
+
+        /// The direct path (ASCII rows with every column) decides exactly as the general one,
+        /// which a non-ASCII byte in a sixth column forces.
+        #[test]
+        fn the_direct_path_agrees_with_the_general_one(
+            ts in "17[0-9]{11}|[0-9]{0,3}|x1|2026-11-28T08:00:00Z",
+            site in "[a-z0-9]{0,3}",
+            device in "[a-z0-9]{1,4}|",
+            metric in "pm10|noise_db|",
+            value in "-?[0-9]{1,4}(\\.[0-9]{1,3})?|NaN|abc|1e3|",
+            header: bool,
+        ) {
+            let decide = |line: String| {
+                let mut d = CsvDecoder::new(chrono_tz::Asia::Shanghai);
+                if header {
+                    let mut skip = |_: ReadingRef<'_>| {};
+                    let _ = d.decode(b"device,ts,value,site,metric,unit", &mut skip);
+                }
+                let mut got = None;
+                let res = d.decode(line.as_bytes(), &mut |r| {
+                    got = Some((r.site.map(str::to_string), r.device.to_string(), r.metric.to_string(), r.value.to_bits(), r.ts))
+                });
+                res.map(|_| got).map_err(|e| e.reason)
+            };
+            let row = if header {
+                format!("{device},{ts},{value},{site},{metric}")
+            } else {
+                format!("{ts},{site},{device},{metric},{value}")
+            };
+            let direct = decide(row.clone());
+            let general = decide(format!("{row},µg/m³"));
+            proptest::prop_assert_eq!(direct, general);
         }
 
         #[test]
