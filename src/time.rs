@@ -176,64 +176,57 @@ pub fn local_to_ts(naive: NaiveDateTime, tz: Tz) -> Option<Ts> {
 }
 
 /// RFC 3339 in the given zone, to the second (or millisecond when needed), as chrono's
-/// `to_rfc3339_opts(SecondsFormat::AutoSi, false)` writes it.
+/// `to_rfc3339_opts(SecondsFormat::AutoSi, false)` writes it. Warnings carry four or more
+/// timestamps each, so years 0000-9999 in whole-minute zones are written directly; anything
+/// else goes through chrono.
 pub fn format_ts(ts: Ts, tz: Tz) -> String {
-    let mut s = String::with_capacity(29);
-    write_ts(&mut s, ts, tz);
-    s
-}
-
-/// [`format_ts`] appended to `out`. Warnings carry four or more timestamps each, so years
-/// 0000-9999 in whole-minute zones are written directly; anything else goes through chrono.
-pub fn write_ts(out: &mut String, ts: Ts, tz: Tz) {
     const MIN: Ts = -62_167_219_200_000; // 0000-01-01T00:00:00Z
     const MAX: Ts = 253_402_300_800_000; // 10000-01-01T00:00:00Z
-    let off = utc_offset_ms(ts, tz);
-    match off {
-        Some(off) if off % MINUTE == 0 && (MIN..MAX - DAY).contains(&ts) && ts >= MIN + DAY => {
-            let local = ts + off;
-            let (y, m, d) = civil_from_days(local.div_euclid(DAY));
-            let ms = local.rem_euclid(DAY);
-            let (hh, mm, ss, frac) = (ms / HOUR, ms / MINUTE % 60, ms / SECOND % 60, ms % SECOND);
-            let mut b = [0u8; 29];
-            let put = |b: &mut [u8], v: i64, at: usize, n: usize| {
-                let mut v = v;
-                for k in (at..at + n).rev() {
-                    b[k] = b'0' + (v % 10) as u8;
-                    v /= 10;
-                }
-            };
-            put(&mut b, y, 0, 4);
-            b[4] = b'-';
-            put(&mut b, m, 5, 2);
-            b[7] = b'-';
-            put(&mut b, d, 8, 2);
-            b[10] = b'T';
-            put(&mut b, hh, 11, 2);
-            b[13] = b':';
-            put(&mut b, mm, 14, 2);
-            b[16] = b':';
-            put(&mut b, ss, 17, 2);
-            let mut n = 19;
-            if frac != 0 {
-                b[19] = b'.';
-                put(&mut b, frac, 20, 3);
-                n = 23;
+    let direct = utc_offset_ms(ts, tz)
+        .filter(|off| off % MINUTE == 0 && (MIN + DAY..MAX - DAY).contains(&ts));
+    if let Some(off) = direct {
+        let local = ts + off;
+        let (y, m, d) = civil_from_days(local.div_euclid(DAY));
+        let ms = local.rem_euclid(DAY);
+        let (hh, mm, ss, frac) = (ms / HOUR, ms / MINUTE % 60, ms / SECOND % 60, ms % SECOND);
+        let mut b = [0u8; 29];
+        let put = |b: &mut [u8], v: i64, at: usize, n: usize| {
+            let mut v = v;
+            for k in (at..at + n).rev() {
+                b[k] = b'0' + (v % 10) as u8;
+                v /= 10;
             }
-            b[n] = if off < 0 { b'-' } else { b'+' };
-            let oa = off.abs() / MINUTE;
-            put(&mut b, oa / 60, n + 1, 2);
-            b[n + 3] = b':';
-            put(&mut b, oa % 60, n + 4, 2);
-            // every byte written above is ASCII, so this never fails
-            if let Ok(text) = std::str::from_utf8(&b[..n + 6]) {
-                out.push_str(text);
-            }
+        };
+        put(&mut b, y, 0, 4);
+        b[4] = b'-';
+        put(&mut b, m, 5, 2);
+        b[7] = b'-';
+        put(&mut b, d, 8, 2);
+        b[10] = b'T';
+        put(&mut b, hh, 11, 2);
+        b[13] = b':';
+        put(&mut b, mm, 14, 2);
+        b[16] = b':';
+        put(&mut b, ss, 17, 2);
+        let mut n = 19;
+        if frac != 0 {
+            b[19] = b'.';
+            put(&mut b, frac, 20, 3);
+            n = 23;
         }
-        _ => match tz.timestamp_millis_opt(ts).single() {
-            Some(dt) => out.push_str(&dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)),
-            None => out.push_str(&ts.to_string()),
-        },
+        b[n] = if off < 0 { b'-' } else { b'+' };
+        let oa = off.abs() / MINUTE;
+        put(&mut b, oa / 60, n + 1, 2);
+        b[n + 3] = b':';
+        put(&mut b, oa % 60, n + 4, 2);
+        // every byte written above is ASCII, so this never fails
+        if let Ok(text) = std::str::from_utf8(&b[..n + 6]) {
+            return text.to_string();
+        }
+    }
+    match tz.timestamp_millis_opt(ts).single() {
+        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+        None => ts.to_string(),
     }
 }
 
