@@ -231,7 +231,7 @@ pub fn format_ts(ts: Ts, tz: Tz) -> String {
 }
 
 /// The zone's offset from UTC at an instant, in milliseconds (`None` outside chrono's range).
-pub fn utc_offset_ms(ts: Ts, tz: Tz) -> Option<Millis> {
+fn utc_offset_ms(ts: Ts, tz: Tz) -> Option<Millis> {
     use chrono::Offset;
     if tz == Tz::UTC {
         return Some(0);
@@ -256,9 +256,8 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// Minutes after local midnight of an instant.
 pub fn local_minute_of_day(ts: Ts, tz: Tz) -> u32 {
-    use chrono::Timelike;
-    match tz.timestamp_millis_opt(ts).single() {
-        Some(dt) => dt.hour() * 60 + dt.minute(),
+    match utc_offset_ms(ts, tz) {
+        Some(off) => ((ts + off).rem_euclid(DAY) / MINUTE) as u32,
         None => 0,
     }
 }
@@ -327,6 +326,11 @@ mod tests {
                 None => ts.to_string(),
             };
             proptest::prop_assert_eq!(format_ts(ts, tz), want);
+            let minute = match tz.timestamp_millis_opt(ts).single() {
+                Some(dt) => { use chrono::Timelike; dt.hour() * 60 + dt.minute() }
+                None => 0,
+            };
+            proptest::prop_assert_eq!(local_minute_of_day(ts, tz), minute);
         }
 
         #[test]

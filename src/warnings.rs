@@ -295,7 +295,7 @@ mod tests {
         assert_ne!(a, warning_id("dust", "cs-01-pm10", 1_795_825_860_000));
         assert_ne!(a, warning_id("dust", "cs-02-pm10", 1_795_825_800_000));
         assert_eq!(a.len(), 18);
-        // pinned: ids are stored and compared across versions
+        // the same ids as the original definition: ids are stored and compared across versions
         assert_eq!(warning_id("r", "k", -5), warning_id_reference("r", "k", -5));
         for t in [0, 7, 1_795_825_800_000, i64::MIN, i64::MAX] {
             assert_eq!(warning_id("r", "k", t), warning_id_reference("r", "k", t));
