@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::Arc;
 use yujing::config::{Config, EngineSettings};
-use yujing::decode::csv::CsvDecoder;
+use yujing::decode::csv::{scan_lines, CsvDecoder};
 use yujing::engine::{Engine, Input};
 
 const BASE: i64 = 1_795_795_200_000;
@@ -189,6 +189,19 @@ fn decode(c: &mut Criterion) {
             for l in &lines {
                 let _ = d.decode(l.as_bytes(), &mut |r| sum += r.value);
             }
+            black_box(sum)
+        })
+    });
+    // the same lines as one block of a file: lines and fields found in one pass (replay's way)
+    let block = lines.join("\n") + "\n";
+    g.bench_function("csv_block", |b| {
+        b.iter(|| {
+            let mut d = CsvDecoder::new(chrono_tz::UTC);
+            let mut sum = 0.0;
+            let _ = scan_lines(block.as_bytes(), 1 << 16, |s| -> Result<(), ()> {
+                let _ = d.decode_split(&s, &mut |r| sum += r.value);
+                Ok(())
+            });
             black_box(sum)
         })
     });

@@ -3,11 +3,11 @@
 //! reason; nothing is dropped silently.
 
 use crate::config::Config;
-use crate::decode::csv::CsvDecoder;
+use crate::decode::csv::{self, CsvDecoder};
 use crate::decode::wide::{Mapping, WideDecoder};
 use crate::decode::{json, DecodeError, Format};
 use crate::engine::Engine;
-use crate::event::{Level, RejectReason};
+use crate::event::{Level, ReadingRef, RejectReason};
 use crate::time::Ts;
 use crate::warnings::render;
 use std::fs::File;
@@ -163,6 +163,105 @@ impl DeadLetters {
     }
 }
 
+/// Where each input line goes: the engine, and for what it rejects the dead-letter file; the
+/// warnings it raises go out after the line.
+struct Sink<'o> {
+    engine: Engine,
+    src: usize,
+    keep: &'o [String],
+    /// Per site: the first and last event time of its processed readings.
+    spans: Vec<Option<(Ts, Ts)>>,
+    kept: std::collections::BTreeMap<(u32, String), (Vec<Ts>, Vec<f64>)>,
+    /// Readings of the current line the engine rejected: (line, reason, detail).
+    rejects: Vec<(u64, RejectReason, String)>,
+    dead: DeadLetters,
+    out: Box<dyn Write>,
+    out_name: String,
+    csv_out: Option<BufWriter<File>>,
+    summary: Summary,
+}
+
+impl Sink<'_> {
+    /// One input line: `decode` hands its readings to the emitter it is given.
+    #[inline]
+    fn line(
+        &mut self,
+        number: u64,
+        bytes: &[u8],
+        decode: impl FnOnce(&mut dyn FnMut(ReadingRef<'_>)) -> Result<(), DecodeError>,
+    ) -> Result<(), ReplayError> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(());
+        }
+        let (engine, spans, kept, rejects, keep) = (
+            &mut self.engine,
+            &mut self.spans,
+            &mut self.kept,
+            &mut self.rejects,
+            self.keep,
+        );
+        let src = self.src;
+        let mut emit = |mut r: ReadingRef<'_>| {
+            r.source = src;
+            match engine.push_located(&r) {
+                Err(reason) => rejects.push((
+                    number,
+                    reason,
+                    format!("{} {} {} at {}", r.device, r.metric, r.value, r.ts),
+                )),
+                Ok((_, site)) => {
+                    let span = &mut spans[site as usize];
+                    *span = Some(span.map_or((r.ts, r.ts), |(a, b)| (a.min(r.ts), b.max(r.ts))));
+                    if keep.iter().any(|k| k == r.metric) {
+                        let e = kept.entry((site, r.metric.to_string())).or_default();
+                        e.0.push(r.ts);
+                        e.1.push(r.value);
+                    }
+                }
+            }
+        };
+        if let Err(e) = decode(&mut emit) {
+            self.reject(number, &e, bytes)?;
+        }
+        if self.engine.has_deferred_rejects() {
+            self.dead.write_deferred(&mut self.engine, number)?;
+        }
+        if !self.rejects.is_empty() {
+            for (n, reason, detail) in self.rejects.drain(..) {
+                self.dead.write(n, reason, &detail, bytes)?;
+            }
+        }
+        if !self.engine.transitions.is_empty() || !self.engine.exceedances.is_empty() {
+            flush(
+                &mut self.engine,
+                &mut self.out,
+                &self.out_name,
+                self.csv_out.as_mut(),
+                &mut self.summary,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A line that could not be decoded: counted as a rejected reading, dead-lettered.
+    fn reject(&mut self, number: u64, e: &DecodeError, bytes: &[u8]) -> Result<(), ReplayError> {
+        self.engine.stats.readings += 1;
+        self.engine.stats.rejected[e.reason as usize] += 1;
+        self.dead.write(number, e.reason, &e.detail, bytes)
+    }
+
+    /// Move the progress bar now and then (`lines` were just read).
+    #[inline]
+    fn progress(&self, bar: Option<&indicatif::ProgressBar>, reader: &LineReader, lines: u64) {
+        if let Some(b) = bar {
+            let n = reader.line_number();
+            if lines > 1 || n.is_multiple_of(65_536) {
+                b.set_position(reader.bytes_read());
+            }
+        }
+    }
+}
+
 fn create(p: &Path) -> Result<BufWriter<File>, ReplayError> {
     File::create(p)
         .map(|f| BufWriter::with_capacity(1 << 16, f))
@@ -200,7 +299,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     engine.collect_exceedances(opts.output_csv.is_some());
     let src = engine.source("file");
     let mut reader = LineReader::open(&opts.input, MAX_LINE)?;
-    let mut out: Box<dyn Write> = match &opts.output {
+    let out: Box<dyn Write> = match &opts.output {
         Some(p) => Box::new(create(p)?),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
@@ -209,7 +308,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stdout".into());
-    let mut csv_out = match &opts.output_csv {
+    let csv_out = match &opts.output_csv {
         Some(p) => Some(create(p)?),
         None => None,
     };
@@ -221,7 +320,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
             .unwrap_or_default();
         dir.join("yujing-dead-letter.jsonl")
     });
-    let mut dead = DeadLetters {
+    let dead = DeadLetters {
         path: dl_path,
         out: None,
     };
@@ -236,84 +335,68 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         );
         b
     });
-    let mut summary = Summary::default();
     let reg_cfg = config.clone();
     let reg = &reg_cfg.registry;
-    let mut spans: Vec<Option<(Ts, Ts)>> = vec![None; reg.sites.len()];
-    let mut kept: std::collections::BTreeMap<(u32, String), (Vec<Ts>, Vec<f64>)> =
-        Default::default();
-    let mut rejects: Vec<(u64, RejectReason, String)> = Vec::new();
-    let mut lines = 0u64;
-    while let Some(line) = reader.next_line()? {
-        lines += 1;
-        let number = line.number;
-        if line.oversize {
-            engine.stats.readings += 1;
-            engine.stats.rejected[RejectReason::Oversize as usize] += 1;
-            dead.write(
-                number,
-                RejectReason::Oversize,
-                &format!("line longer than {MAX_LINE} bytes"),
-                line.bytes,
-            )?;
-            continue;
-        }
-        if line.bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        let mut emit = |mut r: crate::event::ReadingRef<'_>| {
-            r.source = src;
-            match engine.push_located(&r) {
-                Err(reason) => rejects.push((
-                    number,
-                    reason,
-                    format!("{} {} {} at {}", r.device, r.metric, r.value, r.ts),
-                )),
-                Ok((_, site)) => {
-                    let span = &mut spans[site as usize];
-                    *span = Some(span.map_or((r.ts, r.ts), |(a, b)| (a.min(r.ts), b.max(r.ts))));
-                    if opts.keep.iter().any(|k| k == r.metric) {
-                        let e = kept.entry((site, r.metric.to_string())).or_default();
-                        e.0.push(r.ts);
-                        e.1.push(r.value);
+    let mut sink = Sink {
+        engine,
+        src,
+        keep: &opts.keep,
+        spans: vec![None; reg.sites.len()],
+        kept: Default::default(),
+        rejects: Vec::new(),
+        dead,
+        out,
+        out_name,
+        csv_out,
+        summary: Summary::default(),
+    };
+    loop {
+        // CSV from the read buffer a block at a time: lines and fields found in one pass
+        if let Decoder::Csv(d) = &mut decoder {
+            let first = reader.line_number();
+            if let Some(block) = reader.block() {
+                let mut k = 0;
+                let n = csv::scan_lines(block, MAX_LINE, |s| {
+                    k += 1;
+                    if s.shape == csv::Shape::Oversize {
+                        return sink.reject(first + k, &oversize(), s.bytes);
                     }
-                }
+                    sink.line(first + k, s.bytes, |emit| {
+                        d.decode_split(&s, emit).map(|_| ())
+                    })
+                })?;
+                reader.count_lines(n);
+                sink.progress(bar.as_ref(), &reader, n);
+                continue;
             }
+        }
+        let Some(line) = reader.next_line()? else {
+            break;
         };
-        let res: Result<(), DecodeError> = match &mut decoder {
-            Decoder::Csv(d) => d.decode(line.bytes, &mut emit).map(|_| ()),
-            Decoder::Json => json::decode(line.bytes, None, None, tz, &mut emit).map(|_| ()),
-            Decoder::Wide(d) => d.decode(line.bytes, &mut emit).map(|_| ()),
-        };
-        if let Err(e) = res {
-            engine.stats.readings += 1;
-            engine.stats.rejected[e.reason as usize] += 1;
-            dead.write(number, e.reason, &e.detail, line.bytes)?;
+        let (number, bytes) = (line.number, line.bytes);
+        if line.oversize {
+            sink.reject(number, &oversize(), bytes)?;
+        } else {
+            sink.line(number, bytes, |emit| match &mut decoder {
+                Decoder::Csv(d) => d.decode(bytes, emit).map(|_| ()),
+                Decoder::Json => json::decode(bytes, None, None, tz, emit).map(|_| ()),
+                Decoder::Wide(d) => d.decode(bytes, emit).map(|_| ()),
+            })?;
         }
-        if engine.has_deferred_rejects() {
-            dead.write_deferred(&mut engine, number)?;
-        }
-        if !rejects.is_empty() {
-            let raw = line.bytes.to_vec();
-            for (n, reason, detail) in rejects.drain(..) {
-                dead.write(n, reason, &detail, &raw)?;
-            }
-        }
-        if !engine.transitions.is_empty() || !engine.exceedances.is_empty() {
-            flush(
-                &mut engine,
-                &mut out,
-                &out_name,
-                csv_out.as_mut(),
-                &mut summary,
-            )?;
-        }
-        if let Some(b) = &bar {
-            if lines.is_multiple_of(65_536) {
-                b.set_position(reader.bytes_read());
-            }
-        }
+        sink.progress(bar.as_ref(), &reader, 1);
     }
+    let lines = reader.line_number();
+    let Sink {
+        mut engine,
+        spans,
+        kept,
+        mut dead,
+        mut out,
+        out_name,
+        mut csv_out,
+        mut summary,
+        ..
+    } = sink;
     engine.finish();
     dead.write_deferred(&mut engine, lines)?;
     flush(
@@ -366,6 +449,13 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     summary.dead_letter = dead.out.is_some().then(|| dead.path.clone());
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+fn oversize() -> DecodeError {
+    DecodeError::new(
+        RejectReason::Oversize,
+        format!("line longer than {MAX_LINE} bytes"),
+    )
 }
 
 fn flush(

@@ -73,6 +73,33 @@ impl LineReader {
         self.bytes_read
     }
 
+    /// Every complete line now buffered, as one slice ending in `\n`, for a caller that splits
+    /// lines itself (one pass over a block instead of a call per line). `None` when the buffer
+    /// holds no complete line (the rest of a line the buffer cut, a line longer than the
+    /// buffer, the last line without a newline, the end, a read error): read that with
+    /// [`LineReader::next_line`]. The block counts as read; the caller tells how many lines it
+    /// held with [`LineReader::count_lines`], so that line numbers stay right.
+    pub fn block(&mut self) -> Option<&[u8]> {
+        if self.pending > 0 {
+            self.inner.consume(self.pending);
+            self.pending = 0;
+        }
+        let last = memchr::memrchr(b'\n', self.inner.fill_buf().ok()?)?;
+        self.pending = last + 1;
+        self.bytes_read += (last + 1) as u64;
+        self.inner.buffer().get(..=last)
+    }
+
+    /// Lines a caller of [`LineReader::block`] took.
+    pub fn count_lines(&mut self, n: u64) {
+        self.line += n;
+    }
+
+    /// The number of the last line handed out (0 before the first).
+    pub fn line_number(&self) -> u64 {
+        self.line
+    }
+
     /// The next line, or `None` at the end.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, FileError> {
         if self.pending > 0 {
@@ -222,5 +249,34 @@ mod tests {
         let l = r.next_line().unwrap().unwrap();
         assert!(!l.oversize);
         assert_eq!(l.bytes, b"ok");
+    }
+
+    #[test]
+    fn blocks_hold_complete_lines_and_lines_continue_after_them() {
+        // a small buffer, so that the text spans several blocks and lines straddle them
+        let text = "a,1\nbb,22\r\nccc,333\nlast";
+        let mut r = LineReader {
+            inner: BufReader::with_capacity(8, Box::new(text.as_bytes()) as Box<dyn Read + Send>),
+            ..reader("", 100)
+        };
+        let mut got = Vec::new();
+        loop {
+            if let Some(b) = r.block() {
+                let b = b.to_vec();
+                let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+                for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                    got.push(String::from_utf8_lossy(l).trim_end().to_string());
+                }
+                r.count_lines(n);
+                continue;
+            }
+            match r.next_line().unwrap() {
+                Some(l) => got.push(String::from_utf8(l.bytes.to_vec()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(got, ["a,1", "bb,22", "ccc,333", "last"]);
+        assert_eq!(r.line_number(), 4);
+        assert_eq!(r.bytes_read(), text.len() as u64);
     }
 }

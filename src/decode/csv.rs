@@ -1,7 +1,8 @@
 //! Narrow CSV readings: `ts,site,device,metric,value[,unit]`. A header row (recognised by a `ts`
 //! column) may reorder the columns; without one the order above is assumed. Timestamps are epoch
 //! milliseconds or ISO-8601. Lines are split on commas directly; quoted fields go through the
-//! `csv` crate.
+//! `csv` crate. A file is read a block at a time: [`scan_lines`] finds the lines of a block and
+//! the commas in them in one pass, and [`CsvDecoder::decode_split`] decodes each line.
 
 use super::DecodeError;
 use crate::event::{ReadingRef, RejectReason};
@@ -13,7 +14,6 @@ const SITE: usize = 1;
 const DEVICE: usize = 2;
 const METRIC: usize = 3;
 const VALUE: usize = 4;
-const MAX_FIELDS: usize = 16;
 
 pub struct CsvDecoder {
     tz: Tz,
@@ -41,15 +41,30 @@ impl CsvDecoder {
         line: &'a [u8],
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
-        // split on commas in one pass; a quote sends the line to the full CSV parser
-        let mut bounds = [0usize; MAX_FIELDS + 1];
-        let (n, ascii) = match split_commas(line, &mut bounds) {
-            Split::Fields { n, ascii } => (n, ascii),
-            Split::Quoted => return self.decode_quoted(line, emit),
-            Split::TooMany => {
+        split_line(line, |s| self.decode_split(&s, emit))
+    }
+
+    /// Decode a line [`scan_lines`] split (see [`CsvDecoder::decode`]).
+    #[inline]
+    pub fn decode_split(
+        &mut self,
+        s: &Split<'_>,
+        emit: &mut dyn FnMut(ReadingRef<'_>),
+    ) -> Result<bool, DecodeError> {
+        let (line, bounds) = (s.bytes, s.bounds);
+        let (n, ascii) = match s.shape {
+            Shape::Fields { n, ascii } => (n, ascii),
+            Shape::Quoted => return self.decode_quoted(line, emit),
+            Shape::TooMany => {
                 return Err(DecodeError::new(
                     RejectReason::Malformed,
                     "too many columns",
+                ))
+            }
+            Shape::Oversize => {
+                return Err(DecodeError::new(
+                    RejectReason::Oversize,
+                    format!("line longer than {} bytes", line.len()),
                 ))
             }
         };
@@ -233,75 +248,288 @@ fn opt<'a>(
     f(c).map(|s| if s.is_empty() { None } else { Some(s) })
 }
 
-enum Split {
-    /// Number of fields; `bounds[k]..bounds[k + 1] - 1` is field k. `ascii`: every byte of the
-    /// line is below 0x80.
-    Fields {
-        n: usize,
-        ascii: bool,
-    },
+/// How a line split (see [`scan_lines`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `n` fields; `ascii`: every byte of the line is below 0x80.
+    Fields { n: usize, ascii: bool },
+    /// A quote somewhere in the line: the `csv` crate parses it.
     Quoted,
+    /// More than [`MAX_FIELDS`] fields.
     TooMany,
+    /// Longer than the limit; the line is cut to it.
+    Oversize,
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-
-/// The high bit of each byte of `w` that equals `b`, exactly (no false positives).
-#[inline]
-fn bytes_equal(w: u64, b: u8) -> u64 {
-    let x = w ^ (ONES * b as u64);
-    !(((x & LOW7) + LOW7) | x | LOW7)
+/// One line of input and how it split.
+pub struct Split<'a> {
+    /// The line without its ending.
+    pub bytes: &'a [u8],
+    pub shape: Shape,
+    /// For [`Shape::Fields`]: field k is `bytes[bounds[k]..bounds[k + 1] - 1]`.
+    bounds: &'a [usize; MAX_FIELDS + 1],
 }
 
-/// Find the commas of a line eight bytes at a time (lines are short: a call per comma to a
-/// general search routine costs more than the line).
-#[inline]
-fn split_commas(line: &[u8], bounds: &mut [usize; MAX_FIELDS + 1]) -> Split {
-    let mut n = 0;
-    let mut comma = |i: usize, n: &mut usize| -> bool {
-        *n += 1;
-        if *n >= MAX_FIELDS {
-            return false;
+impl Split<'_> {
+    /// The fields of a [`Shape::Fields`] line, as text (for tests and tools; decoding reads
+    /// the bounds directly).
+    pub fn fields(&self) -> Vec<&[u8]> {
+        match self.shape {
+            Shape::Fields { n, .. } => (0..n)
+                .map(|k| &self.bytes[self.bounds[k]..self.bounds[k + 1] - 1])
+                .collect(),
+            _ => Vec::new(),
         }
-        bounds[*n] = i + 1;
-        true
-    };
-    let mut chunks = line.chunks_exact(8);
-    let mut base = 0;
-    let mut high = 0u64;
-    for chunk in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            continue;
+    }
+}
+
+/// The most fields a line may have.
+pub const MAX_FIELDS: usize = 16;
+
+/// The bytes a line scan looks for in 64 bytes of input: bit i of each mask is byte i.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Masks {
+    comma: u64,
+    newline: u64,
+    quote: u64,
+    /// Bytes of 0x80 and above (not ASCII).
+    high: u64,
+}
+
+impl Masks {
+    /// SSE2 (every x86-64 has it): sixteen bytes per comparison.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn of(chunk: &[u8; 64]) -> Masks {
+        // SAFETY: compiled only where the whole build has SSE2 enabled (the cfg above), so the
+        // processor running this has it; `sse2` reads nothing but `chunk`
+        unsafe { Masks::sse2(chunk) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn sse2(chunk: &[u8; 64]) -> Masks {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+        let (words, _) = chunk.as_chunks::<8>();
+        let (comma, newline, quote) = (
+            _mm_set1_epi8(b',' as i8),
+            _mm_set1_epi8(b'\n' as i8),
+            _mm_set1_epi8(b'"' as i8),
+        );
+        let mut m = Masks::default();
+        for k in 0..4 {
+            let v = _mm_set_epi64x(
+                u64::from_le_bytes(words[2 * k + 1]) as i64,
+                u64::from_le_bytes(words[2 * k]) as i64,
+            );
+            let at = 16 * k;
+            m.comma |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma)) as u16) << at;
+            m.newline |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, newline)) as u16) << at;
+            m.quote |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) as u16) << at;
+            m.high |= u64::from(_mm_movemask_epi8(v) as u16) << at;
+        }
+        m
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    #[inline(always)]
+    fn of(chunk: &[u8; 64]) -> Masks {
+        Masks::of_words(chunk)
+    }
+
+    /// Eight bytes at a time in plain integer arithmetic (other targets; tested against SSE2).
+    #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+    fn of_words(chunk: &[u8; 64]) -> Masks {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        // the high bit of each byte of `w` that equals `b`, exactly
+        let equal = |w: u64, b: u8| {
+            let x = w ^ (ONES * b as u64);
+            !(((x & LOW7) + LOW7) | x | LOW7)
         };
-        let w = u64::from_le_bytes(bytes);
-        high |= w;
-        if bytes_equal(w, b'"') != 0 {
-            return Split::Quoted;
+        // one bit per byte, byte i to bit i
+        let gather = |hi: u64| (hi >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        let (words, _) = chunk.as_chunks::<8>();
+        let mut m = Masks::default();
+        for (k, w) in words.iter().enumerate() {
+            let w = u64::from_le_bytes(*w);
+            m.comma |= gather(equal(w, b',')) << (8 * k);
+            m.newline |= gather(equal(w, b'\n')) << (8 * k);
+            m.quote |= gather(equal(w, b'"')) << (8 * k);
+            m.high |= gather(w & (ONES << 7)) << (8 * k);
         }
-        let mut m = bytes_equal(w, b',');
-        while m != 0 {
-            if !comma(base + (m.trailing_zeros() / 8) as usize, &mut n) {
-                return Split::TooMany;
+        m
+    }
+}
+
+/// Split a block of lines, and each line into fields, in one pass over 64 bytes at a time: the
+/// newlines, commas, quotes and non-ASCII bytes of those bytes are found together, and each is
+/// then visited once, in order (a call per line to find its end, and another pass to find its
+/// commas, cost more than a short line's decoding). A line ends at `\n`, and trailing `\r`s are
+/// not part of it; bytes after the last `\n` are a last line when there are any. Lines longer
+/// than `max_line` come as [`Shape::Oversize`], cut to `max_line` bytes. Returns the number of
+/// lines; stops at the first error `f` returns.
+#[inline]
+pub fn scan_lines<E>(
+    block: &[u8],
+    max_line: usize,
+    mut f: impl FnMut(Split<'_>) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut s = Scan::new(max_line);
+    let (chunks, rest) = block.as_chunks::<64>();
+    for (k, chunk) in chunks.iter().enumerate() {
+        s.chunk(block, 64 * k, Masks::of(chunk), &mut f)?;
+    }
+    let mut last = [0u8; 64];
+    last[..rest.len()].copy_from_slice(rest);
+    // zero bytes are none of the bytes looked for
+    s.chunk(block, block.len() - rest.len(), Masks::of(&last), &mut f)?;
+    if s.start < block.len() {
+        s.end_line(block, block.len(), &mut f)?;
+    }
+    Ok(s.lines)
+}
+
+/// One line (all of it, newlines included) split into fields.
+#[inline]
+fn split_line<R>(line: &[u8], f: impl FnOnce(Split<'_>) -> R) -> R {
+    let mut s = Scan::new(usize::MAX);
+    let mut none = |_: Split<'_>| -> Result<(), ()> { Ok(()) };
+    let (chunks, rest) = line.as_chunks::<64>();
+    for (k, chunk) in chunks.iter().enumerate() {
+        let m = Masks {
+            newline: 0,
+            ..Masks::of(chunk)
+        };
+        let _ = s.chunk(line, 64 * k, m, &mut none);
+    }
+    let mut last = [0u8; 64];
+    last[..rest.len()].copy_from_slice(rest);
+    let m = Masks {
+        newline: 0,
+        ..Masks::of(&last)
+    };
+    let _ = s.chunk(line, line.len() - rest.len(), m, &mut none);
+    f(s.split(line, line.len(), line.len()))
+}
+
+/// The state of [`scan_lines`] within the current line.
+struct Scan {
+    /// Field k of the current line is at `bounds[k]..bounds[k + 1] - 1` from its start.
+    bounds: [usize; MAX_FIELDS + 1],
+    start: usize,
+    commas: usize,
+    quoted: bool,
+    high: bool,
+    lines: u64,
+    max_line: usize,
+}
+
+impl Scan {
+    fn new(max_line: usize) -> Scan {
+        Scan {
+            bounds: [0; MAX_FIELDS + 1],
+            start: 0,
+            commas: 0,
+            quoted: false,
+            high: false,
+            lines: 0,
+            max_line,
+        }
+    }
+
+    /// The 64 bytes at `base` (zero past the end), as `m` found them.
+    #[inline(always)]
+    fn chunk<E>(
+        &mut self,
+        block: &[u8],
+        base: usize,
+        m: Masks,
+        f: &mut impl FnMut(Split<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // line by line: the commas before the next newline, then the line's end (no test per
+        // byte found of what it is; most lines have the same number of commas)
+        let mut rest = u64::MAX;
+        loop {
+            let newline = m.newline & rest;
+            let line = match newline {
+                0 => rest,
+                nl => rest & ((nl & nl.wrapping_neg()) - 1),
+            };
+            self.quoted |= m.quote & line != 0;
+            self.high |= m.high & line != 0;
+            let mut commas = m.comma & line;
+            while commas != 0 {
+                self.commas += 1;
+                if self.commas < MAX_FIELDS {
+                    self.bounds[self.commas] =
+                        base + commas.trailing_zeros() as usize + 1 - self.start;
+                }
+                commas &= commas - 1;
             }
-            m &= m - 1;
-        }
-        base += 8;
-    }
-    for (k, &b) in chunks.remainder().iter().enumerate() {
-        high |= b as u64;
-        if b == b'"' {
-            return Split::Quoted;
-        }
-        if b == b',' && !comma(base + k, &mut n) {
-            return Split::TooMany;
+            if newline == 0 {
+                return Ok(());
+            }
+            let i = newline.trailing_zeros();
+            self.end_line(block, base + i as usize, f)?;
+            rest = u64::MAX.checked_shl(i + 1).unwrap_or(0);
         }
     }
-    n += 1;
-    bounds[n] = line.len() + 1;
-    Split::Fields {
-        n,
-        ascii: high & (ONES << 7) == 0,
+
+    /// The line from `self.start` ends at `end` (a newline, or the end of the block).
+    #[inline(always)]
+    fn end_line<E>(
+        &mut self,
+        block: &[u8],
+        end: usize,
+        f: &mut impl FnMut(Split<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stop = end;
+        while stop > self.start && block[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        self.lines += 1;
+        let split = self.split(block, stop, end - self.start);
+        f(split)?;
+        self.start = end + 1;
+        self.commas = 0;
+        self.quoted = false;
+        self.high = false;
+        Ok(())
+    }
+
+    /// The current line, ending at `stop`; `raw_len` counts the `\r`s before its newline too.
+    #[inline(always)]
+    fn split<'a>(&'a mut self, block: &'a [u8], stop: usize, raw_len: usize) -> Split<'a> {
+        let start = self.start;
+        if raw_len > self.max_line {
+            let mut cut = start + self.max_line;
+            while cut > start && matches!(block[cut - 1], b'\n' | b'\r') {
+                cut -= 1;
+            }
+            return Split {
+                bytes: &block[start..cut],
+                shape: Shape::Oversize,
+                bounds: &self.bounds,
+            };
+        }
+        let shape = if self.quoted {
+            Shape::Quoted
+        } else if self.commas >= MAX_FIELDS {
+            Shape::TooMany
+        } else {
+            self.bounds[self.commas + 1] = stop - start + 1;
+            Shape::Fields {
+                n: self.commas + 1,
+                ascii: !self.high,
+            }
+        };
+        Split {
+            bytes: &block[start..stop],
+            shape,
+            bounds: &self.bounds,
+        }
     }
 }
 
@@ -463,17 +691,72 @@ mod tests {
 
         #[test]
         fn commas_are_found_like_a_plain_split(line in "[a-z0-9,.]{0,60}|[a-z0-9,.é監]{0,30}") {
-            let mut bounds = [0usize; MAX_FIELDS + 1];
             let want: Vec<&str> = line.split(',').collect();
-            match split_commas(line.as_bytes(), &mut bounds) {
-                Split::Fields { n, ascii } => {
-                    let got: Vec<&str> = (0..n).map(|k| &line[bounds[k]..bounds[k + 1] - 1]).collect();
-                    proptest::prop_assert_eq!(got, want);
-                    proptest::prop_assert_eq!(ascii, line.is_ascii());
+            split_line(line.as_bytes(), |s| {
+                match s.shape {
+                    Shape::Fields { ascii, .. } => {
+                        let got: Vec<&[u8]> = s.fields();
+                        let want: Vec<&[u8]> = want.iter().map(|w| w.as_bytes()).collect();
+                        proptest::prop_assert_eq!(got, want);
+                        proptest::prop_assert_eq!(ascii, line.is_ascii());
+                    }
+                    Shape::TooMany => proptest::prop_assert!(want.len() > MAX_FIELDS),
+                    other => proptest::prop_assert!(false, "{other:?}"),
                 }
-                Split::TooMany => proptest::prop_assert!(want.len() >= MAX_FIELDS),
-                Split::Quoted => proptest::prop_assert!(false, "no quotes here"),
+                Ok(())
+            })?;
+        }
+
+        /// The byte classes found with SSE2 are those found a word at a time.
+        #[test]
+        fn byte_classes_agree_across_methods(bytes in proptest::collection::vec(proptest::prop_oneof![proptest::prelude::any::<u8>(), proptest::prelude::Just(b','), proptest::prelude::Just(b'\n')], 64)) {
+            let mut chunk = [0u8; 64];
+            chunk.copy_from_slice(&bytes);
+            let want = |b: &dyn Fn(u8) -> bool| (0..64).filter(|&i| b(chunk[i])).fold(0u64, |m, i| m | 1 << i);
+            let m = Masks::of(&chunk);
+            proptest::prop_assert_eq!(m, Masks::of_words(&chunk));
+            proptest::prop_assert_eq!(m.comma, want(&|b| b == b','));
+            proptest::prop_assert_eq!(m.newline, want(&|b| b == b'\n'));
+            proptest::prop_assert_eq!(m.quote, want(&|b| b == b'"'));
+            proptest::prop_assert_eq!(m.high, want(&|b| b >= 0x80));
+        }
+
+        /// A block splits into the lines a line reader gives (ending at `\n`, trailing `\r`s
+        /// dropped, the overlong cut and flagged), each split as on its own.
+        #[test]
+        fn blocks_split_into_the_lines_a_line_reader_gives(
+            text in "([a-z0-9,.]{0,20}(\"[a-z,]*\")?[é監]{0,3}[a-z0-9,]{0,12}[é]?\r{0,2}\n){0,12}[a-z,\r]{0,5}",
+            max in 1usize..40,
+        ) {
+            let block = text.as_bytes();
+            let mut want = Vec::new();
+            let mut lines: Vec<&[u8]> = block.split(|&b| b == b'\n').collect();
+            if lines.last().is_some_and(|l| l.is_empty()) {
+                lines.pop();
             }
+            for l in &lines {
+                if l.len() > max {
+                    let mut cut = &l[..max];
+                    while let [rest @ .., b'\n' | b'\r'] = cut {
+                        cut = rest;
+                    }
+                    want.push((cut.to_vec(), Shape::Oversize, Vec::new()));
+                    continue;
+                }
+                let mut l = *l;
+                while l.last() == Some(&b'\r') {
+                    l = &l[..l.len() - 1];
+                }
+                let (shape, fields) = split_line(l, |s| (s.shape, s.fields().iter().map(|f| f.to_vec()).collect::<Vec<_>>()));
+                want.push((l.to_vec(), shape, fields));
+            }
+            let mut got = Vec::new();
+            let n = scan_lines(block, max, |s| -> Result<(), ()> {
+                got.push((s.bytes.to_vec(), s.shape, s.fields().iter().map(|f| f.to_vec()).collect::<Vec<_>>()));
+                Ok(())
+            });
+            proptest::prop_assert_eq!(n, Ok(want.len() as u64));
+            proptest::prop_assert_eq!(got, want);
         }
     }
 
