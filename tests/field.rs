@@ -306,6 +306,17 @@ async fn hj212_monitors_report_over_tcp_and_are_acknowledged() {
     .await;
 }
 
+/// A free port for a camera that is stopped and started again on it: below the range the kernel
+/// hands out for outgoing connections and `bind(0)` (32768-60999 on Linux), so that while the
+/// camera is down no other socket of the tests is given its port (a restart once failed with
+/// "port in use" when the port came from `bind(0)`).
+fn camera_port() -> u16 {
+    (0..1000)
+        .map(|_| fastrand::u16(20_000..32_000))
+        .find(|&p| yujing_connectors::broker::port_is_free(p))
+        .expect("a free port in 20000-32000")
+}
+
 /// The test camera: GStreamer's RTSP server (tests/peers/camera.py) on `port`.
 struct Camera {
     child: Child,
@@ -357,7 +368,7 @@ impl Drop for Camera {
 async fn an_rtsp_camera_feeds_rules_and_its_outage_reaches_the_department() {
     let rx = Receiver::default();
     let hook = rx.start().await;
-    let port = yujing_connectors::broker::free_port().expect("port");
+    let port = camera_port();
     let sites = construction_site(&format!(
         "      - {{id: cs-01-noise, type: noise_monitor, metrics: [noise]}}
       - id: cs-01-cam1
@@ -539,7 +550,7 @@ fn device(site: &Value, id: &str) -> Value {
 async fn an_rtsp_camera_over_udp() {
     let rx = Receiver::default();
     let hook = rx.start().await;
-    let port = yujing_connectors::broker::free_port().expect("port");
+    let port = camera_port();
     let sites = construction_site(&format!(
         "      - {{id: cs-01-cam1, type: camera, metrics: [people_count], rtsp_url: \"rtsp://127.0.0.1:{port}/cam\"}}\n"
     ));
