@@ -271,8 +271,8 @@ pub struct Split<'a> {
 }
 
 impl Split<'_> {
-    /// The fields of a [`Shape::Fields`] line, as text (for tests and tools; decoding reads
-    /// the bounds directly).
+    /// The fields of a [`Shape::Fields`] line (for tests and tools; decoding reads the bounds
+    /// directly).
     pub fn fields(&self) -> Vec<&[u8]> {
         match self.shape {
             Shape::Fields { n, .. } => (0..n)
@@ -364,12 +364,12 @@ impl Masks {
 }
 
 /// Split a block of lines, and each line into fields, in one pass over 64 bytes at a time: the
-/// newlines, commas, quotes and non-ASCII bytes of those bytes are found together, and each is
-/// then visited once, in order (a call per line to find its end, and another pass to find its
-/// commas, cost more than a short line's decoding). A line ends at `\n`, and trailing `\r`s are
-/// not part of it; bytes after the last `\n` are a last line when there are any. Lines longer
-/// than `max_line` come as [`Shape::Oversize`], cut to `max_line` bytes. Returns the number of
-/// lines; stops at the first error `f` returns.
+/// newlines, commas, quotes and non-ASCII bytes of those bytes are found together, then walked
+/// line by line (a call per line to find its end, and another pass to find its commas, cost more
+/// than a short line's decoding). A line ends at `\n`, and trailing `\r`s are not part of it;
+/// bytes after the last `\n` are a last line when there are any. Lines longer than `max_line`
+/// come as [`Shape::Oversize`], cut to `max_line` bytes. Returns the number of lines; stops at
+/// the first error `f` returns.
 #[inline]
 pub fn scan_lines<E>(
     block: &[u8],
@@ -377,14 +377,7 @@ pub fn scan_lines<E>(
     mut f: impl FnMut(Split<'_>) -> Result<(), E>,
 ) -> Result<u64, E> {
     let mut s = Scan::new(max_line);
-    let (chunks, rest) = block.as_chunks::<64>();
-    for (k, chunk) in chunks.iter().enumerate() {
-        s.chunk(block, 64 * k, Masks::of(chunk), &mut f)?;
-    }
-    let mut last = [0u8; 64];
-    last[..rest.len()].copy_from_slice(rest);
-    // zero bytes are none of the bytes looked for
-    s.chunk(block, block.len() - rest.len(), Masks::of(&last), &mut f)?;
+    s.run(block, true, &mut f)?;
     if s.start < block.len() {
         s.end_line(block, block.len(), &mut f)?;
     }
@@ -395,22 +388,7 @@ pub fn scan_lines<E>(
 #[inline]
 fn split_line<R>(line: &[u8], f: impl FnOnce(Split<'_>) -> R) -> R {
     let mut s = Scan::new(usize::MAX);
-    let mut none = |_: Split<'_>| -> Result<(), ()> { Ok(()) };
-    let (chunks, rest) = line.as_chunks::<64>();
-    for (k, chunk) in chunks.iter().enumerate() {
-        let m = Masks {
-            newline: 0,
-            ..Masks::of(chunk)
-        };
-        let _ = s.chunk(line, 64 * k, m, &mut none);
-    }
-    let mut last = [0u8; 64];
-    last[..rest.len()].copy_from_slice(rest);
-    let m = Masks {
-        newline: 0,
-        ..Masks::of(&last)
-    };
-    let _ = s.chunk(line, line.len() - rest.len(), m, &mut none);
+    let _ = s.run(line, false, &mut |_| -> Result<(), ()> { Ok(()) });
     f(s.split(line, line.len(), line.len()))
 }
 
@@ -437,6 +415,28 @@ impl Scan {
             lines: 0,
             max_line,
         }
+    }
+
+    /// Every 64 bytes of `bytes`, the last zero-padded (zero is none of the bytes looked for);
+    /// `lines`: a newline ends a line (else all of `bytes` is one line).
+    #[inline(always)]
+    fn run<E>(
+        &mut self,
+        bytes: &[u8],
+        lines: bool,
+        f: &mut impl FnMut(Split<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (chunks, rest) = bytes.as_chunks::<64>();
+        let mut last = [0u8; 64];
+        last[..rest.len()].copy_from_slice(rest);
+        for (k, chunk) in chunks.iter().chain([&last]).enumerate() {
+            let mut m = Masks::of(chunk);
+            if !lines {
+                m.newline = 0;
+            }
+            self.chunk(bytes, 64 * k, m, f)?;
+        }
+        Ok(())
     }
 
     /// The 64 bytes at `base` (zero past the end), as `m` found them.
