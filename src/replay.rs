@@ -9,7 +9,7 @@ use crate::decode::{json, DecodeError, Format};
 use crate::engine::Engine;
 use crate::event::{Level, ReadingRef, RejectReason};
 use crate::time::Ts;
-use crate::warnings::render;
+use crate::warnings::json::Encoder;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -178,6 +178,7 @@ struct Sink<'o> {
     out: Box<dyn Write>,
     out_name: String,
     csv_out: Option<BufWriter<File>>,
+    lines: Lines,
     summary: Summary,
 }
 
@@ -234,6 +235,7 @@ impl Sink<'_> {
         if !self.engine.transitions.is_empty() || !self.engine.exceedances.is_empty() {
             flush(
                 &mut self.engine,
+                &mut self.lines,
                 &mut self.out,
                 &self.out_name,
                 self.csv_out.as_mut(),
@@ -348,6 +350,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         out,
         out_name,
         csv_out,
+        lines: Lines::default(),
         summary: Summary::default(),
     };
     loop {
@@ -394,6 +397,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         mut out,
         out_name,
         mut csv_out,
+        lines: mut encoder,
         mut summary,
         ..
     } = sink;
@@ -401,6 +405,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     dead.write_deferred(&mut engine, lines)?;
     flush(
         &mut engine,
+        &mut encoder,
         &mut out,
         &out_name,
         csv_out.as_mut(),
@@ -458,23 +463,39 @@ fn oversize() -> DecodeError {
     )
 }
 
+/// Warnings on their way out: the encoder and the buffer a batch of lines is written from.
+#[derive(Default)]
+struct Lines {
+    json: Encoder,
+    buf: Vec<u8>,
+}
+
 fn flush(
     engine: &mut Engine,
+    encoder: &mut Lines,
     out: &mut Box<dyn Write>,
     out_name: &str,
     csv: Option<&mut BufWriter<File>>,
     summary: &mut Summary,
 ) -> Result<(), ReplayError> {
     let ts = std::mem::take(&mut engine.transitions);
-    // each document goes to a plain buffer first: one write per line, not one per JSON token
-    let mut line = Vec::with_capacity(2048);
+    // the documents go to a plain buffer first: one write per batch, not one per JSON token
+    let line = &mut encoder.buf;
+    line.clear();
     for t in &ts {
-        line.clear();
-        serde_json::to_writer(&mut line, &render(engine, t))
+        encoder
+            .json
+            .encode(engine, t, line)
             .map_err(|e| ReplayError::Output(out_name.to_string(), io::Error::other(e)))?;
         line.push(b'\n');
-        out.write_all(&line)
-            .map_err(|e| ReplayError::Output(out_name.to_string(), e))?;
+    }
+    out.write_all(line)
+        .map_err(|e| ReplayError::Output(out_name.to_string(), e))?;
+    // hand the transitions' memory back to the engine for the next batch
+    let mut ts = ts;
+    ts.clear();
+    if engine.transitions.is_empty() {
+        engine.transitions = ts;
     }
     let ex = std::mem::take(&mut engine.exceedances);
     summary.exceedances += ex.len() as u64;

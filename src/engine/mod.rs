@@ -73,8 +73,8 @@ pub struct Transition {
     /// The rule's main value (first condition) and the threshold it crossed.
     pub value: f64,
     pub threshold: f64,
-    /// Every condition's aggregate: (metric, aggregate name, value).
-    pub values: Vec<(String, String, f64)>,
+    /// Every condition's aggregate, in the rule's order (none for absence rules).
+    pub values: Vec<f64>,
     /// Count, min, max, avg of the main condition's window.
     pub evidence: Option<WindowEvidence>,
     pub window: (Ts, Ts),
@@ -1118,11 +1118,7 @@ impl Engine {
                     d
                 }
             };
-            let values = conds
-                .iter()
-                .zip(evals.iter())
-                .map(|(c, e)| (c.metric.clone(), c.aggregate.name(), e.raw))
-                .collect();
+            let values = evals.iter().map(|e| e.raw).collect();
             self.record(Transition {
                 rule: ri,
                 subject: subj,

@@ -2,6 +2,7 @@
 //! of the contract (stable id, level, site, departments, zh-CN and English messages, evidence).
 //! Storage and the lifecycle (ack, feedback, close) are the store's ([`crate::store`]).
 
+use crate::config::rules::Rule;
 use crate::config::template::{fmt_num, Value};
 use crate::config::Config;
 use crate::engine::alert::TransitionKind;
@@ -10,8 +11,15 @@ use crate::event::Level;
 use crate::time::{format_duration, format_ts, Ts};
 use serde::Serialize;
 
+pub mod json;
+
 /// The stable id of a warning: the same rule, subject and episode always give the same id.
 pub fn warning_id(rule: &str, subject: &str, episode_start: Ts) -> String {
+    String::from_utf8_lossy(&warning_id_bytes(rule, subject, episode_start)).into_owned()
+}
+
+/// [`warning_id`] as its 18 ASCII bytes.
+pub fn warning_id_bytes(rule: &str, subject: &str, episode_start: Ts) -> [u8; 18] {
     // FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     // the episode start in decimal, as `i64::to_string` writes it, without the allocation
@@ -45,7 +53,7 @@ pub fn warning_id(rule: &str, subject: &str, episode_start: Ts) -> String {
     for (k, c) in id[2..].iter_mut().rev().enumerate() {
         *c = b"0123456789abcdef"[(h >> (4 * k)) as usize & 15];
     }
-    String::from_utf8_lossy(&id).into_owned()
+    id
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -149,92 +157,11 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
         .iter()
         .map(|d| cfg.registry.devices[*d as usize].id.as_str())
         .collect();
-    let metric = match &rule.body {
-        crate::config::rules::Body::Threshold { conds, .. } => {
-            conds.first().map(|c| c.metric.as_str()).unwrap_or("")
-        }
-        crate::config::rules::Body::Absence { metrics, .. } => {
-            metrics.first().map(String::as_str).unwrap_or("")
-        }
-    };
-    let site_en = site.name_en.as_deref().unwrap_or(&site.name);
-    let lookup = |en: bool| {
-        move |name: &str| -> Value<'a> {
-            let s = |x: &'a str| Value::Str(x.into());
-            match name {
-                "site.id" => s(&site.id),
-                "site.name" => s(if en { site_en } else { &site.name }),
-                "site.kind" => s(site.kind.as_str()),
-                "device" | "key" => s(subject),
-                "metric" => s(metric),
-                "value" => Value::Num(t.value),
-                "threshold" => Value::Num(t.threshold),
-                "level" => s(if en {
-                    t.step.level.as_str()
-                } else {
-                    t.step.level.zh()
-                }),
-                "rule" => s(&rule.id),
-                "title" => s(&rule.title),
-                "window.start" => Value::Str(format_ts(t.window.0, tz).into()),
-                "window.end" => Value::Str(format_ts(t.window.1, tz).into()),
-                "window.size" | "duration" => {
-                    Value::Str(format_duration(t.window.1 - t.window.0).into())
-                }
-                "count" => Value::Num(t.evidence.map(|e| e.count as f64).unwrap_or(f64::NAN)),
-                _ => s(""),
-            }
-        }
-    };
-    let (message, message_en) = if t.step.kind == TransitionKind::Clear {
-        // the rule's message describes the breach; a clear says that it is over
-        let shown = t.evidence.is_some() && t.value.is_finite();
-        let now = if shown {
-            format!("，当前值{}", fmt_num(t.value))
-        } else {
-            String::new()
-        };
-        let now_en = if shown {
-            format!(" (now {})", fmt_num(t.value))
-        } else {
-            String::new()
-        };
-        (
-            format!(
-                "{}{}{}预警已解除{now}",
-                site.name,
-                rule.title,
-                t.step.level.zh()
-            ),
-            rule.message_en.as_ref().map(|_| {
-                format!(
-                    "{site_en}: {} {} warning cleared{now_en}",
-                    rule.title_en.as_deref().unwrap_or(&rule.title),
-                    t.step.level
-                )
-            }),
-        )
-    } else {
-        let mut m = rule.message.render(lookup(false));
-        let mut m_en = rule.message_en.as_ref().map(|m| m.render(lookup(true)));
-        let (suffix, suffix_en) = match t.step.kind {
-            TransitionKind::Escalate => ("（升级）", " (escalated)"),
-            TransitionKind::DeEscalate => ("（降级）", " (de-escalated)"),
-            _ => ("", ""),
-        };
-        m.push_str(suffix);
-        if let Some(e) = &mut m_en {
-            e.push_str(suffix_en);
-        }
-        (m, m_en)
-    };
-    let mut values: Vec<(String, Option<f64>)> = t
-        .values
-        .iter()
-        .map(|(m, a, v)| (format!("{m}.{a}"), num(*v)))
+    let (message, message_en) = messages(engine, t);
+    let values = value_keys(rule)
+        .into_iter()
+        .map(|(k, i)| (k, num(t.values.get(i).copied().unwrap_or(f64::NAN))))
         .collect();
-    values.sort_by(|a, b| a.0.cmp(&b.0));
-    values.dedup_by(|a, b| a.0 == b.0);
     let aggregates = t.evidence.map(|e| Aggregates {
         avg: num(e.avg),
         count: e.count,
@@ -242,11 +169,6 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
         max: num(e.max),
         min: num(e.min),
     });
-    let status = if t.step.kind == TransitionKind::Clear {
-        "cleared"
-    } else {
-        "open"
-    };
     WarningEvent {
         id: warning_id(&rule.id, subject, t.step.episode_start),
         rule: &rule.id,
@@ -280,8 +202,117 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
             aggregates,
             devices,
         },
-        status,
+        status: status(t.step.kind),
     }
+}
+
+/// `status` of the document: a clear closes the warning.
+fn status(kind: TransitionKind) -> &'static str {
+    if kind == TransitionKind::Clear {
+        "cleared"
+    } else {
+        "open"
+    }
+}
+
+/// The keys of `values` (`metric.aggregate`), sorted, each with the condition it reports (the
+/// first, where two conditions read the same aggregate). Absence rules have none.
+pub(crate) fn value_keys(rule: &Rule) -> Vec<(String, usize)> {
+    let crate::config::rules::Body::Threshold { conds, .. } = &rule.body else {
+        return Vec::new();
+    };
+    let mut keys: Vec<(String, usize)> = conds
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{}.{}", c.metric, c.aggregate.name()), i))
+        .collect();
+    // stable: of equal keys the first condition's stays
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys.dedup_by(|a, b| a.0 == b.0);
+    keys
+}
+
+/// The zh-CN message and, where the rule has one, the English message.
+pub(crate) fn messages(engine: &Engine, t: &Transition) -> (String, Option<String>) {
+    let cfg: &Config = &engine.config;
+    let rule = &cfg.rules[t.rule];
+    let site = &cfg.registry.sites[t.site as usize];
+    let tz = cfg.settings.timezone;
+    let subject = engine.subject_id(t.subject);
+    let metric = match &rule.body {
+        crate::config::rules::Body::Threshold { conds, .. } => {
+            conds.first().map(|c| c.metric.as_str()).unwrap_or("")
+        }
+        crate::config::rules::Body::Absence { metrics, .. } => {
+            metrics.first().map(String::as_str).unwrap_or("")
+        }
+    };
+    let site_en = site.name_en.as_deref().unwrap_or(&site.name);
+    if t.step.kind == TransitionKind::Clear {
+        // the rule's message describes the breach; a clear says that it is over
+        let shown = t.evidence.is_some() && t.value.is_finite();
+        let (now, now_en) = if shown {
+            let v = fmt_num(t.value);
+            (format!("，当前值{v}"), format!(" (now {v})"))
+        } else {
+            (String::new(), String::new())
+        };
+        return (
+            format!(
+                "{}{}{}预警已解除{now}",
+                site.name,
+                rule.title,
+                t.step.level.zh()
+            ),
+            rule.message_en.as_ref().map(|_| {
+                format!(
+                    "{site_en}: {} {} warning cleared{now_en}",
+                    rule.title_en.as_deref().unwrap_or(&rule.title),
+                    t.step.level
+                )
+            }),
+        );
+    }
+    let lookup = |en: bool| {
+        move |name: &str| -> Value<'_> {
+            let s = |x| Value::Str(std::borrow::Cow::Borrowed(x));
+            match name {
+                "site.id" => s(&site.id),
+                "site.name" => s(if en { site_en } else { &site.name }),
+                "site.kind" => s(site.kind.as_str()),
+                "device" | "key" => s(subject),
+                "metric" => s(metric),
+                "value" => Value::Num(t.value),
+                "threshold" => Value::Num(t.threshold),
+                "level" => s(if en {
+                    t.step.level.as_str()
+                } else {
+                    t.step.level.zh()
+                }),
+                "rule" => s(&rule.id),
+                "title" => s(&rule.title),
+                "window.start" => Value::Str(format_ts(t.window.0, tz).into()),
+                "window.end" => Value::Str(format_ts(t.window.1, tz).into()),
+                "window.size" | "duration" => {
+                    Value::Str(format_duration(t.window.1 - t.window.0).into())
+                }
+                "count" => Value::Num(t.evidence.map(|e| e.count as f64).unwrap_or(f64::NAN)),
+                _ => s(""),
+            }
+        }
+    };
+    let mut m = rule.message.render(lookup(false));
+    let mut m_en = rule.message_en.as_ref().map(|m| m.render(lookup(true)));
+    let (suffix, suffix_en) = match t.step.kind {
+        TransitionKind::Escalate => ("（升级）", " (escalated)"),
+        TransitionKind::DeEscalate => ("（降级）", " (de-escalated)"),
+        _ => ("", ""),
+    };
+    m.push_str(suffix);
+    if let Some(e) = &mut m_en {
+        e.push_str(suffix_en);
+    }
+    (m, m_en)
 }
 
 #[cfg(test)]
