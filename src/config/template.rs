@@ -166,13 +166,40 @@ pub fn fmt_hours(h: f64, zh: bool) -> String {
 /// Numbers without noise: integers plainly, others with at most two decimals.
 pub fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+        (v as i64).to_string()
+    } else if let Some(s) = two_decimals(v) {
+        s
     } else {
         let mut s = format!("{v:.2}");
         let keep = s.trim_end_matches('0').trim_end_matches('.').len();
         s.truncate(keep);
         s
     }
+}
+
+/// [`fmt_num`] of a number that is not whole, without the formatter's exact decimal expansion
+/// (warnings put one in every message): `{:.2}` rounds the exact binary value to hundredths;
+/// where that value lies strictly between two halves, `k`, the hundredths nearest to `v * 100`,
+/// is that rounding, and two fused multiply-adds (one rounding each, so their signs are exact)
+/// prove it. Ties, and numbers of 1e13 or more, are left to the formatter (`None`).
+fn two_decimals(v: f64) -> Option<String> {
+    if !(v.abs() < 1e13) {
+        return None;
+    }
+    let k = (v * 100.0).round();
+    let inside = v.mul_add(100.0, -(k + 0.5)) < 0.0 && v.mul_add(100.0, -(k - 0.5)) > 0.0;
+    if !inside {
+        return None;
+    }
+    let hundredths = k.abs() as u64;
+    let (whole, frac) = (hundredths / 100, hundredths % 100);
+    // `{:.2}` keeps the sign of a negative number that rounds to zero ("-0.00", trimmed "-0")
+    let sign = if v < 0.0 { "-" } else { "" };
+    Some(match (frac / 10, frac % 10) {
+        (0, 0) => format!("{sign}{whole}"),
+        (d, 0) => format!("{sign}{whole}.{d}"),
+        (d, e) => format!("{sign}{whole}.{d}{e}"),
+    })
 }
 
 #[cfg(test)]
@@ -199,6 +226,70 @@ mod tests {
             _ => Value::Str("橙色".into()),
         });
         assert_eq!(s, "城东工地 PM10 420.3 > 350 (橙色) {x}");
+    }
+
+    /// What `fmt_num` wrote before it had a fast path: the formatter's `{:.2}`, trimmed.
+    fn fmt_num_reference(v: f64) -> String {
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            format!("{}", v as i64)
+        } else {
+            let mut s = format!("{v:.2}");
+            let keep = s.trim_end_matches('0').trim_end_matches('.').len();
+            s.truncate(keep);
+            s
+        }
+    }
+
+    #[test]
+    fn numbers_round_like_the_formatter() {
+        // exact ties (k/8), values just either side of a half, signs, zero and the limits
+        for v in [
+            0.125,
+            0.375,
+            -0.125,
+            2.675,
+            1.005,
+            0.005,
+            -0.005,
+            0.015,
+            50.7625,
+            -0.001,
+            0.001,
+            9_999_999_999_999.99,
+            1e13,
+            1e13 + 0.5,
+            -1e13,
+            0.994_999_999_999_999_9,
+            0.995,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+        ] {
+            assert_eq!(fmt_num(v), fmt_num_reference(v), "{v:e}");
+        }
+        for k in -100_000..100_000 {
+            let v = k as f64 / 8.0;
+            assert_eq!(fmt_num(v), fmt_num_reference(v), "{v}");
+            let v = k as f64 / 1000.0;
+            assert_eq!(fmt_num(v), fmt_num_reference(v), "{v}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_number_rounds_like_the_formatter(
+            v in proptest::prelude::any::<f64>(),
+            w in -1e7..1e7f64,
+            cents in -1_000_000_000i64..1_000_000_000,
+        ) {
+            proptest::prop_assert_eq!(fmt_num(v), fmt_num_reference(v));
+            proptest::prop_assert_eq!(fmt_num(w), fmt_num_reference(w));
+            let c = cents as f64 / 100.0 + 0.005;
+            proptest::prop_assert_eq!(fmt_num(c), fmt_num_reference(c));
+        }
     }
 
     #[test]

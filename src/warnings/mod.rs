@@ -251,25 +251,41 @@ pub(crate) fn messages(engine: &Engine, t: &Transition) -> (String, Option<Strin
     if t.step.kind == TransitionKind::Clear {
         // the rule's message describes the breach; a clear says that it is over
         let shown = t.evidence.is_some() && t.value.is_finite();
-        let (now, now_en) = if shown {
-            let v = fmt_num(t.value);
-            (format!("，当前值{v}"), format!(" (now {v})"))
+        let v = if shown {
+            fmt_num(t.value)
         } else {
-            (String::new(), String::new())
+            String::new()
         };
+        let (now, now_en, end_en) = if shown {
+            ("，当前值", " (now ", ")")
+        } else {
+            ("", "", "")
+        };
+        let level = t.step.level;
         return (
-            format!(
-                "{}{}{}预警已解除{now}",
-                site.name,
-                rule.title,
-                t.step.level.zh()
-            ),
+            [
+                site.name.as_str(),
+                &rule.title,
+                level.zh(),
+                "预警已解除",
+                now,
+                &v,
+            ]
+            .concat(),
             rule.message_en.as_ref().map(|_| {
-                format!(
-                    "{site_en}: {} {} warning cleared{now_en}",
-                    rule.title_en.as_deref().unwrap_or(&rule.title),
-                    t.step.level
-                )
+                let title = rule.title_en.as_deref().unwrap_or(&rule.title);
+                [
+                    site_en,
+                    ": ",
+                    title,
+                    " ",
+                    level.as_str(),
+                    " warning cleared",
+                    now_en,
+                    &v,
+                    end_en,
+                ]
+                .concat()
             }),
         );
     }
