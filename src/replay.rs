@@ -178,7 +178,7 @@ struct Sink<'o> {
     out: Box<dyn Write>,
     out_name: String,
     csv_out: Option<BufWriter<File>>,
-    lines: Lines,
+    warnings: WarningLines,
     summary: Summary,
 }
 
@@ -235,7 +235,7 @@ impl Sink<'_> {
         if !self.engine.transitions.is_empty() || !self.engine.exceedances.is_empty() {
             flush(
                 &mut self.engine,
-                &mut self.lines,
+                &mut self.warnings,
                 &mut self.out,
                 &self.out_name,
                 self.csv_out.as_mut(),
@@ -350,7 +350,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         out,
         out_name,
         csv_out,
-        lines: Lines::default(),
+        warnings: WarningLines::default(),
         summary: Summary::default(),
     };
     loop {
@@ -397,7 +397,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         mut out,
         out_name,
         mut csv_out,
-        lines: mut encoder,
+        mut warnings,
         mut summary,
         ..
     } = sink;
@@ -405,7 +405,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     dead.write_deferred(&mut engine, lines)?;
     flush(
         &mut engine,
-        &mut encoder,
+        &mut warnings,
         &mut out,
         &out_name,
         csv_out.as_mut(),
@@ -465,14 +465,14 @@ fn oversize() -> DecodeError {
 
 /// Warnings on their way out: the encoder and the buffer a batch of lines is written from.
 #[derive(Default)]
-struct Lines {
+struct WarningLines {
     json: Encoder,
     buf: Vec<u8>,
 }
 
 fn flush(
     engine: &mut Engine,
-    encoder: &mut Lines,
+    warnings: &mut WarningLines,
     out: &mut Box<dyn Write>,
     out_name: &str,
     csv: Option<&mut BufWriter<File>>,
@@ -480,10 +480,10 @@ fn flush(
 ) -> Result<(), ReplayError> {
     let ts = std::mem::take(&mut engine.transitions);
     // the documents go to a plain buffer first: one write per batch, not one per JSON token
-    let line = &mut encoder.buf;
+    let line = &mut warnings.buf;
     line.clear();
     for t in &ts {
-        encoder
+        warnings
             .json
             .encode(engine, t, line)
             .map_err(|e| ReplayError::Output(out_name.to_string(), io::Error::other(e)))?;

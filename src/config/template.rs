@@ -192,14 +192,32 @@ fn two_decimals(v: f64) -> Option<String> {
         return None;
     }
     let hundredths = k.abs() as u64;
-    let (whole, frac) = (hundredths / 100, hundredths % 100);
+    let (mut whole, frac) = (hundredths / 100, hundredths % 100);
+    // written digit by digit: the formatter's machinery would cost more than the rounding
+    let mut b = [0u8; 24];
+    let mut at = 20;
+    loop {
+        at -= 1;
+        b[at] = b'0' + (whole % 10) as u8;
+        whole /= 10;
+        if whole == 0 {
+            break;
+        }
+    }
     // `{:.2}` keeps the sign of a negative number that rounds to zero ("-0.00", trimmed "-0")
-    let sign = if v < 0.0 { "-" } else { "" };
-    Some(match (frac / 10, frac % 10) {
-        (0, 0) => format!("{sign}{whole}"),
-        (d, 0) => format!("{sign}{whole}.{d}"),
-        (d, e) => format!("{sign}{whole}.{d}{e}"),
-    })
+    if v < 0.0 {
+        at -= 1;
+        b[at] = b'-';
+    }
+    let mut end = 20;
+    if frac != 0 {
+        b[20] = b'.';
+        b[21] = b'0' + (frac / 10) as u8;
+        b[22] = b'0' + (frac % 10) as u8;
+        // trailing zeros trimmed
+        end = if frac % 10 == 0 { 22 } else { 23 };
+    }
+    std::str::from_utf8(&b[at..end]).ok().map(str::to_string)
 }
 
 #[cfg(test)]
