@@ -177,13 +177,26 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
+/// `v` in decimal, written at the end of `b` (at least 20 bytes); returns where the digits start.
+pub fn decimal_digits(mut v: u64, b: &mut [u8]) -> usize {
+    let mut at = b.len();
+    loop {
+        at -= 1;
+        b[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return at;
+        }
+    }
+}
+
 /// [`fmt_num`] of a number that is not whole, without the formatter's exact decimal expansion
 /// (warnings put one in every message): `{:.2}` rounds the exact binary value to hundredths;
 /// where that value lies strictly between two halves, `k`, the hundredths nearest to `v * 100`,
 /// is that rounding, and two fused multiply-adds (one rounding each, so their signs are exact)
 /// prove it. Ties, and numbers of 1e13 or more, are left to the formatter (`None`).
 fn two_decimals(v: f64) -> Option<String> {
-    if !(v.abs() < 1e13) {
+    if v.is_nan() || v.abs() >= 1e13 {
         return None;
     }
     let k = (v * 100.0).round();
@@ -192,18 +205,10 @@ fn two_decimals(v: f64) -> Option<String> {
         return None;
     }
     let hundredths = k.abs() as u64;
-    let (mut whole, frac) = (hundredths / 100, hundredths % 100);
+    let (whole, frac) = (hundredths / 100, hundredths % 100);
     // written digit by digit: the formatter's machinery would cost more than the rounding
     let mut b = [0u8; 24];
-    let mut at = 20;
-    loop {
-        at -= 1;
-        b[at] = b'0' + (whole % 10) as u8;
-        whole /= 10;
-        if whole == 0 {
-            break;
-        }
-    }
+    let mut at = decimal_digits(whole, &mut b[..20]);
     // `{:.2}` keeps the sign of a negative number that rounds to zero ("-0.00", trimmed "-0")
     if v < 0.0 {
         at -= 1;

@@ -3,7 +3,7 @@
 //! Storage and the lifecycle (ack, feedback, close) are the store's ([`crate::store`]).
 
 use crate::config::rules::Rule;
-use crate::config::template::{fmt_num, Value};
+use crate::config::template::{decimal_digits, fmt_num, Value};
 use crate::config::Config;
 use crate::engine::alert::TransitionKind;
 use crate::engine::{Engine, Transition};
@@ -24,16 +24,7 @@ pub fn warning_id_bytes(rule: &str, subject: &str, episode_start: Ts) -> [u8; 18
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     // the episode start in decimal, as `i64::to_string` writes it, without the allocation
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut v = episode_start.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let at = decimal_digits(episode_start.unsigned_abs(), &mut digits);
     let sign: &[u8] = if episode_start < 0 { b"-" } else { b"" };
     for part in [
         rule.as_bytes(),
