@@ -50,6 +50,21 @@ pub struct SimReading {
     pub value: f64,
 }
 
+impl SimReading {
+    /// The reading as the engine takes it, arriving at its own time from `source`.
+    pub fn as_input(&self, source: usize) -> ReadingRef<'_> {
+        ReadingRef {
+            site: Some(&self.site),
+            device: &self.device,
+            metric: &self.metric,
+            value: self.value,
+            ts: self.ts,
+            arrival: self.ts,
+            source,
+        }
+    }
+}
+
 pub(crate) fn hour_of(t: Ts) -> f64 {
     (t - DAY_START) as f64 / HOUR as f64
 }
@@ -272,15 +287,7 @@ pub fn demo(
         Ok(())
     };
     for r in &day {
-        let _ = engine.push(&ReadingRef {
-            site: Some(&r.site),
-            device: &r.device,
-            metric: &r.metric,
-            value: r.value,
-            ts: r.ts,
-            arrival: r.ts,
-            source: src,
-        });
+        let _ = engine.push(&r.as_input(src));
         if !engine.transitions.is_empty() {
             print(&mut engine, out)?;
         }

@@ -78,8 +78,11 @@ impl Encoder {
         } = self;
         let (Some(Some(rp)), Some(Some(sp))) = (rules.get(t.rule), sites.get(t.site as usize))
         else {
-            // `prepare` filled both; a transition outside the configuration takes the slow path
-            return serde_json::to_writer(out, &super::render(engine, t));
+            // `prepare` fills both for any rule and site of the configuration
+            return Err(serde::ser::Error::custom(format!(
+                "transition of rule {} at site {} is outside the configuration",
+                t.rule, t.site
+            )));
         };
         let rule = &cfg.rules[t.rule];
         let tz = cfg.settings.timezone;
@@ -293,7 +296,6 @@ struct Times {
 mod tests {
     use super::*;
     use crate::engine::WindowEvidence;
-    use crate::event::ReadingRef;
     use proptest::prelude::*;
     use std::path::Path;
 
@@ -306,15 +308,7 @@ mod tests {
         let src = engine.source("sim");
         let mut all = Vec::new();
         for r in &day {
-            let _ = engine.push(&ReadingRef {
-                site: Some(&r.site),
-                device: &r.device,
-                metric: &r.metric,
-                value: r.value,
-                ts: r.ts,
-                arrival: r.ts,
-                source: src,
-            });
+            let _ = engine.push(&r.as_input(src));
             all.append(&mut engine.transitions);
         }
         engine.finish();
