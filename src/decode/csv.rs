@@ -48,9 +48,13 @@ impl CsvDecoder {
     #[inline]
     pub fn decode_split(
         &mut self,
-        s: &Split<'_>,
+        s: &Split<'_, '_>,
         emit: &mut dyn FnMut(ReadingRef<'_>),
     ) -> Result<bool, DecodeError> {
+        if let Some(r) = self.decode_plain(s) {
+            emit(r?);
+            return Ok(true);
+        }
         let (line, bounds) = (s.bytes, s.bounds);
         let (n, ascii) = match s.shape {
             Shape::Fields { n, ascii } => (n, ascii),
@@ -77,27 +81,6 @@ impl CsvDecoder {
             if self.try_header(&raw)? {
                 return Ok(false);
             }
-        }
-        if ascii && n > self.last_col {
-            // the common case: every column there and the line plain ASCII (so any byte range
-            // of it is text); no per-field checks or error paths
-            let c = &self.cols;
-            // SAFETY: `ascii` says every byte of the line is below 0x80
-            let name = |k: usize| unsafe { ascii_str(field(k)) };
-            let site = match c[SITE] {
-                usize::MAX => None,
-                k => Some(name(k)).filter(|s| !s.is_empty()),
-            };
-            let r = reading(
-                field(c[TS]),
-                site,
-                name(c[DEVICE]),
-                name(c[METRIC]),
-                field(c[VALUE]),
-                self.tz,
-            )?;
-            emit(r);
-            return Ok(true);
         }
         let missing = |c: usize| {
             DecodeError::new(
@@ -129,6 +112,40 @@ impl CsvDecoder {
             }
         };
         self.emit_row(f, g, emit)
+    }
+
+    /// The common case of [`CsvDecoder::decode_split`] after the first line: every column there
+    /// and the line plain ASCII (so any byte range of it is text), decoded without per-field
+    /// checks or error paths into a reading that borrows from the block. `None`: the line needs
+    /// the general path (a header not yet seen, quotes, missing columns, non-ASCII bytes).
+    #[inline]
+    pub fn decode_plain<'b>(
+        &self,
+        s: &Split<'_, 'b>,
+    ) -> Option<Result<ReadingRef<'b>, DecodeError>> {
+        let Shape::Fields { n, ascii: true } = s.shape else {
+            return None;
+        };
+        if !self.started || n <= self.last_col {
+            return None;
+        }
+        let (line, bounds) = (s.bytes, s.bounds);
+        let field = |k: usize| &line[bounds[k]..bounds[k + 1] - 1];
+        let c = &self.cols;
+        // SAFETY: the shape says every byte of the line is below 0x80
+        let name = |k: usize| unsafe { ascii_str(field(k)) };
+        let site = match c[SITE] {
+            usize::MAX => None,
+            k => Some(name(k)).filter(|s| !s.is_empty()),
+        };
+        Some(reading(
+            field(c[TS]),
+            site,
+            name(c[DEVICE]),
+            name(c[METRIC]),
+            field(c[VALUE]),
+            self.tz,
+        ))
     }
 
     /// Build the reading from a row's fields (by column index) and hand it on.
@@ -262,15 +279,15 @@ pub enum Shape {
 }
 
 /// One line of input and how it split.
-pub struct Split<'a> {
-    /// The line without its ending.
-    pub bytes: &'a [u8],
+pub struct Split<'a, 'b> {
+    /// The line without its ending (borrowed from the block, which outlives the scan).
+    pub bytes: &'b [u8],
     pub shape: Shape,
     /// For [`Shape::Fields`]: field k is `bytes[bounds[k]..bounds[k + 1] - 1]`.
     bounds: &'a [usize; MAX_FIELDS + 1],
 }
 
-impl Split<'_> {
+impl Split<'_, '_> {
     /// The fields of a [`Shape::Fields`] line (for tests and tools; decoding reads the bounds
     /// directly).
     pub fn fields(&self) -> Vec<&[u8]> {
@@ -371,10 +388,10 @@ impl Masks {
 /// come as [`Shape::Oversize`], cut to `max_line` bytes. Returns the number of lines; stops at
 /// the first error `f` returns.
 #[inline]
-pub fn scan_lines<E>(
-    block: &[u8],
+pub fn scan_lines<'b, E>(
+    block: &'b [u8],
     max_line: usize,
-    mut f: impl FnMut(Split<'_>) -> Result<(), E>,
+    mut f: impl FnMut(Split<'_, 'b>) -> Result<(), E>,
 ) -> Result<u64, E> {
     let mut s = Scan::new(max_line);
     s.run(block, true, &mut f)?;
@@ -386,7 +403,7 @@ pub fn scan_lines<E>(
 
 /// One line (all of it, newlines included) split into fields.
 #[inline]
-fn split_line<R>(line: &[u8], f: impl FnOnce(Split<'_>) -> R) -> R {
+fn split_line<R>(line: &[u8], f: impl FnOnce(Split<'_, '_>) -> R) -> R {
     let mut s = Scan::new(usize::MAX);
     let _ = s.run(line, false, &mut |_| -> Result<(), ()> { Ok(()) });
     f(s.split(line, line.len(), line.len()))
@@ -420,11 +437,11 @@ impl Scan {
     /// Every 64 bytes of `bytes`, the last zero-padded (zero is none of the bytes looked for);
     /// `lines`: a newline ends a line (else all of `bytes` is one line).
     #[inline(always)]
-    fn run<E>(
+    fn run<'b, E>(
         &mut self,
-        bytes: &[u8],
+        bytes: &'b [u8],
         lines: bool,
-        f: &mut impl FnMut(Split<'_>) -> Result<(), E>,
+        f: &mut impl FnMut(Split<'_, 'b>) -> Result<(), E>,
     ) -> Result<(), E> {
         let (chunks, rest) = bytes.as_chunks::<64>();
         let mut last = [0u8; 64];
@@ -441,12 +458,12 @@ impl Scan {
 
     /// The 64 bytes at `base` (zero past the end), as `m` found them.
     #[inline(always)]
-    fn chunk<E>(
+    fn chunk<'b, E>(
         &mut self,
-        block: &[u8],
+        block: &'b [u8],
         base: usize,
         m: Masks,
-        f: &mut impl FnMut(Split<'_>) -> Result<(), E>,
+        f: &mut impl FnMut(Split<'_, 'b>) -> Result<(), E>,
     ) -> Result<(), E> {
         // line by line: the commas before the next newline, then the line's end (no test per
         // byte found of what it is; most lines have the same number of commas)
@@ -479,11 +496,11 @@ impl Scan {
 
     /// The line from `self.start` ends at `end` (a newline, or the end of the block).
     #[inline(always)]
-    fn end_line<E>(
+    fn end_line<'b, E>(
         &mut self,
-        block: &[u8],
+        block: &'b [u8],
         end: usize,
-        f: &mut impl FnMut(Split<'_>) -> Result<(), E>,
+        f: &mut impl FnMut(Split<'_, 'b>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut stop = end;
         while stop > self.start && block[stop - 1] == b'\r' {
@@ -501,7 +518,7 @@ impl Scan {
 
     /// The current line, ending at `stop`; `raw_len` counts the `\r`s before its newline too.
     #[inline(always)]
-    fn split<'a>(&'a mut self, block: &'a [u8], stop: usize, raw_len: usize) -> Split<'a> {
+    fn split<'a, 'b>(&'a mut self, block: &'b [u8], stop: usize, raw_len: usize) -> Split<'a, 'b> {
         let start = self.start;
         if raw_len > self.max_line {
             let mut cut = start + self.max_line;

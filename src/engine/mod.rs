@@ -42,6 +42,20 @@ enum Accepted {
 /// Metrics a device declares that are checked without hashing (more go through the name table).
 const DECLARED: usize = 4;
 
+/// Ask the processor to bring `x` into cache without waiting for it (a hint: no effect on
+/// what the program computes).
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and reads nothing the program sees; SSE is part of x86-64
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// Per-device state a reading touches, kept together (32 bytes).
 #[derive(Clone, Copy, Debug)]
 struct DevHot {
@@ -531,8 +545,33 @@ impl Engine {
     /// processed, or held until the stream confirms a far jump).
     #[inline]
     pub fn push_located(&mut self, r: &Input) -> Result<(u32, u32), RejectReason> {
+        let dev = self.config.registry.device(r.device);
+        self.push_resolved(r, dev)
+    }
+
+    /// The index of the device a reading names, looked up ahead of [`Engine::push_resolved`],
+    /// and a hint to the processor to fetch the device's state. Callers with many readings at
+    /// hand resolve a few before pushing them: the lookups of different readings do not wait
+    /// for each other, where one reading at a time waits for each in turn.
+    #[inline]
+    pub fn resolve(&self, device: &str) -> Option<u32> {
+        let dev = self.config.registry.device(device)?;
+        if let Some(hot) = self.dev.get(dev as usize) {
+            prefetch(hot);
+        }
+        Some(dev)
+    }
+
+    /// [`Engine::push_located`] with the device already looked up ([`Engine::resolve`] of
+    /// `r.device`).
+    #[inline]
+    pub fn push_resolved(
+        &mut self,
+        r: &Input,
+        dev: Option<u32>,
+    ) -> Result<(u32, u32), RejectReason> {
         self.stats.readings += 1;
-        match self.accept(r) {
+        match self.accept(r, dev) {
             Ok((Accepted::Processed, dev, site)) => {
                 self.stats.accepted += 1;
                 Ok((dev, site))
@@ -546,7 +585,11 @@ impl Engine {
     }
 
     #[inline]
-    fn accept(&mut self, r: &Input) -> Result<(Accepted, u32, u32), RejectReason> {
+    fn accept(
+        &mut self,
+        r: &Input,
+        dev: Option<u32>,
+    ) -> Result<(Accepted, u32, u32), RejectReason> {
         if !r.value.is_finite() {
             return Err(RejectReason::NonFinite);
         }
@@ -560,7 +603,7 @@ impl Engine {
         {
             return Err(RejectReason::BadTimestamp);
         }
-        let Some(dev) = self.config.registry.device(r.device) else {
+        let Some(dev) = dev else {
             return Err(RejectReason::UnknownDevice);
         };
         let site = self.dev[dev as usize].site;
@@ -807,29 +850,7 @@ impl Engine {
         site: u32,
         derived: bool,
     ) -> Result<(), RejectReason> {
-        // the metrics a device declares are few: compare against those before hashing
-        let key = ShortKey::of(r.metric);
-        let mut declared = None;
-        for &m in &self.dev[dev as usize].metrics {
-            if m == u16::MAX {
-                break;
-            }
-            let same = match key {
-                Some(k) => self.metric_keys.get(m as usize) == Some(&k.0),
-                None => self.metric_ids.resolve(m as u32) == r.metric,
-            };
-            if same {
-                declared = Some(m);
-                break;
-            }
-        }
-        let routes_idx = declared
-            .map(u32::from)
-            .or_else(|| match key {
-                Some(k) => self.metric_ids.get_short(k),
-                None => self.metric_ids.get(r.metric),
-            })
-            .map(|m| site as usize * self.n_metrics + m as usize);
+        let routes_idx = self.route_slot(r.metric, dev, site);
         // late for every rule it would feed?
         let lateness = self.config.settings.allowed_lateness;
         let limit = self.wm.current().saturating_sub(lateness);
@@ -889,6 +910,60 @@ impl Engine {
             return Err(RejectReason::Late);
         }
         Ok(())
+    }
+
+    /// The slot of `routes` for a reading of `metric` by device `dev` at `site` (`None`: no rule
+    /// of that metric anywhere).
+    #[inline]
+    fn route_slot(&self, metric: &str, dev: u32, site: u32) -> Option<usize> {
+        // the metrics a device declares are few: compare against those before hashing
+        let key = ShortKey::of(metric);
+        let mut declared = None;
+        for &m in &self.dev[dev as usize].metrics {
+            if m == u16::MAX {
+                break;
+            }
+            let same = match key {
+                Some(k) => self.metric_keys.get(m as usize) == Some(&k.0),
+                None => self.metric_ids.resolve(m as u32) == metric,
+            };
+            if same {
+                declared = Some(m);
+                break;
+            }
+        }
+        declared
+            .map(u32::from)
+            .or_else(|| match key {
+                Some(k) => self.metric_ids.get_short(k),
+                None => self.metric_ids.get(metric),
+            })
+            .map(|m| site as usize * self.n_metrics + m as usize)
+    }
+
+    /// Ask the processor for the window state a reading of `metric` by device `dev` (from
+    /// [`Engine::resolve`]) will update, ahead of pushing it; returns the device's site. Like
+    /// `resolve`, this lets the memory of several readings load at once.
+    #[inline]
+    pub fn prefetch_state(&self, metric: &str, dev: u32) -> Option<u32> {
+        let site = self.dev.get(dev as usize)?.site;
+        let slot = self.route_slot(metric, dev, site)?;
+        let (a, b) = (
+            *self.route_start.get(slot)?,
+            *self.route_start.get(slot + 1)?,
+        );
+        if a < b {
+            let route = self.routes.get(a as usize)?;
+            if let Some(w) = &self.rules.get(route.rule as usize)?.windows {
+                let series = if route.by_site {
+                    route.base
+                } else {
+                    route.base + (dev - self.dev[dev as usize].first_of_site)
+                };
+                w.prefetch(series);
+            }
+        }
+        Some(site)
     }
 
     /// Processing time passed (no input): idle sources stop holding the watermark back.

@@ -113,6 +113,16 @@ impl Windows {
         }
     }
 
+    /// Ask the processor for a series' open state (see [`super::Engine::prefetch_state`]).
+    #[inline]
+    pub fn prefetch(&self, series: u32) {
+        if let Windows::Panes(p) = self {
+            if let Some(bins) = p.series.get(series as usize) {
+                super::prefetch(bins);
+            }
+        }
+    }
+
     /// The earliest watermark at which something would close (for scheduling).
     pub fn next_due(&self) -> Ts {
         match self {
