@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::decode::csv::{self, CsvDecoder};
 use crate::decode::wide::{Mapping, WideDecoder};
 use crate::decode::{json, DecodeError, Format};
-use crate::engine::Engine;
+use crate::engine::{Engine, Routed};
 use crate::event::{Level, ReadingRef, RejectReason};
 use crate::time::Ts;
 use crate::warnings::json::Encoder;
@@ -171,6 +171,7 @@ struct Pending<'b> {
     bytes: &'b [u8],
     reading: ReadingRef<'b>,
     dev: Option<u32>,
+    at: Option<Routed>,
 }
 
 /// Where each input line goes: the engine, and for what it rejects the dead-letter file; the
@@ -205,8 +206,11 @@ impl Sink<'_> {
             return Ok(());
         }
         let mut emit = |r: ReadingRef<'_>| {
-            let dev = self.engine.resolve(r.device);
-            self.take(number, r, dev);
+            let at = self
+                .engine
+                .resolve(r.device)
+                .map(|dev| self.engine.route(r.metric, dev));
+            self.take(number, r, at);
         };
         if let Err(e) = decode(&mut emit) {
             self.reject(number, &e, bytes)?;
@@ -231,19 +235,15 @@ impl Sink<'_> {
         for p in pending.iter_mut() {
             p.dev = self.engine.resolve(p.reading.device);
         }
-        // then what each will update, now that the devices are (on their way) in cache
-        for p in pending.iter() {
-            if let Some(site) = p
-                .dev
-                .and_then(|d| self.engine.prefetch_state(p.reading.metric, d))
-            {
-                if let Some(span) = self.spans.get(site as usize) {
-                    crate::engine::prefetch(span);
-                }
+        // then where each goes, now that the devices are (on their way) in cache
+        for p in pending.iter_mut() {
+            p.at = p.dev.map(|d| self.engine.route(p.reading.metric, d));
+            if let Some(span) = p.at.and_then(|at| self.spans.get(at.site as usize)) {
+                crate::engine::prefetch(span);
             }
         }
         for p in pending.drain(..) {
-            self.take(p.line, p.reading, p.dev);
+            self.take(p.line, p.reading, p.at);
             self.dead_letters(p.line, p.bytes)?;
         }
         if !self.engine.transitions.is_empty() || !self.engine.exceedances.is_empty() {
@@ -252,11 +252,11 @@ impl Sink<'_> {
         Ok(())
     }
 
-    /// One reading of input line `number` into the engine (`dev`: its device, looked up).
+    /// One reading of input line `number` into the engine (`at`: its device and route, found).
     #[inline]
-    fn take(&mut self, number: u64, mut r: ReadingRef<'_>, dev: Option<u32>) {
+    fn take(&mut self, number: u64, mut r: ReadingRef<'_>, at: Option<Routed>) {
         r.source = self.src;
-        match self.engine.push_resolved(&r, dev) {
+        match self.engine.push_routed(&r, at) {
             Err(reason) => self.rejects.push((
                 number,
                 reason,
@@ -424,6 +424,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
                             bytes: s.bytes,
                             reading,
                             dev: None,
+                            at: None,
                         });
                         if pending.len() == BATCH {
                             sink.batch(&mut pending)?;

@@ -56,6 +56,23 @@ pub(crate) fn prefetch<T>(x: &T) {
     let _ = x;
 }
 
+/// A reading's device, its site and its slot of the route table, found ahead of pushing it
+/// ([`Engine::route`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Routed {
+    pub dev: u32,
+    pub site: u32,
+    /// `u32::MAX`: no rule of the reading's metric anywhere.
+    slot: u32,
+}
+
+impl Routed {
+    #[inline]
+    fn slot(self) -> Option<usize> {
+        (self.slot != u32::MAX).then_some(self.slot as usize)
+    }
+}
+
 /// Per-device state a reading touches, kept together (32 bytes).
 #[derive(Clone, Copy, Debug)]
 struct DevHot {
@@ -545,8 +562,12 @@ impl Engine {
     /// processed, or held until the stream confirms a far jump).
     #[inline]
     pub fn push_located(&mut self, r: &Input) -> Result<(u32, u32), RejectReason> {
-        let dev = self.config.registry.device(r.device);
-        self.push_resolved(r, dev)
+        let at = self
+            .config
+            .registry
+            .device(r.device)
+            .map(|dev| self.route(r.metric, dev));
+        self.push_routed(r, at)
     }
 
     /// The index of the device a reading names, looked up ahead of [`Engine::push_resolved`],
@@ -562,16 +583,50 @@ impl Engine {
         Some(dev)
     }
 
-    /// [`Engine::push_located`] with the device already looked up ([`Engine::resolve`] of
-    /// `r.device`).
+    /// Where a reading of `metric` by device `dev` (from [`Engine::resolve`]) goes: its site and
+    /// the rules of that metric there. The window state it will update is asked of the
+    /// processor (prefetched), so that, like `resolve`, the memory of several readings loads at
+    /// once. Valid until the configuration changes ([`Engine::reload`]).
     #[inline]
-    pub fn push_resolved(
+    pub fn route(&self, metric: &str, dev: u32) -> Routed {
+        let hot = &self.dev[dev as usize];
+        let site = hot.site;
+        let slot = self.route_slot(metric, dev, site);
+        if let Some(i) = slot {
+            if let (Some(&a), Some(&b)) = (self.route_start.get(i), self.route_start.get(i + 1)) {
+                if let Some(route) = self.routes.get(a as usize).filter(|_| a < b) {
+                    if let Some(w) = self
+                        .rules
+                        .get(route.rule as usize)
+                        .and_then(|rt| rt.windows.as_ref())
+                    {
+                        let series = if route.by_site {
+                            route.base
+                        } else {
+                            route.base + (dev - hot.first_of_site)
+                        };
+                        w.prefetch(series);
+                    }
+                }
+            }
+        }
+        Routed {
+            dev,
+            site,
+            slot: slot.map_or(u32::MAX, |i| i as u32),
+        }
+    }
+
+    /// [`Engine::push_located`] with the reading's device and route already found
+    /// ([`Engine::resolve`] and [`Engine::route`]; `None`: no such device).
+    #[inline]
+    pub fn push_routed(
         &mut self,
         r: &Input,
-        dev: Option<u32>,
+        at: Option<Routed>,
     ) -> Result<(u32, u32), RejectReason> {
         self.stats.readings += 1;
-        match self.accept(r, dev) {
+        match self.accept(r, at) {
             Ok((Accepted::Processed, dev, site)) => {
                 self.stats.accepted += 1;
                 Ok((dev, site))
@@ -588,7 +643,7 @@ impl Engine {
     fn accept(
         &mut self,
         r: &Input,
-        dev: Option<u32>,
+        at: Option<Routed>,
     ) -> Result<(Accepted, u32, u32), RejectReason> {
         if !r.value.is_finite() {
             return Err(RejectReason::NonFinite);
@@ -603,10 +658,10 @@ impl Engine {
         {
             return Err(RejectReason::BadTimestamp);
         }
-        let Some(dev) = dev else {
+        let Some(at) = at else {
             return Err(RejectReason::UnknownDevice);
         };
-        let site = self.dev[dev as usize].site;
+        let (dev, site) = (at.dev, at.site);
         if let Some(claimed) = r.site {
             if !self.config.registry.site_is(site, claimed) {
                 return Err(RejectReason::SiteMismatch);
@@ -629,7 +684,7 @@ impl Engine {
             let decided = self.jumps.in_range();
             self.apply(decided);
         }
-        self.process(r, dev, site)
+        self.process(r, dev, site, at.slot())
             .map(|()| (Accepted::Processed, dev, site))
     }
 
@@ -642,7 +697,11 @@ impl Engine {
         for h in d.confirmed {
             let r = h.as_input();
             let outcome = match self.config.registry.device(r.device) {
-                Some(dev) => self.process(&r, dev, self.dev[dev as usize].site),
+                Some(dev) => {
+                    let site = self.dev[dev as usize].site;
+                    let slot = self.route_slot(r.metric, dev, site);
+                    self.process(&r, dev, site, slot)
+                }
                 // checked before it was held; kept for the record all the same
                 None => Err(RejectReason::UnknownDevice),
             };
@@ -669,8 +728,14 @@ impl Engine {
     }
 
     #[inline]
-    fn process(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
-        let res = self.process_reading(r, dev, site);
+    fn process(
+        &mut self,
+        r: &Input,
+        dev: u32,
+        site: u32,
+        slot: Option<usize>,
+    ) -> Result<(), RejectReason> {
+        let res = self.insert_reading(r, dev, slot, false);
         if !self.models.is_empty() {
             self.run_models(r, dev, site);
             if !self.tickets_log.is_empty() {
@@ -722,7 +787,8 @@ impl Engine {
                     arrival: now,
                     source: r.source,
                 };
-                let _ = self.insert_reading(&derived, d, s, true);
+                let slot = self.route_slot(&output, d, s);
+                let _ = self.insert_reading(&derived, d, slot, true);
             }
         }
     }
@@ -831,26 +897,22 @@ impl Engine {
             };
             // late or not, the model has learnt from the reading; its output follows the rules'
             // windows like any reading
-            let _ = self.insert_reading(&derived, dev, site, true);
+            let slot = self.route_slot(&output, dev, site);
+            let _ = self.insert_reading(&derived, dev, slot, true);
         }
     }
 
-    #[inline]
-    fn process_reading(&mut self, r: &Input, dev: u32, site: u32) -> Result<(), RejectReason> {
-        self.insert_reading(r, dev, site, false)
-    }
-
-    /// Into the windows of the rules that use it. A model's output (`derived`) neither tells
+    /// Into the windows of the rules that use it (`routes_idx`: its slot of the route table,
+    /// from [`Engine::route_slot`]). A model's output (`derived`) neither tells
     /// that its device is alive nor moves event time: only measured readings do.
     #[inline]
     fn insert_reading(
         &mut self,
         r: &Input,
         dev: u32,
-        site: u32,
+        routes_idx: Option<usize>,
         derived: bool,
     ) -> Result<(), RejectReason> {
-        let routes_idx = self.route_slot(r.metric, dev, site);
         // late for every rule it would feed?
         let lateness = self.config.settings.allowed_lateness;
         let limit = self.wm.current().saturating_sub(lateness);
@@ -939,31 +1001,6 @@ impl Engine {
                 None => self.metric_ids.get(metric),
             })
             .map(|m| site as usize * self.n_metrics + m as usize)
-    }
-
-    /// Ask the processor for the window state a reading of `metric` by device `dev` (from
-    /// [`Engine::resolve`]) will update, ahead of pushing it; returns the device's site. Like
-    /// `resolve`, this lets the memory of several readings load at once.
-    #[inline]
-    pub fn prefetch_state(&self, metric: &str, dev: u32) -> Option<u32> {
-        let site = self.dev.get(dev as usize)?.site;
-        let slot = self.route_slot(metric, dev, site)?;
-        let (a, b) = (
-            *self.route_start.get(slot)?,
-            *self.route_start.get(slot + 1)?,
-        );
-        if a < b {
-            let route = self.routes.get(a as usize)?;
-            if let Some(w) = &self.rules.get(route.rule as usize)?.windows {
-                let series = if route.by_site {
-                    route.base
-                } else {
-                    route.base + (dev - self.dev[dev as usize].first_of_site)
-                };
-                w.prefetch(series);
-            }
-        }
-        Some(site)
     }
 
     /// Processing time passed (no input): idle sources stop holding the watermark back.
