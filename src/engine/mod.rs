@@ -168,6 +168,18 @@ struct Route {
     by_site: bool,
 }
 
+impl Route {
+    /// The rule's series a reading of device `dev` (whose record is `hot`) goes to.
+    #[inline]
+    fn series(&self, dev: u32, hot: &DevHot) -> u32 {
+        if self.by_site {
+            self.base
+        } else {
+            self.base + (dev - hot.first_of_site)
+        }
+    }
+}
+
 struct RuleRt {
     windows: Option<Windows>,
     alerts: FxHashMap<u32, AlertState>,
@@ -570,7 +582,7 @@ impl Engine {
         self.push_routed(r, at)
     }
 
-    /// The index of the device a reading names, looked up ahead of [`Engine::push_resolved`],
+    /// The index of the device a reading names, looked up ahead of [`Engine::push_routed`],
     /// and a hint to the processor to fetch the device's state. Callers with many readings at
     /// hand resolve a few before pushing them: the lookups of different readings do not wait
     /// for each other, where one reading at a time waits for each in turn.
@@ -600,12 +612,7 @@ impl Engine {
                         .get(route.rule as usize)
                         .and_then(|rt| rt.windows.as_ref())
                     {
-                        let series = if route.by_site {
-                            route.base
-                        } else {
-                            route.base + (dev - hot.first_of_site)
-                        };
-                        w.prefetch(series);
+                        w.prefetch(route.series(dev, hot));
                     }
                 }
             }
@@ -930,11 +937,7 @@ impl Engine {
                         continue;
                     }
                 }
-                let series = if route.by_site {
-                    route.base
-                } else {
-                    route.base + (dev - self.dev[dev as usize].first_of_site)
-                };
+                let series = route.series(dev, &self.dev[dev as usize]);
                 if let Some(w) = &mut rt.windows {
                     fed += 1;
                     match w.insert(r.ts, series, route.cond as usize, r.value, dev, limit) {

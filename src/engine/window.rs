@@ -113,7 +113,7 @@ impl Windows {
         }
     }
 
-    /// Ask the processor for a series' open state (see [`super::Engine::prefetch_state`]).
+    /// Ask the processor for a series' open state (see [`super::Engine::route`]).
     #[inline]
     pub fn prefetch(&self, series: u32) {
         if let Windows::Panes(p) = self {
