@@ -206,10 +206,7 @@ impl Sink<'_> {
             return Ok(());
         }
         let mut emit = |r: ReadingRef<'_>| {
-            let at = self
-                .engine
-                .resolve(r.device)
-                .map(|dev| self.engine.route(r.metric, dev));
+            let at = self.engine.locate(&r);
             self.take(number, r, at);
         };
         if let Err(e) = decode(&mut emit) {

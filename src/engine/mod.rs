@@ -574,12 +574,14 @@ impl Engine {
     /// processed, or held until the stream confirms a far jump).
     #[inline]
     pub fn push_located(&mut self, r: &Input) -> Result<(u32, u32), RejectReason> {
-        let at = self
-            .config
-            .registry
-            .device(r.device)
-            .map(|dev| self.route(r.metric, dev));
+        let at = self.locate(r);
         self.push_routed(r, at)
+    }
+
+    /// [`Engine::resolve`] and [`Engine::route`] of one reading (`None`: no such device).
+    #[inline]
+    pub fn locate(&self, r: &Input) -> Option<Routed> {
+        self.resolve(r.device).map(|dev| self.route(r.metric, dev))
     }
 
     /// The index of the device a reading names, looked up ahead of [`Engine::push_routed`],
@@ -601,27 +603,29 @@ impl Engine {
     /// once. Valid until the configuration changes ([`Engine::reload`]).
     #[inline]
     pub fn route(&self, metric: &str, dev: u32) -> Routed {
-        let hot = &self.dev[dev as usize];
-        let site = hot.site;
+        let site = self.dev[dev as usize].site;
         let slot = self.route_slot(metric, dev, site);
-        if let Some(i) = slot {
-            if let (Some(&a), Some(&b)) = (self.route_start.get(i), self.route_start.get(i + 1)) {
-                if let Some(route) = self.routes.get(a as usize).filter(|_| a < b) {
-                    if let Some(w) = self
-                        .rules
-                        .get(route.rule as usize)
-                        .and_then(|rt| rt.windows.as_ref())
-                    {
-                        w.prefetch(route.series(dev, hot));
-                    }
-                }
-            }
+        if let Some((w, series)) = slot.and_then(|i| self.first_series(i, dev)) {
+            w.prefetch(series);
         }
         Routed {
             dev,
             site,
             slot: slot.map_or(u32::MAX, |i| i as u32),
         }
+    }
+
+    /// The windows and series of the first rule routed at `slot` that a reading of device
+    /// `dev` goes to (for the prefetch: the first is the one most readings update).
+    #[inline]
+    fn first_series(&self, slot: usize, dev: u32) -> Option<(&Windows, u32)> {
+        let (a, b) = (
+            *self.route_start.get(slot)?,
+            *self.route_start.get(slot + 1)?,
+        );
+        let route = self.routes.get(a as usize).filter(|_| a < b)?;
+        let windows = self.rules.get(route.rule as usize)?.windows.as_ref()?;
+        Some((windows, route.series(dev, &self.dev[dev as usize])))
     }
 
     /// [`Engine::push_located`] with the reading's device and route already found
