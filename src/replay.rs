@@ -219,6 +219,20 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// A plain line's reading, to go in the next [`Sink::batch`] (sent once `BATCH` wait).
+    #[inline]
+    fn push<'b>(
+        &mut self,
+        pending: &mut Vec<Pending<'b>>,
+        p: Pending<'b>,
+    ) -> Result<(), ReplayError> {
+        pending.push(p);
+        if pending.len() == BATCH {
+            self.batch(pending)?;
+        }
+        Ok(())
+    }
+
     /// Readings of several plain lines, in three passes: their devices are looked up; the
     /// window state and site span each will update are asked for (prefetched); then each goes to
     /// the engine as [`Sink::line`] would send it. One reading at a time, the processor waits
@@ -406,8 +420,9 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         summary: Summary::default(),
     };
     loop {
-        // CSV from the read buffer a block at a time: lines and fields found in one pass
-        if let Decoder::Csv(d) = &mut decoder {
+        // CSV and JSON lines from the read buffer a block at a time: lines (and CSV's fields)
+        // found in one pass; the plain lines' readings go to the engine in batches
+        if let Decoder::Csv(_) | Decoder::Json = decoder {
             let first = reader.line_number();
             if let Some(block) = reader.block() {
                 let mut k = 0;
@@ -415,25 +430,42 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
                 let n = csv::scan_lines(block, MAX_LINE, |s| {
                     k += 1;
                     let number = first + k;
-                    if let Some(Ok(reading)) = d.decode_plain(&s) {
-                        pending.push(Pending {
-                            line: number,
-                            bytes: s.bytes,
-                            reading,
-                            dev: None,
-                            at: None,
-                        });
-                        if pending.len() == BATCH {
+                    let (bytes, oversize) = (s.bytes, s.shape == csv::Shape::Oversize);
+                    let plain = |reading| Pending {
+                        line: number,
+                        bytes,
+                        reading,
+                        dev: None,
+                        at: None,
+                    };
+                    match &mut decoder {
+                        Decoder::Csv(d) => {
+                            if let Some(Ok(reading)) = d.decode_plain(&s) {
+                                return sink.push(&mut pending, plain(reading));
+                            }
+                            // anything else in line order: the readings before it go first
                             sink.batch(&mut pending)?;
+                            if oversize {
+                                return sink.reject(number, &oversize_line(), bytes);
+                            }
+                            sink.line(number, bytes, |emit| d.decode_split(&s, emit).map(|_| ()))
                         }
-                        return Ok(());
+                        Decoder::Json if !oversize => {
+                            let parsed = json::parse(bytes);
+                            if let Some(reading) = parsed.as_ref().ok().and_then(|p| p.plain()) {
+                                return sink.push(&mut pending, plain(reading));
+                            }
+                            sink.batch(&mut pending)?;
+                            sink.line(number, bytes, |emit| {
+                                parsed?.emit(None, None, tz, emit).map(|_| ())
+                            })
+                        }
+                        // an oversize JSON line
+                        _ => {
+                            sink.batch(&mut pending)?;
+                            sink.reject(number, &oversize_line(), bytes)
+                        }
                     }
-                    // anything else in line order: the readings before it go first
-                    sink.batch(&mut pending)?;
-                    if s.shape == csv::Shape::Oversize {
-                        return sink.reject(number, &oversize(), s.bytes);
-                    }
-                    sink.line(number, s.bytes, |emit| d.decode_split(&s, emit).map(|_| ()))
                 })?;
                 sink.batch(&mut pending)?;
                 reader.count_lines(n);
@@ -446,7 +478,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         };
         let (number, bytes) = (line.number, line.bytes);
         if line.oversize {
-            sink.reject(number, &oversize(), bytes)?;
+            sink.reject(number, &oversize_line(), bytes)?;
         } else {
             sink.line(number, bytes, |emit| match &mut decoder {
                 Decoder::Csv(d) => d.decode(bytes, emit).map(|_| ()),
@@ -524,7 +556,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     Ok(summary)
 }
 
-fn oversize() -> DecodeError {
+fn oversize_line() -> DecodeError {
     DecodeError::new(
         RejectReason::Oversize,
         format!("line longer than {MAX_LINE} bytes"),

@@ -371,22 +371,51 @@ fn replay_batches_plain_lines_without_changing_anything() {
                 .join(",")
         })
         .collect();
+    // the same rows as JSON lines: plain (batched), and with each device's first letter
+    // escaped (a name that cannot be borrowed from the input: the line-at-a-time path)
+    let json = |escape: bool| -> Vec<String> {
+        rows.iter()
+            .map(|r| match r.as_slice() {
+                [ts, site, dev, metric, v] => {
+                    let dev = match (escape, dev.chars().next()) {
+                        (true, Some(c)) => format!("\\u{:04x}{}", c as u32, &dev[1..]),
+                        _ => dev.clone(),
+                    };
+                    let v = match v.parse::<f64>() {
+                        Ok(x) if x.is_finite() => v.clone(),
+                        _ => format!("\"{v}\""),
+                    };
+                    format!(
+                        r#"{{"ts":{ts},"site":"{site}","device":"{dev}","metric":"{metric}","value":{v}}}"#
+                    )
+                }
+                other => other.join(","),
+            })
+            .collect()
+    };
     let run = |name: &str, lines: &[String]| {
-        let mut text_in = String::from("ts,site,device,metric,value\n");
+        let json = name.starts_with("json");
+        // (JSON lines have no header: a blank line, skipped, keeps the line numbers the same)
+        let mut text_in = String::from(if json {
+            "\n"
+        } else {
+            "ts,site,device,metric,value\n"
+        });
         for l in lines {
             text_in.push_str(l);
             text_in.push('\n');
         }
-        std::fs::write(dir.path().join(format!("{name}.csv")), text_in).expect("write");
+        let input = format!("{name}.{}", if json { "jsonl" } else { "csv" });
+        std::fs::write(dir.path().join(&input), text_in).expect("write");
         let out = yujing(
             &[
                 "replay",
                 "-c",
                 root().to_str().unwrap_or_default(),
                 "-i",
-                &format!("{name}.csv"),
+                &input,
                 "-o",
-                &format!("{name}.jsonl"),
+                &format!("{name}.out.jsonl"),
                 "--dead-letter",
                 &format!("{name}.dead.jsonl"),
             ],
@@ -405,7 +434,7 @@ fn replay_batches_plain_lines_without_changing_anything() {
                 )
             })
             .collect();
-        (read(format!("{name}.jsonl")), dead)
+        (read(format!("{name}.out.jsonl")), dead)
     };
     let (w_plain, d_plain) = run("plain", &plain);
     let (w_quoted, d_quoted) = run("quoted", &quoted);
@@ -415,6 +444,22 @@ fn replay_batches_plain_lines_without_changing_anything() {
         d_plain, d_quoted,
         "dead letters differ between the two paths"
     );
+    let (w_json, d_json) = run("json", &json(false));
+    let (w_escaped, d_escaped) = run("json_escaped", &json(true));
+    assert_eq!(w_json, w_plain, "JSON lines warn as the CSV does");
+    assert_eq!(w_json, w_escaped, "warnings differ between the JSON paths");
+    assert_eq!(
+        d_json, d_escaped,
+        "dead letters differ between the JSON paths"
+    );
+    // the same lines rejected for the same reasons, but for an empty value, which CSV calls
+    // missing and JSON (`""`) not a number
+    let reasons = |d: &[(u64, String, String)]| -> Vec<(u64, String)> {
+        d.iter()
+            .map(|(n, r, _)| (*n, r.replace("missing_field", "malformed")))
+            .collect()
+    };
+    assert_eq!(reasons(&d_json), reasons(&d_plain));
     let lines: Vec<u64> = d_plain.iter().map(|d| d.0).collect();
     assert!(
         lines.windows(2).all(|w| w[0] <= w[1]),
