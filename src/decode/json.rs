@@ -19,17 +19,11 @@ use std::fmt;
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
-/// `ts`: epoch milliseconds (an integer, or a float as some devices send) or ISO-8601 text.
-enum TsField<'a> {
+/// A JSON scalar as `ts` or a value holds it: a number, text (ISO-8601 for `ts`; `"NaN"` and
+/// the like for a value), `null` inside `values`, or anything else, kept as JSON for the message.
+enum Scalar<'a> {
     Int(i64),
     Float(f64),
-    Text(Cow<'a, str>),
-}
-
-/// A value: a number, or what stands where one should (text such as `"NaN"`, `null`, anything
-/// else, kept as JSON for the message).
-enum Num<'a> {
-    Number(f64),
     Text(Cow<'a, str>),
     Null,
     Other(serde_json::Value),
@@ -38,7 +32,7 @@ enum Num<'a> {
 #[derive(Deserialize)]
 struct Payload<'a> {
     #[serde(borrow, default)]
-    ts: Option<TsField<'a>>,
+    ts: Option<Scalar<'a>>,
     #[serde(borrow, default)]
     site: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -46,81 +40,64 @@ struct Payload<'a> {
     #[serde(borrow, default)]
     metric: Option<Text<'a>>,
     #[serde(borrow, default)]
-    value: Option<Num<'a>>,
+    value: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    values: Option<BTreeMap<Text<'a>, Num<'a>>>,
+    values: Option<BTreeMap<Text<'a>, Scalar<'a>>>,
     #[serde(borrow, default)]
     #[allow(dead_code)]
     unit: Option<Text<'a>>,
 }
 
-// `ts` and the values take whichever JSON type comes, straight from the parser (serde's
-// `untagged` would first copy each into a buffer and try the variants in turn).
-impl<'de: 'a, 'a> Deserialize<'de> for TsField<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TsField<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("epoch milliseconds or an ISO-8601 time")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(TsField::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                // beyond i64: absurd, and rejected as such downstream
-                Ok(i64::try_from(v).map_or(TsField::Float(v as f64), TsField::Int))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(TsField::Float(v))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(TsField::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(TsField::Text(Cow::Owned(v.to_string())))
-            }
+impl Scalar<'_> {
+    /// The number it is, if it is one.
+    #[inline]
+    fn number(&self) -> Option<f64> {
+        match self {
+            Scalar::Int(i) => Some(*i as f64),
+            Scalar::Float(x) => Some(*x),
+            _ => None,
         }
-        d.deserialize_any(V)
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Num<'a> {
+// whichever JSON type comes, straight from the parser (serde's `untagged` would first copy
+// each field into a buffer and try the variants in turn)
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Num<'de>;
+            type Value = Scalar<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number")
+                f.write_str("a number or a string")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Num::Number(v as f64))
+                Ok(Scalar::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Num::Number(v as f64))
+                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Num::Number(v))
+                Ok(Scalar::Float(v))
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Num::Text(Cow::Borrowed(v)))
+                Ok(Scalar::Text(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Num::Text(Cow::Owned(v.to_string())))
+                Ok(Scalar::Text(Cow::Owned(v.to_string())))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Num::Null)
+                Ok(Scalar::Null)
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Num::Other(serde_json::Value::Bool(v)))
+                Ok(Scalar::Other(serde_json::Value::Bool(v)))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
                 serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(a))
-                    .map(Num::Other)
+                    .map(Scalar::Other)
             }
             fn visit_map<A: de::MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
                 serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(a))
-                    .map(Num::Other)
+                    .map(Scalar::Other)
             }
         }
         d.deserialize_any(V)
@@ -165,10 +142,10 @@ impl<'b> Parsed<'b> {
             Some(Text(Cow::Borrowed(s))) => Some(*s),
             _ => None,
         };
-        let (Some(TsField::Int(ts)), Some(Num::Number(value)), None) = (&p.ts, &p.value, &p.values)
-        else {
+        let (Some(Scalar::Int(ts)), Some(value), None) = (&p.ts, &p.value, &p.values) else {
             return None;
         };
+        let value = value.number()?;
         let site = match &p.site {
             None => None,
             some => Some(borrowed(some)?),
@@ -177,7 +154,7 @@ impl<'b> Parsed<'b> {
             site,
             device: borrowed(&p.device)?,
             metric: borrowed(&p.metric)?,
-            value: *value,
+            value,
             ts: *ts,
             arrival: *ts,
             source: 0,
@@ -194,27 +171,36 @@ impl<'b> Parsed<'b> {
     ) -> Result<usize, DecodeError> {
         let p = &self.0;
         let ts = match &p.ts {
-            None => return Err(DecodeError::new(RejectReason::MissingField, "missing `ts`")),
-            Some(TsField::Int(ms)) => *ms,
-            Some(TsField::Float(f)) if f.is_finite() => *f as i64,
-            Some(TsField::Float(_)) => {
+            None | Some(Scalar::Null) => {
+                return Err(DecodeError::new(RejectReason::MissingField, "missing `ts`"))
+            }
+            Some(Scalar::Int(ms)) => *ms,
+            Some(Scalar::Float(f)) if f.is_finite() => *f as i64,
+            Some(Scalar::Float(_)) => {
                 return Err(DecodeError::new(
                     RejectReason::BadTimestamp,
                     "`ts` is not finite",
                 ))
             }
-            Some(TsField::Text(s)) => {
+            Some(Scalar::Text(s)) => {
                 parse_ts(s, tz).map_err(|e| DecodeError::new(RejectReason::BadTimestamp, e))?
+            }
+            Some(Scalar::Other(v)) => {
+                return Err(DecodeError::new(
+                    RejectReason::Malformed,
+                    format!("`ts` is not a time: {v}"),
+                ))
             }
         };
         let site = site.or(p.site.as_ref().map(|t| &*t.0));
         let device = device
             .or(p.device.as_ref().map(|t| &*t.0))
             .ok_or_else(|| DecodeError::new(RejectReason::MissingField, "missing `device`"))?;
-        let number = |metric: &str, v: &Num| -> Result<f64, DecodeError> {
+        let number = |metric: &str, v: &Scalar| -> Result<f64, DecodeError> {
             match v {
-                Num::Number(x) => Ok(*x),
-                Num::Text(s)
+                Scalar::Int(i) => Ok(*i as f64),
+                Scalar::Float(x) => Ok(*x),
+                Scalar::Text(s)
                     if matches!(
                         &**s,
                         "NaN" | "nan" | "Infinity" | "-Infinity" | "inf" | "-inf"
@@ -225,18 +211,18 @@ impl<'b> Parsed<'b> {
                         format!("`{metric}` is {s}"),
                     ))
                 }
-                Num::Null => Err(DecodeError::new(
+                Scalar::Null => Err(DecodeError::new(
                     RejectReason::MissingField,
                     format!("`{metric}` is null"),
                 )),
-                Num::Text(s) => Err(DecodeError::new(
+                Scalar::Text(s) => Err(DecodeError::new(
                     RejectReason::Malformed,
                     format!(
                         "`{metric}` is not a number: {}",
                         serde_json::Value::from(&**s)
                     ),
                 )),
-                Num::Other(other) => Err(DecodeError::new(
+                Scalar::Other(other) => Err(DecodeError::new(
                     RejectReason::Malformed,
                     format!("`{metric}` is not a number: {other}"),
                 )),
@@ -396,6 +382,10 @@ mod tests {
         assert_eq!(
             run(r#"{"ts":true,"device":"d","metric":"m","value":1}"#).1,
             Err(RejectReason::Malformed)
+        );
+        assert_eq!(
+            detail(r#"{"ts":[1],"device":"d","metric":"m","value":1}"#),
+            "`ts` is not a time: [1]"
         );
         assert_eq!(
             run(r#"{"ts":null,"device":"d","metric":"m","value":1}"#).1,
