@@ -228,18 +228,18 @@ impl<'b> Parsed<'b> {
                 )),
             }
         };
+        let reading = |metric, value| ReadingRef {
+            site,
+            device,
+            metric,
+            value,
+            ts,
+            arrival: ts,
+            source: 0,
+        };
         match (&p.metric, &p.value, &p.values) {
             (Some(Text(metric)), Some(v), None) => {
-                let value = number(metric, v)?;
-                emit(ReadingRef {
-                    site,
-                    device,
-                    metric,
-                    value,
-                    ts,
-                    arrival: ts,
-                    source: 0,
-                });
+                emit(reading(metric, number(metric, v)?));
                 Ok(1)
             }
             (None, None, Some(values)) => {
@@ -254,15 +254,7 @@ impl<'b> Parsed<'b> {
                 for (Text(metric), v) in values {
                     match number(metric, v) {
                         Ok(value) => {
-                            emit(ReadingRef {
-                                site,
-                                device,
-                                metric,
-                                value,
-                                ts,
-                                arrival: ts,
-                                source: 0,
-                            });
+                            emit(reading(metric, value));
                             n += 1;
                         }
                         Err(e) => {
