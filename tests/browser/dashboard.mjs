@@ -55,8 +55,16 @@ async function login(browser, token, label) {
   await page.keyboard.type(token);
   await page.keyboard.press("Enter");
   await page.locator("#nav").waitFor({ state: "visible" });
-  const cookies = await context.cookies();
-  const c = cookies.find((x) => x.name === "yj_session");
+  // The page has the login response, but Chromium's network service may commit the response's
+  // cookie to the store a moment later (CI once read an empty jar here): wait for it, up to 5 s.
+  let cookies = [];
+  let c;
+  for (const deadline = Date.now() + 5_000; ;) {
+    cookies = await context.cookies();
+    c = cookies.find((x) => x.name === "yj_session");
+    if (c || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   ok(c && c.httpOnly && c.sameSite === "Strict", `${label}: session cookie is HttpOnly and SameSite=Strict (${JSON.stringify(cookies)})`);
   return { context, page };
 }
