@@ -59,12 +59,14 @@ async function login(browser, token, label) {
   // cookie to the store a moment later (CI once read an empty jar here): wait for it, up to 5 s.
   let cookies = [];
   let c;
-  for (const deadline = Date.now() + 5_000; ;) {
+  const asked = Date.now();
+  for (;;) {
     cookies = await context.cookies();
     c = cookies.find((x) => x.name === "yj_session");
-    if (c || Date.now() > deadline) break;
+    if (c || Date.now() > asked + 5_000) break;
     await new Promise((r) => setTimeout(r, 100));
   }
+  if (Date.now() - asked >= 100) console.log(`   the session cookie reached the store ${Date.now() - asked} ms after the page had logged in`);
   ok(c && c.httpOnly && c.sameSite === "Strict", `${label}: session cookie is HttpOnly and SameSite=Strict (${JSON.stringify(cookies)})`);
   return { context, page };
 }
@@ -175,7 +177,9 @@ try {
   const open = zjj.page.locator("#rows tr[data-id]").filter({ hasText: "待签收" }).first();
   await open.waitFor({ timeout: 60_000 });
   const id = await open.getAttribute("data-id");
-  await open.getByRole("link").first().click();
+  // the board re-renders as warnings arrive, so `open` may name another row by now: pin this one
+  await zjj.page.locator(`#rows tr[data-id="${id}"]`).getByRole("link").first().click();
+  await zjj.page.waitForURL((u) => u.hash === `#/warning/${id}`);
   await zjj.page.getByRole("button", { name: "签收" }).click();
   await zjj.page.getByLabel("采取的措施").fill("洒水降尘，暂停土方作业");
   await zjj.page.getByLabel("处置结果").fill("PM10 已回落至限值以下");
@@ -188,7 +192,7 @@ try {
   // ---- the operator sees the timeline ----
   await op.page.goto(`${URL}/#/warning/${id}`);
   const timeline = await op.page.locator("#timeline").innerText();
-  ok(["发布", "签收", "反馈"].every((k) => timeline.includes(k)), "the operator sees raised, acknowledged and feedback in the timeline");
+  ok(["发布", "签收", "反馈"].every((k) => timeline.includes(k)), `the operator sees raised, acknowledged and feedback in the timeline (${JSON.stringify(timeline)})`);
   ok(timeline.includes("洒水降尘") || timeline.includes("已回落"), "the feedback's content is in the timeline");
   ok(await op.page.getByRole("button", { name: "签收" }).count() === 0, "an operator gets no department forms");
   await shot(op.page, "07-warning-timeline-operator");
