@@ -55,8 +55,8 @@ async function login(browser, token, label) {
   await page.keyboard.type(token);
   await page.keyboard.press("Enter");
   await page.locator("#nav").waitFor({ state: "visible" });
-  // The page has the login response, but Chromium's network service may commit the response's
-  // cookie to the store a moment later (CI once read an empty jar here): wait for it, up to 5 s.
+  // CI once read an empty jar here, right after the page had the login response; why is not
+  // known (Playwright's own cookie tests on Chromium needed such a wait): wait up to 5 s for it.
   let cookies = [];
   let c;
   const asked = Date.now();
@@ -196,7 +196,8 @@ try {
   // ---- the operator sees the timeline ----
   await op.page.goto(`${URL}/#/warning/${id}`);
   const timeline = await op.page.locator("#timeline").innerText();
-  ok(["发布", "签收", "反馈"].every((k) => timeline.includes(k)), `the operator sees raised, acknowledged and feedback in the timeline (${JSON.stringify(timeline)})`);
+  const complete = ["发布", "签收", "反馈"].every((k) => timeline.includes(k));
+  ok(complete, `the operator sees raised, acknowledged and feedback in the timeline${complete ? "" : ` (${JSON.stringify(timeline)})`}`);
   ok(timeline.includes("洒水降尘") || timeline.includes("已回落"), "the feedback's content is in the timeline");
   ok(await op.page.getByRole("button", { name: "签收" }).count() === 0, "an operator gets no department forms");
   await shot(op.page, "07-warning-timeline-operator");
