@@ -169,3 +169,18 @@ pub struct ReadingRef<'a> {
     /// Source index from `Engine::source` (0 until the caller sets it).
     pub source: usize,
 }
+
+#[cfg(test)]
+impl ReadingRef<'_> {
+    /// Site, device, metric, value and time as owned values: what decoder tests collect and
+    /// compare.
+    pub(crate) fn owned(&self) -> (Option<String>, String, String, f64, Ts) {
+        (
+            self.site.map(str::to_string),
+            self.device.to_string(),
+            self.metric.to_string(),
+            self.value,
+            self.ts,
+        )
+    }
+}

@@ -445,24 +445,8 @@ mod tests {
         for (line, is_plain) in lines {
             let p = parse(line.as_bytes()).expect(line);
             let mut emitted = Vec::new();
-            let _ = p.emit(None, None, tz, &mut |r| {
-                emitted.push((
-                    r.site.map(str::to_string),
-                    r.device.to_string(),
-                    r.metric.to_string(),
-                    r.value,
-                    r.ts,
-                ))
-            });
-            let plain = p.plain().map(|r| {
-                (
-                    r.site.map(str::to_string),
-                    r.device.to_string(),
-                    r.metric.to_string(),
-                    r.value,
-                    r.ts,
-                )
-            });
+            let _ = p.emit(None, None, tz, &mut |r| emitted.push(r.owned()));
+            let plain = p.plain().map(|r| r.owned());
             assert_eq!(plain.is_some(), is_plain, "{line}");
             if let Some(x) = plain {
                 assert_eq!(emitted, [x], "{line}");

@@ -330,15 +330,7 @@ mod tests {
         let mut d = WideDecoder::new(m, chrono_tz::UTC);
         let mut got = Vec::new();
         let mut run = |line: &str, d: &mut WideDecoder| {
-            d.decode(line.as_bytes(), &mut |r| {
-                got.push((
-                    r.site.map(str::to_string),
-                    r.device.to_string(),
-                    r.metric.to_string(),
-                    r.value,
-                    r.ts,
-                ))
-            })
+            d.decode(line.as_bytes(), &mut |r| got.push(r.owned()))
         };
         assert_eq!(
             run(
