@@ -136,27 +136,32 @@ pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
     ))
 }
 
+/// Eight ASCII `0`s, one per byte of a word.
+pub(crate) const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// Eight ASCII digits read as a little-endian word (the first digit in the low byte) as their
+/// value; `None` when any byte is not a digit.
+#[inline(always)]
+pub(crate) fn eight_digits(w: u64) -> Option<u64> {
+    let d = w.wrapping_sub(ZEROS);
+    // every byte in '0'..='9': no byte below '0' (borrow) and none above after adding 0x76
+    if (w & 0xf0f0_f0f0_f0f0_f0f0) != ZEROS
+        || (d.wrapping_add(0x7676_7676_7676_7676) & 0x8080_8080_8080_8080) != 0
+    {
+        return None;
+    }
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_ffff_0000_ffff;
+    Some((d.wrapping_mul(10_000) + (d >> 32)) & 0x0000_0000_ffff_ffff)
+}
+
 /// An unsigned decimal of 1 to 18 digits, eight digits at a time (SWAR: each step checks eight
 /// bytes are digits and folds them with three multiplications). The digits after the last full
 /// eight are read as the last eight bytes, those already read set to `0`, so a 13-digit epoch
-/// millisecond takes two steps and no loop.
-#[inline]
+/// millisecond takes two steps and no loop. Always inlined: every reading's time goes through it.
+#[inline(always)]
 pub fn parse_digits(b: &[u8]) -> Option<u64> {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    /// Eight ASCII digits (little-endian: the first digit in the low byte) as their value.
-    #[inline(always)]
-    fn eight(w: u64) -> Option<u64> {
-        let d = w.wrapping_sub(ZEROS);
-        // every byte in '0'..='9': no byte below '0' (borrow) and none above after adding 0x76
-        if (w & 0xf0f0_f0f0_f0f0_f0f0) != ZEROS
-            || (d.wrapping_add(0x7676_7676_7676_7676) & 0x8080_8080_8080_8080) != 0
-        {
-            return None;
-        }
-        let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
-        let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_ffff_0000_ffff;
-        Some((d.wrapping_mul(10_000) + (d >> 32)) & 0x0000_0000_ffff_ffff)
-    }
+    let eight = eight_digits;
     let n = b.len();
     if n == 0 || n > 18 {
         return None;

@@ -564,6 +564,15 @@ fn parse_decimal(b: &[u8]) -> Option<f64> {
         Some(b'-') => (true, &b[1..]),
         _ => (false, b),
     };
+    let (m, frac) = short_decimal(digits).or_else(|| digits_and_scale(digits))?;
+    let v = m as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
+}
+
+/// The digits of an unsigned decimal as an integer, and how many of them follow the point
+/// (`None`: no digit, more than 15, a second point, or anything but digits and a point).
+#[inline]
+fn digits_and_scale(digits: &[u8]) -> Option<(u64, usize)> {
     let (mut m, mut count, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
     for &c in digits {
         match c {
@@ -579,8 +588,41 @@ fn parse_decimal(b: &[u8]) -> Option<f64> {
     if count == 0 || count > 15 {
         return None;
     }
-    let v = m as f64 / POW10[frac];
-    Some(if neg { -v } else { v })
+    Some((m, frac))
+}
+
+/// [`digits_and_scale`] of at most eight bytes without a loop (most readings' values: `55.23`):
+/// the bytes right-aligned in a word padded with `0`s, the point found as a zero byte of the
+/// word XOR `.`s and squeezed out, the eight digits folded at once. `None` when it does not
+/// apply (longer, or not digits with at most one point); then the loop decides.
+#[inline(always)]
+fn short_decimal(digits: &[u8]) -> Option<(u64, usize)> {
+    const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = digits.len();
+    if n == 0 || n > 8 {
+        return None;
+    }
+    let mut buf = [b'0'; 8];
+    buf[8 - n..].copy_from_slice(digits);
+    let w = u64::from_le_bytes(buf);
+    // the high bit of each byte that is `.` (exact per byte: no carry crosses a byte)
+    let x = w ^ DOTS;
+    let dots = !(((x & LOW7) + LOW7) | x) & HIGH;
+    match dots.count_ones() {
+        0 => Some((crate::time::eight_digits(w)?, 0)),
+        // a point and no digit is no number
+        1 if n > 1 => {
+            let p = dots.trailing_zeros() / 8;
+            // the bytes before the point move up one into its place; a `0` comes in below
+            let before = (1u64 << (8 * p)) - 1;
+            let after = !(before | (0xff << (8 * p)));
+            let squeezed = ((w & before) << 8) | (w & after) | u64::from(b'0');
+            Some((crate::time::eight_digits(squeezed)?, 7 - p as usize))
+        }
+        _ => None,
+    }
 }
 
 /// Build a reading from its fields (time and value as the raw bytes), with precise reasons for
@@ -663,6 +705,19 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn short_decimals_decide_like_the_loop(s in "[-0-9.+ex]{0,9}") {
+            // the word-at-a-time path gives what the byte loop gives, or leaves it to the loop
+            if let Some(got) = short_decimal(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(got), digits_and_scale(s.as_bytes()), "{}", s);
+            }
+            let loop_only = s.strip_prefix('-').unwrap_or(&s);
+            let want = digits_and_scale(loop_only.as_bytes())
+                .map(|(m, f)| m as f64 / POW10[f])
+                .map(|v| if s.starts_with('-') { -v } else { v });
+            proptest::prop_assert_eq!(parse_decimal(s.as_bytes()).map(f64::to_bits), want.map(f64::to_bits), "{}", s);
+        }
+
         #[test]
         fn fast_decimals_equal_the_standard_parser(m in 0u64..1_000_000_000_000_000, frac in 0usize..16, neg: bool) {
             let digits = m.to_string();
@@ -831,5 +886,34 @@ mod tests {
             r[2],
             Ok(Some(("d,2".into(), "pm10".into(), 4.0, 1_795_824_000_000)))
         );
+    }
+
+    #[test]
+    fn short_decimals_at_the_edges() {
+        for (s, want) in [
+            ("55.23", Some((5523, 2))),
+            ("5.", Some((5, 0))),
+            (".5", Some((5, 1))),
+            (".1234567", Some((1234567, 7))),
+            ("12345678", Some((12345678, 0))),
+            ("1234.567", Some((1234567, 3))),
+            ("0.000001", Some((1, 6))),
+            (".", None),
+            ("", None),
+            ("1..2", None),
+            ("1.2.3", None),
+            ("1e3", None),
+            ("+1", None),
+            (" 1", None),
+        ] {
+            assert_eq!(short_decimal(s.as_bytes()), want, "{s}");
+            assert_eq!(digits_and_scale(s.as_bytes()), want, "{s}");
+        }
+        // nine bytes and more: the loop's
+        assert_eq!(short_decimal(b"123456.78"), None);
+        assert_eq!(parse_decimal(b"123456.78"), Some(123456.78));
+        assert_eq!(parse_decimal(b"-0.5"), Some(-0.5));
+        assert_eq!(parse_decimal(b"-"), None);
+        assert_eq!(parse_decimal("٣".as_bytes()), None);
     }
 }

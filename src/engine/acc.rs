@@ -96,7 +96,8 @@ impl Acc {
         }
     }
 
-    #[inline]
+    /// Add a reading (always inlined: it is most of a window update).
+    #[inline(always)]
     pub fn push(&mut self, ts: Ts, v: f64, device: u32) {
         if let Some(e) = &mut self.ext {
             if !e.m2.is_nan() && self.count > 0 {

@@ -56,7 +56,9 @@ impl Windows {
                 panes: BTreeMap::new(),
                 final_until: Ts::MIN,
                 last_pane: Ts::MIN,
+                next_align: Ts::MIN,
                 bits: Vec::new(),
+                spare: Vec::new(),
             }),
             None => {
                 let WindowSpec::Session { gap } = spec else {
@@ -384,8 +386,14 @@ pub struct Panes {
     final_until: Ts,
     /// The pane of the last reading.
     last_pane: Ts,
+    /// The lowest `limit` that could move `final_until` in `insert` (one step past the last
+    /// aligned limit it took).
+    next_align: Ts,
     /// Scratch for [`sort_series`].
     bits: Vec<u64>,
+    /// Series lists of closed panes, kept for the next panes: a busy rule's list grows to all
+    /// its series every pane, and reallocating it as it grows cost more than closing it.
+    spare: Vec<Vec<u32>>,
 }
 
 /// Sort series numbers (below `n_series`) and drop repeats. A pane of a busy rule holds most of
@@ -435,10 +443,13 @@ impl Panes {
             self.last_pane = p;
             p
         };
-        if limit > self.final_until {
+        // (a division only when `limit` crosses a step: below `next_align` the aligned limit is
+        // the one already taken, and `final_until` only grows)
+        if limit > self.final_until && limit >= self.next_align {
             // windows ending by the watermark are final even when they held nothing (every
             // window with data was closed as the watermark passed it)
             let aligned = limit.div_euclid(self.step) * self.step;
+            self.next_align = aligned.saturating_add(self.step);
             self.final_until = self.final_until.max(aligned);
         }
         if pane + self.size <= self.final_until {
@@ -451,10 +462,22 @@ impl Panes {
                 let mut accs = self.shape.make();
                 accs.get_mut(cond).push(ts, v, device);
                 bins.add(pane, accs);
-                self.panes.entry(pane).or_default().push(series);
+                let spare = &mut self.spare;
+                self.panes
+                    .entry(pane)
+                    .or_insert_with(|| spare.pop().unwrap_or_default())
+                    .push(series);
             }
         }
         Ok((pane + self.step).max(self.final_until + self.step))
+    }
+
+    /// Keep a closed pane's series list for a later pane (a few: panes open one after another).
+    fn recycle(&mut self, mut list: Vec<u32>) {
+        if self.spare.len() < 4 {
+            list.clear();
+            self.spare.push(list);
+        }
     }
 
     fn next_due(&self) -> Ts {
@@ -477,7 +500,7 @@ impl Panes {
                 let mut with_data = self.panes.remove(&start).unwrap_or_default();
                 // series numbers follow key order: sorting them sorts the output
                 sort_series(&mut with_data, self.series.len(), &mut self.bits);
-                for s in with_data {
+                for &s in &with_data {
                     if let Some(accs) = self.series[s as usize].take(start) {
                         out.push(Closed {
                             key: self.keys[s as usize],
@@ -487,6 +510,7 @@ impl Panes {
                         });
                     }
                 }
+                self.recycle(with_data);
             } else {
                 let mut with_data: Vec<u32> = self
                     .panes
@@ -521,9 +545,10 @@ impl Panes {
                     .is_some_and(|(&p, _)| p < keep_from)
                 {
                     if let Some((p, old)) = self.panes.pop_first() {
-                        for s in old {
+                        for &s in &old {
                             self.series[s as usize].take(p);
                         }
+                        self.recycle(old);
                     }
                 }
             }
