@@ -137,7 +137,7 @@ pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
 }
 
 /// Eight ASCII `0`s, one per byte of a word.
-pub(crate) const ZEROS: u64 = 0x3030_3030_3030_3030;
+const ZEROS: u64 = 0x3030_3030_3030_3030;
 
 /// Eight ASCII digits read as a little-endian word (the first digit in the low byte) as their
 /// value; `None` when any byte is not a digit.
@@ -161,7 +161,6 @@ pub(crate) fn eight_digits(w: u64) -> Option<u64> {
 /// millisecond takes two steps and no loop. Always inlined: every reading's time goes through it.
 #[inline(always)]
 pub fn parse_digits(b: &[u8]) -> Option<u64> {
-    let eight = eight_digits;
     let n = b.len();
     if n == 0 || n > 18 {
         return None;
@@ -179,7 +178,7 @@ pub fn parse_digits(b: &[u8]) -> Option<u64> {
     let (words, rest) = b.as_chunks::<8>();
     let mut v: u64 = 0;
     for w in words {
-        v = v * 100_000_000 + eight(u64::from_le_bytes(*w))?;
+        v = v * 100_000_000 + eight_digits(u64::from_le_bytes(*w))?;
     }
     let r = rest.len();
     if r > 0 {
@@ -187,7 +186,7 @@ pub fn parse_digits(b: &[u8]) -> Option<u64> {
         // the last r bytes are the high ones; the others were digits already read
         let keep = u64::MAX << (8 * (8 - r));
         const SCALE: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
-        v = v * SCALE[r] + eight((u64::from_le_bytes(last) & keep) | (ZEROS & !keep))?;
+        v = v * SCALE[r] + eight_digits((u64::from_le_bytes(last) & keep) | (ZEROS & !keep))?;
     }
     Some(v)
 }

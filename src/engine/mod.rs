@@ -651,7 +651,8 @@ impl Engine {
         }
     }
 
-    #[inline]
+    /// The checks of [`Engine::push_routed`] (always inlined, as it is).
+    #[inline(always)]
     fn accept(
         &mut self,
         r: &Input,
