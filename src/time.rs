@@ -137,7 +137,7 @@ pub fn parse_ts(s: &str, tz: Tz) -> Result<Ts, String> {
 }
 
 /// Eight ASCII `0`s, one per byte of a word.
-const ZEROS: u64 = 0x3030_3030_3030_3030;
+pub(crate) const ZEROS: u64 = 0x3030_3030_3030_3030;
 
 /// Eight ASCII digits read as a little-endian word (the first digit in the low byte) as their
 /// value; `None` when any byte is not a digit.

@@ -601,7 +601,7 @@ fn short_decimal(digits: &[u8]) -> Option<(u64, usize)> {
     const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    use crate::time::ZEROS;
     let n = digits.len();
     if !(4..=8).contains(&n) {
         return None;
