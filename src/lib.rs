@@ -13,6 +13,7 @@
 //!   `routes.yaml` ([`config::routes`]); loaded with every error as `file:line:col`.
 //!   - [`config::yaml`]: YAML with positions, error collection. [`config::expr`]: threshold
 //!     expressions over site parameters. [`config::template`]: message templates.
+//!     [`config::sample`]: the sample county built into the binary (`yujing demo` anywhere).
 //! - [`decode`]: narrow CSV, JSON (MQTT payloads, JSON lines), wide CSV through a column mapping,
 //!   HJ 212-2017 uploads ([`decode::hj212`]), ONVIF metadata and edge-box camera events
 //!   ([`decode::onvif`]).

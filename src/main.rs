@@ -26,9 +26,11 @@ enum Cmd {
     /// Everything in one process: embedded MQTT broker and store, a simulator publishing every
     /// sample site's feeds, the rules, dispatch and the HTTP API. No external service needed.
     Demo {
-        /// Config directory (sites.yaml, rules/, routes.yaml, yujing.toml)
-        #[arg(short, long, default_value = ".")]
-        config: PathBuf,
+        /// Config directory (sites.yaml, rules/, routes.yaml, yujing.toml). Default: the current
+        /// directory when it has a site registry, else the sample county built into the binary
+        /// (written out under the demo's data directory first)
+        #[arg(short, long)]
+        config: Option<PathBuf>,
         /// HTTP address of the API (a free port is chosen if this one is taken)
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: String,
@@ -267,8 +269,10 @@ fn main() -> ExitCode {
             offline: true,
             write_day,
             en,
+            data,
             ..
-        } => demo(&config, write_day.as_deref(), en),
+        } => demo_config(config, &demo_data(data))
+            .and_then(|dir| demo(&dir, write_day.as_deref(), en)),
         Cmd::Demo {
             config,
             listen,
@@ -524,6 +528,33 @@ fn run_replay(dir: &Path, opts: &replay::Options, quiet: bool) -> Result<ExitCod
         summary.print(&mut std::io::stderr())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a demo keeps what it writes: `--data`, else a new directory under the system's
+/// temporary one.
+fn demo_data(data: Option<PathBuf>) -> PathBuf {
+    data.unwrap_or_else(|| std::env::temp_dir().join(format!("yujing-demo-{}", std::process::id())))
+}
+
+/// The demo's configuration: `--config`, else the current directory when it has a site
+/// registry (the repository's samples), else the sample county built into the binary, written
+/// out under `data` (an installed binary, a container).
+fn demo_config(config: Option<PathBuf>, data: &Path) -> Result<PathBuf> {
+    if let Some(dir) = config {
+        return Ok(dir);
+    }
+    let here = PathBuf::from(".");
+    if yujing::config::sample::has_registry(&here) {
+        return Ok(here);
+    }
+    let dir = data.join("config");
+    yujing::config::sample::write(&dir)
+        .with_context(|| format!("writing the sample configuration to {}", dir.display()))?;
+    eprintln!(
+        "yujing demo: no sites.yaml or sites.csv here; running the built-in sample county (its files: {})",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 fn demo(dir: &Path, write_day: Option<&Path>, en: bool) -> Result<ExitCode> {
@@ -1283,7 +1314,7 @@ fn token(name: &str, role: &str) -> Result<ExitCode> {
 }
 
 fn live_demo(
-    config: PathBuf,
+    config: Option<PathBuf>,
     listen: String,
     mqtt_port: u16,
     speed: f64,
@@ -1293,6 +1324,8 @@ fn live_demo(
     use yujing::config::service::{Hj212Settings, MqttSettings, Role, Token};
     use yujing_connectors::broker;
     init_logging("warn");
+    let data = demo_data(data);
+    let config = demo_config(config, &data)?;
     // check the configuration before starting anything
     if let Err(code) = load(&config) {
         return Ok(code);
@@ -1318,10 +1351,6 @@ fn live_demo(
     };
     broker::start(mqtt_port, 1 << 20)?;
     let hj212_port = broker::free_port()?;
-    let data = match data {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("yujing-demo-{}", std::process::id())),
-    };
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let hook_secret = random_token()?;
     let tokens = [

@@ -546,6 +546,37 @@ fn demo_replays_the_sample_day() {
     assert_has(&text(&out.stdout), "[orange] raise");
 }
 
+/// An installed binary, or one in a container, has no configuration beside it: the demo runs
+/// on the sample county built in, writes its files out where it says, and they are the
+/// repository's (the same warnings; `check` and `test` pass on them there).
+#[test]
+fn the_demo_runs_anywhere_on_the_built_in_sample() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_s = data.path().to_str().unwrap_or_default();
+    let out = yujing(&["demo", "--offline", "--data", data_s], empty.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = data.path().join("config");
+    assert_has(&text(&out.stderr), "built-in sample county");
+    assert_has(&text(&out.stderr), &written.display().to_string());
+    let from_repo = yujing(&["demo", "--offline"], &root());
+    assert_eq!(
+        text(&out.stdout),
+        text(&from_repo.stdout),
+        "the built-in sample day differs from the repository's"
+    );
+    assert!(out.stdout.len() > 1000, "{}", text(&out.stdout));
+    let check = yujing(&["check"], &written);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let test = yujing(&["test"], &written);
+    assert!(test.status.success(), "{}", text(&test.stdout));
+    assert_has(&text(&test.stdout), " 0 failed");
+    // an explicit --config is never replaced by the sample
+    let out = yujing(&["demo", "--offline", "--config", "nowhere"], empty.path());
+    assert!(!out.status.success());
+    assert_has(&text(&out.stderr), "nowhere/sites.yaml");
+}
+
 #[test]
 fn bad_command_lines_get_clear_errors() {
     let out = yujing(&["replay", "-i", "/nonexistent/file.csv"], &root());

@@ -5,6 +5,7 @@ pub mod expr;
 pub mod models;
 pub mod routes;
 pub mod rules;
+pub mod sample;
 pub mod service;
 pub mod sites;
 pub mod sites_csv;

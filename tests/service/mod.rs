@@ -719,7 +719,8 @@ impl Demo {
                 "--data",
             ])
             .arg(data.path())
-            .current_dir(root())
+            // as an installed binary runs: no configuration at hand, the built-in sample county
+            .current_dir(data.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
