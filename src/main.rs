@@ -544,7 +544,7 @@ fn demo_config(config: Option<PathBuf>, data: &Path) -> Result<PathBuf> {
         return Ok(dir);
     }
     let here = PathBuf::from(".");
-    if yujing::config::sample::has_registry(&here) {
+    if yujing::config::has_registry(&here) {
         return Ok(here);
     }
     let dir = data.join("config");

@@ -246,6 +246,12 @@ pub struct Layout {
     pub routes: PathBuf,
 }
 
+/// Whether `dir` holds a site registry (`sites.yaml` or `sites.csv`), the one file every
+/// configuration directory has.
+pub fn has_registry(dir: &Path) -> bool {
+    dir.join("sites.yaml").exists() || dir.join("sites.csv").exists()
+}
+
 impl Layout {
     /// `DIR` may be the config directory itself or its `rules/` folder.
     pub fn find(dir: &Path) -> Layout {
@@ -255,7 +261,6 @@ impl Layout {
         } else {
             dir
         };
-        let has_registry = |d: &Path| d.join("sites.yaml").exists() || d.join("sites.csv").exists();
         let base = match dir.parent() {
             Some(parent)
                 if !has_registry(dir)

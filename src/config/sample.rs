@@ -40,12 +40,6 @@ pub const FILES: &[(&str, &str)] = built_in![
     "models/water_level_forecast.toml",
 ];
 
-/// Whether `dir` holds a site registry (`sites.yaml` or `sites.csv`), the one file every
-/// configuration has.
-pub fn has_registry(dir: &Path) -> bool {
-    dir.join("sites.yaml").exists() || dir.join("sites.csv").exists()
-}
-
 /// Write the sample configuration into `dir` (created if need be). A file already there is
 /// left as it is: what someone edited is never overwritten.
 pub fn write(dir: &Path) -> io::Result<()> {
@@ -65,6 +59,7 @@ pub fn write(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{has_registry, Config};
     use std::collections::BTreeSet;
 
     /// The repository's sample files, as `FILES` names them.
@@ -113,7 +108,7 @@ mod tests {
         assert_eq!(mine, "# mine\n", "an existing file is left alone");
         std::fs::remove_file(dir.path().join("routes.yaml")).expect("remove");
         write(dir.path()).expect("write again");
-        let cfg = super::super::Config::load(dir.path())
+        let cfg = Config::load(dir.path())
             .unwrap_or_else(|d| panic!("the built-in sample does not load: {d:?}"));
         assert!(cfg.registry.sites.len() >= 24);
         assert!(!cfg.rules.is_empty());
