@@ -548,12 +548,22 @@ fn demo_config(config: Option<PathBuf>, data: &Path) -> Result<PathBuf> {
         return Ok(here);
     }
     let dir = data.join("config");
-    yujing::config::sample::write(&dir)
+    let done = yujing::config::sample::write(&dir)
         .with_context(|| format!("writing the sample configuration to {}", dir.display()))?;
-    eprintln!(
-        "yujing demo: no sites.yaml or sites.csv here; running the built-in sample county (its files: {})",
-        dir.display()
-    );
+    if done.kept == 0 {
+        eprintln!(
+            "yujing demo: no sites.yaml or sites.csv here; running the built-in sample county (its files: {})",
+            dir.display()
+        );
+    } else {
+        // a reused --data directory: what is there may have been edited, and is what runs
+        eprintln!(
+            "yujing demo: no sites.yaml or sites.csv here; running the configuration in {} ({} files kept as they were, {} written from the built-in sample county)",
+            dir.display(),
+            done.kept,
+            done.written
+        );
+    }
     Ok(dir)
 }
 

@@ -571,6 +571,12 @@ fn the_demo_runs_anywhere_on_the_built_in_sample() {
     let test = yujing(&["test"], &written);
     assert!(test.status.success(), "{}", text(&test.stdout));
     assert_has(&text(&test.stdout), " 0 failed");
+    // the same --data again: the files there are what runs, and the notice says so
+    let again = yujing(&["demo", "--offline", "--data", data_s], empty.path());
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_has(&text(&again.stderr), "files kept as they were, 0 written");
+    assert!(!text(&again.stderr).contains("running the built-in sample county"));
+    assert_eq!(text(&again.stdout), text(&from_repo.stdout));
     // an explicit --config is never replaced by the sample
     let out = yujing(&["demo", "--offline", "--config", "nowhere"], empty.path());
     assert!(!out.status.success());

@@ -40,20 +40,33 @@ pub const FILES: &[(&str, &str)] = built_in![
     "models/water_level_forecast.toml",
 ];
 
+/// What [`write`] did: files written from the built-in sample, and files already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub written: usize,
+    pub kept: usize,
+}
+
 /// Write the sample configuration into `dir` (created if need be). A file already there is
 /// left as it is: what someone edited is never overwritten.
-pub fn write(dir: &Path) -> io::Result<()> {
+pub fn write(dir: &Path) -> io::Result<Written> {
+    let mut done = Written {
+        written: 0,
+        kept: 0,
+    };
     for (name, text) in FILES {
         let path = dir.join(name);
         if path.exists() {
+            done.kept += 1;
             continue;
         }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, text)?;
+        done.written += 1;
     }
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -102,12 +115,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(!has_registry(dir.path()));
         std::fs::write(dir.path().join("routes.yaml"), "# mine\n").expect("write");
-        write(dir.path()).expect("write the sample");
+        let done = write(dir.path()).expect("write the sample");
+        assert_eq!((done.written, done.kept), (FILES.len() - 1, 1));
         assert!(has_registry(dir.path()));
         let mine = std::fs::read_to_string(dir.path().join("routes.yaml")).expect("read");
         assert_eq!(mine, "# mine\n", "an existing file is left alone");
         std::fs::remove_file(dir.path().join("routes.yaml")).expect("remove");
-        write(dir.path()).expect("write again");
+        let done = write(dir.path()).expect("write again");
+        assert_eq!((done.written, done.kept), (1, FILES.len() - 1));
         let cfg = Config::load(dir.path())
             .unwrap_or_else(|d| panic!("the built-in sample does not load: {d:?}"));
         assert!(cfg.registry.sites.len() >= 24);
