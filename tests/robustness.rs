@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use std::path::PathBuf;
-use yujing::config::{rules, sites, sites_csv};
+use std::sync::{Arc, LazyLock};
+use yujing::config::{rules, sites, sites_csv, Config};
 use yujing::decode::{csv::CsvDecoder, json, wide};
 use yujing::ruletest;
 
@@ -49,6 +50,127 @@ fn damaged(text: String) -> impl Strategy<Value = String> {
             }
         }
         chars.into_iter().collect()
+    })
+}
+
+static SAMPLE: LazyLock<Config> = LazyLock::new(|| {
+    Config::load(&root()).unwrap_or_else(|d| panic!("the sample configuration: {d:?}"))
+});
+
+/// Run `cfg`'s rules over six hours of readings from every device of the county across a local
+/// midnight (rising then falling, a half-hour gap, late and far-future readings), the
+/// watermark two days past the end; render and serialize every transition. The same drive as
+/// the `rules` fuzz target (fuzz/).
+fn drive(cfg: Config, seed: u64) -> usize {
+    use yujing::engine::Engine;
+    use yujing::event::ReadingRef;
+    const START: i64 = 1_795_874_400_000; // 2026-11-28T22:00:00+08:00
+    const STEP: i64 = 5 * 60_000;
+    const STEPS: i64 = 72;
+    let devices: Vec<(String, Vec<String>)> = cfg
+        .registry
+        .devices
+        .iter()
+        .map(|d| (d.id.clone(), d.metrics.clone()))
+        .collect();
+    let mut engine = Engine::new(Arc::new(cfg));
+    let src = engine.source("drive");
+    for k in (0..STEPS).filter(|k| !(30..36).contains(k)) {
+        let ts = START + k * STEP;
+        for (i, (device, metrics)) in devices.iter().enumerate() {
+            for (j, metric) in metrics.iter().enumerate() {
+                let wave = (seed >> ((i + j) % 48)) & 0xff;
+                let up = if k < STEPS / 2 { k } else { STEPS - k };
+                let value = wave as f64 * 0.5 + up as f64 * 10.0;
+                let mut push = |ts: i64, value: f64| {
+                    let _ = engine.push(&ReadingRef {
+                        site: None,
+                        device,
+                        metric,
+                        value,
+                        ts,
+                        arrival: ts,
+                        source: src,
+                    });
+                };
+                push(ts, value);
+                if k % 17 == 3 {
+                    push(ts - 3 * STEP, value * 2.0);
+                }
+                if k % 23 == 5 {
+                    push(ts + 400 * 86_400_000, value);
+                }
+            }
+        }
+        engine.advance_to(ts);
+    }
+    engine.advance_to(START + STEPS * STEP + 2 * 86_400_000);
+    let transitions = std::mem::take(&mut engine.transitions);
+    for t in &transitions {
+        let w = yujing::warnings::render(&engine, t);
+        assert!(w.value.is_none_or(f64::is_finite), "{:?}", w.value);
+        assert!(w.threshold.is_none_or(f64::is_finite), "{:?}", w.threshold);
+        let doc = serde_json::to_string(&w).expect("a warning serializes");
+        assert!(doc.contains(&w.id));
+    }
+    transitions.len()
+}
+
+#[test]
+fn the_sample_rules_warn_on_the_drive() {
+    assert!(drive(SAMPLE.clone(), 0x5eed) > 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A rule file with other numbers that still loads must run: no window, duration, threshold or
+    /// template that passes the loader may panic the engine or give a warning no one can read.
+    #[test]
+    fn renumbered_rules_that_load_run_without_panics(
+        (file, text) in prop::sample::select(vec!["water", "environment", "construction", "tourism", "devices", "risk"])
+            .prop_flat_map(|f| renumbered(read(&format!("rules/{f}.yaml"))).prop_map(move |t| (f, t))),
+        seed in any::<u64>(),
+    ) {
+        if let Ok(loaded) = rules::load(&[(format!("{file}.yaml"), text)], &SAMPLE.registry) {
+            let mut cfg = SAMPLE.clone();
+            cfg.rules = loaded;
+            drive(cfg, seed);
+        }
+    }
+}
+
+/// Change a text's numbers: replace, add or drop digits, put in a sign or a point. Most such
+/// files still load, with other sizes, durations, thresholds and percentages.
+fn renumbered(text: String) -> impl Strategy<Value = String> {
+    let digits: Vec<usize> = text
+        .char_indices()
+        .filter(|(_, c)| c.is_ascii_digit())
+        .map(|(i, _)| i)
+        .collect();
+    let n = digits.len().max(1);
+    prop::collection::vec((0..n, 0u8..5, 0u8..10), 1..8).prop_map(move |edits| {
+        let mut out = text.clone();
+        // from the last position back, so earlier byte offsets stay valid
+        let mut edits: Vec<_> = edits
+            .into_iter()
+            .filter_map(|(k, op, d)| digits.get(k).map(|at| (*at, op, d)))
+            .collect();
+        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+        edits.dedup_by_key(|e| e.0);
+        for (at, op, d) in edits {
+            let digit = char::from(b'0' + d);
+            match op {
+                0 => out.replace_range(at..at + 1, &digit.to_string()),
+                1 => out.insert(at, digit),
+                2 => {
+                    out.remove(at);
+                }
+                3 => out.insert(at, '-'),
+                _ => out.insert(at, '.'),
+            }
+        }
+        out
     })
 }
 
