@@ -63,7 +63,7 @@ fn hj212(c: &mut Criterion) {
             let mut f = Framer::default();
             f.push(black_box(&stream));
             let mut acks = 0usize;
-            while let Some(Ok(p)) = f.next_packet() {
+            while let Some(p) = f.next_packet() {
                 let seg = unframe(&p).expect("valid");
                 acks += Packet::parse(seg).expect("fields").data_ack().len();
             }

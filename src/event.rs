@@ -119,10 +119,15 @@ pub enum RejectReason {
     /// The instrument marked the value as not normal (HJ 212 data flag: maintenance,
     /// calibration, fault, ...); kept out of rules.
     Flagged,
+    /// The device does not declare this metric in sites.yaml (`metrics`): a device may not
+    /// make up series.
+    UnknownMetric,
+    /// The sender did not prove who it is (an HJ 212 packet with a wrong or missing `PW`).
+    Unauthorized,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Malformed,
         RejectReason::MissingField,
         RejectReason::NonFinite,
@@ -132,6 +137,8 @@ impl RejectReason {
         RejectReason::Oversize,
         RejectReason::Late,
         RejectReason::Flagged,
+        RejectReason::UnknownMetric,
+        RejectReason::Unauthorized,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +151,8 @@ impl RejectReason {
             RejectReason::Oversize => "oversize",
             RejectReason::Late => "late",
             RejectReason::Flagged => "flagged",
+            RejectReason::UnknownMetric => "unknown_metric",
+            RejectReason::Unauthorized => "unauthorized",
         }
     }
 }

@@ -891,10 +891,13 @@ fn fit(mut a: FitArgs) -> Result<ExitCode> {
                 .map(|s| format!(" AND site = '{}'", q(s)))
                 .unwrap_or_default()
         );
-        let answer = runtime()?.block_on(async {
-            let ctx = yujing::archive::query::session(dir).await?;
-            yujing::archive::query::run(&ctx, &sql, usize::MAX - 1).await
-        })?;
+        let answer = yujing::archive::query::run_isolated(
+            dir.clone(),
+            sql,
+            usize::MAX - 1,
+            yujing::archive::query::Limits::CLI,
+            tokio_util::sync::CancellationToken::new(),
+        )?;
         series = yujing::archive::query::series(&answer.batches)
             .into_iter()
             .map(|(site, ts, values)| fit::Series { site, ts, values })
@@ -1159,10 +1162,13 @@ fn query(
         }
     };
     let tz = yujing::archive::timezone(&dir).unwrap_or(chrono_tz::Tz::UTC);
-    let answer = runtime()?.block_on(async {
-        let ctx = query::session(&dir).await?;
-        query::run(&ctx, sql, limit).await
-    });
+    let answer = query::run_isolated(
+        dir.clone(),
+        sql.to_string(),
+        limit,
+        query::Limits::CLI,
+        tokio_util::sync::CancellationToken::new(),
+    );
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {
@@ -1403,6 +1409,8 @@ fn live_demo(
         c.service.hj212 = Some(Hj212Settings {
             listen: format!("127.0.0.1:{hj212_port}"),
             max_connections: 1000,
+            max_connections_per_address: 32,
+            first_packet_timeout: 30_000,
             idle_timeout: 10 * 60_000,
             accept_flags: vec!['N', 'T'],
         });
@@ -1414,6 +1422,9 @@ fn live_demo(
             dir: store_dir.join("archive"),
             retention_days: c.service.archive.as_ref().map_or(400, |a| a.retention_days),
             flush_every: 10_000,
+            query_memory_mib: 512,
+            query_answer_mib: 16,
+            query_timeout: 30_000,
         });
         c.service.tokens = token_table.clone();
         c.service.secrets.insert("demo-hook".into(), secret.clone());

@@ -56,6 +56,20 @@ pub struct Metrics {
     pub archived: IntCounter,
     /// Archive failures, by stage (record, seal, export, expire).
     pub archive_errors: IntCounterVec,
+    /// SQL queries of the API, by outcome (ok, refused, busy, timeout, failed).
+    pub queries: IntCounterVec,
+    /// SQL queries running now (their threads, whether or not their client still waits).
+    pub queries_running: IntGauge,
+    /// HTTP connections open.
+    pub http_connections: IntGauge,
+    /// Connections closed at once, by listener (http, hj212) and reason (cap, per_address,
+    /// first_packet).
+    pub connections_refused: IntCounterVec,
+    /// Dead-letter records not written to the file because their peer sent too many, by
+    /// connector (each still counted under `rejected`).
+    pub dead_letters_suppressed: IntCounterVec,
+    /// Dashboard logins by outcome (ok, failed, limited).
+    pub logins: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -207,7 +221,38 @@ impl Metrics {
         for s in ["record", "seal", "export", "expire"] {
             archive_errors.with_label_values(&[s]);
         }
+        let queries = counter_vec(
+            "yujing_api_queries_total",
+            "SQL queries over the archive through the API, by outcome (ok, refused, busy, timeout, failed)",
+            &["outcome"],
+        );
+        let queries_running = gauge(
+            "yujing_api_queries_running",
+            "SQL queries of the API running now (a query's thread ends before its permit goes back)",
+        );
+        let http_connections = gauge("yujing_http_connections", "HTTP connections open");
+        let connections_refused = counter_vec(
+            "yujing_connections_refused_total",
+            "Connections closed on arrival or before their first valid request or packet, by listener and reason",
+            &["listener", "reason"],
+        );
+        let dead_letters_suppressed = counter_vec(
+            "yujing_dead_letters_suppressed_total",
+            "Rejected inputs not written to the dead-letter file as their peer sent too many (still counted under yujing_input_rejected_total)",
+            &["connector"],
+        );
+        let logins = counter_vec(
+            "yujing_api_logins_total",
+            "Dashboard logins by outcome (ok, failed, limited)",
+            &["outcome"],
+        );
         Metrics {
+            queries,
+            queries_running,
+            http_connections,
+            connections_refused,
+            dead_letters_suppressed,
+            logins,
             archived,
             archive_errors,
             cluster_partitions,
@@ -298,9 +343,13 @@ mod tests {
             &m.hj212_packets,
             &m.camera_events,
             &m.tickets,
+            &m.queries,
+            &m.dead_letters_suppressed,
+            &m.logins,
         ] {
             v.with_label_values(&["x"]).inc();
         }
+        m.connections_refused.with_label_values(&["x", "y"]).inc();
         m.rejected.with_label_values(&["x", "y"]).inc();
         m.deliveries.with_label_values(&["x", "y"]).inc();
         m.transitions.with_label_values(&["x", "y", "z"]).inc();

@@ -99,15 +99,23 @@ async fn the_demo_raises_warnings_of_several_levels_and_departments_answer_them(
     for want in ["raised", "delivered", "acknowledged", "feedback"] {
         assert!(kinds.contains(&want), "{want} missing in {kinds:?}");
     }
-    // the departments' webhooks arrived signed (the demo's receiver refuses bad signatures)
-    let hooks = http
+    // the departments' webhooks arrived signed (the demo's receiver refuses bad signatures
+    // and stale timestamps); the list of what arrived needs a token, and a department sees
+    // its own
+    let hooks = get(format!("{base}/demo/hooks"), operator.clone()).await;
+    assert!(hooks["count"].as_u64().unwrap_or(0) >= 3, "{hooks}");
+    let anonymous = http
         .get(format!("{base}/demo/hooks"))
         .send()
         .await
         .expect("hooks")
-        .json_text()
-        .await;
-    assert!(hooks["count"].as_u64().unwrap_or(0) >= 3, "{hooks}");
+        .status()
+        .as_u16();
+    assert_eq!(anonymous, 401);
+    let own = get(format!("{base}/demo/hooks"), zjj.clone()).await;
+    assert!(own["items"]
+        .as_array()
+        .is_some_and(|a| a.iter().all(|h| h["department"] == "zjj")));
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -240,14 +248,4 @@ async fn stored_warnings(db: &std::path::Path) -> u64 {
         .expect("list");
     store.close().await;
     total as u64
-}
-
-trait JsonText {
-    async fn json_text(self) -> Value;
-}
-
-impl JsonText for reqwest::Response {
-    async fn json_text(self) -> Value {
-        serde_json::from_str(&self.text().await.unwrap_or_default()).unwrap_or(Value::Null)
-    }
 }

@@ -9,10 +9,13 @@
 //! The listener accepts monitor connections, hands each good packet upstream and, once upstream
 //! says it is processed, answers with the data acknowledgement (CN 9014) when the packet's Flag
 //! asks for one. Bad packets (length, CRC, framing, fields) are reported upstream and the
-//! connection goes on with the next packet.
+//! connection goes on with the next packet; bytes outside any packet are skipped as one run and
+//! reported once per run. Who may connect is bounded where connections enter: so many in all,
+//! so many per address, and a new connection must send a packet upstream takes (right MN and
+//! password) within a deadline or it is closed.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_DATA: usize = 9999;
 /// `##` + length + CRC + `\r\n`.
 const OVERHEAD: usize = 2 + 4 + 4 + 2;
+/// The longest packet there can be.
+pub const MAX_PACKET: usize = MAX_DATA + OVERHEAD;
 
 /// The CRC16 of HJ 212-2017 (its appendix A): register 0xFFFF; per byte the register's high
 /// byte is XORed with the data byte into the low byte, then 8 right shifts, XOR 0xA001 when a
@@ -122,10 +127,8 @@ pub enum PacketError {
     BadField { field: &'static str, value: String },
     #[error("`{0}` is not a `key=value` field")]
     NotKeyValue(String),
-    #[error("packet longer than {0} bytes without a `\\r\\n` end")]
-    TooLong(usize),
-    #[error("{0} bytes outside any packet (no `##` before them)")]
-    Noise(usize),
+    #[error("{bytes} bytes outside any packet{}", if *.too_long { format!(" (among them `##` without a `\\r\\n` end within {MAX_PACKET} bytes)") } else { String::new() })]
+    Garbage { bytes: usize, too_long: bool },
 }
 
 /// A packet's data segment, split into its fields; borrowed from the receive buffer.
@@ -303,14 +306,19 @@ pub fn unframe(packet: &[u8]) -> Result<&str, PacketError> {
     std::str::from_utf8(data).map_err(|_| PacketError::NotText)
 }
 
-/// Splits a byte stream into packets: from each `##` to the next `\r\n`. Bytes before a `##`
-/// are noise and skipped (reported by [`Framer::skipped`]).
+/// Splits a byte stream into packets: from each `##` to the next `\r\n`. Bytes that cannot be
+/// part of a packet (before a `##`, or a `##` with no `\r\n` within [`MAX_PACKET`] bytes) are
+/// skipped and counted ([`Framer::take_skipped`]); the buffer never holds much more than one
+/// packet and one read.
 #[derive(Default)]
 pub struct Framer {
     buf: Vec<u8>,
     /// Where the unread bytes start; the buffer is compacted when it is mostly read.
     at: usize,
+    /// Bytes skipped since [`Framer::take_skipped`] was last called.
     skipped: usize,
+    /// Some of them were a `##` without an end.
+    too_long: bool,
 }
 
 impl Framer {
@@ -322,56 +330,90 @@ impl Framer {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Bytes discarded as noise so far (not inside any packet).
+    /// Bytes skipped since the last call, and whether a packet without an end was among them;
+    /// the count starts again at zero.
+    pub fn take_skipped(&mut self) -> Option<PacketError> {
+        if self.skipped == 0 {
+            return None;
+        }
+        let e = PacketError::Garbage {
+            bytes: self.skipped,
+            too_long: self.too_long,
+        };
+        self.skipped = 0;
+        self.too_long = false;
+        Some(e)
+    }
+
+    /// Bytes skipped and not yet taken.
     pub fn skipped(&self) -> usize {
         self.skipped
     }
 
-    /// The next complete packet, `Err` with the bytes of a packet too long to be one.
-    pub fn next_packet(&mut self) -> Option<Result<Vec<u8>, PacketError>> {
-        let rest = &self.buf[self.at..];
-        let start = match memchr::memmem::find(rest, b"##") {
-            Some(s) => s,
-            None => {
+    /// The next complete packet (its bytes from `##` through `\r\n`).
+    pub fn next_packet(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let rest = &self.buf[self.at..];
+            let Some(start) = memchr::memmem::find(rest, b"##") else {
                 // keep a trailing `#`: it may start the next packet
                 let keep = usize::from(rest.last() == Some(&b'#'));
                 self.skipped += rest.len() - keep;
                 self.at = self.buf.len() - keep;
                 return None;
+            };
+            self.skipped += start;
+            self.at += start;
+            let rest = &self.buf[self.at..];
+            match memchr::memmem::find(rest, b"\r\n") {
+                Some(end) => {
+                    let packet = rest[..end + 2].to_vec();
+                    self.at += end + 2;
+                    return Some(packet);
+                }
+                None if rest.len() > MAX_PACKET => {
+                    // no `\r\n` yet, so no packet can start more than MAX_PACKET bytes before
+                    // the end of what has arrived: skip to the first `##` that still could
+                    // (in a run of `#` that is one skip per read, not one per two bytes)
+                    let from = rest.len() - MAX_PACKET;
+                    let next = memchr::memmem::find(&rest[from..], b"##")
+                        .map_or(rest.len() - usize::from(rest.last() == Some(&b'#')), |n| {
+                            n + from
+                        });
+                    self.skipped += next;
+                    self.at += next;
+                    self.too_long = true;
+                }
+                None => return None,
             }
-        };
-        self.skipped += start;
-        self.at += start;
-        let rest = &self.buf[self.at..];
-        match memchr::memmem::find(rest, b"\r\n") {
-            Some(end) => {
-                let packet = rest[..end + 2].to_vec();
-                self.at += end + 2;
-                Some(Ok(packet))
-            }
-            None if rest.len() > MAX_DATA + OVERHEAD => {
-                // no end in sight: drop up to the next `##` after this one
-                let next = memchr::memmem::find(&rest[2..], b"##").map_or(rest.len(), |n| n + 2);
-                self.at += next;
-                Some(Err(PacketError::TooLong(MAX_DATA + OVERHEAD)))
-            }
-            None => None,
         }
     }
+}
+
+/// What upstream made of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Processed (readings taken or dead-lettered): acknowledge it if it asks, and the
+    /// connection has proven itself.
+    Taken,
+    /// Not processed now (the next stage is down): no acknowledgement, so the monitor sends it
+    /// again.
+    Again,
+    /// Refused (unknown MN, wrong password): no acknowledgement, and the connection has not
+    /// proven itself.
+    Refused,
 }
 
 /// What the listener hands upstream.
 #[derive(Debug)]
 pub enum Incoming {
-    /// A packet whose length and CRC check out. Send on `done` once it is processed (readings
-    /// taken or dead-lettered); `true` lets the acknowledgement go out if the packet asks for
-    /// one.
+    /// A packet whose length and CRC check out. Send the [`Verdict`] on `done` once it is
+    /// processed.
     Packet {
         peer: SocketAddr,
         data: String,
-        done: oneshot::Sender<bool>,
+        done: oneshot::Sender<Verdict>,
     },
-    /// A packet that was refused, with its bytes.
+    /// A packet that was refused, or a run of bytes outside any packet, with its bytes.
     Bad {
         peer: SocketAddr,
         error: PacketError,
@@ -382,15 +424,29 @@ pub enum Incoming {
 #[derive(Clone, Debug)]
 pub struct ListenConfig {
     pub max_connections: usize,
+    /// Connections from one address (0: no cap).
+    pub max_per_address: usize,
+    /// A new connection must send a packet upstream takes within this.
+    pub first_packet: Duration,
     /// A connection silent this long is closed (monitors reconnect).
     pub idle_timeout: Duration,
 }
 
-/// Connections open now, for `/metrics`.
+/// The listener's counts, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ListenStats {
+    /// Connections open now.
     pub open: AtomicUsize,
+    /// Connections closed on arrival: the listener was full.
+    pub refused_full: AtomicU64,
+    /// Connections closed on arrival: their address had its maximum open.
+    pub refused_per_address: AtomicU64,
+    /// Connections closed for sending no packet upstream took within the first-packet deadline.
+    pub first_packet_timeouts: AtomicU64,
 }
+
+/// A run of skipped bytes is reported when it ends, or at this size.
+const REPORT_GARBAGE_AT: usize = 1 << 20;
 
 /// Accept monitor connections on `listener` until `stop`; each connection runs on its own task.
 pub async fn serve(
@@ -401,6 +457,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let conns = tokio_util::task::TaskTracker::new();
+    let admit = crate::admit::Admit::new(cfg.max_connections, cfg.max_per_address);
     loop {
         let (sock, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -414,17 +471,31 @@ pub async fn serve(
             },
             _ = stop.cancelled() => break,
         };
-        if stats.open.load(Ordering::Relaxed) >= cfg.max_connections {
-            tracing::warn!(%peer, max = cfg.max_connections, "HJ 212: connection refused, too many open");
-            drop(sock);
-            continue;
-        }
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        let (tx, stats, stop, idle) = (tx.clone(), stats.clone(), stop.clone(), cfg.idle_timeout);
-        conns.spawn(async move {
-            if let Err(e) = connection(sock, peer, tx, idle, stop).await {
-                tracing::debug!(%peer, error = %e, "HJ 212 connection closed");
+        let slot = match admit.take(peer.ip()) {
+            Ok(s) => s,
+            Err(why) => {
+                let counter = match why {
+                    crate::admit::Refused::Full => &stats.refused_full,
+                    crate::admit::Refused::PerAddress => &stats.refused_per_address,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, reason = why.as_str(), "HJ 212: connection refused");
+                drop(sock);
+                continue;
             }
+        };
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let (tx, stats, stop, cfg) = (tx.clone(), stats.clone(), stop.clone(), cfg.clone());
+        conns.spawn(async move {
+            match connection(sock, peer, tx, &cfg, stop).await {
+                Ok(Closed::Unproven) => {
+                    stats.first_packet_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "HJ 212: no packet taken within the first-packet deadline: closed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%peer, error = %e, "HJ 212 connection closed"),
+            }
+            drop(slot);
             stats.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -432,45 +503,39 @@ pub async fn serve(
     conns.wait().await;
 }
 
+/// Why a connection ended.
+enum Closed {
+    /// The peer closed it, went idle, or the service stops.
+    Normal,
+    /// No packet was taken within the first-packet deadline.
+    Unproven,
+}
+
 async fn connection(
     mut sock: TcpStream,
     peer: SocketAddr,
     tx: mpsc::Sender<Incoming>,
-    idle: Duration,
+    cfg: &ListenConfig,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<Closed> {
     let _ = sock.set_nodelay(true);
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 4096];
-    let mut skipped = 0;
-    loop {
-        loop {
-            let next = framer.next_packet();
-            if framer.skipped() > skipped {
-                let n = framer.skipped() - skipped;
-                skipped = framer.skipped();
-                let _ = tx
-                    .send(Incoming::Bad {
-                        peer,
-                        error: PacketError::Noise(n),
-                        raw: Vec::new(),
-                    })
-                    .await;
-            }
-            let Some(p) = next else { break };
-            let packet = match p {
-                Ok(p) => p,
-                Err(error) => {
-                    let _ = tx
-                        .send(Incoming::Bad {
-                            peer,
-                            error,
-                            raw: Vec::new(),
-                        })
-                        .await;
-                    continue;
+    let deadline = tokio::time::Instant::now() + cfg.first_packet;
+    let mut proven = false;
+    let report = |e: PacketError| Incoming::Bad {
+        peer,
+        error: e,
+        raw: Vec::new(),
+    };
+    let result = loop {
+        while let Some(packet) = framer.next_packet() {
+            // the garbage before it ends its run
+            if let Some(e) = framer.take_skipped() {
+                if tx.send(report(e)).await.is_err() {
+                    return Ok(Closed::Normal);
                 }
-            };
+            }
             let data = match unframe(&packet) {
                 Ok(d) => d.to_string(),
                 Err(error) => {
@@ -483,7 +548,7 @@ async fn connection(
                         .await
                         .is_err()
                     {
-                        return Ok(());
+                        return Ok(Closed::Normal);
                     }
                     continue;
                 }
@@ -498,25 +563,48 @@ async fn connection(
                 .await
                 .is_err()
             {
-                return Ok(());
+                return Ok(Closed::Normal);
             }
             // answer only once upstream has it: a monitor resends what is not acknowledged
-            if let (Ok(true), Some(a)) = (processed.await, ack) {
-                sock.write_all(a.as_bytes()).await?;
+            if processed.await == Ok(Verdict::Taken) {
+                proven = true;
+                if let Some(a) = ack {
+                    sock.write_all(a.as_bytes()).await?;
+                }
             }
         }
+        if framer.skipped() >= REPORT_GARBAGE_AT {
+            if let Some(e) = framer.take_skipped() {
+                if tx.send(report(e)).await.is_err() {
+                    return Ok(Closed::Normal);
+                }
+            }
+        }
+        // until it has proven itself a connection has the first-packet deadline, then the
+        // idle timeout
+        let wait = if proven {
+            cfg.idle_timeout
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
         let n = tokio::select! {
-            r = tokio::time::timeout(idle, sock.read(&mut buf)) => match r {
+            r = tokio::time::timeout(wait, sock.read(&mut buf)) => match r {
                 Ok(r) => r?,
-                Err(_) => return Ok(()),
+                Err(_) if proven => break Closed::Normal,
+                Err(_) => break Closed::Unproven,
             },
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => break Closed::Normal,
         };
         if n == 0 {
-            return Ok(());
+            break Closed::Normal;
         }
         framer.push(&buf[..n]);
+    };
+    // the rest of a run of garbage
+    if let Some(e) = framer.take_skipped() {
+        let _ = tx.send(report(e)).await;
     }
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -665,19 +753,54 @@ mod tests {
         f.push(a);
         assert!(f.next_packet().is_none());
         f.push(b);
-        assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
-        assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
-        assert!(f.next_packet().is_none());
+        assert_eq!(f.next_packet().unwrap(), STD_1062.as_bytes());
         assert_eq!(f.skipped(), 5);
+        assert_eq!(f.next_packet().unwrap(), STD_1062.as_bytes());
+        assert!(f.next_packet().is_none());
+        assert_eq!(
+            f.take_skipped(),
+            Some(PacketError::Garbage {
+                bytes: 5,
+                too_long: false
+            })
+        );
+        assert_eq!(f.take_skipped(), None);
         // an endless packet is cut off, and the stream recovers at the next `##`
         let mut f = Framer::default();
         f.push(b"##0101");
         f.push(&vec![b'x'; MAX_DATA + 20]);
-        assert!(matches!(
-            f.next_packet(),
-            Some(Err(PacketError::TooLong(_)))
-        ));
+        assert!(f.next_packet().is_none());
         f.push(STD_1062.as_bytes());
-        assert_eq!(f.next_packet().unwrap().unwrap(), STD_1062.as_bytes());
+        assert_eq!(f.next_packet().unwrap(), STD_1062.as_bytes());
+        assert!(matches!(
+            f.take_skipped(),
+            Some(PacketError::Garbage { too_long: true, bytes }) if bytes == MAX_DATA + 26
+        ));
+    }
+
+    #[test]
+    fn a_run_of_hashes_is_skipped_as_one_run_in_bounded_memory() {
+        // 2 MB of `#` in reads of 4 KiB, then a good packet: nothing but the packet comes out,
+        // the buffer stays near one packet, and every byte of the run is counted once
+        let mut f = Framer::default();
+        let chunk = vec![b'#'; 4096];
+        let mut max_buf = 0;
+        for _ in 0..512 {
+            f.push(&chunk);
+            assert!(f.next_packet().is_none());
+            max_buf = max_buf.max(f.buf.len() - f.at);
+        }
+        assert!(max_buf <= MAX_PACKET + 4096, "{max_buf}");
+        f.push(b"\r\n");
+        // the last `##...\r\n` is itself a (bad) packet candidate
+        let p = f.next_packet().expect("the tail ends in a CRLF");
+        assert!(unframe(&p).is_err());
+        f.push(STD_1062.as_bytes());
+        assert_eq!(f.next_packet().unwrap(), STD_1062.as_bytes());
+        let Some(PacketError::Garbage { bytes, too_long }) = f.take_skipped() else {
+            panic!("a run")
+        };
+        assert!(too_long);
+        assert_eq!(bytes + p.len(), 512 * 4096 + 2);
     }
 }

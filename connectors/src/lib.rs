@@ -9,8 +9,10 @@
 //! - [`hj212`]: HJ 212-2017 environmental monitors over TCP: packets, CRC, the listener.
 //! - [`rtsp`]: RTSP cameras (retina): stream health and the ONVIF metadata track.
 //!
+//! - [`admit`]: caps on a listener's open connections, in all and per address.
 //! - [`kafka`]: Kafka consumer (offsets stored once processed) and idempotent producer.
 
+pub mod admit;
 pub mod broker;
 pub mod file;
 pub mod hj212;

@@ -30,6 +30,18 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
     /// Messages in flight before the broker waits for acknowledgements.
     pub inflight: u16,
+    /// The largest packet taken from the broker; a larger one drops the connection.
+    pub max_packet: usize,
+}
+
+impl MqttConfig {
+    /// The packet limit for payloads judged up to `max_payload`: room enough that an oversize
+    /// payload still arrives and is dead-lettered by the pipeline (dropping the connection would
+    /// make the broker redeliver it forever), bounded so a broker cannot make us buffer 64 MiB.
+    /// Brokers should refuse larger messages themselves (Mosquitto: `message_size_limit`).
+    pub fn packet_limit(max_payload: usize) -> usize {
+        max_payload.saturating_mul(16).max(1 << 20)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -81,7 +93,7 @@ fn options(cfg: &MqttConfig, manual_acks: bool) -> Result<MqttOptions, MqttError
         .set_inflight(cfg.inflight.max(1))
         // oversize payloads are judged (and dead-lettered) by the pipeline, not by dropping the
         // connection, which would make the broker redeliver them forever
-        .set_max_packet_size(64 << 20, 64 << 20);
+        .set_max_packet_size(cfg.max_packet, cfg.max_packet);
     if let (Some(u), p) = (&cfg.username, &cfg.password) {
         o.set_credentials(u.clone(), p.clone().unwrap_or_default());
     }

@@ -27,6 +27,7 @@ impl Caller {
         match &self.role {
             Role::Operator | Role::Admin => true,
             Role::Department(d) => departments.iter().any(|x| x == d),
+            Role::Ingest => false,
         }
     }
 
@@ -65,9 +66,23 @@ impl FromRequestParts<AppState> for Caller {
         }) else {
             return from_session(parts, state);
         };
-        caller_of_token(state, token)
+        let caller = caller_of_token(state, token)?;
+        // the 12345 system's token posts tickets and does nothing else, whatever a handler
+        // would otherwise allow a caller that is not a department
+        if caller.role == Role::Ingest
+            && !(parts.method == axum::http::Method::POST && parts.uri.path() == INGEST_PATH)
+        {
+            return Err(ApiError::Forbidden(format!(
+                "{} has the ingest role: it may only POST {INGEST_PATH}",
+                caller.name
+            )));
+        }
+        Ok(caller)
     }
 }
+
+/// The one endpoint the `ingest` role may call.
+pub const INGEST_PATH: &str = "/api/v1/hotline/tickets";
 
 /// The caller a token belongs to.
 pub fn caller_of_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
@@ -100,6 +115,21 @@ fn from_session(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
             "the dashboard session has ended: log in again".into(),
         ));
     };
+    // the token it was opened with must still be in yujing.toml, with the same role
+    if !state
+        .config
+        .borrow()
+        .service
+        .tokens
+        .iter()
+        .any(|t| t.sha256 == s.token && t.role == s.role)
+    {
+        state.sessions.close(id);
+        return Err(ApiError::Unauthorized(
+            "the token this session was opened with has been revoked or changed: log in again"
+                .into(),
+        ));
+    }
     let safe = matches!(
         parts.method,
         axum::http::Method::GET | axum::http::Method::HEAD
@@ -116,4 +146,44 @@ fn from_session(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
         name: s.name,
         role: s.role,
     })
+}
+
+/// The client's address: the connection's peer, or, when the peer is a trusted reverse proxy
+/// (`[http] trusted_proxies`), the last address its `X-Forwarded-For` names.
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let trusted = state
+            .config
+            .borrow()
+            .service
+            .http
+            .trusted_proxies
+            .contains(&peer);
+        if trusted {
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+                .next_back();
+            if let Some(a) = forwarded {
+                return Ok(ClientAddr(a));
+            }
+        }
+        Ok(ClientAddr(peer))
+    }
 }

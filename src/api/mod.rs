@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod hotline;
+pub mod server;
 pub mod session;
 pub mod ui;
 
@@ -339,11 +340,15 @@ async fn get_warning(
 ) -> Result<Json<Value>, ApiError> {
     let tz = st.config.borrow().settings.timezone;
     let w = visible(&st, &caller, &id).await?;
+    // a warning shared by several departments: each sees its own deliveries only (another's
+    // channel names and outcomes are not its business)
+    let own = |d: &str| caller.department().is_none_or(|o| o == d);
     let timeline: Vec<Value> = st
         .store
         .timeline(&id)
         .await?
         .into_iter()
+        .filter(|e| e.detail["department"].as_str().is_none_or(own))
         .map(|e| json!({ "at": format_ts(e.at, tz), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
         .collect();
     let deliveries: Vec<Value> = st
@@ -351,6 +356,7 @@ async fn get_warning(
         .deliveries(None, Some(&id), 500)
         .await?
         .into_iter()
+        .filter(|d| own(&d.department))
         .map(|d| delivery_json(&d, tz))
         .collect();
     let mut v = warning_json(&w, tz);
@@ -616,80 +622,87 @@ struct QueryBody {
     limit: Option<usize>,
 }
 
-/// Queries running at once: SQL over the archive is heavy work for the API's threads.
+/// Queries running at once: SQL over the archive is heavy work. A permit is held until the
+/// query's thread has ended, even when its client went away.
 static QUERIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a query waits for one of the permits before it is turned away (503).
+const QUERY_QUEUE: Duration = Duration::from_secs(10);
 
 /// Read-only SQL over the history archive (operators and administrators: the archive holds
-/// every department's warnings).
+/// every department's warnings), within [`crate::archive::query::Limits::API`].
 async fn query(
     State(st): State<AppState>,
     caller: Caller,
     Json(q): Json<QueryBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    use crate::archive::query::{self as aq, Limits, QueryError};
     if caller.department().is_some() {
         return Err(ApiError::Forbidden(format!(
             "{} may not query the archive: it holds every department's warnings (operator or admin role)",
             caller.name
         )));
     }
-    let dir = match &st.config.borrow().service.archive {
-        Some(a) => a.dir.clone(),
+    let (dir, limits) = match &st.config.borrow().service.archive {
+        Some(a) => (
+            a.dir.clone(),
+            Limits {
+                memory: Some(a.query_memory_mib << 20),
+                answer_bytes: a.query_answer_mib << 20,
+                timeout: Duration::from_millis(a.query_timeout as u64),
+                ..Limits::API
+            },
+        ),
         None => {
             return Err(ApiError::NotFound(
                 "no archive: [archive] is not set in yujing.toml".into(),
             ))
         }
     };
+    // refused before it waits for a permit or reaches the parser
+    if q.sql.len() > limits.sql_bytes {
+        st.metrics.queries.with_label_values(&["refused"]).inc();
+        return Err(ApiError::BadRequest(
+            QueryError::TooLong(q.sql.len(), limits.sql_bytes).to_string(),
+        ));
+    }
     let limit = q.limit.unwrap_or(1_000).min(10_000);
-    let _slot = QUERIES
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    use crate::archive::query::{self as aq, QueryError};
-    // on a thread of its own: a heavy query must not slow the pipeline or the API's other
-    // requests, which share this runtime
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let sql = q.sql.clone();
+    let Ok(Ok(permit)) = tokio::time::timeout(QUERY_QUEUE, QUERIES.acquire()).await else {
+        st.metrics.queries.with_label_values(&["busy"]).inc();
+        let mut r = ApiError::Unavailable("other queries are running: try again shortly".into())
+            .into_response();
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return Ok(r);
+    };
+    // the client going away (this future dropped) cancels the query; the permit goes back
+    // only when its thread has ended
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
     let qdir = dir.clone();
-    std::thread::Builder::new()
-        .name("yujing-query".into())
-        .spawn(move || {
-            // (DataFusion needs a multi-thread runtime; one worker keeps it to one core)
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("yujing-query")
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Ok(Err(QueryError::Sql(e.to_string()))));
-                    return;
-                }
-            };
-            let res = rt.block_on(async {
-                tokio::time::timeout(QUERY_TIMEOUT, async {
-                    let ctx = aq::session(&qdir).await?;
-                    aq::run(&ctx, &sql, limit).await
-                })
-                .await
-            });
-            let _ = tx.send(res);
-        })
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let res = rx
+    let running = st.metrics.queries_running.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        running.inc();
+        let r = aq::run_isolated(qdir, q.sql, limit, limits, cancel);
+        running.dec();
+        r
+    });
+    let res = task
         .await
         .map_err(|_| ApiError::Internal("the query thread stopped".into()))?;
+    let outcome = match &res {
+        Ok(_) => "ok",
+        Err(e) if e.is_client() => "refused",
+        Err(QueryError::Timeout(_)) => "timeout",
+        Err(_) => "failed",
+    };
+    st.metrics.queries.with_label_values(&[outcome]).inc();
     let answer = match res {
-        Ok(Ok(a)) => a,
-        Ok(Err(QueryError::Sql(m))) => return Err(ApiError::BadRequest(m)),
-        Ok(Err(e)) => return Err(ApiError::Unavailable(e.to_string())),
-        Err(_) => {
-            return Err(ApiError::Unavailable(
-                QueryError::Timeout(QUERY_TIMEOUT.as_secs()).to_string(),
-            ))
-        }
+        Ok(a) => a,
+        Err(e) if e.is_client() => return Err(ApiError::BadRequest(e.to_string())),
+        Err(e) => return Err(ApiError::Unavailable(e.to_string())),
     };
     let tz = crate::archive::timezone(&dir).unwrap_or(chrono_tz::Tz::UTC);
     let local = aq::localize(&answer.batches, tz).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -710,7 +723,8 @@ async fn query(
         "columns": columns,
         "rows": rows,
         "truncated": answer.truncated,
-    })))
+    }))
+    .into_response())
 }
 
 async fn report(
@@ -872,13 +886,16 @@ async fn demo_hook(
     let Some(h) = &st.demo_hooks else {
         return Err(ApiError::NotFound("no demo".into()));
     };
-    let sig = headers
-        .get("x-yujing-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !channel::verify(&h.secret, &b, sig) {
-        return Err(ApiError::Unauthorized("bad X-Yujing-Signature".into()));
-    }
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    channel::verify_webhook(
+        &h.secret,
+        &b,
+        header("x-yujing-timestamp"),
+        header("x-yujing-signature"),
+        now_ms() / 1000,
+        channel::WEBHOOK_TOLERANCE_S,
+    )
+    .map_err(ApiError::Unauthorized)?;
     let doc: Value = serde_json::from_slice(&b).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let key = headers
         .get("x-yujing-delivery")
@@ -906,12 +923,19 @@ async fn demo_hook(
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn demo_hooks_seen(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// The webhooks the demo received: a department's own, or all of them for operators and admins.
+async fn demo_hooks_seen(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let Some(h) = &st.demo_hooks else {
         return Err(ApiError::NotFound("no demo".into()));
     };
-    let v = h.received.lock().map(|r| r.clone()).unwrap_or_default();
-    Ok(Json(
-        json!({ "count": h.total.load(std::sync::atomic::Ordering::Relaxed), "items": v }),
-    ))
+    let mut v = h.received.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut count = h.total.load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(own) = caller.department() {
+        v.retain(|x| x["department"] == own);
+        count = v.len() as u64;
+    }
+    Ok(Json(json!({ "count": count, "items": v })))
 }

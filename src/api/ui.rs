@@ -2,7 +2,7 @@
 //! step) served at `/`, logged in with an API token exchanged for a session cookie
 //! ([`super::session`]). It reads and acts through the same `/api/v1` endpoints as any client.
 
-use super::auth::{caller_of_token, Caller};
+use super::auth::{caller_of_token, Caller, ClientAddr};
 use super::session::{cookie, COOKIE, TTL_MS};
 use super::{ApiError, AppState};
 use axum::extract::State;
@@ -83,21 +83,42 @@ fn who(st: &AppState, c: &Caller, csrf: &str) -> serde_json::Value {
 /// Exchange an API token for a session cookie.
 pub async fn login(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Json(l): Json<Login>,
 ) -> Result<Response, ApiError> {
     let now = crate::store::now_ms();
-    if !st.sessions.may_try(now) {
-        return Ok((
+    if !st.sessions.may_try(addr, now) {
+        st.metrics.logins.with_label_values(&["limited"]).inc();
+        let mut r = (
             StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"error": "too many failed logins: wait a minute"})),
+            Json(json!({"error": "too many failed logins from this address: wait a minute"})),
         )
-            .into_response());
+            .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return Ok(r);
     }
-    let caller = caller_of_token(&st, &l.token).inspect_err(|_| st.sessions.failed(now))?;
+    let caller = caller_of_token(&st, &l.token).inspect_err(|_| {
+        st.sessions.failed(addr, now);
+        st.metrics.logins.with_label_values(&["failed"]).inc();
+        tracing::warn!(%addr, "dashboard login with an unknown token");
+    })?;
+    if caller.role == crate::config::service::Role::Ingest {
+        return Err(ApiError::Forbidden(format!(
+            "{} has the ingest role: it posts 12345 tickets and has no dashboard",
+            caller.name
+        )));
+    }
+    st.metrics.logins.with_label_values(&["ok"]).inc();
     let (id, s) = st
         .sessions
-        .open(&caller.name, &caller.role, crate::store::now_ms())
+        .open(
+            &caller.name,
+            &caller.role,
+            &crate::dispatch::channel::token_hash(l.token.trim()),
+            crate::store::now_ms(),
+        )
         .map_err(|e| ApiError::Internal(format!("cannot make a session: {e}")))?;
     tracing::info!(user = %caller.name, role = %caller.role.as_string(), "dashboard login");
     // behind an HTTPS reverse proxy the cookie never travels in clear

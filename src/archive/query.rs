@@ -2,16 +2,26 @@
 //! `transitions` (each with a `day` column, the local date of its folder) and `sites`. Read
 //! only: no DDL, no DML, no statements, no file paths as tables; nothing outside the archive
 //! is reachable.
+//!
+//! A query is hostile input (any operator token may send one): [`Limits`] bound its text, the
+//! depth of its expressions, the memory its operators may hold and the size of its answer, and
+//! [`run_isolated`] plans and runs it on a thread of its own with a large stack (DataFusion's
+//! planner and optimizer recurse over expression trees), which a cancellation stops.
 
 use super::tables::Table;
 use chrono_tz::Tz;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::execution::options::ParquetReadOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use std::path::Path;
+use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -21,12 +31,42 @@ pub enum QueryError {
     Sql(String),
     #[error("the query took longer than {0} s")]
     Timeout(u64),
+    #[error("the query is {0} bytes long; the limit is {1}")]
+    TooLong(usize, usize),
+    #[error("the query nests expressions or subqueries more than {0} deep (a long chain of OR is one `IN (...)`)")]
+    TooDeep(usize),
+    #[error("the query needs more memory than the {0} MiB a query may use: aggregate more, or narrow it by day or site")]
+    Memory(usize),
+    #[error("the query was cancelled")]
+    Cancelled,
+    #[error("the query failed: {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    /// The caller's fault (a bad or too large query), not the service's.
+    pub fn is_client(&self) -> bool {
+        matches!(
+            self,
+            QueryError::Sql(_)
+                | QueryError::TooLong(..)
+                | QueryError::TooDeep(_)
+                | QueryError::Memory(_)
+        )
+    }
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         // DataFusion's messages carry a context prefix per layer; the innermost says it
-        QueryError::Sql(e.find_root().to_string())
+        let root = e.find_root();
+        if matches!(
+            root,
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ) {
+            return QueryError::Memory(0);
+        }
+        QueryError::Sql(root.to_string())
     }
 }
 
@@ -36,8 +76,56 @@ impl From<datafusion::arrow::error::ArrowError> for QueryError {
     }
 }
 
-/// The archive's tables registered in a fresh DataFusion session.
+/// What one query may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The SQL text, in bytes.
+    pub sql_bytes: usize,
+    /// Expressions and subqueries nested in one another.
+    pub depth: usize,
+    /// Memory DataFusion's operators may reserve (sorts, joins, aggregates); `None`: no pool.
+    pub memory: Option<usize>,
+    /// The answer's rows, in bytes of Arrow data (about their size as JSON); rows past it are
+    /// cut off as past the row limit are.
+    pub answer_bytes: usize,
+    /// Wall time.
+    pub timeout: Duration,
+}
+
+/// The stack of the thread a query is planned and run on.
+pub const QUERY_STACK: usize = 64 << 20;
+
+impl Limits {
+    /// The HTTP API's (`POST /api/v1/query`): anyone with an operator token.
+    pub const API: Limits = Limits {
+        sql_bytes: 16 << 10,
+        depth: 256,
+        memory: Some(512 << 20),
+        answer_bytes: 16 << 20,
+        timeout: Duration::from_secs(30),
+    };
+    /// The command line's (`yujing query`, `yujing fit`): whoever may read the archive's files;
+    /// the same bounds on the text, none on memory, answer size or time.
+    pub const CLI: Limits = Limits {
+        sql_bytes: 16 << 10,
+        depth: 256,
+        memory: None,
+        answer_bytes: usize::MAX,
+        timeout: Duration::from_secs(u64::MAX / 4),
+    };
+
+    fn memory_mib(&self) -> usize {
+        self.memory.map_or(0, |m| m >> 20)
+    }
+}
+
+/// The archive's tables registered in a fresh DataFusion session (without a memory limit).
 pub async fn session(dir: &Path) -> Result<SessionContext, QueryError> {
+    session_with(dir, &Limits::CLI).await
+}
+
+/// The archive's tables registered in a fresh DataFusion session bounded by `limits`.
+pub async fn session_with(dir: &Path, limits: &Limits) -> Result<SessionContext, QueryError> {
     if !dir.is_dir() {
         return Err(QueryError::NoArchive(dir.display().to_string()));
     }
@@ -48,7 +136,15 @@ pub async fn session(dir: &Path) -> Result<SessionContext, QueryError> {
                 .unwrap_or(1),
         )
         .with_information_schema(false);
-    let ctx = SessionContext::new_with_config(config);
+    let mut rt = RuntimeEnvBuilder::new();
+    if let Some(m) = limits.memory {
+        // bounded: past its memory a query fails rather than spilling gigabytes to disk
+        use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+        rt = rt.with_memory_limit(m, 1.0).with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        );
+    }
+    let ctx = SessionContext::new_with_config_rt(config, rt.build_arc()?);
     for t in Table::ALL {
         let schema = t.schema();
         let root = dir.join(t.name());
@@ -81,6 +177,65 @@ pub async fn session(dir: &Path) -> Result<SessionContext, QueryError> {
     Ok(ctx)
 }
 
+/// Counts the nesting of expressions and subqueries in a statement, stopping past `limit`.
+struct Depth {
+    now: usize,
+    limit: usize,
+}
+
+impl Depth {
+    fn enter(&mut self) -> ControlFlow<()> {
+        self.now += 1;
+        if self.now > self.limit {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+impl Visitor for Depth {
+    type Break = ();
+    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.enter()
+    }
+    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.now -= 1;
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.enter()
+    }
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.now -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Refuse a statement too long or too deep before DataFusion plans it.
+fn check_shape(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: &Limits,
+) -> Result<datafusion::sql::parser::Statement, QueryError> {
+    if sql.len() > limits.sql_bytes {
+        return Err(QueryError::TooLong(sql.len(), limits.sql_bytes));
+    }
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let stmt = state.sql_to_statement(sql, &dialect)?;
+    if let datafusion::sql::parser::Statement::Statement(s) = &stmt {
+        let mut d = Depth {
+            now: 0,
+            limit: limits.depth,
+        };
+        if s.visit(&mut d).is_break() {
+            return Err(QueryError::TooDeep(limits.depth));
+        }
+    }
+    Ok(stmt)
+}
+
 /// The answer to a query: at most `limit` rows.
 pub struct Answer {
     pub batches: Vec<RecordBatch>,
@@ -94,26 +249,128 @@ impl Answer {
     }
 }
 
-/// Run one read-only SQL statement, keeping at most `limit` rows.
+/// Run one read-only SQL statement, keeping at most `limit` rows (without a bound on the
+/// answer's bytes).
 pub async fn run(ctx: &SessionContext, sql: &str, limit: usize) -> Result<Answer, QueryError> {
+    run_with(ctx, sql, limit, &Limits::CLI).await
+}
+
+/// Run one read-only SQL statement within `limits`, keeping at most `limit` rows.
+pub async fn run_with(
+    ctx: &SessionContext,
+    sql: &str,
+    limit: usize,
+    limits: &Limits,
+) -> Result<Answer, QueryError> {
+    let stmt = check_shape(ctx, sql, limits)?;
     let read_only = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let df = ctx.sql_with_options(sql, read_only).await?;
+    let plan = ctx.state().statement_to_plan(stmt).await?;
+    read_only.verify_plan(&plan)?;
+    let df = ctx.execute_logical_plan(plan).await?;
     let df = df.limit(0, Some(limit.saturating_add(1)))?;
-    let mut batches = df.collect().await?;
-    let mut kept = 0usize;
+    let batches = df.collect().await.map_err(|e| match QueryError::from(e) {
+        QueryError::Memory(_) => QueryError::Memory(limits.memory_mib()),
+        e => e,
+    })?;
+    Ok(keep(batches, limit, limits.answer_bytes))
+}
+
+/// At most `limit` rows and `bytes` bytes of them.
+fn keep(mut batches: Vec<RecordBatch>, limit: usize, bytes: usize) -> Answer {
+    let mut rows = 0usize;
+    let mut size = 0usize;
     let mut truncated = false;
-    for b in batches.iter_mut() {
-        if kept + b.num_rows() > limit {
-            *b = b.slice(0, limit - kept);
-            truncated = true;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches.drain(..) {
+        if truncated {
+            break;
         }
-        kept += b.num_rows();
+        let mut take = b.num_rows().min(limit - rows);
+        truncated = take < b.num_rows();
+        let whole = slice_size(&b, 0, take);
+        if size.saturating_add(whole) > bytes {
+            // row by row: the rows that still fit
+            let mut fit = 0;
+            while fit < take {
+                let one = slice_size(&b, fit, 1);
+                if size.saturating_add(one) > bytes {
+                    break;
+                }
+                size += one;
+                fit += 1;
+            }
+            take = fit;
+            truncated = true;
+        } else {
+            size += whole;
+        }
+        rows += take;
+        // an empty answer keeps its (empty) batch: the columns are known
+        if take > 0 || b.num_rows() == 0 {
+            out.push(b.slice(0, take));
+        }
     }
-    batches.retain(|b| b.num_rows() > 0 || !truncated);
-    Ok(Answer { batches, truncated })
+    Answer {
+        batches: out,
+        truncated,
+    }
+}
+
+/// The bytes of Arrow data in rows `at..at + n` of a batch.
+fn slice_size(b: &RecordBatch, at: usize, n: usize) -> usize {
+    b.columns()
+        .iter()
+        .map(|c| {
+            c.slice(at, n)
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or(usize::MAX / 64)
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// Plan and run one query on a thread of its own (a large stack, a one-worker runtime) and wait
+/// for it: the thread ends when the query is answered, fails, runs out of time or `cancel` is
+/// cancelled. The calling thread blocks.
+pub fn run_isolated(
+    dir: PathBuf,
+    sql: String,
+    limit: usize,
+    limits: Limits,
+    cancel: CancellationToken,
+) -> Result<Answer, QueryError> {
+    let thread = std::thread::Builder::new()
+        .name("yujing-query".into())
+        .stack_size(QUERY_STACK)
+        .spawn(move || {
+            // (DataFusion needs a multi-thread runtime; one worker keeps it to one core)
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("yujing-query")
+                .thread_stack_size(QUERY_STACK)
+                .enable_all()
+                .build()
+                .map_err(|e| QueryError::Internal(e.to_string()))?;
+            let res = rt.block_on(async {
+                tokio::select! {
+                    r = tokio::time::timeout(limits.timeout, async {
+                        let ctx = session_with(&dir, &limits).await?;
+                        run_with(&ctx, &sql, limit, &limits).await
+                    }) => r.unwrap_or(Err(QueryError::Timeout(limits.timeout.as_secs()))),
+                    _ = cancel.cancelled() => Err(QueryError::Cancelled),
+                }
+            });
+            // what the query spawned stops with it
+            rt.shutdown_timeout(Duration::from_secs(5));
+            res
+        })
+        .map_err(|e| QueryError::Internal(format!("cannot start the query thread: {e}")))?;
+    thread
+        .join()
+        .map_err(|_| QueryError::Internal("the query thread panicked".into()))?
 }
 
 /// The batches with every timestamp column shown in the time zone `tz`.
@@ -290,6 +547,74 @@ mod tests {
         let tz: Tz = "Asia/Shanghai".parse().expect("tz");
         let text = to_table(&localize(&a.batches, tz).expect("local")).expect("t");
         assert!(text.contains("2026-11-27T23:30:00+08:00"), "{text}");
+    }
+
+    #[test]
+    fn a_query_past_its_memory_fails_with_the_limit_named() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let limits = Limits {
+            memory: Some(16 << 20),
+            ..Limits::API
+        };
+        for sql in [
+            // a hash table of five million groups (the values unordered, so not streamed)
+            "SELECT count(DISTINCT (value * 7919) % 5000011) AS n FROM range(0, 5000000) t(value)",
+            // one list of five million values
+            "SELECT array_agg(value) AS all_values FROM range(0, 5000000) t(value)",
+        ] {
+            let r = run_isolated(
+                tmp.path().to_path_buf(),
+                sql.into(),
+                10,
+                limits,
+                CancellationToken::new(),
+            );
+            assert!(
+                matches!(r, Err(QueryError::Memory(16))),
+                "{sql}: {:?}",
+                r.map(|a| a.rows())
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_cut_by_bytes_as_by_rows() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let limits = Limits {
+            answer_bytes: 1 << 20,
+            ..Limits::API
+        };
+        let a = run_isolated(
+            tmp.path().to_path_buf(),
+            "SELECT repeat('x', 100000) AS big FROM range(0, 100)".into(),
+            1_000,
+            limits,
+            CancellationToken::new(),
+        )
+        .expect("answer");
+        assert!(a.truncated);
+        assert!((5..=11).contains(&a.rows()), "{}", a.rows());
+    }
+
+    #[test]
+    fn deep_or_long_sql_is_refused_before_planning() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let run = |sql: String| {
+            run_isolated(
+                tmp.path().to_path_buf(),
+                sql,
+                10,
+                Limits::API,
+                CancellationToken::new(),
+            )
+        };
+        let sum = format!("SELECT {}1", "1+".repeat(1_000));
+        assert!(matches!(run(sum), Err(QueryError::TooDeep(256))));
+        let long = format!("SELECT 1 WHERE {}", vec!["1 = 1"; 4_000].join(" OR "));
+        assert!(matches!(run(long), Err(QueryError::TooLong(_, 16384))));
+        // the statement's query and the leaf count too: 252 deep
+        let ok = run(format!("SELECT {}1 AS n", "1+".repeat(250))).expect("within the limit");
+        assert_eq!(ok.rows(), 1);
     }
 
     #[tokio::test]

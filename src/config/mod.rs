@@ -375,6 +375,19 @@ impl Config {
                 // cameras' credentials name secrets of yujing.toml (when there is one: replays
                 // and rule tests dial no camera); reported after the rules' own errors
                 for d in reg.devices.iter().filter(|_| toml_text.is_some()) {
+                    if let Some(sites::Password::Secret(sec)) = &d.hj212_pw {
+                        if !service.secrets.contains_key(sec) {
+                            secret_diags.push(Diag {
+                                file: name.as_str().into(),
+                                pos: t
+                                    .find(&format!("hj212_pw_secret: {sec}"))
+                                    .map(|o| o + "hj212_pw_secret: ".len())
+                                    .map(|o| offset_pos(&t, o))
+                                    .unwrap_or_default(),
+                                msg: format!("monitor `{}`: hj212_pw_secret names the secret `{sec}`, which is not in the [secrets] table of yujing.toml", d.id),
+                            });
+                        }
+                    }
                     if let Some(sec) = &d.rtsp_secret {
                         if !service.secrets.contains_key(sec) {
                             secret_diags.push(Diag {

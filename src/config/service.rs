@@ -55,6 +55,19 @@ pub struct ServiceSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpSettings {
     pub listen: String,
+    /// Connections open at once (more are answered 503 and closed).
+    pub max_connections: usize,
+    /// Connections open at once from one address (0: no cap; behind a reverse proxy every
+    /// connection comes from the proxy).
+    pub max_connections_per_address: usize,
+    /// A request's headers must arrive within this (an idle keep-alive connection is closed
+    /// after it).
+    pub header_timeout: Millis,
+    /// A request must be read and answered within this.
+    pub request_timeout: Millis,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (the login limiter counts
+    /// failures per client address).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +98,10 @@ pub struct StoreSettings {
     pub fsync: bool,
     /// Rejected input as JSON lines (reason, detail, topic, payload).
     pub dead_letter: PathBuf,
+    /// The dead-letter file is rotated when it reaches this size (`dead-letter.jsonl.1`, ...).
+    pub dead_letter_max_bytes: u64,
+    /// Rotated dead-letter files kept.
+    pub dead_letter_keep: u32,
 }
 
 /// The history archive (`[archive]`): readings, tickets, warnings and transitions as Parquet,
@@ -96,6 +113,11 @@ pub struct ArchiveSettings {
     pub retention_days: u32,
     /// How often processed readings become Parquet and the store's rows are exported.
     pub flush_every: Millis,
+    /// What one SQL query of the API (`POST /api/v1/query`) may use: memory of its
+    /// operators, bytes of its answer, wall time.
+    pub query_memory_mib: usize,
+    pub query_answer_mib: usize,
+    pub query_timeout: Millis,
 }
 
 /// How several instances share the work (`[cluster]`): the readings topic's partitions are
@@ -174,6 +196,11 @@ pub struct DispatchSettings {
 pub struct Hj212Settings {
     pub listen: String,
     pub max_connections: usize,
+    /// Connections open at once from one address (monitors behind one NAT share one).
+    pub max_connections_per_address: usize,
+    /// A new connection that has sent no packet the service took (good CRC, known MN, right
+    /// password) within this is closed.
+    pub first_packet_timeout: Millis,
     /// A monitor connection silent this long is closed.
     pub idle_timeout: Millis,
     /// Data flags whose values feed rules (others are dead-lettered as `flagged`).
@@ -211,6 +238,8 @@ pub enum Role {
     Operator,
     Department(String),
     Admin,
+    /// The 12345 system: posts tickets, nothing else.
+    Ingest,
 }
 
 impl Role {
@@ -218,6 +247,7 @@ impl Role {
         match s {
             "operator" => Some(Role::Operator),
             "admin" => Some(Role::Admin),
+            "ingest" => Some(Role::Ingest),
             _ => s
                 .strip_prefix("department:")
                 .filter(|d| !d.is_empty())
@@ -228,6 +258,7 @@ impl Role {
         match self {
             Role::Operator => "operator".into(),
             Role::Admin => "admin".into(),
+            Role::Ingest => "ingest".into(),
             Role::Department(d) => format!("department:{d}"),
         }
     }
@@ -246,6 +277,11 @@ impl Default for ServiceSettings {
         ServiceSettings {
             http: HttpSettings {
                 listen: "127.0.0.1:8088".into(),
+                max_connections: 1024,
+                max_connections_per_address: 256,
+                header_timeout: 10_000,
+                request_timeout: 60_000,
+                trusted_proxies: Vec::new(),
             },
             mqtt: None,
             store: StoreSettings {
@@ -253,6 +289,8 @@ impl Default for ServiceSettings {
                 url: None,
                 fsync: false,
                 dead_letter: "data/dead-letter.jsonl".into(),
+                dead_letter_max_bytes: 64 << 20,
+                dead_letter_keep: 5,
             },
             dispatch: DispatchSettings {
                 max_attempts: 10,
@@ -281,6 +319,11 @@ impl Default for ServiceSettings {
 #[serde(deny_unknown_fields)]
 struct HttpToml {
     listen: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +349,8 @@ struct StoreToml {
     url: Option<SecretToml>,
     fsync: Option<bool>,
     dead_letter: Option<PathBuf>,
+    dead_letter_max_mib: Option<u64>,
+    dead_letter_keep: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -323,6 +368,8 @@ struct DispatchToml {
 struct Hj212Toml {
     listen: Option<String>,
     max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    first_packet_timeout: Option<String>,
     idle_timeout: Option<String>,
     accept_flags: Option<Vec<String>>,
 }
@@ -333,6 +380,9 @@ struct ArchiveToml {
     dir: Option<PathBuf>,
     retention_days: Option<u32>,
     flush_every: Option<String>,
+    query_memory_mib: Option<usize>,
+    query_answer_mib: Option<usize>,
+    query_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -447,6 +497,35 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
             }
         }
     };
+    if let Some(n) = parsed.http.max_connections {
+        s.http.max_connections = n.max(1);
+    }
+    if let Some(n) = parsed.http.max_connections_per_address {
+        s.http.max_connections_per_address = n;
+    }
+    duration(
+        "header_timeout",
+        parsed.http.header_timeout,
+        &mut s.http.header_timeout,
+        &mut errs,
+    );
+    duration(
+        "request_timeout",
+        parsed.http.request_timeout,
+        &mut s.http.request_timeout,
+        &mut errs,
+    );
+    s.http.header_timeout = s.http.header_timeout.max(1_000);
+    s.http.request_timeout = s.http.request_timeout.max(1_000);
+    for p in parsed.http.trusted_proxies.unwrap_or_default() {
+        match p.parse::<std::net::IpAddr>() {
+            Ok(a) => s.http.trusted_proxies.push(a),
+            Err(_) => errs.push(diag(
+                at("trusted_proxies"),
+                format!("http.trusted_proxies: `{p}` is not an IP address"),
+            )),
+        }
+    }
     if let Some(m) = parsed.mqtt {
         let mut keep_alive = 30_000;
         duration("keep_alive", m.keep_alive, &mut keep_alive, &mut errs);
@@ -478,6 +557,12 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     }
     if let Some(p) = parsed.store.dead_letter {
         s.store.dead_letter = p;
+    }
+    if let Some(n) = parsed.store.dead_letter_max_mib {
+        s.store.dead_letter_max_bytes = n.max(1) << 20;
+    }
+    if let Some(n) = parsed.store.dead_letter_keep {
+        s.store.dead_letter_keep = n;
     }
     if let Some(u) = parsed.store.url.and_then(|u| secret(u, "url", &mut errs)) {
         if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
@@ -536,9 +621,18 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
                 }
             }
         }
+        let mut first_packet_timeout = 30_000;
+        duration(
+            "first_packet_timeout",
+            h.first_packet_timeout,
+            &mut first_packet_timeout,
+            &mut errs,
+        );
         s.hj212 = Some(Hj212Settings {
             listen,
-            max_connections: h.max_connections.unwrap_or(5_000).max(1),
+            max_connections: h.max_connections.unwrap_or(1_000).max(1),
+            max_connections_per_address: h.max_connections_per_address.unwrap_or(32),
+            first_packet_timeout: first_packet_timeout.max(1_000),
             idle_timeout,
             accept_flags,
         });
@@ -619,10 +713,20 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     if let Some(a) = parsed.archive {
         let mut flush_every = 60_000;
         duration("flush_every", a.flush_every, &mut flush_every, &mut errs);
+        let mut query_timeout = 30_000;
+        duration(
+            "query_timeout",
+            a.query_timeout,
+            &mut query_timeout,
+            &mut errs,
+        );
         s.archive = Some(ArchiveSettings {
             dir: base.join(a.dir.unwrap_or_else(|| PathBuf::from("data/archive"))),
             retention_days: a.retention_days.unwrap_or(400),
             flush_every: flush_every.max(1_000),
+            query_memory_mib: a.query_memory_mib.unwrap_or(512).max(1),
+            query_answer_mib: a.query_answer_mib.unwrap_or(16).max(1),
+            query_timeout: query_timeout.max(1_000),
         });
     }
     let c = parsed.cameras;
@@ -661,7 +765,7 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
             errs.push(diag(
                 at(&t.role),
                 format!(
-                    "token `{}`: unknown role `{}` (operator, admin or department:<id>)",
+                    "token `{}`: unknown role `{}` (operator, admin, ingest or department:<id>)",
                     t.name, t.role
                 ),
             ));

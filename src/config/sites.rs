@@ -95,6 +95,31 @@ pub struct Device {
     /// The secret (yujing.toml `[secrets]`) holding the camera's `user:password`.
     #[serde(skip)]
     pub rtsp_secret: Option<String>,
+    /// The password (`PW`) its HJ 212 packets must carry: `hj212_pw` in sites.yaml, or
+    /// `hj212_pw_secret` naming a secret of yujing.toml.
+    #[serde(skip)]
+    pub hj212_pw: Option<Password>,
+}
+
+/// A password given in sites.yaml or by the name of a secret in yujing.toml `[secrets]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Password {
+    Plain(String),
+    Secret(String),
+}
+
+impl Password {
+    /// The password, the secret's looked up in `secrets` (checked when the configuration
+    /// was loaded).
+    pub fn resolve<'a>(
+        &'a self,
+        secrets: &'a std::collections::BTreeMap<String, String>,
+    ) -> Option<&'a str> {
+        match self {
+            Password::Plain(p) => Some(p),
+            Password::Secret(n) => secrets.get(n).map(String::as_str),
+        }
+    }
 }
 
 impl Device {
@@ -165,6 +190,7 @@ impl Registry {
             hj212_mn: None,
             rtsp_url: None,
             rtsp_secret: None,
+            hj212_pw: None,
         });
         s.devices.push(hotline);
         self.site_index.intern(&s.id);
@@ -207,6 +233,8 @@ const DEVICE_FIELDS: &[&str] = &[
     "type",
     "unit",
     "hj212_mn",
+    "hj212_pw",
+    "hj212_pw_secret",
     "rtsp_url",
     "rtsp_credentials",
     "note",
@@ -458,6 +486,38 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                         );
                     }
                 }
+                let pw = match (d.string("hj212_pw"), d.string("hj212_pw_secret")) {
+                    (Some(p), Some(_)) => {
+                        ctx.err(
+                            p.pos,
+                            "give hj212_pw or hj212_pw_secret, not both".to_string(),
+                        );
+                        None
+                    }
+                    (Some(p), None) => {
+                        // the standard's PW is 6 characters; vendors use up to 32
+                        if p.v.is_empty()
+                            || p.v.len() > 32
+                            || p.v.bytes().any(|b| {
+                                matches!(b, b';' | b'&' | b'=' | b',') || !b.is_ascii_graphic()
+                            })
+                        {
+                            ctx.err(
+                                p.pos,
+                                "hj212_pw must be 1 to 32 printable ASCII characters without ; & = ,".to_string(),
+                            );
+                        }
+                        Some(Password::Plain(p.v))
+                    }
+                    (None, Some(n)) => Some(Password::Secret(n.v)),
+                    (None, None) => None,
+                };
+                if pw.is_some() && mn.is_none() {
+                    ctx.err(
+                        d.pos(),
+                        format!("device `{}` has an HJ 212 password but no hj212_mn", did.v),
+                    );
+                }
                 devices.push(reg.push_device(Device {
                     id: did.v,
                     site: site_idx,
@@ -466,6 +526,7 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
                     hj212_mn: mn.map(|m| m.v),
                     rtsp_url: rtsp_url.map(|u| u.v),
                     rtsp_secret: d.string("rtsp_credentials").map(|s| s.v),
+                    hj212_pw: pw,
                 }));
             }
         }

@@ -328,6 +328,7 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             hj212_mn: None,
             rtsp_url: None,
             rtsp_secret: None,
+            hj212_pw: None,
         });
     }
     let mut reg = Registry::default();

@@ -25,9 +25,51 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// `X-Yujing-Signature` of a webhook body: `sha256=<hex HMAC-SHA256(secret, body)>`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), body)))
+/// `sha256=<hex HMAC-SHA256(secret, message)>`.
+pub fn signature(secret: &str, message: &[u8]) -> String {
+    format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), message)))
+}
+
+/// What a webhook's signature covers: its `X-Yujing-Timestamp` (Unix seconds), a dot, the body.
+/// A receiver that checks the timestamp is recent cannot be fed a captured webhook again later.
+pub fn signed_message(timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut m = format!("{timestamp}.").into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+/// `X-Yujing-Signature` of a webhook sent at `timestamp` (Unix seconds).
+pub fn webhook_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    signature(secret, &signed_message(timestamp, body))
+}
+
+/// How far a webhook's timestamp may be from the receiver's clock by default (5 minutes).
+pub const WEBHOOK_TOLERANCE_S: i64 = 300;
+
+/// Check a webhook as a receiver should: the signature over timestamp and body, and the
+/// timestamp within `tolerance_s` of `now_s`.
+pub fn verify_webhook(
+    secret: &str,
+    body: &[u8],
+    timestamp: &str,
+    signature: &str,
+    now_s: i64,
+    tolerance_s: i64,
+) -> Result<(), String> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| format!("X-Yujing-Timestamp `{timestamp}` is not Unix seconds"))?;
+    if !verify(secret, &signed_message(ts, body), signature) {
+        return Err("X-Yujing-Signature does not match timestamp and body".into());
+    }
+    if (now_s - ts).abs() > tolerance_s {
+        return Err(format!(
+            "X-Yujing-Timestamp is {} s from now (more than {tolerance_s} s): a replay, or a clock off",
+            now_s - ts
+        ));
+    }
+    Ok(())
 }
 
 /// Check a signature header against a body (constant time).
@@ -195,6 +237,42 @@ pub fn robot_error(body: &str) -> Option<String> {
     }
 }
 
+/// `text` with every occurrence of the `secrets` (four characters or longer) replaced by `***`
+/// and the query string of every URL in it cut off: error texts from receivers and from the
+/// HTTP client are stored, shown and logged.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), "***");
+        // as it appears percent-encoded in a URL
+        let enc: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        if enc != *s {
+            out = out.replace(&enc, "***");
+        }
+    }
+    let mut cut = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("://") {
+        // through the URL's path; its query string (to the next space or quote) goes
+        let (head, tail) = rest.split_at(at + 3);
+        cut.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')'))
+            .unwrap_or(tail.len());
+        let url = &tail[..end];
+        match url.find('?') {
+            Some(q) => {
+                cut.push_str(&url[..q]);
+                cut.push_str("?…");
+            }
+            None => cut.push_str(url),
+        }
+        rest = &tail[end..];
+    }
+    cut.push_str(rest);
+    cut
+}
+
 /// The MQTT topic of a department's warnings.
 pub fn mqtt_topic(department: &str) -> String {
     format!("yujing/warnings/{department}")
@@ -203,6 +281,30 @@ pub fn mqtt_topic(department: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_show_no_keys() {
+        let secrets = vec![
+            "5b2c7e1f-robot-key".to_string(),
+            "SECabc+def/123".to_string(),
+            "x".to_string(),
+        ];
+        let e = "cannot connect (qyapi.weixin.qq.com): https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=5b2c7e1f-robot-key refused; sign SECabc%2Bdef%2F123 and SECabc+def/123";
+        let r = redact(e, &secrets);
+        assert!(!r.contains("5b2c7e1f"), "{r}");
+        assert!(!r.contains("SECabc"), "{r}");
+        assert!(
+            r.contains("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…"),
+            "{r}"
+        );
+        assert!(r.contains("cannot connect (qyapi.weixin.qq.com)"), "{r}");
+        // a URL's query goes even when its values are not known secrets
+        assert_eq!(
+            redact("see http://h/x?access_token=abc&sign=d\"", &[]),
+            "see http://h/x?…\""
+        );
+        assert_eq!(redact("no url here", &secrets), "no url here");
+    }
 
     #[test]
     fn signature_is_the_standard_hmac() {
@@ -215,6 +317,25 @@ mod tests {
         assert!(verify("Jefe", b"what do ya want for nothing?", &sig));
         assert!(!verify("Jefe", b"what do ya want for nothing!", &sig));
         assert!(!verify("Jefe", b"x", "sha256=zz"));
+    }
+
+    #[test]
+    fn webhook_signatures_cover_the_timestamp() {
+        let body = br#"{"id":"w1"}"#;
+        let sig = webhook_signature("k", 1_700_000_000, body);
+        assert_eq!(
+            sig,
+            signature("k", b"1700000000.{\"id\":\"w1\"}"),
+            "HMAC over `<timestamp>.<body>`"
+        );
+        let now = 1_700_000_010;
+        assert!(verify_webhook("k", body, "1700000000", &sig, now, 300).is_ok());
+        // the same signature with another timestamp, or a replay an hour later, fails
+        assert!(verify_webhook("k", body, "1700000001", &sig, now, 300).is_err());
+        let late = verify_webhook("k", body, "1700000000", &sig, now + 3_600, 300);
+        assert!(late.is_err_and(|e| e.contains("replay")));
+        assert!(verify_webhook("k", body, "soon", &sig, now, 300).is_err());
+        assert!(verify_webhook("x", body, "1700000000", &sig, now, 300).is_err());
     }
 
     #[test]

@@ -142,7 +142,11 @@ impl Dispatcher {
                 error: format!("channel `{}` is no longer in routes.yaml", item.channel),
                 retry: false,
             }),
-            Some(c) => self.send(&cfg, c, &item).await,
+            Some(c) => self.send(&cfg, c, &item).await.map_err(|f| Failure {
+                // stored, shown to departments and logged: never a key or a signature
+                error: channel::redact(&f.error, &channel_secrets(&cfg, c)),
+                retry: f.retry,
+            }),
         };
         let now = now_ms();
         let attempt = item.attempts + 1;
@@ -238,7 +242,14 @@ impl Dispatcher {
                     ("x-yujing-event", item.purpose.clone()),
                 ];
                 if let Some(sec) = secret(&c.secret)? {
-                    headers.push(("x-yujing-signature", channel::signature(&sec, &body)));
+                    // the signature covers when it was sent: a captured webhook cannot be
+                    // replayed past the receiver's tolerance
+                    let ts = now_ms() / 1000;
+                    headers.push(("x-yujing-timestamp", ts.to_string()));
+                    headers.push((
+                        "x-yujing-signature",
+                        channel::webhook_signature(&sec, ts, &body),
+                    ));
                 }
                 let r = self
                     .http
@@ -331,6 +342,25 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// What a channel's errors must not show: its secret and the values in its URL's query string
+/// (robots' `key` and `access_token`).
+fn channel_secrets(cfg: &Config, c: &crate::config::routes::Channel) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .secret
+        .as_ref()
+        .and_then(|n| cfg.service.secrets.get(n))
+        .cloned()
+        .into_iter()
+        .collect();
+    if let Some(u) = c.url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+        out.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+        if let Some(p) = u.password() {
+            out.push(p.to_string());
+        }
+    }
+    out
 }
 
 /// Write delivery outcomes as they come, every one waiting at that moment in one transaction;

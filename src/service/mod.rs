@@ -18,6 +18,7 @@
 //! 6. the HTTP API stops (open event streams get two seconds);
 //! 7. the store is closed.
 
+pub mod limits;
 pub mod pipeline;
 pub mod simulate;
 
@@ -69,6 +70,7 @@ fn mqtt_config(m: &MqttSettings, suffix: &str) -> MqttConfig {
         persistent: m.persistent,
         keep_alive: Duration::from_millis(m.keep_alive.max(5_000) as u64),
         inflight: 100,
+        max_packet: MqttConfig::packet_limit(m.max_payload),
     }
 }
 
@@ -234,6 +236,8 @@ async fn start_field(
         let stats = Arc::new(hj212::ListenStats::default());
         let cfg = hj212::ListenConfig {
             max_connections: h.max_connections,
+            max_per_address: h.max_connections_per_address,
+            first_packet: Duration::from_millis(h.first_packet_timeout as u64),
             idle_timeout: Duration::from_millis(h.idle_timeout as u64),
         };
         tasks.push(tokio::spawn(hj212::serve(
@@ -246,9 +250,21 @@ async fn start_field(
         let m = metrics.clone();
         let st = stop.clone();
         tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            let refused = |reason| m.connections_refused.with_label_values(&["hj212", reason]);
             loop {
-                m.hj212_connections
-                    .set(stats.open.load(std::sync::atomic::Ordering::Relaxed) as i64);
+                m.hj212_connections.set(stats.open.load(Relaxed) as i64);
+                for (counter, reason) in [
+                    (&stats.refused_full, "cap"),
+                    (&stats.refused_per_address, "per_address"),
+                    (&stats.first_packet_timeouts, "first_packet"),
+                ] {
+                    let c = refused(reason);
+                    let n = counter.load(Relaxed);
+                    if n > c.get() {
+                        c.inc_by(n - c.get());
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = st.cancelled() => break,
@@ -361,6 +377,8 @@ async fn manage_cameras(
 pub async fn run(opts: Options) -> Result<()> {
     let config = Arc::new(load(&opts.config_dir, &opts.overlay)?);
     let svc = config.service.clone();
+    limits::open_files(&svc)?;
+    limits::warn_unsafe(&config, opts.demo.is_some());
     let metrics = Arc::new(Metrics::new());
     let store = match &svc.store.url {
         Some(url) => Store::connect(url)
@@ -494,12 +512,19 @@ pub async fn run(opts: Options) -> Result<()> {
         .as_ref()
         .and_then(|m| m.dead_letter_topic.clone())
         .and_then(|t| publisher.clone().map(|p| (p, t)));
-    let mut dead = DeadLetter::open(&svc.store.dead_letter, dead_topic).with_context(|| {
+    let mut dead = DeadLetter::open(
+        &svc.store.dead_letter,
+        svc.store.dead_letter_max_bytes,
+        svc.store.dead_letter_keep,
+        dead_topic,
+    )
+    .with_context(|| {
         format!(
             "opening the dead-letter file {}",
             svc.store.dead_letter.display()
         )
     })?;
+    dead.suppressed = Some(metrics.dead_letters_suppressed.clone());
     dead.kafka = svc.kafka.as_ref().and_then(|k| {
         k.dead_letter_topic
             .clone()
@@ -630,15 +655,19 @@ pub async fn run(opts: Options) -> Result<()> {
     println!("yujing: listening on http://{local}");
     tracing::info!(%local, "HTTP API up");
     let http_cancel = CancellationToken::new();
-    let hc = http_cancel.clone();
-    let http_task = tokio::spawn(async move {
-        let r = axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { hc.cancelled().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let http_task = tokio::spawn(api::server::serve(
+        listener,
+        api::router(state),
+        api::server::Limits {
+            max_connections: svc.http.max_connections,
+            max_connections_per_address: svc.http.max_connections_per_address,
+            header_timeout: Duration::from_millis(svc.http.header_timeout as u64),
+            request_timeout: Duration::from_millis(svc.http.request_timeout as u64),
+        },
+        metrics.clone(),
+        http_cancel.clone(),
+        Duration::from_secs(2),
+    ));
     let _watcher = reload_triggers(opts.config_dir.clone(), req_tx.clone(), cancel.clone());
     drop(req_tx);
 
@@ -689,7 +718,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     // 6: the API
     http_cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http_task).await;
     // 7: the store
     store.close().await;
     eprintln!("yujing: stopped");

@@ -72,7 +72,13 @@ pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<Out> {
                 continue;
             }
             if let Some(mn) = &dev.hj212_mn {
-                out.push(Out::Hj212(mn.clone(), hj212_upload(mn, &values, t, tz)));
+                // the password sites.yaml gives the monitor, as a real one is set up with
+                let pw = dev
+                    .hj212_pw
+                    .as_ref()
+                    .and_then(|p| p.resolve(&config.service.secrets))
+                    .unwrap_or("123456");
+                out.push(Out::Hj212(mn.clone(), hj212_upload(mn, pw, &values, t, tz)));
                 continue;
             }
             let topic = format!("yujing/sensors/{}/{}", site.id, dev.id);
@@ -98,7 +104,7 @@ pub(crate) fn messages_at(config: &Config, rng: &mut Rng, t: Ts) -> Vec<Out> {
 }
 
 /// A real-time upload (CN 2011) asking for an acknowledgement (Flag=5), framed.
-fn hj212_upload(mn: &str, values: &[(&str, f64)], t: Ts, tz: chrono_tz::Tz) -> String {
+fn hj212_upload(mn: &str, pw: &str, values: &[(&str, f64)], t: Ts, tz: chrono_tz::Tz) -> String {
     use chrono::TimeZone;
     let local = tz
         .timestamp_millis_opt(t)
@@ -113,7 +119,7 @@ fn hj212_upload(mn: &str, values: &[(&str, f64)], t: Ts, tz: chrono_tz::Tz) -> S
             .map_or(*metric, |(c, _)| c);
         cp.push_str(&format!(";{code}-Rtd={v:.1},{code}-Flag=N"));
     }
-    let data = format!("QN={local}000;ST=22;CN=2011;PW=123456;MN={mn};Flag=5;CP=&&{cp}&&");
+    let data = format!("QN={local}000;ST=22;CN=2011;PW={pw};MN={mn};Flag=5;CP=&&{cp}&&");
     yujing_connectors::hj212::frame(&data)
 }
 

@@ -15,10 +15,16 @@ pub fn local(ms: i64) -> String {
         .to_string()
 }
 
-/// A real-time upload (CN 2011) from monitor `mn`; `flag` 5 asks for an acknowledgement.
+/// A real-time upload (CN 2011) from monitor `mn` with the factory password 123456; `flag` 5
+/// asks for an acknowledgement.
 pub fn upload(mn: &str, qn: u32, ms: i64, flag: u8, values: &str) -> String {
+    upload_pw(mn, "123456", qn, ms, flag, values)
+}
+
+/// [`upload`] with the password `pw`.
+pub fn upload_pw(mn: &str, pw: &str, qn: u32, ms: i64, flag: u8, values: &str) -> String {
     let data = format!(
-        "QN={}{qn:03};ST=22;CN=2011;PW=123456;MN={mn};Flag={flag};CP=&&DataTime={};{values}&&",
+        "QN={}{qn:03};ST=22;CN=2011;PW={pw};MN={mn};Flag={flag};CP=&&DataTime={};{values}&&",
         local(ms),
         local(ms)
     );
@@ -37,6 +43,35 @@ impl Monitor {
             .expect("connect to HJ 212");
         Monitor {
             r: tokio::io::BufReader::new(s),
+        }
+    }
+
+    /// Connect from the local address `from` (another loopback address, 127.0.0.x, is another
+    /// host to the listener).
+    pub async fn connect_from(addr: &str, from: [u8; 4]) -> Monitor {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(std::net::SocketAddr::from((from, 0)))
+            .expect("bind a loopback address");
+        let s = sock
+            .connect(addr.parse().expect("an address"))
+            .await
+            .expect("connect to HJ 212");
+        Monitor {
+            r: tokio::io::BufReader::new(s),
+        }
+    }
+
+    /// Whether the listener closed the connection within `ms` (end of stream or reset).
+    pub async fn closed_within(&mut self, ms: u64) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 256];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            match tokio::time::timeout_at(deadline, self.r.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
         }
     }
     pub async fn send(&mut self, packet: &str) {

@@ -479,7 +479,18 @@ async fn hook(
             .unwrap_or("")
             .to_string()
     };
-    let signature_ok = yujing::dispatch::channel::verify(SECRET, &body, &h("x-yujing-signature"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let signature_ok = yujing::dispatch::channel::verify_webhook(
+        SECRET,
+        &body,
+        &h("x-yujing-timestamp"),
+        &h("x-yujing-signature"),
+        now,
+        yujing::dispatch::channel::WEBHOOK_TOLERANCE_S,
+    )
+    .is_ok();
     let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if let Ok(mut g) = r.got.lock() {
         g.push(Got {

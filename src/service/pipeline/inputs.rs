@@ -4,7 +4,7 @@
 //! rejects, stores the transitions that follow and counts what it took under its connector.
 
 use super::*;
-use yujing_connectors::hj212::{Incoming, Packet, PacketError};
+use yujing_connectors::hj212::{Incoming, Packet, PacketError, Verdict};
 use yujing_connectors::mqtt::Message;
 use yujing_connectors::rtsp::CameraItem;
 
@@ -101,8 +101,10 @@ impl Pipeline {
                     PacketError::BadLength(_) | PacketError::LengthMismatch { .. } => {
                         ("length", RejectReason::Malformed)
                     }
-                    PacketError::TooLong(_) => ("too_long", RejectReason::Oversize),
-                    PacketError::Noise(_) => ("noise", RejectReason::Malformed),
+                    PacketError::Garbage { too_long: true, .. } => {
+                        ("too_long", RejectReason::Oversize)
+                    }
+                    PacketError::Garbage { .. } => ("noise", RejectReason::Malformed),
                     _ => ("malformed", RejectReason::Malformed),
                 };
                 self.metrics
@@ -111,24 +113,31 @@ impl Pipeline {
                     .inc();
                 self.count_reject(reason);
                 self.dead
-                    .write("hj212", reason, &error.to_string(), &peer.to_string(), &raw)
+                    .write(
+                        "hj212",
+                        reason,
+                        &error.to_string(),
+                        &peer.ip().to_string(),
+                        &redact_pw(&raw),
+                    )
                     .await;
             }
             Incoming::Packet { peer, data, done } => {
-                let taken = self.hj212_packet(&peer.to_string(), &data).await;
+                let verdict = self.hj212_packet(&peer.ip().to_string(), &data).await;
                 // the monitor resends what is not acknowledged: acknowledge once it is stored
                 if !self.engine.transitions.is_empty() {
                     self.flush(now_ms()).await;
                 }
                 self.archive_sync();
-                let _ = done.send(taken);
+                let _ = done.send(verdict);
             }
         }
         self.attribute("hj212", before);
     }
 
-    /// Decode one checked packet into readings; `false` if it should not be acknowledged.
-    async fn hj212_packet(&mut self, peer: &str, data: &str) -> bool {
+    /// Decode one checked packet into readings, if it comes from a known monitor with its
+    /// password.
+    async fn hj212_packet(&mut self, peer: &str, data: &str) -> Verdict {
         let p = match Packet::parse(data) {
             Ok(p) => p,
             Err(e) => {
@@ -143,10 +152,10 @@ impl Pipeline {
                         RejectReason::Malformed,
                         &e.to_string(),
                         peer,
-                        data.as_bytes(),
+                        &redact_pw(data.as_bytes()),
                     )
                     .await;
-                return true;
+                return Verdict::Taken;
             }
         };
         let cfg = self.engine.config.clone();
@@ -166,11 +175,44 @@ impl Pipeline {
                     RejectReason::UnknownDevice,
                     &detail,
                     peer,
-                    data.as_bytes(),
+                    &redact_pw(data.as_bytes()),
                 )
                 .await;
-            return true;
+            return Verdict::Refused;
         };
+        // the monitor's password (PW), when sites.yaml gives one: refused, unacknowledged
+        let expected = cfg.registry.devices[dev as usize]
+            .hj212_pw
+            .as_ref()
+            .map(|pw| pw.resolve(&cfg.service.secrets));
+        if let Some(expected) = expected {
+            let right = match (expected, p.pw) {
+                (Some(e), Some(got)) => constant_time_eq(e.as_bytes(), got.as_bytes()),
+                _ => false,
+            };
+            if !right {
+                self.metrics
+                    .hj212_packets
+                    .with_label_values(&["bad_password"])
+                    .inc();
+                self.count_reject(RejectReason::Unauthorized);
+                let detail = format!(
+                    "MN {}: {} password (PW); not acknowledged",
+                    p.mn,
+                    if p.pw.is_some() { "wrong" } else { "no" }
+                );
+                self.dead
+                    .write(
+                        "hj212",
+                        RejectReason::Unauthorized,
+                        &detail,
+                        peer,
+                        &redact_pw(data.as_bytes()),
+                    )
+                    .await;
+                return Verdict::Refused;
+            }
+        }
         let device = &cfg.registry.devices[dev as usize].id;
         let accept = cfg
             .service
@@ -226,14 +268,14 @@ impl Pipeline {
                 .clone();
             if !self.pass_on(&site, device, &passed, "hj212").await {
                 // not acknowledged: the monitor sends it again
-                self.dead_letter_all("hj212", rejected, peer, data.as_bytes())
+                self.dead_letter_all("hj212", rejected, peer, &redact_pw(data.as_bytes()))
                     .await;
-                return false;
+                return Verdict::Again;
             }
         }
-        self.dead_letter_all("hj212", rejected, peer, data.as_bytes())
+        self.dead_letter_all("hj212", rejected, peer, &redact_pw(data.as_bytes()))
             .await;
-        true
+        Verdict::Taken
     }
 
     /// A Kafka message: a reading (JSON line with `site` and `device`, keyed by site id) or a
@@ -643,5 +685,55 @@ impl Pipeline {
             self.flush(now).await;
         }
         true
+    }
+}
+
+/// An HJ 212 packet or data segment with the value of its `PW=` field replaced by `***`: dead
+/// letters (file, MQTT and Kafka topics) never carry a monitor's password.
+pub(crate) fn redact_pw(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let Some(at) = memchr::memmem::find(data, b"PW=") else {
+        return std::borrow::Cow::Borrowed(data);
+    };
+    let from = at + 3;
+    let to = data[from..]
+        .iter()
+        .position(|b| matches!(b, b';' | b'&' | b'\r' | b'\n'))
+        .map_or(data.len(), |n| from + n);
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(&data[..from]);
+    out.extend_from_slice(b"***");
+    out.extend_from_slice(&data[to..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Compare two secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_dead_letters() {
+        let p = b"##0101QN=1;ST=32;CN=2011;PW=123456;MN=ABC;Flag=5;CP=&&a=1&&1C80\r\n";
+        let r = redact_pw(p);
+        assert_eq!(
+            &*r,
+            &b"##0101QN=1;ST=32;CN=2011;PW=***;MN=ABC;Flag=5;CP=&&a=1&&1C80\r\n"[..]
+        );
+        assert_eq!(&*redact_pw(b"no password here"), b"no password here");
+        assert_eq!(&*redact_pw(b"PW=secret"), b"PW=***");
+    }
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"123456", b"123456"));
+        assert!(!constant_time_eq(b"123456", b"123457"));
+        assert!(!constant_time_eq(b"123456", b"1234567"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -14,17 +14,19 @@ use crate::time::{format_ts, Ts};
 use crate::warnings::render;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use yujing_connectors::hj212::Incoming;
-use yujing_connectors::mqtt::{Acker, Message, Publisher};
+use yujing_connectors::mqtt::{Acker, Message};
 use yujing_connectors::rtsp::CameraItem;
 
 mod cluster;
+mod dead_letter;
 mod inputs;
+
+pub use dead_letter::DeadLetter;
 
 pub use cluster::Cluster;
 
@@ -189,89 +191,6 @@ pub struct SiteView {
     /// Warnings firing now: (rule, level).
     pub firing: Vec<(String, Level)>,
     pub devices: Vec<DeviceView>,
-}
-
-/// Rejected input, as JSON lines in a file and optionally on an MQTT topic. Log lines about
-/// rejections are rate-limited (one per reason per 10 s); every one is counted.
-pub struct DeadLetter {
-    file: std::io::BufWriter<std::fs::File>,
-    topic: Option<(Publisher, String)>,
-    /// Kafka's dead-letter topic: bad Kafka messages go back to Kafka, the reason in headers.
-    pub kafka: Option<(yujing_connectors::kafka::KafkaProducer, String)>,
-    last_log: FxHashMap<&'static str, Instant>,
-}
-
-impl DeadLetter {
-    pub fn open(path: &Path, topic: Option<(Publisher, String)>) -> std::io::Result<DeadLetter> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(DeadLetter {
-            file: std::io::BufWriter::new(f),
-            topic,
-            kafka: None,
-            last_log: FxHashMap::default(),
-        })
-    }
-
-    async fn write(
-        &mut self,
-        connector: &str,
-        reason: RejectReason,
-        detail: &str,
-        topic: &str,
-        payload: &[u8],
-    ) {
-        let shown = &payload[..payload.len().min(4096)];
-        let line = serde_json::json!({
-            "at": now_ms(),
-            "connector": connector,
-            "reason": reason.as_str(),
-            "detail": detail,
-            "topic": topic,
-            "payload": String::from_utf8_lossy(shown),
-            "payload_bytes": payload.len(),
-        })
-        .to_string();
-        // flushed per record: what /metrics counts is already in the file
-        if let Err(e) = writeln!(self.file, "{line}").and_then(|()| self.file.flush()) {
-            tracing::error!(error = %e, "cannot write the dead-letter file");
-        }
-        if connector == "kafka" {
-            if let Some((p, t)) = &self.kafka {
-                let headers = [
-                    ("yujing-reason", reason.as_str()),
-                    ("yujing-detail", detail),
-                    ("yujing-source-topic", topic),
-                ];
-                if let Err(e) = p.send(t, topic, payload, &headers).await {
-                    tracing::error!(error = %e, "cannot write to the Kafka dead-letter topic");
-                }
-            }
-        }
-        if let Some((p, t)) = &self.topic {
-            let _ = p.publish(t, line.into_bytes()).await;
-        }
-        let now = Instant::now();
-        let due = self
-            .last_log
-            .get(reason.as_str())
-            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(10));
-        if due {
-            self.last_log.insert(reason.as_str(), now);
-            tracing::warn!(connector, reason = reason.as_str(), detail, topic, "input rejected (dead-lettered; further ones for this reason are counted, logged at most every 10 s)");
-        }
-    }
-
-    fn flush(&mut self) {
-        if let Err(e) = self.file.flush() {
-            tracing::error!(error = %e, "cannot write the dead-letter file");
-        }
-    }
 }
 
 pub struct Pipeline {
@@ -961,8 +880,19 @@ fn feed(
     r: &crate::event::ReadingRef<'_>,
     via: &'static str,
 ) -> Result<(), RejectReason> {
+    let dev = engine.config.registry.device(r.device);
+    // a device sends the metrics sites.yaml declares for it, no others: made-up names would
+    // each become a series here, in the archive and in the API's site views
+    if let Some(d) = dev {
+        let declared = &engine.config.registry.devices[d as usize].metrics;
+        if !declared.iter().any(|m| m == r.metric) {
+            engine.stats.readings += 1;
+            engine.stats.rejected[RejectReason::UnknownMetric as usize] += 1;
+            return Err(RejectReason::UnknownMetric);
+        }
+    }
     engine.push(r)?;
-    if let Some(d) = engine.config.registry.device(r.device) {
+    if let Some(d) = dev {
         // ticket counts are archived as tickets, not as readings
         if let (Some(a), false) = (archive.as_mut(), via == "hotline") {
             let reg = &engine.config.registry;
