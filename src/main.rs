@@ -1312,7 +1312,7 @@ fn random_token() -> Result<String> {
 fn token(name: &str, role: &str) -> Result<ExitCode> {
     let mut so = std::io::stdout().lock();
     if yujing::config::service::Role::parse(role).is_none() {
-        eprintln!("yujing: unknown role `{role}` (operator, admin or department:<id>)");
+        eprintln!("yujing: unknown role `{role}` (operator, admin, ingest or department:<id>)");
         return Ok(ExitCode::from(2));
     }
     let t = format!("yj_{}", random_token()?);
@@ -1374,6 +1374,8 @@ fn live_demo(
         ("demo-zjj", Role::Department("zjj".into()), random_token()?),
         ("demo-slj", Role::Department("slj".into()), random_token()?),
         ("demo-admin", Role::Admin, random_token()?),
+        // the simulated 12345 system: it may post tickets, nothing else
+        ("demo-hotline", Role::Ingest, random_token()?),
     ];
     let token_table: Vec<Token> = tokens
         .iter()
@@ -1479,6 +1481,7 @@ Tokens (valid for this run):
   department zjj    {zjj}   (住房和城乡建设局: construction sites)
   department slj    {slj}   (水利局: reservoirs and rivers)
   admin             {admin}
+  12345 system      {hotline}   (ingest: posts tickets only)
 
 Try:
   curl -s -H 'Authorization: Bearer {op}' '{{http}}/api/v1/warnings?status=open'
@@ -1488,7 +1491,7 @@ Try:
        -d '{{\"measures\":\"洒水降尘，停止土方作业\",\"result\":\"PM10已回落\"}}' {{http}}/api/v1/warnings/<id>/feedback
   curl -s -H 'Authorization: Bearer {zjj}' {{http}}/api/v1/warnings/<id>      (the timeline)
   mosquitto_sub -p {mqtt_port} -t 'yujing/warnings/#'
-  curl -s -X POST -H 'Authorization: Bearer {op}' -H 'Content-Type: application/json' \
+  curl -s -X POST -H 'Authorization: Bearer {hotline}' -H 'Content-Type: application/json' \
        -d '{{\"number\":\"12345-0001\",\"category\":\"夜间施工噪声\",\"received_at\":'$(date +%s000)',\"content\":\"工地半夜施工\",\"address\":\"滨江路\"}}' {{http}}/api/v1/hotline/tickets
   mosquitto_pub -p {mqtt_port} -t yujing/sensors/cs-01/cs-01-noise -m '{{\"ts\": '$(date +%s000)', \"metric\": \"noise\", \"value\": 88}}'
   mosquitto_pub -p {mqtt_port} -t yujing/cameras/cs-01-cam1/events -m '{{\"ts\": '$(date +%s000)', \"event\": \"helmet_violation\"}}'
@@ -1500,13 +1503,14 @@ Webhooks the departments receive are printed below. Ctrl-C stops.
         zjj = t("demo-zjj"),
         slj = t("demo-slj"),
         admin = t("demo-admin"),
+        hotline = t("demo-hotline"),
     );
     let opts = yujing::service::Options {
         config_dir: config,
         overlay,
         demo: Some(yujing::service::DemoOptions {
             hook_secret,
-            hotline_token: t("demo-operator"),
+            hotline_token: t("demo-hotline"),
             speed,
             banner,
         }),

@@ -511,31 +511,20 @@ fn the_service_refuses_to_start_when_the_open_file_limit_cannot_cover_its_connec
     );
 }
 
-const HJ_SITES: &str = "departments:
-  - {id: zjj, name: 住房和城乡建设局}
-  - {id: slj, name: 水利局}
-  - {id: dcs, name: 县政府督查室}
-sites:
-  - id: cs-01
-    name: 城东工地
-    kind: construction
-    department: zjj
-    devices:
-      - {id: cs-01-noise, metrics: [noise]}
-      - {id: cs-01-dust, metrics: [pm10], hj212_mn: MNHOSTILE000000000000001, hj212_pw: \"s3cr3t\"}
-  - id: rv-01
-    name: 城关水文站
-    kind: water
-    department: slj
-    params: {warning_level_m: 42.0}
-    devices:
-      - {id: rv-01-gauge, metrics: [water_level]}
-";
+/// The harness's sites with an HJ 212 dust monitor at cs-01 that has its own password.
+fn hj_sites() -> String {
+    let noise = "      - {id: cs-01-noise, metrics: [noise]}\n";
+    SITES.replacen(
+        noise,
+        &format!("{noise}      - {{id: cs-01-dust, metrics: [pm10], hj212_mn: MNHOSTILE000000000000001, hj212_pw: \"s3cr3t\"}}\n"),
+        1,
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_hj212_port_checks_passwords_and_bounds_connections_and_garbage() {
     let setup = Setup::new("hostile-hj212", "http://127.0.0.1:9", mosquitto(), "");
-    std::fs::write(setup.path().join("sites.yaml"), HJ_SITES).expect("sites");
+    std::fs::write(setup.path().join("sites.yaml"), hj_sites()).expect("sites");
     toml_add(
         &setup,
         "hj212",

@@ -1,10 +1,35 @@
 //! Admission of TCP connections to a listener: at most so many open in all and so many from one
 //! address. A listener asks [`Admit::take`] for each accepted connection and keeps the returned
-//! [`Slot`] for as long as the connection is open; dropping it frees the place.
+//! [`Slot`] for as long as the connection is open; dropping it frees the place. [`accept`] is
+//! the listeners' accept loop.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// The next connection on `listener`, or `None` once `stop` is cancelled. A failed accept (out
+/// of descriptors, say) is logged and retried after a pause: the open connections go on.
+pub async fn accept(
+    listener: &TcpListener,
+    name: &str,
+    stop: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, listener = name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.cancelled() => return None,
+        }
+    }
+}
 
 /// Why a connection was turned away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -458,19 +458,7 @@ pub async fn serve(
 ) {
     let conns = tokio_util::task::TaskTracker::new();
     let admit = crate::admit::Admit::new(cfg.max_connections, cfg.max_per_address);
-    loop {
-        let (sock, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => {
-                    // out of descriptors and the like: back off, keep serving the others
-                    tracing::warn!(error = %e, "HJ 212: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => break,
-        };
+    while let Some((sock, peer)) = crate::admit::accept(&listener, "hj212", &stop).await {
         let slot = match admit.take(peer.ip()) {
             Ok(s) => s,
             Err(why) => {

@@ -45,19 +45,8 @@ pub async fn serve(
         limits.request_timeout,
         deadline,
     ));
-    loop {
-        let (sock, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => {
-                    // out of descriptors and the like: back off, keep serving the others
-                    tracing::warn!(error = %e, "HTTP: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => break,
-        };
+    while let Some((sock, peer)) = yujing_connectors::admit::accept(&listener, "http", &stop).await
+    {
         let slot = match admit.take(peer.ip()) {
             Ok(s) => s,
             Err(why) => {

@@ -372,34 +372,34 @@ impl Config {
                     diags.extend(e);
                     Registry::default()
                 });
-                // cameras' credentials name secrets of yujing.toml (when there is one: replays
-                // and rule tests dial no camera); reported after the rules' own errors
+                // cameras' credentials and monitors' passwords name secrets of yujing.toml
+                // (when there is one: replays and rule tests dial no camera and take no HJ 212
+                // packet); reported after the rules' own errors
                 for d in reg.devices.iter().filter(|_| toml_text.is_some()) {
-                    if let Some(sites::Password::Secret(sec)) = &d.hj212_pw {
-                        if !service.secrets.contains_key(sec) {
-                            secret_diags.push(Diag {
-                                file: name.as_str().into(),
-                                pos: t
-                                    .find(&format!("hj212_pw_secret: {sec}"))
-                                    .map(|o| o + "hj212_pw_secret: ".len())
-                                    .map(|o| offset_pos(&t, o))
-                                    .unwrap_or_default(),
-                                msg: format!("monitor `{}`: hj212_pw_secret names the secret `{sec}`, which is not in the [secrets] table of yujing.toml", d.id),
-                            });
+                    let named = [
+                        match &d.hj212_pw {
+                            Some(sites::Password::Secret(s)) => {
+                                Some(("hj212_pw_secret", s, "monitor", ""))
+                            }
+                            _ => None,
+                        },
+                        d.rtsp_secret
+                            .as_ref()
+                            .map(|s| ("rtsp_credentials", s, "camera", " (value `user:password`)")),
+                    ];
+                    for (key, sec, what, value) in named.into_iter().flatten() {
+                        if service.secrets.contains_key(sec) {
+                            continue;
                         }
-                    }
-                    if let Some(sec) = &d.rtsp_secret {
-                        if !service.secrets.contains_key(sec) {
-                            secret_diags.push(Diag {
-                                file: name.as_str().into(),
-                                pos: t
-                                    .find(&format!("rtsp_credentials: {sec}"))
-                                    .map(|o| o + "rtsp_credentials: ".len())
-                                    .map(|o| offset_pos(&t, o))
-                                    .unwrap_or_default(),
-                                msg: format!("camera `{}`: rtsp_credentials names the secret `{sec}`, which is not in the [secrets] table of yujing.toml (value `user:password`)", d.id),
-                            });
-                        }
+                        secret_diags.push(Diag {
+                            file: name.as_str().into(),
+                            pos: t
+                                .find(&format!("{key}: {sec}"))
+                                .map(|o| o + key.len() + 2)
+                                .map(|o| offset_pos(&t, o))
+                                .unwrap_or_default(),
+                            msg: format!("{what} `{}`: {key} names the secret `{sec}`, which is not in the [secrets] table of yujing.toml{value}", d.id),
+                        });
                     }
                 }
                 reg

@@ -27,7 +27,8 @@ use crate::time::Millis;
 /// How a channel delivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelKind {
-    /// HTTP POST of the warning document, signed `X-Yujing-Signature: sha256=<hmac>`.
+    /// HTTP POST of the warning document, signed `X-Yujing-Signature: sha256=<hmac>` over
+    /// `X-Yujing-Timestamp`, a dot and the body.
     Webhook,
     /// WeCom (企业微信) group robot: markdown message.
     Wecom,
