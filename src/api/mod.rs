@@ -343,13 +343,20 @@ async fn get_warning(
     // a warning shared by several departments: each sees its own deliveries only (another's
     // channel names and outcomes are not its business)
     let own = |d: &str| caller.department().is_none_or(|o| o == d);
+    let secrets = channel_secrets(&st.config.borrow());
     let timeline: Vec<Value> = st
         .store
         .timeline(&id)
         .await?
         .into_iter()
         .filter(|e| e.detail["department"].as_str().is_none_or(own))
-        .map(|e| json!({ "at": format_ts(e.at, tz), "kind": e.kind, "actor": e.actor, "detail": e.detail }))
+        .map(|mut e| {
+            // errors stored before they were redacted where they arose (older versions)
+            if let Some(err) = e.detail["error"].as_str() {
+                e.detail["error"] = channel::redact(err, &secrets).into();
+            }
+            json!({ "at": format_ts(e.at, tz), "kind": e.kind, "actor": e.actor, "detail": e.detail })
+        })
         .collect();
     let deliveries: Vec<Value> = st
         .store
@@ -357,7 +364,7 @@ async fn get_warning(
         .await?
         .into_iter()
         .filter(|d| own(&d.department))
-        .map(|d| delivery_json(&d, tz))
+        .map(|d| delivery_json(&d, tz, &secrets))
         .collect();
     let mut v = warning_json(&w, tz);
     v["timeline"] = json!(timeline);
@@ -365,13 +372,23 @@ async fn get_warning(
     Ok(Json(v))
 }
 
-fn delivery_json(d: &crate::store::OutboxItem, tz: chrono_tz::Tz) -> Value {
+fn delivery_json(d: &crate::store::OutboxItem, tz: chrono_tz::Tz, secrets: &[String]) -> Value {
     json!({
         "id": d.id, "key": d.key, "warning_id": d.warning_id, "purpose": d.purpose,
         "department": d.department, "channel": d.channel, "state": d.state, "attempts": d.attempts,
         "next_at": format_ts(d.next_at, tz), "created_at": format_ts(d.created_at, tz),
-        "delivered_at": ts_opt(d.delivered_at, tz), "last_error": d.last_error,
+        "delivered_at": ts_opt(d.delivered_at, tz),
+        "last_error": d.last_error.as_deref().map(|e| channel::redact(e, secrets)),
     })
+}
+
+/// Every channel's secrets and URL parameters: what no answer may show.
+fn channel_secrets(cfg: &Config) -> Vec<String> {
+    cfg.routes
+        .channels
+        .iter()
+        .flat_map(|c| crate::dispatch::channel_secrets(cfg, c))
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -829,6 +846,7 @@ async fn deliveries(
         ));
     }
     let tz = st.config.borrow().settings.timezone;
+    let secrets = channel_secrets(&st.config.borrow());
     let items = st
         .store
         .deliveries(
@@ -838,7 +856,7 @@ async fn deliveries(
         )
         .await?;
     Ok(Json(
-        json!({ "items": items.iter().map(|d| delivery_json(d, tz)).collect::<Vec<_>>() }),
+        json!({ "items": items.iter().map(|d| delivery_json(d, tz, &secrets)).collect::<Vec<_>>() }),
     ))
 }
 

@@ -346,7 +346,7 @@ impl Dispatcher {
 
 /// What a channel's errors must not show: its secret and the values in its URL's query string
 /// (robots' `key` and `access_token`).
-fn channel_secrets(cfg: &Config, c: &crate::config::routes::Channel) -> Vec<String> {
+pub fn channel_secrets(cfg: &Config, c: &crate::config::routes::Channel) -> Vec<String> {
     let mut out: Vec<String> = c
         .secret
         .as_ref()

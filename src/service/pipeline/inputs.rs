@@ -155,7 +155,9 @@ impl Pipeline {
                         &redact_pw(data.as_bytes()),
                     )
                     .await;
-                return Verdict::Taken;
+                // no MN, no password: nothing proves who sent it (and no acknowledgement can be
+                // built for it)
+                return Verdict::Refused;
             }
         };
         let cfg = self.engine.config.clone();
