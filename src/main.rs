@@ -440,6 +440,11 @@ fn check(dir: &Path) -> Result<ExitCode> {
         }
         .display()
     )?;
+    so.flush()?;
+    // what `yujing run` would warn about at start (not errors: the demo runs on samples)
+    for w in yujing::service::limits::unsafe_settings(&cfg) {
+        eprintln!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1491,7 +1496,7 @@ Try:
        -d '{{\"measures\":\"洒水降尘，停止土方作业\",\"result\":\"PM10已回落\"}}' {{http}}/api/v1/warnings/<id>/feedback
   curl -s -H 'Authorization: Bearer {zjj}' {{http}}/api/v1/warnings/<id>      (the timeline)
   mosquitto_sub -p {mqtt_port} -t 'yujing/warnings/#'
-  curl -s -X POST -H 'Authorization: Bearer {hotline}' -H 'Content-Type: application/json' \
+  curl -s -X POST -H 'Authorization: Bearer {hotline}' -H 'Content-Type: application/json' \\
        -d '{{\"number\":\"12345-0001\",\"category\":\"夜间施工噪声\",\"received_at\":'$(date +%s000)',\"content\":\"工地半夜施工\",\"address\":\"滨江路\"}}' {{http}}/api/v1/hotline/tickets
   mosquitto_pub -p {mqtt_port} -t yujing/sensors/cs-01/cs-01-noise -m '{{\"ts\": '$(date +%s000)', \"metric\": \"noise\", \"value\": 88}}'
   mosquitto_pub -p {mqtt_port} -t yujing/cameras/cs-01-cam1/events -m '{{\"ts\": '$(date +%s000)', \"event\": \"helmet_violation\"}}'
