@@ -35,7 +35,7 @@ async fn measure(pid: u32, secs: u64) -> (f64, u64) {
     (pct, rss_kb(pid))
 }
 
-fn write_config(dir: &Path, cameras: u64, camera_port: u16) {
+fn write_config(dir: &Path, cameras: u64, camera_port: u16, monitors: u64) {
     let mut sites = String::from(
         "departments:\n  - {id: zjj, name: 住建局}\nsites:\n  - id: s0\n    name: 工地\n    kind: construction\n    department: zjj\n    devices:\n      - {id: dust, metrics: [pm10, pm2_5, tsp, noise, temperature, humidity, wind_speed], hj212_mn: BENCH0000000000000000001}\n",
     );
@@ -53,7 +53,8 @@ fn write_config(dir: &Path, cameras: u64, camera_port: u16) {
     .expect("rules");
     std::fs::write(
         dir.join("yujing.toml"),
-        "[engine]\ntimezone = \"Asia/Shanghai\"\n[http]\nlisten = \"127.0.0.1:0\"\n[hj212]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n[cameras]\nhealth_every = \"5s\"\n",
+        // every monitor connects from this one address
+        format!("[engine]\ntimezone = \"Asia/Shanghai\"\n[http]\nlisten = \"127.0.0.1:0\"\n[hj212]\nlisten = \"127.0.0.1:0\"\nmax_connections = {}\nmax_connections_per_address = 0\n[store]\npath = \"data/y.db\"\ndead_letter = \"data/dead.jsonl\"\n[cameras]\nhealth_every = \"5s\"\n", monitors + 100),
     )
     .expect("toml");
 }
@@ -114,7 +115,7 @@ async fn main() {
 
     // 1-2: HJ 212
     let dir = tempfile::tempdir().expect("tempdir");
-    write_config(dir.path(), 0, 1);
+    write_config(dir.path(), 0, 1, monitors);
     let mut svc = start(dir.path());
     let pid = svc.child.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -194,7 +195,7 @@ async fn main() {
     let ready = cam_out.next().and_then(Result::ok).unwrap_or_default();
     assert!(ready.starts_with("READY"), "camera: {ready}");
     let dir = tempfile::tempdir().expect("tempdir");
-    write_config(dir.path(), cameras, port);
+    write_config(dir.path(), cameras, port, monitors);
     let mut svc = start(dir.path());
     let pid = svc.child.id();
     tokio::time::sleep(Duration::from_secs(5)).await;
