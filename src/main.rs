@@ -191,10 +191,14 @@ enum Cmd {
         /// Who the token is for
         #[arg(long)]
         name: String,
-        /// operator, admin, or department:<id>
+        /// operator, admin, department:<id>, or ingest (the 12345 system: posts tickets only)
         #[arg(long)]
         role: String,
     },
+    /// (The service's own: runs one API query in a process of its own; a request on stdin, the
+    /// answer on stdout.)
+    #[command(hide = true)]
+    QueryWorker,
     /// Validate sites and rules; print every error as file:line:col: message.
     Check {
         /// Config directory or its rules/ folder
@@ -288,6 +292,9 @@ fn main() -> ExitCode {
             instance,
         } => run(config, &log, listen, instance),
         Cmd::Token { name, role } => token(&name, &role),
+        Cmd::QueryWorker => Ok(ExitCode::from(
+            yujing::api::query::worker_main().clamp(0, 255) as u8,
+        )),
         Cmd::Backtest {
             nab: Some(nab),
             model,

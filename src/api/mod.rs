@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod hotline;
+pub mod query;
 pub mod server;
 pub mod session;
 pub mod ui;
@@ -26,7 +27,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -137,7 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/rules/tests", get(rule_tests))
         .route("/api/v1/report", get(report))
-        .route("/api/v1/query", post(query))
+        .route("/api/v1/query", post(query::query))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/deliveries", get(deliveries))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
@@ -632,118 +632,6 @@ struct ReportQuery {
 
 /// `GET /api/v1/report?from=&to=`: the department response report (default: the last 30 days);
 /// a department gets its own row.
-#[derive(Deserialize)]
-struct QueryBody {
-    sql: String,
-    /// At most this many rows (default 1,000, at most 10,000).
-    limit: Option<usize>,
-}
-
-/// Queries running at once: SQL over the archive is heavy work. A permit is held until the
-/// query's thread has ended, even when its client went away.
-static QUERIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-/// How long a query waits for one of the permits before it is turned away (503).
-const QUERY_QUEUE: Duration = Duration::from_secs(10);
-
-/// Read-only SQL over the history archive (operators and administrators: the archive holds
-/// every department's warnings), within [`crate::archive::query::Limits::API`].
-async fn query(
-    State(st): State<AppState>,
-    caller: Caller,
-    Json(q): Json<QueryBody>,
-) -> Result<Response, ApiError> {
-    use crate::archive::query::{self as aq, Limits, QueryError};
-    if caller.department().is_some() {
-        return Err(ApiError::Forbidden(format!(
-            "{} may not query the archive: it holds every department's warnings (operator or admin role)",
-            caller.name
-        )));
-    }
-    let (dir, limits) = match &st.config.borrow().service.archive {
-        Some(a) => (
-            a.dir.clone(),
-            Limits {
-                memory: Some(a.query_memory_mib << 20),
-                answer_bytes: a.query_answer_mib << 20,
-                timeout: Duration::from_millis(a.query_timeout as u64),
-                ..Limits::API
-            },
-        ),
-        None => {
-            return Err(ApiError::NotFound(
-                "no archive: [archive] is not set in yujing.toml".into(),
-            ))
-        }
-    };
-    // refused before it waits for a permit or reaches the parser
-    if q.sql.len() > limits.sql_bytes {
-        st.metrics.queries.with_label_values(&["refused"]).inc();
-        return Err(ApiError::BadRequest(
-            QueryError::TooLong(q.sql.len(), limits.sql_bytes).to_string(),
-        ));
-    }
-    let limit = q.limit.unwrap_or(1_000).min(10_000);
-    let Ok(Ok(permit)) = tokio::time::timeout(QUERY_QUEUE, QUERIES.acquire()).await else {
-        st.metrics.queries.with_label_values(&["busy"]).inc();
-        let mut r = ApiError::Unavailable("other queries are running: try again shortly".into())
-            .into_response();
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("5"),
-        );
-        return Ok(r);
-    };
-    // the client going away (this future dropped) cancels the query; the permit goes back
-    // only when its thread has ended
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let _cancel_on_drop = cancel.clone().drop_guard();
-    let qdir = dir.clone();
-    let running = st.metrics.queries_running.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        running.inc();
-        let r = aq::run_isolated(qdir, q.sql, limit, limits, cancel);
-        running.dec();
-        r
-    });
-    let res = task
-        .await
-        .map_err(|_| ApiError::Internal("the query thread stopped".into()))?;
-    let outcome = match &res {
-        Ok(_) => "ok",
-        Err(e) if e.is_client() => "refused",
-        Err(QueryError::Timeout(_)) => "timeout",
-        Err(_) => "failed",
-    };
-    st.metrics.queries.with_label_values(&[outcome]).inc();
-    let answer = match res {
-        Ok(a) => a,
-        Err(e) if e.is_client() => return Err(ApiError::BadRequest(e.to_string())),
-        Err(e) => return Err(ApiError::Unavailable(e.to_string())),
-    };
-    let tz = crate::archive::timezone(&dir).unwrap_or(chrono_tz::Tz::UTC);
-    let local = aq::localize(&answer.batches, tz).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let columns: Vec<String> = match local.first() {
-        Some(b) => b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect(),
-        None => Vec::new(),
-    };
-    let rows: Value = serde_json::from_slice(
-        &aq::to_json(&local).map_err(|e| ApiError::Internal(e.to_string()))?,
-    )
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({
-        "columns": columns,
-        "rows": rows,
-        "truncated": answer.truncated,
-    }))
-    .into_response())
-}
-
 async fn report(
     State(st): State<AppState>,
     caller: Caller,

@@ -10,7 +10,7 @@
 
 use super::tables::Table;
 use chrono_tz::Tz;
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::execution::options::ParquetReadOptions;
@@ -35,6 +35,8 @@ pub enum QueryError {
     TooLong(usize, usize),
     #[error("the query nests expressions or subqueries more than {0} deep (a long chain of OR is one `IN (...)`)")]
     TooDeep(usize),
+    #[error("{0}")]
+    TooComplex(String),
     #[error("the query needs more memory than the {0} MiB a query may use: aggregate more, or narrow it by day or site")]
     Memory(usize),
     #[error("the query was cancelled")]
@@ -51,6 +53,7 @@ impl QueryError {
             QueryError::Sql(_)
                 | QueryError::TooLong(..)
                 | QueryError::TooDeep(_)
+                | QueryError::TooComplex(_)
                 | QueryError::Memory(_)
         )
     }
@@ -83,10 +86,18 @@ pub struct Limits {
     pub sql_bytes: usize,
     /// Expressions and subqueries nested in one another.
     pub depth: usize,
+    /// Tokens of the text (words, numbers, operators, punctuation).
+    pub tokens: usize,
+    /// `UNION`, `INTERSECT`, `EXCEPT` in the text; tables and subqueries in `FROM` and `JOIN`.
+    /// (Planning is not interruptible: these bound its time.)
+    pub set_operations: usize,
+    pub relations: usize,
     /// Memory DataFusion's operators may reserve (sorts, joins, aggregates); `None`: no pool.
+    /// What scalar functions allocate is not in it: the API runs queries in a worker process
+    /// with an address-space limit for that (`api::query`).
     pub memory: Option<usize>,
-    /// The answer's rows, in bytes of Arrow data (about their size as JSON); rows past it are
-    /// cut off as past the row limit are.
+    /// The answer's rows as JSON ([`json_body`]), in bytes; rows past it are cut off as past
+    /// the row limit are. Batches are no longer pulled once their Arrow data is twice this.
     pub answer_bytes: usize,
     /// Wall time.
     pub timeout: Duration,
@@ -100,6 +111,9 @@ impl Limits {
     pub const API: Limits = Limits {
         sql_bytes: 16 << 10,
         depth: 256,
+        tokens: 4_000,
+        set_operations: 64,
+        relations: 64,
         memory: Some(512 << 20),
         answer_bytes: 16 << 20,
         timeout: Duration::from_secs(30),
@@ -109,6 +123,9 @@ impl Limits {
     pub const CLI: Limits = Limits {
         sql_bytes: 16 << 10,
         depth: 256,
+        tokens: 4_000,
+        set_operations: 64,
+        relations: 64,
         memory: None,
         answer_bytes: usize::MAX,
         timeout: Duration::from_secs(u64::MAX / 4),
@@ -177,10 +194,12 @@ pub async fn session_with(dir: &Path, limits: &Limits) -> Result<SessionContext,
     Ok(ctx)
 }
 
-/// Counts the nesting of expressions and subqueries in a statement, stopping past `limit`.
+/// Counts the nesting of expressions and subqueries in a statement, stopping past `limit`, and
+/// the relations (tables, subqueries, table functions) in its `FROM` and `JOIN` clauses.
 struct Depth {
     now: usize,
     limit: usize,
+    relations: usize,
 }
 
 impl Depth {
@@ -210,34 +229,92 @@ impl Visitor for Depth {
         self.now -= 1;
         ControlFlow::Continue(())
     }
+    fn pre_visit_table_factor(
+        &mut self,
+        _: &datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> ControlFlow<()> {
+        self.relations += 1;
+        ControlFlow::Continue(())
+    }
 }
 
-/// Refuse a statement too long or too deep before DataFusion plans it.
+/// Refuse a statement that is not one query, or is too long, too deep or too large to plan
+/// quickly, before DataFusion plans it.
 fn check_shape(
     ctx: &SessionContext,
     sql: &str,
     limits: &Limits,
 ) -> Result<datafusion::sql::parser::Statement, QueryError> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    use datafusion::sql::sqlparser::{ast, dialect::GenericDialect, keywords::Keyword};
     if sql.len() > limits.sql_bytes {
         return Err(QueryError::TooLong(sql.len(), limits.sql_bytes));
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| QueryError::Sql(e.to_string()))?;
+    let (mut n, mut set_ops) = (0usize, 0usize);
+    for t in &tokens {
+        match t {
+            Token::Whitespace(_) => {}
+            Token::Word(w) => {
+                n += 1;
+                if matches!(
+                    w.keyword,
+                    Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT
+                ) {
+                    set_ops += 1;
+                }
+            }
+            _ => n += 1,
+        }
+    }
+    if n > limits.tokens {
+        return Err(QueryError::TooComplex(format!(
+            "the query has {n} tokens; the limit is {}",
+            limits.tokens
+        )));
+    }
+    if set_ops > limits.set_operations {
+        return Err(QueryError::TooComplex(format!(
+            "the query has {set_ops} UNION, INTERSECT or EXCEPT; the limit is {}",
+            limits.set_operations
+        )));
     }
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let stmt = state.sql_to_statement(sql, &dialect)?;
-    if let datafusion::sql::parser::Statement::Statement(s) = &stmt {
-        let mut d = Depth {
-            now: 0,
-            limit: limits.depth,
-        };
-        if s.visit(&mut d).is_break() {
-            return Err(QueryError::TooDeep(limits.depth));
-        }
+    // one query: no EXPLAIN, SET, COPY, DDL or DML (refused again when planned)
+    let datafusion::sql::parser::Statement::Statement(s) = &stmt else {
+        return Err(QueryError::Sql(
+            "only a query (SELECT ... or WITH ... SELECT ...) may run here".into(),
+        ));
+    };
+    if !matches!(**s, ast::Statement::Query(_)) {
+        return Err(QueryError::Sql(
+            "only a query (SELECT ... or WITH ... SELECT ...) may run here".into(),
+        ));
+    }
+    let mut d = Depth {
+        now: 0,
+        limit: limits.depth,
+        relations: 0,
+    };
+    if s.visit(&mut d).is_break() {
+        return Err(QueryError::TooDeep(limits.depth));
+    }
+    if d.relations > limits.relations {
+        return Err(QueryError::TooComplex(format!(
+            "the query reads {} tables or subqueries; the limit is {}",
+            d.relations, limits.relations
+        )));
     }
     Ok(stmt)
 }
 
 /// The answer to a query: at most `limit` rows.
 pub struct Answer {
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
     pub batches: Vec<RecordBatch>,
     /// More rows matched than were returned.
     pub truncated: bool,
@@ -255,13 +332,15 @@ pub async fn run(ctx: &SessionContext, sql: &str, limit: usize) -> Result<Answer
     run_with(ctx, sql, limit, &Limits::CLI).await
 }
 
-/// Run one read-only SQL statement within `limits`, keeping at most `limit` rows.
+/// Run one read-only SQL statement within `limits`, keeping at most `limit` rows. Batches are
+/// pulled until `limit` rows or twice `answer_bytes` of Arrow data have come.
 pub async fn run_with(
     ctx: &SessionContext,
     sql: &str,
     limit: usize,
     limits: &Limits,
 ) -> Result<Answer, QueryError> {
+    use tokio_stream::StreamExt;
     let stmt = check_shape(ctx, sql, limits)?;
     let read_only = SQLOptions::new()
         .with_allow_ddl(false)
@@ -271,65 +350,91 @@ pub async fn run_with(
     read_only.verify_plan(&plan)?;
     let df = ctx.execute_logical_plan(plan).await?;
     let df = df.limit(0, Some(limit.saturating_add(1)))?;
-    let batches = df.collect().await.map_err(|e| match QueryError::from(e) {
+    let memory = |e: datafusion::error::DataFusionError| match QueryError::from(e) {
         QueryError::Memory(_) => QueryError::Memory(limits.memory_mib()),
         e => e,
-    })?;
-    Ok(keep(batches, limit, limits.answer_bytes))
-}
-
-/// At most `limit` rows and `bytes` bytes of them.
-fn keep(mut batches: Vec<RecordBatch>, limit: usize, bytes: usize) -> Answer {
-    let mut rows = 0usize;
-    let mut size = 0usize;
+    };
+    let mut stream = df.execute_stream().await.map_err(memory)?;
+    let schema = stream.schema();
+    let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
     let mut truncated = false;
-    let mut out = Vec::with_capacity(batches.len());
-    for b in batches.drain(..) {
-        if truncated {
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(memory)?;
+        rows += b.num_rows();
+        bytes = bytes.saturating_add(b.get_array_memory_size());
+        batches.push(b);
+        if rows > limit {
+            truncated = true;
             break;
         }
-        let mut take = b.num_rows().min(limit - rows);
-        truncated = take < b.num_rows();
-        let whole = slice_size(&b, 0, take);
-        if size.saturating_add(whole) > bytes {
-            // row by row: the rows that still fit
-            let mut fit = 0;
-            while fit < take {
-                let one = slice_size(&b, fit, 1);
-                if size.saturating_add(one) > bytes {
-                    break;
-                }
-                size += one;
-                fit += 1;
-            }
-            take = fit;
+        if bytes > limits.answer_bytes.saturating_mul(2) {
+            // more than the answer can carry: what came is cut to size by the writer
             truncated = true;
-        } else {
-            size += whole;
-        }
-        rows += take;
-        // an empty answer keeps its (empty) batch: the columns are known
-        if take > 0 || b.num_rows() == 0 {
-            out.push(b.slice(0, take));
+            break;
         }
     }
-    Answer {
-        batches: out,
+    // at most `limit` rows
+    let mut kept = 0usize;
+    for b in batches.iter_mut() {
+        if kept + b.num_rows() > limit {
+            *b = b.slice(0, limit - kept);
+        }
+        kept += b.num_rows();
+    }
+    batches.retain(|b| b.num_rows() > 0);
+    Ok(Answer {
+        schema,
+        batches,
         truncated,
-    }
+    })
 }
 
-/// The bytes of Arrow data in rows `at..at + n` of a batch.
-fn slice_size(b: &RecordBatch, at: usize, n: usize) -> usize {
-    b.columns()
+/// The answer as the API sends it, `{"columns": [...], "rows": [{...}], "truncated": ...}`,
+/// timestamps in `tz`, its rows cut so the whole is at most about `max_bytes` (always the
+/// columns; a row is never cut in half).
+pub fn json_body(answer: &Answer, tz: Tz, max_bytes: usize) -> Result<Vec<u8>, QueryError> {
+    use datafusion::arrow::json::LineDelimitedWriter;
+    let local = localize(&answer.batches, tz)?;
+    let columns: Vec<String> = answer
+        .schema
+        .fields()
         .iter()
-        .map(|c| {
-            c.slice(at, n)
-                .to_data()
-                .get_slice_memory_size()
-                .unwrap_or(usize::MAX / 64)
-        })
-        .fold(0usize, usize::saturating_add)
+        .map(|f| f.name().clone())
+        .collect();
+    let mut out = br#"{"columns":"#.to_vec();
+    out.extend_from_slice(
+        serde_json::to_string(&columns)
+            .map_err(|e| QueryError::Internal(e.to_string()))?
+            .as_bytes(),
+    );
+    out.extend_from_slice(br#","rows":["#);
+    let mut truncated = answer.truncated;
+    let mut first = true;
+    let mut row = Vec::new();
+    'rows: for b in &local {
+        for i in 0..b.num_rows() {
+            row.clear();
+            {
+                let mut w = LineDelimitedWriter::new(&mut row);
+                w.write(&b.slice(i, 1))?;
+                w.finish()?;
+            }
+            while row.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                row.pop();
+            }
+            if out.len() + row.len() + 32 > max_bytes {
+                truncated = true;
+                break 'rows;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&row);
+        }
+    }
+    out.extend_from_slice(format!(r#"],"truncated":{truncated}}}"#).as_bytes());
+    Ok(out)
 }
 
 /// Plan and run one query on a thread of its own (a large stack, a one-worker runtime) and wait
@@ -584,16 +689,38 @@ mod tests {
             answer_bytes: 1 << 20,
             ..Limits::API
         };
-        let a = run_isolated(
-            tmp.path().to_path_buf(),
-            "SELECT repeat('x', 100000) AS big FROM range(0, 100)".into(),
-            1_000,
-            limits,
-            CancellationToken::new(),
-        )
-        .expect("answer");
-        assert!(a.truncated);
-        assert!((5..=11).contains(&a.rows()), "{}", a.rows());
+        let run = |sql: &str| {
+            run_isolated(
+                tmp.path().to_path_buf(),
+                sql.into(),
+                1_000,
+                limits,
+                CancellationToken::new(),
+            )
+            .expect("answer")
+        };
+        // rows of 100 KB: about ten fit in 1 MiB of JSON
+        let a = run("SELECT repeat('x', 100000) AS big FROM range(0, 100)");
+        let body = json_body(&a, Tz::UTC, limits.answer_bytes).expect("json");
+        assert!(body.len() <= 1 << 20, "{}", body.len());
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(v["truncated"], true);
+        let rows = v["rows"].as_array().map_or(0, Vec::len);
+        assert!((5..=11).contains(&rows), "{rows}");
+        assert_eq!(v["columns"], serde_json::json!(["big"]));
+        // column names repeat in every row of the JSON: counted there, not in Arrow's bytes
+        let alias = "c".repeat(10_000);
+        let a = run(&format!("SELECT 1 AS {alias} FROM range(0, 1000)"));
+        let body = json_body(&a, Tz::UTC, limits.answer_bytes).expect("json");
+        assert!(body.len() <= 1 << 20, "{}", body.len());
+        // nothing matched: the columns are still known
+        let e = run("SELECT 1 AS one FROM range(0, 0)");
+        let v: serde_json::Value =
+            serde_json::from_slice(&json_body(&e, Tz::UTC, 1 << 20).expect("json")).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"columns": ["one"], "rows": [], "truncated": false})
+        );
     }
 
     #[test]
@@ -615,6 +742,22 @@ mod tests {
         // the statement's query and the leaf count too: 252 deep
         let ok = run(format!("SELECT {}1 AS n", "1+".repeat(250))).expect("within the limit");
         assert_eq!(ok.rows(), 1);
+        // only a query: no EXPLAIN (which would plan what the checks did not see)
+        let explain = format!("EXPLAIN SELECT {}1", "1+".repeat(300));
+        assert!(matches!(run(explain), Err(QueryError::Sql(_))));
+        // unions and joins are bounded too: planning them cannot be interrupted
+        let unions = format!("SELECT 1 AS x{}", " UNION ALL SELECT 1".repeat(65));
+        assert!(matches!(run(unions), Err(QueryError::TooComplex(_))));
+        let joins = format!(
+            "SELECT 1 FROM range(1) t0 {}",
+            (1..70)
+                .map(|i| format!("JOIN range(1) t{i} ON true"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(matches!(run(joins), Err(QueryError::TooComplex(_))));
+        let tokens = format!("SELECT 1 WHERE 1 IN ({})", vec!["1"; 2_100].join(","));
+        assert!(matches!(run(tokens), Err(QueryError::TooComplex(_))));
     }
 
     #[tokio::test]
