@@ -1424,7 +1424,7 @@ fn live_demo(
             listen: format!("127.0.0.1:{hj212_port}"),
             max_connections: 1000,
             max_connections_per_address: 32,
-            first_packet_timeout: 30_000,
+            first_packet_timeout: 120_000,
             idle_timeout: 10 * 60_000,
             accept_flags: vec!['N', 'T'],
         });

@@ -56,14 +56,15 @@ pub struct Metrics {
     pub archived: IntCounter,
     /// Archive failures, by stage (record, seal, export, expire).
     pub archive_errors: IntCounterVec,
-    /// SQL queries of the API, by outcome (ok, refused, busy, timeout, failed).
+    /// SQL queries of the API, by outcome (ok, refused, busy, timeout, killed, cancelled,
+    /// failed).
     pub queries: IntCounterVec,
     /// SQL queries running now (their threads, whether or not their client still waits).
     pub queries_running: IntGauge,
     /// HTTP connections open.
     pub http_connections: IntGauge,
     /// Connections closed at once, by listener (http, hj212) and reason (cap, per_address,
-    /// first_packet).
+    /// locked_out, first_packet).
     pub connections_refused: IntCounterVec,
     /// Dead-letter records not written to the file because their peer sent too many, by
     /// connector (each still counted under `rejected`).
@@ -223,7 +224,7 @@ impl Metrics {
         }
         let queries = counter_vec(
             "yujing_api_queries_total",
-            "SQL queries over the archive through the API, by outcome (ok, refused, busy, timeout, failed)",
+            "SQL queries over the archive through the API, by outcome (ok, refused, busy, timeout, killed, cancelled, failed)",
             &["outcome"],
         );
         let queries_running = gauge(

@@ -163,6 +163,8 @@ async fn hj212_monitors_report_over_tcp_and_are_acknowledged() {
         None,
         "an unknown monitor's packet is dead-lettered, not acknowledged"
     );
+    // and its connection is closed: the monitor connects again
+    let mut m = Monitor::connect(&addr).await;
     // no acknowledgement asked (Flag=4): none sent
     m.send(&upload(
         "MN0000000000000000CS0102",

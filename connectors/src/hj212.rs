@@ -319,6 +319,9 @@ pub struct Framer {
     skipped: usize,
     /// Some of them were a `##` without an end.
     too_long: bool,
+    /// How far past `at` (a packet's start) the search for its end has looked: a packet that
+    /// arrives a byte at a time is not searched again from its start each time.
+    searched: usize,
 }
 
 impl Framer {
@@ -361,13 +364,19 @@ impl Framer {
                 self.at = self.buf.len() - keep;
                 return None;
             };
+            if start > 0 {
+                self.searched = 0;
+            }
             self.skipped += start;
             self.at += start;
             let rest = &self.buf[self.at..];
-            match memchr::memmem::find(rest, b"\r\n") {
+            // (a `\r` last time may have its `\n` now)
+            let from = self.searched.saturating_sub(1).min(rest.len());
+            match memchr::memmem::find(&rest[from..], b"\r\n").map(|e| e + from) {
                 Some(end) => {
                     let packet = rest[..end + 2].to_vec();
                     self.at += end + 2;
+                    self.searched = 0;
                     return Some(packet);
                 }
                 None if rest.len() > MAX_PACKET => {
@@ -382,8 +391,12 @@ impl Framer {
                     self.skipped += next;
                     self.at += next;
                     self.too_long = true;
+                    self.searched = 0;
                 }
-                None => return None,
+                None => {
+                    self.searched = rest.len();
+                    return None;
+                }
             }
         }
     }
@@ -443,7 +456,13 @@ pub struct ListenStats {
     pub refused_per_address: AtomicU64,
     /// Connections closed for sending no packet upstream took within the first-packet deadline.
     pub first_packet_timeouts: AtomicU64,
+    /// Connections closed on arrival: their address had too many packets refused lately.
+    pub refused_locked_out: AtomicU64,
 }
+
+/// Packets refused (wrong password, unknown MN) from one address within a minute before its
+/// connections are refused for the rest of that minute: a password cannot be guessed faster.
+pub const MAX_REFUSED_PER_MINUTE: usize = 10;
 
 /// A run of skipped bytes is reported when it ends, or at this size.
 const REPORT_GARBAGE_AT: usize = 1 << 20;
@@ -458,28 +477,39 @@ pub async fn serve(
 ) {
     let conns = tokio_util::task::TaskTracker::new();
     let admit = crate::admit::Admit::new(cfg.max_connections, cfg.max_per_address);
+    let lockout = Arc::new(crate::admit::Lockout::new(
+        MAX_REFUSED_PER_MINUTE,
+        Duration::from_secs(60),
+    ));
+    let mut warned = crate::admit::Warned::default();
     while let Some((sock, peer)) = crate::admit::accept(&listener, "hj212", &stop).await {
-        let slot = match admit.take(peer.ip()) {
+        let slot = if lockout.locked(peer.ip()) {
+            Err((&stats.refused_locked_out, "locked_out"))
+        } else {
+            admit.take(peer.ip()).map_err(|why| match why {
+                crate::admit::Refused::Full => (&stats.refused_full, "cap"),
+                crate::admit::Refused::PerAddress => (&stats.refused_per_address, "per_address"),
+            })
+        };
+        let slot = match slot {
             Ok(s) => s,
-            Err(why) => {
-                let counter = match why {
-                    crate::admit::Refused::Full => &stats.refused_full,
-                    crate::admit::Refused::PerAddress => &stats.refused_per_address,
-                };
+            Err((counter, reason)) => {
                 counter.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, reason = why.as_str(), "HJ 212: connection refused");
+                warned.warn("hj212", reason, &peer);
                 drop(sock);
                 continue;
             }
         };
         stats.open.fetch_add(1, Ordering::Relaxed);
         let (tx, stats, stop, cfg) = (tx.clone(), stats.clone(), stop.clone(), cfg.clone());
+        let lockout = lockout.clone();
         conns.spawn(async move {
-            match connection(sock, peer, tx, &cfg, stop).await {
+            match connection(sock, peer, tx, &cfg, &lockout, stop).await {
                 Ok(Closed::Unproven) => {
                     stats.first_packet_timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "HJ 212: no packet taken within the first-packet deadline: closed");
                 }
+                Ok(Closed::Refused) => {}
                 Ok(_) => {}
                 Err(e) => tracing::debug!(%peer, error = %e, "HJ 212 connection closed"),
             }
@@ -497,6 +527,8 @@ enum Closed {
     Normal,
     /// No packet was taken within the first-packet deadline.
     Unproven,
+    /// A packet was refused (wrong password, unknown MN).
+    Refused,
 }
 
 async fn connection(
@@ -504,6 +536,7 @@ async fn connection(
     peer: SocketAddr,
     tx: mpsc::Sender<Incoming>,
     cfg: &ListenConfig,
+    lockout: &crate::admit::Lockout,
     stop: CancellationToken,
 ) -> std::io::Result<Closed> {
     let _ = sock.set_nodelay(true);
@@ -516,7 +549,7 @@ async fn connection(
         error: e,
         raw: Vec::new(),
     };
-    let result = loop {
+    let result = 'conn: loop {
         while let Some(packet) = framer.next_packet() {
             // the garbage before it ends its run
             if let Some(e) = framer.take_skipped() {
@@ -554,11 +587,27 @@ async fn connection(
                 return Ok(Closed::Normal);
             }
             // answer only once upstream has it: a monitor resends what is not acknowledged
-            if processed.await == Ok(Verdict::Taken) {
-                proven = true;
-                if let Some(a) = ack {
-                    sock.write_all(a.as_bytes()).await?;
+            match processed.await {
+                Ok(Verdict::Taken) => {
+                    proven = true;
+                    if let Some(a) = ack {
+                        sock.write_all(a.as_bytes()).await?;
+                    }
                 }
+                // a wrong password or an unknown MN ends the connection: one guess per
+                // connection, and the address is locked out after a few (`serve`)
+                Ok(Verdict::Refused) => {
+                    // counted before the connection closes: the next one already sees it
+                    if lockout.failed(peer.ip()) {
+                        tracing::warn!(%peer, "HJ 212: {MAX_REFUSED_PER_MINUTE} packets refused from this address within a minute (wrong password or unknown MN): its connections are refused for a minute");
+                    }
+                    break 'conn Closed::Refused;
+                }
+                Ok(Verdict::Again) | Err(_) => {}
+            }
+            // past its deadline, an unproven connection goes however fast it sends
+            if !proven && tokio::time::Instant::now() >= deadline {
+                break 'conn Closed::Unproven;
             }
         }
         if framer.skipped() >= REPORT_GARBAGE_AT {
@@ -573,7 +622,11 @@ async fn connection(
         let wait = if proven {
             cfg.idle_timeout
         } else {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break Closed::Unproven;
+            }
+            left
         };
         let n = tokio::select! {
             r = tokio::time::timeout(wait, sock.read(&mut buf)) => match r {
@@ -764,6 +817,27 @@ mod tests {
             f.take_skipped(),
             Some(PacketError::Garbage { too_long: true, bytes }) if bytes == MAX_DATA + 26
         ));
+    }
+
+    #[test]
+    fn a_packet_a_byte_at_a_time() {
+        let mut f = Framer::default();
+        let bytes = STD_1062.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            f.push(std::slice::from_ref(b));
+            let got = f.next_packet();
+            if i + 1 < bytes.len() {
+                assert!(got.is_none(), "at byte {i}");
+            } else {
+                assert_eq!(got.as_deref(), Some(bytes));
+            }
+        }
+        // and a `\r` at the end of one read, its `\n` in the next
+        let (a, b) = bytes.split_at(bytes.len() - 1);
+        f.push(a);
+        assert!(f.next_packet().is_none());
+        f.push(b);
+        assert_eq!(f.next_packet().as_deref(), Some(bytes));
     }
 
     #[test]

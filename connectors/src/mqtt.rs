@@ -216,7 +216,7 @@ fn log_connection_error(name: &str, e: &ConnectionError, wait: Duration) {
     {
         // the broker redelivers an unacknowledged message at every reconnect: only the broker
         // can stop this one
-        tracing::error!(client = %name, bytes = n, retry_in_ms = wait.as_millis() as u64, "the MQTT broker sent a message larger than yujing takes ([mqtt] max_payload x 16, at least 1 MiB); it will send it again at every reconnect. Limit message sizes at the broker (Mosquitto: message_size_limit) to [mqtt] max_payload (docs/security.md)");
+        tracing::error!(client = %name, bytes = n, retry_in_ms = wait.as_millis() as u64, "the MQTT broker sent a message larger than yujing takes ([mqtt] max_payload x 16, at least 1 MiB); it will send it again at every reconnect. Limit packet sizes at the broker (Mosquitto: max_packet_size) to about [mqtt] max_payload (docs/security.md)");
         return;
     }
     tracing::warn!(client = %name, error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");

@@ -14,9 +14,21 @@ use axum::http::request::Parts;
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The SHA-256 of the token it called with (or its session was opened with).
+    pub token: String,
 }
 
 impl Caller {
+    /// Whether the token it called with is still in yujing.toml with the same role (a long
+    /// request, a live event stream, checks again).
+    pub fn still_valid(&self, config: &crate::config::Config) -> bool {
+        config
+            .service
+            .tokens
+            .iter()
+            .any(|t| t.sha256 == self.token && t.role == self.role)
+    }
+
     /// The actor recorded in a warning's timeline.
     pub fn actor(&self) -> String {
         format!("{} ({})", self.name, self.role.as_string())
@@ -92,6 +104,7 @@ pub fn caller_of_token(state: &AppState, token: &str) -> Result<Caller, ApiError
         Some(t) => Ok(Caller {
             name: t.name.clone(),
             role: t.role.clone(),
+            token: hash,
         }),
         None => Err(ApiError::Unauthorized("unknown token".into())),
     }
@@ -110,42 +123,43 @@ fn from_session(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
             "missing bearer token (Authorization: Bearer <token>) or dashboard session".into(),
         ));
     };
-    let Some(s) = state.sessions.get(id, crate::store::now_ms()) else {
-        return Err(ApiError::Unauthorized(
-            "the dashboard session has ended: log in again".into(),
-        ));
-    };
-    // the token it was opened with must still be in yujing.toml, with the same role
-    if !state
-        .config
-        .borrow()
-        .service
-        .tokens
-        .iter()
-        .any(|t| t.sha256 == s.token && t.role == s.role)
-    {
-        state.sessions.close(id);
-        return Err(ApiError::Unauthorized(
-            "the token this session was opened with has been revoked or changed: log in again"
-                .into(),
-        ));
-    }
+    let (caller, csrf) = session_caller(state, id)?;
     let safe = matches!(
         parts.method,
         axum::http::Method::GET | axum::http::Method::HEAD
     );
     if !safe {
         let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if sent != Some(s.csrf.as_str()) {
+        if sent != Some(csrf.as_str()) {
             return Err(ApiError::Forbidden(
                 "missing or wrong CSRF token (X-CSRF-Token) for a dashboard session".into(),
             ));
         }
     }
-    Ok(Caller {
+    Ok(caller)
+}
+
+/// The caller of a live dashboard session and its CSRF token; the session ends (401) when the
+/// token it was opened with is no longer in yujing.toml with the same role.
+pub fn session_caller(state: &AppState, id: &str) -> Result<(Caller, String), ApiError> {
+    let Some(s) = state.sessions.get(id, crate::store::now_ms()) else {
+        return Err(ApiError::Unauthorized(
+            "the dashboard session has ended: log in again".into(),
+        ));
+    };
+    let caller = Caller {
         name: s.name,
         role: s.role,
-    })
+        token: s.token,
+    };
+    if !caller.still_valid(&state.config.borrow()) {
+        state.sessions.close(id);
+        return Err(ApiError::Unauthorized(
+            "the token this session was opened with has been revoked or changed: log in again"
+                .into(),
+        ));
+    }
+    Ok((caller, s.csrf))
 }
 
 /// The client's address: the connection's peer, or, when the peer is a trusted reverse proxy
@@ -163,25 +177,30 @@ impl FromRequestParts<AppState> for ClientAddr {
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| {
+                c.0.ip().to_canonical()
+            });
         let trusted = state
             .config
             .borrow()
             .service
             .http
             .trusted_proxies
-            .contains(&peer);
+            .iter()
+            .any(|p| p.to_canonical() == peer);
         if trusted {
-            let forwarded = parts
+            // the entry the proxy itself appended (the last), or the proxy when it is not an
+            // address: never one further left, which the client wrote
+            let last = parts
                 .headers
                 .get_all("x-forwarded-for")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-                .next_back();
-            if let Some(a) = forwarded {
-                return Ok(ClientAddr(a));
+                .next_back()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok());
+            if let Some(a) = last {
+                return Ok(ClientAddr(a.to_canonical()));
             }
         }
         Ok(ClientAddr(peer))

@@ -767,19 +767,30 @@ async fn stream(
     State(st): State<AppState>,
     caller: Caller,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
-    let rx = BroadcastStream::new(st.events.subscribe());
-    let s = rx.filter_map(move |ev| match ev {
-        Ok(ev) if caller.sees(&ev.departments) => Some(Ok(Event::default()
-            .event(ev.kind)
-            .id(ev.id.clone())
-            .data(ev.data.clone()))),
-        Ok(_) => None,
-        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-            Some(Ok(Event::default()
-                .event("lagged")
-                .data(json!({ "missed": n }).to_string())))
-        }
-    });
+    // the stream ends when the caller's token is revoked: checked at every event and every
+    // five seconds
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
+        std::time::Duration::from_secs(5),
+    ))
+    .map(|_| None);
+    let rx = BroadcastStream::new(st.events.subscribe()).map(Some);
+    let config = st.config.clone();
+    let who = caller.clone();
+    let s = rx
+        .merge(ticks)
+        .take_while(move |_| who.still_valid(&config.borrow()))
+        .filter_map(move |ev| match ev? {
+            Ok(ev) if caller.sees(&ev.departments) => Some(Ok(Event::default()
+                .event(ev.kind)
+                .id(ev.id.clone())
+                .data(ev.data.clone()))),
+            Ok(_) => None,
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                Some(Ok(Event::default()
+                    .event("lagged")
+                    .data(json!({ "missed": n }).to_string())))
+            }
+        });
     Sse::new(s).keep_alive(KeepAlive::default())
 }
 

@@ -7,9 +7,9 @@
 
 use crate::config::service::Role;
 use crate::time::Ts;
-use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use yujing_connectors::admit::Lockout;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "yj_session";
@@ -28,19 +28,26 @@ pub struct Session {
     pub expires: Ts,
 }
 
-#[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    /// When recent logins failed (a token guessed at), per client address: at most
-    /// [`MAX_FAILURES`] a minute each.
-    failures: Mutex<HashMap<IpAddr, VecDeque<Ts>>>,
+    /// Failed logins (a token guessed at) per client address: at most [`MAX_FAILURES`] a
+    /// minute each. A login is counted as failed until it succeeds, so logins tried at once
+    /// cannot all pass before their failures are counted.
+    pub logins: Lockout,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            map: Mutex::default(),
+            logins: Lockout::new(MAX_FAILURES, std::time::Duration::from_secs(60)),
+        }
+    }
 }
 
 /// Failed logins allowed per minute from one address before its logins are refused for the
 /// rest of that minute.
 pub const MAX_FAILURES: usize = 10;
-/// Addresses whose failures are remembered at once (older ones are forgotten first).
-const MAX_ADDRESSES: usize = 10_000;
 
 /// `n` random bytes from the operating system's generator, as hex.
 pub fn random_hex(n: usize) -> std::io::Result<String> {
@@ -87,48 +94,6 @@ impl Sessions {
         Some(s.clone())
     }
 
-    /// Whether a login may be tried now from `addr` (fewer than [`MAX_FAILURES`] failures from
-    /// it in the last minute).
-    pub fn may_try(&self, addr: IpAddr, now: Ts) -> bool {
-        self.failures.lock().is_ok_and(|mut m| {
-            let Some(f) = m.get_mut(&addr) else {
-                return true;
-            };
-            while f.front().is_some_and(|t| *t <= now - 60_000) {
-                f.pop_front();
-            }
-            if f.is_empty() {
-                m.remove(&addr);
-                return true;
-            }
-            f.len() < MAX_FAILURES
-        })
-    }
-
-    /// A login from `addr` failed.
-    pub fn failed(&self, addr: IpAddr, now: Ts) {
-        if let Ok(mut m) = self.failures.lock() {
-            if m.len() >= MAX_ADDRESSES && !m.contains_key(&addr) {
-                // forget the addresses whose failures are a minute old, then the stalest
-                m.retain(|_, f| f.back().is_some_and(|t| *t > now - 60_000));
-                if m.len() >= MAX_ADDRESSES {
-                    if let Some(oldest) = m
-                        .iter()
-                        .min_by_key(|(_, f)| f.back().copied().unwrap_or(Ts::MIN))
-                        .map(|(a, _)| *a)
-                    {
-                        m.remove(&oldest);
-                    }
-                }
-            }
-            let f = m.entry(addr).or_default();
-            f.push_back(now);
-            while f.len() > MAX_FAILURES {
-                f.pop_front();
-            }
-        }
-    }
-
     pub fn close(&self, id: &str) {
         if let Ok(mut m) = self.map.lock() {
             m.remove(id);
@@ -164,32 +129,19 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_are_limited_per_minute_and_address() {
+    fn failed_logins_are_limited_per_address() {
         let s = Sessions::default();
-        let guesser: IpAddr = [10, 0, 0, 66].into();
-        let admin: IpAddr = [10, 0, 0, 1].into();
-        for i in 0..MAX_FAILURES as i64 {
-            assert!(s.may_try(guesser, 1_000 + i));
-            s.failed(guesser, 1_000 + i);
+        let guesser: std::net::IpAddr = [10, 0, 0, 66].into();
+        let admin: std::net::IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..MAX_FAILURES {
+            assert!(s.logins.attempt(guesser));
         }
         assert!(
-            !s.may_try(guesser, 2_000),
+            !s.logins.attempt(guesser),
             "the eleventh guess in a minute is refused"
         );
-        assert!(s.may_try(admin, 2_000), "another address may still log in");
-        assert!(
-            s.may_try(guesser, 62_000),
-            "a minute later it may try again"
-        );
-    }
-
-    #[test]
-    fn remembered_addresses_are_bounded() {
-        let s = Sessions::default();
-        for i in 0..(MAX_ADDRESSES as u32 + 50) {
-            s.failed(IpAddr::from(i.to_be_bytes()), 1_000 + i64::from(i));
-        }
-        assert!(s.failures.lock().unwrap().len() <= MAX_ADDRESSES);
+        assert!(s.logins.attempt(admin), "another address may still log in");
+        s.logins.succeeded(admin);
     }
 
     #[test]

@@ -87,8 +87,7 @@ pub async fn login(
     headers: HeaderMap,
     Json(l): Json<Login>,
 ) -> Result<Response, ApiError> {
-    let now = crate::store::now_ms();
-    if !st.sessions.may_try(addr, now) {
+    if !st.sessions.logins.attempt(addr) {
         st.metrics.logins.with_label_values(&["limited"]).inc();
         let mut r = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -99,11 +98,12 @@ pub async fn login(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return Ok(r);
     }
+    // counted as failed until it succeeds
     let caller = caller_of_token(&st, &l.token).inspect_err(|_| {
-        st.sessions.failed(addr, now);
         st.metrics.logins.with_label_values(&["failed"]).inc();
         tracing::warn!(%addr, "dashboard login with an unknown token");
     })?;
+    st.sessions.logins.succeeded(addr);
     if caller.role == crate::config::service::Role::Ingest {
         return Err(ApiError::Forbidden(format!(
             "{} has the ingest role: it posts 12345 tickets and has no dashboard",
@@ -116,7 +116,7 @@ pub async fn login(
         .open(
             &caller.name,
             &caller.role,
-            &crate::dispatch::channel::token_hash(l.token.trim()),
+            &caller.token,
             crate::store::now_ms(),
         )
         .map_err(|e| ApiError::Internal(format!("cannot make a session: {e}")))?;
@@ -141,15 +141,8 @@ pub async fn login(
 /// Who the session belongs to (and its CSRF token), for a page that was reloaded.
 pub async fn session(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let id = session_id(&headers).ok_or_else(|| ApiError::Unauthorized("not logged in".into()))?;
-    let s = st
-        .sessions
-        .get(id, crate::store::now_ms())
-        .ok_or_else(|| ApiError::Unauthorized("the session has ended: log in again".into()))?;
-    let c = Caller {
-        name: s.name.clone(),
-        role: s.role.clone(),
-    };
-    Ok(Json(who(&st, &c, &s.csrf)).into_response())
+    let (c, csrf) = super::auth::session_caller(&st, id)?;
+    Ok(Json(who(&st, &c, &csrf)).into_response())
 }
 
 /// End the session (CSRF-checked like any change).

@@ -621,7 +621,7 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
                 }
             }
         }
-        let mut first_packet_timeout = 30_000;
+        let mut first_packet_timeout = 120_000;
         duration(
             "first_packet_timeout",
             h.first_packet_timeout,

@@ -80,6 +80,9 @@ fn set_nofile(_: u64, _: u64) -> bool {
 /// The password HJ 212 monitors leave the factory with (and the standard's examples use).
 const FACTORY_PW: &str = "123456";
 
+/// Tokens printed in yujing's own documentation and sample files.
+const SAMPLE_TOKENS: [&str; 1] = ["yj-walkthrough-operator"];
+
 /// Whether a secret's value is one of the samples shipped with yujing.
 pub fn is_sample_secret(v: &str) -> bool {
     v.contains("change-me") || v.starts_with("sample-")
@@ -100,6 +103,27 @@ pub fn unsafe_settings(config: &Config) -> Vec<String> {
         out.push(format!(
             "[secrets] {} still hold the sample values shipped with yujing: anyone who has read the sample can forge their webhook signatures or log into the cameras; set real values (or {{ env = \"...\" }})",
             samples.join(", ")
+        ));
+    }
+    if svc.store.url.as_deref().is_some_and(is_sample_secret) {
+        out.push(
+            "[store] url holds the sample password (change-me): set the database's own (or url = { env = \"YUJING_STORE_URL\" })".into(),
+        );
+    }
+    let published: Vec<&str> = svc
+        .tokens
+        .iter()
+        .filter(|t| {
+            SAMPLE_TOKENS
+                .iter()
+                .any(|s| crate::dispatch::channel::token_hash(s) == t.sha256)
+        })
+        .map(|t| t.name.as_str())
+        .collect();
+    if !published.is_empty() {
+        out.push(format!(
+            "[[tokens]] {} is a sample whose token is printed in yujing's documentation: anyone can use it; make real ones with `yujing token`",
+            published.join(", ")
         ));
     }
     if let Some(m) = &svc.mqtt {

@@ -258,6 +258,7 @@ async fn start_field(
                     (&stats.refused_full, "cap"),
                     (&stats.refused_per_address, "per_address"),
                     (&stats.first_packet_timeouts, "first_packet"),
+                    (&stats.refused_locked_out, "locked_out"),
                 ] {
                     let c = refused(reason);
                     let n = counter.load(Relaxed);

@@ -3,11 +3,12 @@
 //!
 //! Every rejection is counted (`yujing_input_rejected_total`, by the caller). What reaches the
 //! file and the MQTT topic is limited per peer (an HJ 212 address, an MQTT topic, a camera): a
-//! burst of [`BURST`] records, then [`PER_SECOND`] a second; the records left out are counted
-//! (`yujing_dead_letters_suppressed_total`) and the peer's next record says how many there were.
-//! So a peer sending garbage as fast as it can costs a bounded number of lines, and the file's
-//! size is bounded by its rotation. Log lines about rejections are rate-limited too (one per
-//! reason per 10 s).
+//! burst of [`BURST`] records, then [`PER_SECOND`] a second; and per connector, whatever the
+//! peers (a sender can make up MQTT topics): [`CONNECTOR_BURST`], then [`CONNECTOR_PER_SECOND`].
+//! The records left out are counted (`yujing_dead_letters_suppressed_total`) and the peer's
+//! next record says how many of its own there were. So garbage sent as fast as it can be costs
+//! a bounded number of lines a second, and the file's size is bounded by its rotation. Log
+//! lines about rejections are rate-limited too (one per reason per 10 s).
 
 use crate::event::RejectReason;
 use crate::store::now_ms;
@@ -21,9 +22,15 @@ use yujing_connectors::mqtt::Publisher;
 pub const BURST: f64 = 50.0;
 /// Records a peer may write a second, after its burst.
 pub const PER_SECOND: f64 = 5.0;
-/// Peers whose budgets are remembered; beyond, those with a full budget are forgotten, and
-/// then new peers share one budget.
+/// Records a connector may write at once, whatever the peers, and a second after that.
+pub const CONNECTOR_BURST: f64 = 500.0;
+pub const CONNECTOR_PER_SECOND: f64 = 50.0;
+/// Peers whose budgets are remembered; beyond, the quiet ones are forgotten, and then new peers
+/// share one budget.
 const MAX_PEERS: usize = 4096;
+/// A peer quiet this long is forgotten when room is needed (its count of records left out
+/// with it: they are in the metric).
+const QUIET: Duration = Duration::from_secs(60);
 
 /// One peer's budget of records.
 struct Budget {
@@ -31,6 +38,28 @@ struct Budget {
     at: Instant,
     /// Records left out since its last one written.
     suppressed: u64,
+}
+
+impl Budget {
+    fn full(burst: f64, now: Instant) -> Budget {
+        Budget {
+            tokens: burst,
+            at: now,
+            suppressed: 0,
+        }
+    }
+
+    /// Take one record's worth, refilled at `rate` a second up to `burst`.
+    fn take(&mut self, burst: f64, rate: f64, now: Instant) -> bool {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub struct DeadLetter {
@@ -46,7 +75,10 @@ pub struct DeadLetter {
     /// Counts the records the per-peer limit left out, by connector.
     pub suppressed: Option<prometheus::IntCounterVec>,
     budgets: FxHashMap<String, Budget>,
+    connectors: FxHashMap<String, Budget>,
     last_log: FxHashMap<&'static str, Instant>,
+    /// When rotating last failed (retried after a minute, logged once then).
+    rotate_failed: Option<Instant>,
 }
 
 impl DeadLetter {
@@ -76,38 +108,45 @@ impl DeadLetter {
             kafka: None,
             suppressed: None,
             budgets: FxHashMap::default(),
+            connectors: FxHashMap::default(),
             last_log: FxHashMap::default(),
+            rotate_failed: None,
         })
     }
 
-    /// Whether `peer` may write a record now; if so, how many it was denied before.
-    fn admit(&mut self, peer: &str, now: Instant) -> Option<u64> {
+    /// Whether `peer` of `connector` may write a record now; if so, how many of its own were
+    /// left out before.
+    fn admit(&mut self, connector: &str, peer: &str, now: Instant) -> Option<u64> {
         if !self.budgets.contains_key(peer) && self.budgets.len() >= MAX_PEERS {
-            // forget the peers whose budget has refilled: they are quiet
+            // forget the quiet peers
             self.budgets.retain(|_, b| {
-                b.suppressed > 0
-                    || b.tokens + now.duration_since(b.at).as_secs_f64() * PER_SECOND < BURST
+                let quiet = now.duration_since(b.at);
+                quiet < QUIET && b.tokens + quiet.as_secs_f64() * PER_SECOND < BURST
             });
         }
+        // beyond that, the new peers of a connector share one budget
         let key = if self.budgets.contains_key(peer) || self.budgets.len() < MAX_PEERS {
-            peer
+            peer.to_string()
         } else {
-            "*"
+            format!("*{connector}")
         };
-        let b = self.budgets.entry(key.to_string()).or_insert(Budget {
-            tokens: BURST,
-            at: now,
-            suppressed: 0,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * PER_SECOND).min(BURST);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Some(std::mem::take(&mut b.suppressed))
-        } else {
+        let b = self
+            .budgets
+            .entry(key)
+            .or_insert_with(|| Budget::full(BURST, now));
+        if !b.take(BURST, PER_SECOND, now) {
             b.suppressed += 1;
-            None
+            return None;
         }
+        let c = self
+            .connectors
+            .entry(connector.to_string())
+            .or_insert_with(|| Budget::full(CONNECTOR_BURST, now));
+        if !c.take(CONNECTOR_BURST, CONNECTOR_PER_SECOND, now) {
+            b.suppressed += 1;
+            return None;
+        }
+        Some(std::mem::take(&mut b.suppressed))
     }
 
     /// Record one rejected input (`topic`: where it came from: an MQTT topic, an HJ 212
@@ -133,7 +172,7 @@ impl DeadLetter {
             }
         }
         let now = Instant::now();
-        let Some(before) = self.admit(topic, now) else {
+        let Some(before) = self.admit(connector, topic, now) else {
             if let Some(c) = &self.suppressed {
                 c.with_label_values(&[connector]).inc();
             }
@@ -171,9 +210,17 @@ impl DeadLetter {
     /// if the line would take it past its size.
     fn append(&mut self, line: &str) {
         let n = line.len() as u64 + 1;
-        if self.written > 0 && self.written + n > self.max_bytes {
-            if let Err(e) = self.rotate() {
-                tracing::error!(error = %e, path = %self.path.display(), "cannot rotate the dead-letter file");
+        let retry = self
+            .rotate_failed
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if self.written > 0 && self.written + n > self.max_bytes && retry {
+            match self.rotate() {
+                Ok(()) => self.rotate_failed = None,
+                Err(e) => {
+                    // logged once a minute at most; the file goes on growing meanwhile
+                    self.rotate_failed = Some(Instant::now());
+                    tracing::error!(error = %e, path = %self.path.display(), "cannot rotate the dead-letter file (tried again in a minute)");
+                }
             }
         }
         match writeln!(self.file, "{line}").and_then(|()| self.file.flush()) {
@@ -183,13 +230,29 @@ impl DeadLetter {
     }
 
     /// `path` becomes `path.1`, `path.1` becomes `path.2`, ...; the oldest beyond `keep` goes.
+    /// Whatever happens, writing goes on in a file opened anew at `path`.
     fn rotate(&mut self) -> std::io::Result<()> {
-        self.file.flush()?;
+        let _ = self.file.flush();
+        let moved = self.shift();
+        // a new file at `path` (also when it was moved away by someone else)
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.written = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = std::io::BufWriter::new(f);
+        moved
+    }
+
+    fn shift(&self) -> std::io::Result<()> {
         let numbered = |k: u32| {
             let mut p = self.path.clone().into_os_string();
             p.push(format!(".{k}"));
             PathBuf::from(p)
         };
+        if !self.path.exists() {
+            return Ok(());
+        }
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -202,12 +265,6 @@ impl DeadLetter {
             }
             std::fs::rename(&self.path, numbered(1))?;
         }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        self.file = std::io::BufWriter::new(f);
-        self.written = 0;
         Ok(())
     }
 
@@ -246,7 +303,7 @@ mod tests {
         d.write("hj212", RejectReason::Malformed, "x", "10.0.0.7", b"ok")
             .await;
         let l = lines(&path);
-        assert!(l.len() <= BURST as usize + 3, "{}", l.len());
+        assert!(l.len() <= BURST as usize + 20, "{}", l.len());
         assert_eq!(l.last().expect("line")["topic"], "10.0.0.7");
         let written_flood = l.len() as u64 - 1;
         assert_eq!(
@@ -265,6 +322,56 @@ mod tests {
             last["suppressed_before"].as_u64(),
             Some(c.with_label_values(&["hj212"]).get())
         );
+    }
+
+    #[tokio::test]
+    async fn made_up_peers_share_their_connectors_budget() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("dl.jsonl");
+        let mut d = DeadLetter::open(&path, 64 << 20, 2, None).expect("open");
+        for i in 0..5_000 {
+            d.write(
+                "mqtt",
+                RejectReason::UnknownDevice,
+                "x",
+                &format!("yujing/sensors/s/made-up-{i}"),
+                b"{}",
+            )
+            .await;
+        }
+        let n = lines(&path).len();
+        assert!(
+            n <= CONNECTOR_BURST as usize + 100,
+            "{n} lines for 5,000 made-up topics"
+        );
+        // another connector has its own
+        d.write("hj212", RejectReason::Malformed, "x", "10.0.0.1", b"#")
+            .await;
+        assert_eq!(lines(&path).len(), n + 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_moved_away_is_made_anew_and_rotation_goes_on() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("dl.jsonl");
+        let mut d = DeadLetter::open(&path, 4096, 2, None).expect("open");
+        d.write("mqtt", RejectReason::Malformed, "x", "t/0", &[b'a'; 100])
+            .await;
+        // logrotate, or an administrator, moved it
+        std::fs::rename(&path, dir.path().join("elsewhere.jsonl")).expect("move");
+        for i in 1..100 {
+            d.write(
+                "mqtt",
+                RejectReason::Malformed,
+                "x",
+                &format!("t/{i}"),
+                &[b'a'; 100],
+            )
+            .await;
+        }
+        assert!(path.exists(), "a new file where the old one was");
+        assert!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) <= 4096);
+        assert_eq!(lines(&path).pop().expect("line")["topic"], "t/99");
     }
 
     #[tokio::test]

@@ -693,18 +693,24 @@ impl Pipeline {
 /// An HJ 212 packet or data segment with the value of its `PW=` field replaced by `***`: dead
 /// letters (file, MQTT and Kafka topics) never carry a monitor's password.
 pub(crate) fn redact_pw(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let Some(at) = memchr::memmem::find(data, b"PW=") else {
+    // every one: a packet may repeat the field, and a password change (CN 1072) carries
+    // `NewPW=` in its CP
+    if memchr::memmem::find(data, b"PW=").is_none() {
         return std::borrow::Cow::Borrowed(data);
-    };
-    let from = at + 3;
-    let to = data[from..]
-        .iter()
-        .position(|b| matches!(b, b';' | b'&' | b'\r' | b'\n'))
-        .map_or(data.len(), |n| from + n);
+    }
     let mut out = Vec::with_capacity(data.len());
-    out.extend_from_slice(&data[..from]);
-    out.extend_from_slice(b"***");
-    out.extend_from_slice(&data[to..]);
+    let mut rest = data;
+    while let Some(at) = memchr::memmem::find(rest, b"PW=") {
+        let from = at + 3;
+        out.extend_from_slice(&rest[..from]);
+        out.extend_from_slice(b"***");
+        let to = rest[from..]
+            .iter()
+            .position(|b| matches!(b, b';' | b'&' | b',' | b'\r' | b'\n'))
+            .map_or(rest.len(), |n| from + n);
+        rest = &rest[to..];
+    }
+    out.extend_from_slice(rest);
     std::borrow::Cow::Owned(out)
 }
 
@@ -728,6 +734,10 @@ mod tests {
         );
         assert_eq!(&*redact_pw(b"no password here"), b"no password here");
         assert_eq!(&*redact_pw(b"PW=secret"), b"PW=***");
+        assert_eq!(
+            &*redact_pw(b"PW=1;MN=A;PW=2;CN=1072;CP=&&NewPW=654321&&"),
+            b"PW=***;MN=A;PW=***;CN=1072;CP=&&NewPW=***&&"
+        );
     }
 
     #[test]
