@@ -28,13 +28,14 @@ fn toml_add(setup: &Setup, table: &str, lines: &str) {
     std::fs::write(p, t).expect("toml");
 }
 
-/// The service's resident memory in MiB.
+/// The service's peak resident memory so far (VmHWM) in MiB: a spike between two looks
+/// counts.
 fn rss_mib(svc: &Service) -> u64 {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", svc.child.id())).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
@@ -208,7 +209,9 @@ async fn sql_that_would_overflow_a_stack_or_eat_memory_is_refused_and_the_servic
     );
     healthy(&svc).await;
     let rss = rss_mib(&svc);
-    assert!(rss < rss0 + 400, "RSS grew from {rss0} to {rss} MiB");
+    println!("peak RSS {rss0} -> {rss} MiB");
+    // the queries' memory was their workers': the service's peak hardly moved
+    assert!(rss < rss0 + 150, "peak RSS grew from {rss0} to {rss} MiB");
 }
 
 /// The SQL of the query endpoint, as any text: an answer or a refusal, never a panic or an
@@ -544,7 +547,8 @@ async fn idle_and_half_sent_http_connections_cannot_take_the_api_down() {
     })
     .await;
     let rss = rss_mib(&svc);
-    assert!(rss < rss0 + 100, "RSS grew from {rss0} to {rss} MiB");
+    println!("peak RSS {rss0} -> {rss} MiB");
+    assert!(rss < rss0 + 100, "peak RSS grew from {rss0} to {rss} MiB");
 }
 
 #[test]
@@ -732,7 +736,8 @@ async fn the_hj212_port_checks_passwords_and_bounds_connections_and_garbage() {
     .await;
     healthy(&svc).await;
     let rss = rss_mib(&svc);
-    assert!(rss < rss0 + 100, "RSS grew from {rss0} to {rss} MiB");
+    println!("peak RSS {rss0} -> {rss} MiB");
+    assert!(rss < rss0 + 100, "peak RSS grew from {rss0} to {rss} MiB");
     let log = log_of(&setup);
     assert!(
         !log.contains("s3cr3t") && !log.contains("PW=123456"),
@@ -786,7 +791,8 @@ async fn a_device_cannot_invent_metrics() {
     assert_eq!(dl.len() as f64 + suppressed, 500.0);
     healthy(&svc).await;
     let rss = rss_mib(&svc);
-    assert!(rss < rss0 + 100, "RSS grew from {rss0} to {rss} MiB");
+    println!("peak RSS {rss0} -> {rss} MiB");
+    assert!(rss < rss0 + 100, "peak RSS grew from {rss0} to {rss} MiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_is_raised_when_the_hard_limit_allows() {
+    fn the_check_refuses_what_even_the_hard_limit_cannot_cover() {
         let (soft, hard) = nofile().expect("getrlimit");
         let mut svc = ServiceSettings::default();
         svc.http.max_connections = 1;
