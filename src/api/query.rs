@@ -209,29 +209,8 @@ fn run_worker(req: &WorkerRequest, cancel: &CancellationToken) -> Result<Vec<u8>
     }
     // the answer (at most its cap and a margin: a worker writing more is cut off) and stderr
     let cap = req.answer_bytes.saturating_add(1 << 20);
-    let bounded = |r: Option<Box<dyn Read + Send>>, cap: usize| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(r) = r {
-                let _ = r.take(cap as u64).read_to_end(&mut out);
-            }
-            out
-        })
-    };
-    let stdout = bounded(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        cap,
-    );
-    let stderr = bounded(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        STDERR_KEPT,
-    );
+    let stdout = read_bounded(child.stdout.take(), cap);
+    let stderr = read_bounded(child.stderr.take(), STDERR_KEPT);
     let deadline = Instant::now() + Duration::from_millis(req.timeout_ms) + Duration::from_secs(5);
     let mut stopped = None;
     let status = loop {
@@ -282,6 +261,20 @@ fn run_worker(req: &WorkerRequest, cancel: &CancellationToken) -> Result<Vec<u8>
             }))
         }
     }
+}
+
+/// Read at most `cap` bytes of a pipe on a thread of its own.
+fn read_bounded<R: Read + Send + 'static>(
+    r: Option<R>,
+    cap: usize,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(r) = r {
+            let _ = r.take(cap as u64).read_to_end(&mut out);
+        }
+        out
+    })
 }
 
 /// `yujing query-worker`: read a [`WorkerRequest`] on stdin, run it within the API's limits,
