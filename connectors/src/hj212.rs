@@ -509,7 +509,6 @@ pub async fn serve(
                     stats.first_packet_timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "HJ 212: no packet taken within the first-packet deadline: closed");
                 }
-                Ok(Closed::Refused) => {}
                 Ok(_) => {}
                 Err(e) => tracing::debug!(%peer, error = %e, "HJ 212 connection closed"),
             }

@@ -74,20 +74,10 @@ pub async fn query(
             caller.name
         )));
     }
-    let req = match &st.config.borrow().service.archive {
-        Some(a) => WorkerRequest {
-            dir: a.dir.clone(),
-            sql: String::new(),
-            limit: q.limit.unwrap_or(1_000).min(10_000),
-            memory_mib: a.query_memory_mib,
-            answer_bytes: a.query_answer_mib << 20,
-            timeout_ms: a.query_timeout as u64,
-        },
-        None => {
-            return Err(ApiError::NotFound(
-                "no archive: [archive] is not set in yujing.toml".into(),
-            ))
-        }
+    let Some(archive) = st.config.borrow().service.archive.clone() else {
+        return Err(ApiError::NotFound(
+            "no archive: [archive] is not set in yujing.toml".into(),
+        ));
     };
     let count = |outcome: &str| st.metrics.queries.with_label_values(&[outcome]).inc();
     // refused before it waits for a permit or reaches a worker
@@ -97,7 +87,14 @@ pub async fn query(
             QueryError::TooLong(q.sql.len(), Limits::API.sql_bytes).to_string(),
         ));
     }
-    let req = WorkerRequest { sql: q.sql, ..req };
+    let req = WorkerRequest {
+        dir: archive.dir,
+        sql: q.sql,
+        limit: q.limit.unwrap_or(1_000).min(10_000),
+        memory_mib: archive.query_memory_mib,
+        answer_bytes: archive.query_answer_mib << 20,
+        timeout_ms: archive.query_timeout as u64,
+    };
     let Ok(Ok(permit)) = tokio::time::timeout(QUERY_QUEUE, QUERIES.acquire()).await else {
         count("busy");
         let mut r = ApiError::Unavailable("other queries are running: try again shortly".into())

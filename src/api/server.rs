@@ -116,12 +116,18 @@ impl<T> Stall<T> {
         }
     }
 
-    /// A write that is pending: start (or check) the clock; `Ready(Err)` once it has run out.
-    fn pending<R>(
+    /// A write's outcome: done, the clock stops; pending, it starts (or is checked), and once it
+    /// has run out the write fails.
+    fn watch<R>(
         &mut self,
         cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
     ) -> std::task::Poll<std::io::Result<R>> {
         use std::future::Future;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
         let limit = self.limit;
         let t = self
             .stalled
@@ -152,26 +158,16 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stall<T> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
-            std::task::Poll::Pending => self.pending(cx),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
-            std::task::Poll::Pending => self.pending(cx),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
     }
 
     fn poll_shutdown(
@@ -186,13 +182,8 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stall<T> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            std::task::Poll::Pending => self.pending(cx),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

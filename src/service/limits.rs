@@ -93,79 +93,86 @@ pub fn is_sample_secret(v: &str) -> bool {
 pub fn unsafe_settings(config: &Config) -> Vec<String> {
     let svc = &config.service;
     let mut out = Vec::new();
-    let samples: Vec<&str> = svc
-        .secrets
-        .iter()
-        .filter(|(_, v)| is_sample_secret(v))
-        .map(|(k, _)| k.as_str())
-        .collect();
-    if !samples.is_empty() {
-        out.push(format!(
-            "[secrets] {} still hold the sample values shipped with yujing: anyone who has read the sample can forge their webhook signatures or log into the cameras; set real values (or {{ env = \"...\" }})",
-            samples.join(", ")
-        ));
-    }
-    if svc.store.url.as_deref().is_some_and(is_sample_secret) {
-        out.push(
-            "[store] url holds the sample password (change-me): set the database's own (or url = { env = \"YUJING_STORE_URL\" })".into(),
-        );
-    }
-    let published: Vec<&str> = svc
-        .tokens
-        .iter()
-        .filter(|t| {
-            SAMPLE_TOKENS
-                .iter()
-                .any(|s| crate::dispatch::channel::token_hash(s) == t.sha256)
-        })
-        .map(|t| t.name.as_str())
-        .collect();
-    if !published.is_empty() {
-        out.push(format!(
-            "[[tokens]] {} is a sample whose token is printed in yujing's documentation: anyone can use it; make real ones with `yujing token`",
-            published.join(", ")
-        ));
-    }
+    // a sentence naming the things found, when there are any
+    let mut named = |found: Vec<&str>, say: &dyn Fn(String) -> String| {
+        if !found.is_empty() {
+            out.push(say(found.join(", ")));
+        }
+    };
+    named(
+        svc.secrets
+            .iter()
+            .filter(|(_, v)| is_sample_secret(v))
+            .map(|(k, _)| k.as_str())
+            .collect(),
+        &|names| {
+            format!("[secrets] {names} still hold the sample values shipped with yujing: anyone who has read the sample can forge their webhook signatures or log into the cameras; set real values (or {{ env = \"...\" }})")
+        },
+    );
+    named(
+        svc.store
+            .url
+            .as_deref()
+            .filter(|u| is_sample_secret(u))
+            .map(|_| "url")
+            .into_iter()
+            .collect(),
+        &|_| {
+            "[store] url holds the sample password (change-me): set the database's own (or url = { env = \"YUJING_STORE_URL\" })".into()
+        },
+    );
+    named(
+        svc.tokens
+            .iter()
+            .filter(|t| {
+                SAMPLE_TOKENS
+                    .iter()
+                    .any(|s| crate::dispatch::channel::token_hash(s) == t.sha256)
+            })
+            .map(|t| t.name.as_str())
+            .collect(),
+        &|names| {
+            format!("[[tokens]] {names} is a sample whose token is printed in yujing's documentation: anyone can use it; make real ones with `yujing token`")
+        },
+    );
     if let Some(m) = &svc.mqtt {
         if m.username.is_none() && m.ca_file.is_none() {
-            out.push(format!(
-                "[mqtt] connects to {}:{} without a username or TLS: if the broker takes anonymous clients, anyone who reaches it can publish readings for any site",
-                m.host, m.port
-            ));
+            named(vec![m.host.as_str()], &|host| {
+                format!("[mqtt] connects to {host}:{} without a username or TLS: if the broker takes anonymous clients, anyone who reaches it can publish readings for any site", m.port)
+            });
         }
     }
     if svc.hj212.is_some() {
-        let open: Vec<&str> = config
-            .registry
-            .devices
-            .iter()
-            .filter(|d| d.hj212_mn.is_some() && d.hj212_pw.is_none())
-            .map(|d| d.id.as_str())
-            .collect();
-        if !open.is_empty() {
-            out.push(format!(
-                "HJ 212 monitors without a password in sites.yaml (`hj212_pw` or `hj212_pw_secret`): {}; anyone who reaches the HJ 212 port can post their readings",
-                open.join(", ")
-            ));
-        }
-        let default: Vec<&str> = config
-            .registry
-            .devices
-            .iter()
-            .filter(|d| {
-                d.hj212_pw
-                    .as_ref()
-                    .and_then(|p| p.resolve(&svc.secrets))
-                    .is_some_and(|p| p == FACTORY_PW)
-            })
-            .map(|d| d.id.as_str())
-            .collect();
-        if !default.is_empty() {
-            out.push(format!(
-                "HJ 212 monitors with the factory password {FACTORY_PW}: {}; set each monitor's own (sites.yaml `hj212_pw`)",
-                default.join(", ")
-            ));
-        }
+        let monitors = || {
+            config
+                .registry
+                .devices
+                .iter()
+                .filter(|d| d.hj212_mn.is_some())
+        };
+        named(
+            monitors()
+                .filter(|d| d.hj212_pw.is_none())
+                .map(|d| d.id.as_str())
+                .collect(),
+            &|ids| {
+                format!("HJ 212 monitors without a password in sites.yaml (`hj212_pw` or `hj212_pw_secret`): {ids}; anyone who reaches the HJ 212 port can post their readings")
+            },
+        );
+        named(
+            monitors()
+                .filter(|d| {
+                    d.hj212_pw
+                        .as_ref()
+                        .and_then(|p| p.resolve(&svc.secrets))
+                        .is_some_and(|p| p == FACTORY_PW)
+                })
+                .map(|d| d.id.as_str())
+                .collect(),
+            &|ids| {
+                format!("HJ 212 monitors with the factory password {FACTORY_PW}: {ids}; set each monitor's own (sites.yaml `hj212_pw`)")
+            },
+        );
     }
     let public = svc
         .http
