@@ -17,6 +17,8 @@ mod process;
 #[path = "../tests/service/kafka.rs"]
 #[allow(dead_code)]
 mod kafka;
+#[path = "../tests/service/peers.rs"]
+mod peers;
 #[path = "../tests/service/pg.rs"]
 mod pg;
 

@@ -16,6 +16,7 @@ use std::process::Command;
 #[test]
 fn the_dashboard_in_a_real_browser() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    service::peers::ensure();
     let chromium = std::env::var("YJ_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),

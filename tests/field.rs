@@ -328,6 +328,7 @@ struct Camera {
 
 impl Camera {
     fn start(port: u16) -> Camera {
+        peers::ensure();
         let script = root().join("tests/peers/camera.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(&script)

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn peers_bin(name: &str) -> PathBuf {
+    super::peers::ensure();
     let home = std::env::var("TESTPEERS_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

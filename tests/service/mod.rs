@@ -5,6 +5,7 @@
 
 pub mod hj212;
 pub mod kafka;
+pub mod peers;
 pub mod pg;
 
 use axum::extract::{Path as AxPath, State};
@@ -692,6 +693,7 @@ impl Drop for PrivateBroker {
 /// The broker the tests share: Mosquitto on 127.0.0.1:1883 when it runs (as on the service
 /// machines and in CI), else a private one started for this test process.
 pub fn mosquitto() -> u16 {
+    peers::ensure();
     static SHARED: std::sync::OnceLock<Option<PrivateBroker>> = std::sync::OnceLock::new();
     if std::net::TcpStream::connect(("127.0.0.1", 1883)).is_ok() {
         return 1883;

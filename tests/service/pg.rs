@@ -4,6 +4,9 @@
 /// `test` database at 127.0.0.1:5432), dropped first if a run before left it; its url.
 pub async fn fresh_database(name: &str) -> String {
     use sqlx::{Connection, Executor};
+    if std::env::var("YUJING_TEST_PG").is_err() {
+        super::peers::ensure();
+    }
     let admin = std::env::var("YUJING_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     sqlx::any::install_default_drivers();
