@@ -72,27 +72,99 @@ pub struct Reading {
     pub source: Option<String>,
 }
 
-/// A 12345 hotline ticket: typed here, consumed by the hotline issue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HotlineTicket {
+/// What tickets are about, as rules name them (`tickets.noise`, ...).
+pub const CONCERNS: [&str; 8] = [
+    "noise", "dust", "water", "crowding", "smoke", "odor", "safety", "other",
+];
+
+/// The concern of a category (Chinese or English words in it).
+pub fn concern_of(category: &str) -> &'static str {
+    let c = category.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| c.contains(w));
+    if has(&["噪", "noise", "施工扰民", "夜间施工"]) {
+        "noise"
+    } else if has(&["扬尘", "粉尘", "灰尘", "dust"]) {
+        "dust"
+    } else if has(&["污水", "排污", "水质", "水位", "河道", "water", "sewage"]) {
+        "water"
+    } else if has(&["拥挤", "人多", "客流", "排队", "crowd"]) {
+        "crowding"
+    } else if has(&["油烟", "烟", "焚烧", "smoke"]) {
+        "smoke"
+    } else if has(&["异味", "臭", "odor", "odour", "smell"]) {
+        "odor"
+    } else if has(&["安全", "隐患", "safety"]) {
+        "safety"
+    } else {
+        "other"
+    }
+}
+
+/// A checked ticket, ready to store.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Ticket {
     pub number: String,
-    pub channel: String,
-    pub category: String,
-    pub received_at: Ts,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    pub category: Option<String>,
+    pub concern: &'static str,
+    pub received_at: Option<Ts>,
     pub credit_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enterprise: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub industry: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
-    pub content: String,
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub content: Option<String>,
+    pub status: Option<String>,
     pub result: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
+    /// credit_code, site, keyword; None: unmatched.
+    pub matched_by: Option<&'static str>,
+    /// What is wrong with it (kept and flagged).
+    pub problems: Vec<String>,
+}
+
+/// The virtual device through which a site's tickets reach the rules.
+pub fn device_of(site: &str) -> String {
+    format!("{site}.hotline")
+}
+
+/// What a warning went through: raised, escalated, de-escalated or cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransitionKind {
+    Raise,
+    Escalate,
+    DeEscalate,
+    Clear,
+}
+
+impl TransitionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Raise => "raise",
+            TransitionKind::Escalate => "escalate",
+            TransitionKind::DeEscalate => "de-escalate",
+            TransitionKind::Clear => "clear",
+        }
+    }
+    pub fn parse(s: &str) -> Option<TransitionKind> {
+        Some(match s {
+            "raise" => TransitionKind::Raise,
+            "escalate" => TransitionKind::Escalate,
+            "de-escalate" | "deescalate" => TransitionKind::DeEscalate,
+            "clear" => TransitionKind::Clear,
+            _ => return None,
+        })
+    }
+    /// The Chinese word in messages: 发布 / 升级 / 降级 / 解除.
+    pub fn zh(self) -> &'static str {
+        match self {
+            TransitionKind::Raise => "发布",
+            TransitionKind::Escalate => "升级",
+            TransitionKind::DeEscalate => "降级",
+            TransitionKind::Clear => "解除",
+        }
+    }
 }
 
 /// Why an input record was not processed. Every rejection is counted by reason and kept in a

@@ -9,36 +9,9 @@
 //! time it was received.
 
 use crate::config::sites::{check_credit_code, Registry};
+use crate::event::{concern_of, Ticket};
 use crate::time::{parse_ts, Ts};
-use serde::{Deserialize, Serialize};
-
-/// What tickets are about, as rules name them (`tickets.noise`, ...).
-pub const CONCERNS: [&str; 8] = [
-    "noise", "dust", "water", "crowding", "smoke", "odor", "safety", "other",
-];
-
-/// The concern of a category (Chinese or English words in it).
-pub fn concern_of(category: &str) -> &'static str {
-    let c = category.to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| c.contains(w));
-    if has(&["噪", "noise", "施工扰民", "夜间施工"]) {
-        "noise"
-    } else if has(&["扬尘", "粉尘", "灰尘", "dust"]) {
-        "dust"
-    } else if has(&["污水", "排污", "水质", "水位", "河道", "water", "sewage"]) {
-        "water"
-    } else if has(&["拥挤", "人多", "客流", "排队", "crowd"]) {
-        "crowding"
-    } else if has(&["油烟", "烟", "焚烧", "smoke"]) {
-        "smoke"
-    } else if has(&["异味", "臭", "odor", "odour", "smell"]) {
-        "odor"
-    } else if has(&["安全", "隐患", "safety"]) {
-        "safety"
-    } else {
-        "other"
-    }
-}
+use serde::Deserialize;
 
 /// A ticket as the hotline system sends it (`POST /api/v1/hotline/tickets`, a Kafka message).
 #[derive(Clone, Debug, Deserialize)]
@@ -71,29 +44,6 @@ pub struct TicketIn {
     /// A site id, when the hotline system knows it.
     #[serde(default)]
     pub site: Option<String>,
-}
-
-/// A checked ticket, ready to store.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Ticket {
-    pub number: String,
-    pub channel: Option<String>,
-    pub category: Option<String>,
-    pub concern: &'static str,
-    pub received_at: Option<Ts>,
-    pub credit_code: Option<String>,
-    pub enterprise: Option<String>,
-    pub industry: Option<String>,
-    pub department: Option<String>,
-    pub address: Option<String>,
-    pub content: Option<String>,
-    pub status: Option<String>,
-    pub result: Option<String>,
-    pub site: Option<String>,
-    /// credit_code, site, keyword; None: unmatched.
-    pub matched_by: Option<&'static str>,
-    /// What is wrong with it (kept and flagged).
-    pub problems: Vec<String>,
 }
 
 /// Check and match a ticket. `Err` only when it cannot be kept at all (no number).
@@ -287,11 +237,6 @@ pub async fn prepare(
         }
     }
     check(t, reg, tz, now).map_err(IngestError::Bad)
-}
-
-/// The virtual device through which a site's tickets reach the rules.
-pub fn device_of(site: &str) -> String {
-    format!("{site}.hotline")
 }
 
 #[cfg(test)]

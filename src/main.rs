@@ -859,7 +859,7 @@ struct FitArgs {
 
 fn fit(mut a: FitArgs) -> Result<ExitCode> {
     let mut so = std::io::stdout().lock();
-    use yujing::model::fit;
+    use yujing::backtest::fit;
     let cfg = match load(&a.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),

@@ -23,8 +23,8 @@
 
 use crate::config::yaml::{Ctx, Diag, Pos};
 use crate::config::Config;
-use crate::engine::alert::TransitionKind;
 use crate::engine::Engine;
+use crate::event::TransitionKind;
 use crate::event::{Level, ReadingRef, RejectReason};
 use crate::time::{parse_ts, Millis, Ts, MINUTE};
 use crate::warnings::render;

@@ -6,9 +6,8 @@
 //! MQTT ([`crate::service::simulate`]).
 
 use crate::config::Config;
-use crate::engine::alert::TransitionKind;
 use crate::engine::Engine;
-use crate::event::{Level, ReadingRef};
+use crate::event::{Level, ReadingRef, TransitionKind};
 use crate::time::{format_ts, Ts, HOUR, MINUTE};
 use crate::warnings::render;
 use std::io::Write;
@@ -214,15 +213,6 @@ pub fn sample_day(config: &Config) -> Vec<SimReading> {
     out
 }
 
-fn zh_transition(k: TransitionKind) -> &'static str {
-    match k {
-        TransitionKind::Raise => "发布",
-        TransitionKind::Escalate => "升级",
-        TransitionKind::DeEscalate => "降级",
-        TransitionKind::Clear => "解除",
-    }
-}
-
 /// `yujing demo`: the sample day through the rules, warnings printed as they happen.
 pub fn demo(
     config: Arc<Config>,
@@ -279,7 +269,7 @@ pub fn demo(
                     out,
                     "{time}  【{}】{}  {}",
                     w.level.zh(),
-                    zh_transition(w.transition),
+                    TransitionKind::zh(w.transition),
                     w.message
                 )?;
             }

@@ -19,6 +19,7 @@ pub mod hj212;
 pub mod http;
 pub mod kafka;
 pub mod mqtt;
+pub mod partition;
 pub mod rtsp;
 
 /// Backoff between reconnection attempts: 100 ms doubling to 30 s, with jitter.

@@ -4,8 +4,10 @@
 //!   files.
 //! - [`incidents`]: any series with an incident list (technician flags, recorded floods):
 //!   precision, recall, lead times and false warnings per site-week.
+//! - [`fit`]: `yujing fit`: anomaly-model parameters from history, judged on its incidents.
 //! - [`html`]: the report page: each series, its labelled windows and the warnings.
 
+pub mod fit;
 pub mod html;
 pub mod incidents;
 pub mod nab;

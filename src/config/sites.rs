@@ -180,9 +180,9 @@ impl Registry {
     pub(crate) fn push_site(&mut self, mut s: Site, pos: Pos) -> u32 {
         let idx = self.sites.len() as u32;
         let hotline = self.push_device(Device {
-            id: crate::hotline::device_of(&s.id),
+            id: crate::event::device_of(&s.id),
             site: idx,
-            metrics: crate::hotline::CONCERNS
+            metrics: crate::event::CONCERNS
                 .iter()
                 .map(|c| format!("tickets.{c}"))
                 .collect(),

@@ -1,6 +1,7 @@
 //! What each channel sends: the signed webhook body, the WeCom and DingTalk robot messages
 //! (markdown, zh-CN), and the MQTT topic. Pure functions: no I/O here.
 
+use crate::event::{Level, TransitionKind};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
@@ -124,25 +125,14 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     cur.as_str().unwrap_or("")
 }
 
-/// 蓝色, 黄色, 橙色, 红色 for a level name.
+/// 蓝色, 黄色, 橙色, 红色 for a level name ("" for none).
 pub fn level_zh(level: &str) -> &'static str {
-    match level {
-        "blue" => "蓝色",
-        "yellow" => "黄色",
-        "orange" => "橙色",
-        "red" => "红色",
-        _ => "",
-    }
+    Level::parse(level).map_or("", Level::zh)
 }
 
+/// 发布, 升级, 降级, 解除 for a transition's name (更新 for anything else).
 fn transition_zh(t: &str) -> &'static str {
-    match t {
-        "raise" => "发布",
-        "escalate" => "升级",
-        "de-escalate" => "降级",
-        "clear" => "解除",
-        _ => "更新",
-    }
+    TransitionKind::parse(t).map_or("更新", TransitionKind::zh)
 }
 
 /// The heading and lines of a robot message for a warning document (or a deadline notice).

@@ -4,37 +4,8 @@
 //! reopens the previous warning instead of raising a new one.
 
 use crate::event::Level;
+use crate::event::TransitionKind;
 use crate::time::{Millis, Ts};
-use serde::Serialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TransitionKind {
-    Raise,
-    Escalate,
-    DeEscalate,
-    Clear,
-}
-
-impl TransitionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransitionKind::Raise => "raise",
-            TransitionKind::Escalate => "escalate",
-            TransitionKind::DeEscalate => "de-escalate",
-            TransitionKind::Clear => "clear",
-        }
-    }
-    pub fn parse(s: &str) -> Option<TransitionKind> {
-        Some(match s {
-            "raise" => TransitionKind::Raise,
-            "escalate" => TransitionKind::Escalate,
-            "de-escalate" | "deescalate" => TransitionKind::DeEscalate,
-            "clear" => TransitionKind::Clear,
-            _ => return None,
-        })
-    }
-}
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Firing {

@@ -5,9 +5,9 @@
 //!   likelihood, new extremes); causal, O(1) per reading.
 //! - [`forecast`]: hours until a series reaches a level at its current trend (Holt).
 //! - [`risk`]: a site risk score from its warnings, tickets, devices and enterprises.
-//! - [`fit`]: `yujing fit`: anomaly parameters from history.
+//!
+//! Fitting parameters to labelled history (`yujing fit`) is [`crate::backtest::fit`].
 
 pub mod anomaly;
-pub mod fit;
 pub mod forecast;
 pub mod risk;

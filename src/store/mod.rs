@@ -9,8 +9,8 @@
 //! checksum in `_sqlx_migrations`).
 
 use crate::config::routes::Deadlines;
-use crate::engine::alert::TransitionKind;
 use crate::event::Level;
+use crate::event::TransitionKind;
 use crate::time::Ts;
 use serde::Serialize;
 use sqlx::any::AnyPoolOptions;

@@ -1,7 +1,7 @@
 //! 12345 tickets in the store: one row per ticket number; an update changes that row.
 
 use super::{Store, StoreError};
-use crate::hotline::Ticket;
+use crate::event::Ticket;
 use crate::time::Ts;
 use serde::Serialize;
 use sqlx::Row;

@@ -6,8 +6,8 @@
 //!   threshold are chosen on a small grid for the best F1 of caught incidents and right
 //!   warnings (ties: the higher threshold, the fewer warnings).
 
-use super::anomaly::{Anomaly, AnomalyParams};
-use crate::backtest::incidents::{judge, Alarm, Incident, Verdict};
+use super::incidents::{judge, Alarm, Incident, Verdict};
+use crate::model::anomaly::{Anomaly, AnomalyParams};
 use crate::time::{Millis, Ts, DAY, HOUR};
 use std::collections::BTreeMap;
 
