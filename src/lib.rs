@@ -27,6 +27,8 @@
 //! - [`dispatch`]: the outbox worker (webhook with HMAC signature, WeCom, DingTalk, MQTT; retries
 //!   with backoff, dead letters) and the deadline watcher (reminders, supervising unit);
 //!   [`dispatch::channel`] builds and signs what each channel sends.
+//! - [`handle`]: the running service as the API sees it: requests to the pipeline, the views it
+//!   answers with, live events, readiness, where a ticket goes. The API's only way in.
 //! - [`api`]: the HTTP API (axum): warnings and their lifecycle, sites, rules, server-sent events,
 //!   `/metrics`, health; bearer tokens with roles.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
@@ -58,6 +60,7 @@ pub mod decode;
 pub mod dispatch;
 pub mod engine;
 pub mod event;
+pub mod handle;
 pub mod hotline;
 pub mod intern;
 pub mod metrics;

@@ -4,8 +4,8 @@
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::config::service::Role;
+use crate::handle::Request;
 use crate::hotline::TicketIn;
-use crate::service::pipeline::Request;
 use crate::store::now_ms;
 use crate::store::tickets::{Feed, TicketFilter, TicketRow};
 use crate::time::{format_ts, parse_ts};
@@ -57,13 +57,11 @@ async fn count(st: &AppState, t: &TicketRow) -> Result<(), ApiError> {
 /// In a cluster: send a ticket to the tickets topic keyed by its site, for the instance that has
 /// the site to count it (it is stored already; that instance finds it).
 async fn pass_on(st: &AppState, site: &str, payload: &[u8]) -> Result<(), ApiError> {
-    let Some((producer, topic)) = &st.tickets_out else {
+    let Some(sink) = &st.tickets_out else {
         return Ok(());
     };
-    producer
-        .send(topic, site, payload, &[])
+    sink.send(site, payload)
         .await
-        .map(|_| ())
         .map_err(|e| ApiError::Unavailable(format!("cannot pass the ticket on to Kafka: {e}")))
 }
 

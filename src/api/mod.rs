@@ -12,8 +12,8 @@ pub mod ui;
 
 use crate::config::Config;
 use crate::dispatch::channel;
+use crate::handle::{LiveEvent, Readiness, ReloadResult, Request, SiteView, TicketSink};
 use crate::metrics::Metrics;
-use crate::service::pipeline::{LiveEvent, ReloadResult, Request};
 use crate::store::{now_ms, ActError, Action, Filter, Store, WarningRow};
 use crate::time::{format_ts, parse_ts, Ts};
 use auth::Caller;
@@ -42,15 +42,15 @@ pub struct AppState {
     pub engine: mpsc::Sender<Request>,
     pub events: broadcast::Sender<Arc<LiveEvent>>,
     pub reload: Arc<Mutex<ReloadResult>>,
-    /// MQTT connection state (None: no MQTT configured).
-    pub mqtt_up: Option<watch::Receiver<yujing_connectors::mqtt::LinkState>>,
+    /// The inputs `/readyz` waits for (the MQTT connection, when there is one).
+    pub ready: Vec<Readiness>,
     /// `yujing demo` receives its own webhooks here: (secret, what arrived).
     pub demo_hooks: Option<Arc<DemoHooks>>,
     /// Dashboard sessions.
     pub sessions: Arc<session::Sessions>,
     /// In a cluster (`[cluster]`): tickets taken here are counted by the instance whose
-    /// partition carries their site, so they go to the tickets topic (producer, topic).
-    pub tickets_out: Option<(yujing_connectors::kafka::KafkaProducer, String)>,
+    /// partition carries their site, so they go there (the tickets topic).
+    pub tickets_out: Option<Arc<dyn TicketSink>>,
 }
 
 /// Webhooks the demo sends to itself, verified like any receiver would.
@@ -203,11 +203,8 @@ async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         .schema_version()
         .await
         .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
-    if let Some(m) = &st.mqtt_up {
-        let s = *m.borrow();
-        if s != yujing_connectors::mqtt::LinkState::Up {
-            return Err(ApiError::Unavailable(format!("MQTT is {s:?}")));
-        }
+    for ready in &st.ready {
+        ready().map_err(ApiError::Unavailable)?;
     }
     Ok(Json(json!({ "ready": true, "schema_version": version })))
 }
@@ -497,7 +494,7 @@ async fn ask_sites(
     st: &AppState,
     caller: &Caller,
     points: usize,
-) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
+) -> Result<Vec<SiteView>, ApiError> {
     let mut v = ask_engine(st, points).await?;
     if let Some(d) = caller.department() {
         for s in &mut v {
@@ -509,10 +506,7 @@ async fn ask_sites(
     Ok(v)
 }
 
-async fn ask_engine(
-    st: &AppState,
-    points: usize,
-) -> Result<Vec<crate::service::pipeline::SiteView>, ApiError> {
+async fn ask_engine(st: &AppState, points: usize) -> Result<Vec<SiteView>, ApiError> {
     let (tx, rx) = oneshot::channel();
     st.engine
         .send(Request::Sites(points, tx))
@@ -535,7 +529,7 @@ async fn site(
 ) -> Result<Json<Value>, ApiError> {
     let cfg = st.config.borrow().clone();
     let tz = cfg.settings.timezone;
-    let all = ask_sites(&st, &caller, crate::service::pipeline::HISTORY_MINUTES).await?;
+    let all = ask_sites(&st, &caller, crate::handle::HISTORY_MINUTES).await?;
     let Some(s) = all.into_iter().find(|s| s.id == id) else {
         return Err(ApiError::NotFound(format!("no site {id}")));
     };

@@ -27,10 +27,11 @@ use crate::config::service::MqttSettings;
 use crate::config::Config;
 use crate::dispatch::{self, Dispatcher};
 use crate::engine::Engine;
+use crate::handle::{ReloadResult, Request};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::{Context, Result};
-use pipeline::{DeadLetter, Field, Pipeline, ReloadResult, Request};
+use pipeline::{DeadLetter, Field, Pipeline};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -408,11 +409,15 @@ pub async fn run(opts: Options) -> Result<()> {
     let source_done = CancellationToken::new();
     let mut source = None;
     let mut publisher: Option<Publisher> = None;
-    let mut mqtt_up = None;
+    let mut ready: Vec<crate::handle::Readiness> = Vec::new();
     if let Some(m) = &svc.mqtt {
         let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
         watch_link(metrics.clone(), "mqtt", state_rx.clone());
-        mqtt_up = Some(state_rx);
+        let link = state_rx.clone();
+        ready.push(Arc::new(move || match *link.borrow() {
+            LinkState::Up => Ok(()),
+            s => Err(format!("MQTT is {s:?}")),
+        }));
         // several instances share the subscription: each message goes to one of them, which
         // passes its readings on to the Kafka partition of their site
         let topics = match (&svc.cluster, &svc.kafka) {
@@ -632,7 +637,7 @@ pub async fn run(opts: Options) -> Result<()> {
         engine: req_tx.clone(),
         events: events.clone(),
         reload: reload_state,
-        mqtt_up,
+        ready,
         demo_hooks,
         sessions: Arc::new(api::session::Sessions::default()),
         // in a cluster, tickets reach the rules through Kafka (the partition of their site)
@@ -641,7 +646,12 @@ pub async fn run(opts: Options) -> Result<()> {
             .as_ref()
             .and(svc.kafka.as_ref())
             .and_then(|k| k.tickets_topic.clone())
-            .and_then(|t| kafka_out.clone().map(|p| (p, t))),
+            .and_then(|topic| {
+                kafka_out
+                    .clone()
+                    .map(|producer| KafkaTickets { producer, topic })
+            })
+            .map(|s| Arc::new(s) as Arc<dyn crate::handle::TicketSink>),
     };
     let listener = tokio::net::TcpListener::bind(&svc.http.listen)
         .await
@@ -724,4 +734,26 @@ pub async fn run(opts: Options) -> Result<()> {
     store.close().await;
     eprintln!("yujing: stopped");
     Ok(())
+}
+
+/// Tickets passed on to the tickets topic, keyed by site (in a cluster).
+struct KafkaTickets {
+    producer: yujing_connectors::kafka::KafkaProducer,
+    topic: String,
+}
+
+impl crate::handle::TicketSink for KafkaTickets {
+    fn send<'a>(
+        &'a self,
+        site: &'a str,
+        payload: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.producer
+                .send(&self.topic, site, payload, &[])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }

@@ -4,15 +4,16 @@
 //! A replay writes one document per transition (150,000 for the 10 M-reading peer workload), and
 //! most of each is the same for every warning of its rule and site: those parts (the site object,
 //! departments, titles, the `values` keys, the window description, the levels) are serialised
-//! once, by serde_json, and copied; what changes (id, times, numbers, message, subject, devices)
+//! once, by serde_json, and copied (departments once per rule, site and level, as routes.yaml
+//! resolves them); what changes (id, times, numbers, message, subject, devices)
 //! is written into the line, every string and number still by serde_json. The tests hold it to
 //! the serde path byte for byte, so the derive on [`super::WarningEvent`] stays the definition.
 
-use super::{messages, num, status, value_keys, warning_id_bytes, SiteRef};
+use super::{messages, num, route, status, value_keys, warning_id_bytes, SiteRef};
 use crate::config::Config;
-use crate::engine::alert::TransitionKind;
 use crate::engine::{Engine, Transition};
 use crate::event::Level;
+use crate::event::TransitionKind;
 use crate::time::{format_ts, Ts};
 use chrono_tz::Tz;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Encoder {
     config: Option<Arc<Config>>,
     rules: Vec<Option<RuleParts>>,
     sites: Vec<Option<SiteParts>>,
+    /// `,"departments":[…]` by (rule, site, level), as routes.yaml resolves them.
+    departments: rustc_hash::FxHashMap<(usize, u32, Level), Vec<u8>>,
     /// `"blue"` .. `"red"`, and `"raise"` .. `"clear"`, as serde writes them.
     levels: Vec<Vec<u8>>,
     kinds: Vec<Vec<u8>>,
@@ -48,8 +51,6 @@ struct RuleParts {
 struct SiteParts {
     /// `,"site":{…}`
     site: Vec<u8>,
-    /// `,"departments":[…]`
-    departments: Vec<u8>,
 }
 
 const TIME_SLOTS: usize = 8;
@@ -71,6 +72,7 @@ impl Encoder {
         let Encoder {
             rules,
             sites,
+            departments,
             levels,
             kinds,
             times,
@@ -108,7 +110,14 @@ impl Encoder {
         out.extend_from_slice(&sp.site);
         out.extend_from_slice(b",\"subject\":");
         serde_json::to_writer(&mut *out, subject)?;
-        out.extend_from_slice(&sp.departments);
+        let to = match departments.entry((t.rule, t.site, step.level)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let r = route(cfg, t.rule, t.site, step.level);
+                e.insert(field(b",\"departments\":", &r.departments)?)
+            }
+        };
+        out.extend_from_slice(to);
         out.extend_from_slice(&rp.title);
         let (message, message_en) = messages(engine, t);
         out.extend_from_slice(b",\"message\":");
@@ -178,6 +187,7 @@ impl Encoder {
                 config: Some(cfg.clone()),
                 rules: Vec::new(),
                 sites: Vec::new(),
+                departments: Default::default(),
                 levels: Level::ALL
                     .iter()
                     .map(serde_json::to_vec)
@@ -228,7 +238,6 @@ impl Encoder {
             };
             *slot = Some(SiteParts {
                 site: field(b",\"site\":", &site_ref)?,
-                departments: field(b",\"departments\":", &site.departments)?,
             });
         }
         Ok(())

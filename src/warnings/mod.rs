@@ -1,13 +1,17 @@
-//! Warnings as users see them: a transition from the engine rendered into the warning document
-//! of the contract (stable id, level, site, departments, zh-CN and English messages, evidence).
-//! Storage and the lifecycle (ack, feedback, close) are the store's ([`crate::store`]).
+//! Warnings as users see them: a transition from the engine finished into the warning document
+//! of the contract (stable id, level, site, the departments routes.yaml sends it to, zh-CN and
+//! English messages, evidence with the 12345 tickets that counted). [`finish`] is the one place
+//! a document is made: the live service stores and delivers what it returns, `yujing replay`
+//! writes the same bytes ([`json`]), rule tests and the sample day read it. Storage and the
+//! lifecycle (ack, feedback, close) are the store's ([`crate::store`]).
 
+use crate::config::routes::Resolved;
 use crate::config::rules::Rule;
 use crate::config::template::{decimal_digits, fmt_num, Value};
 use crate::config::Config;
-use crate::engine::alert::TransitionKind;
 use crate::engine::{Engine, Transition};
 use crate::event::Level;
+use crate::event::TransitionKind;
 use crate::time::{format_duration, format_ts, Ts};
 use serde::Serialize;
 
@@ -77,6 +81,9 @@ pub struct Evidence<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregates: Option<Aggregates>,
     pub devices: Vec<&'a str>,
+    /// The numbers of the 12345 tickets that counted in the window (rules on `tickets.*`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<String>,
 }
 
 /// Every condition's aggregate by `metric.aggregate`, serialised as a JSON object.
@@ -110,7 +117,8 @@ pub struct WarningEvent<'a> {
     pub site: SiteRef<'a>,
     /// The device or site the rule watched.
     pub subject: &'a str,
-    pub departments: &'a [String],
+    /// Where routes.yaml sends it (the site's own departments when no route matches).
+    pub departments: Vec<String>,
     pub title: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title_en: Option<&'a str>,
@@ -136,8 +144,85 @@ fn num(v: f64) -> Option<f64> {
     v.is_finite().then_some((v * 1e6).round() / 1e6)
 }
 
-/// Render an engine transition into the warning document.
+/// A transition finished: the document, and the routing it was given (its departments are in
+/// the document; the deadlines, the supervising unit and the channels owed a delivery here).
+pub struct Finished<'a> {
+    pub event: WarningEvent<'a>,
+    pub route: Resolved,
+    /// (department, channel) owed a delivery.
+    pub deliveries: Vec<(String, String)>,
+}
+
+impl Finished<'_> {
+    /// The row the store keeps for it, with the document as delivered.
+    pub fn stored(self, t: &Transition) -> Result<crate::store::NewTransition, serde_json::Error> {
+        let doc = serde_json::to_string(&self.event)?;
+        let w = self.event;
+        Ok(crate::store::NewTransition {
+            id: w.id,
+            seq: t.step.seq,
+            kind: t.step.kind,
+            reopened: t.step.reopened,
+            level: t.step.level,
+            previous: t.step.previous,
+            rule: w.rule.to_string(),
+            site: w.site.id.to_string(),
+            site_kind: w.site.kind.to_string(),
+            subject: w.subject.to_string(),
+            title: w.title.to_string(),
+            message: w.message,
+            value: w.value,
+            threshold: w.threshold,
+            at: t.at,
+            raised_at: t.step.raised_at,
+            episode_start: t.step.episode_start,
+            doc,
+            departments: self.route.departments,
+            deadlines: self.route.deadlines,
+            supervisor: self.route.supervisor,
+            deliveries: self.deliveries,
+        })
+    }
+}
+
+/// Where routes.yaml sends a transition of `rule` at `site` and `level`.
+pub fn route(cfg: &Config, rule: usize, site: u32, level: Level) -> Resolved {
+    let site = &cfg.registry.sites[site as usize];
+    cfg.routes.resolve(
+        site.kind.as_str(),
+        &site.id,
+        &cfg.rules[rule].id,
+        level,
+        &site.departments,
+    )
+}
+
+/// Finish an engine transition into the warning document, with the numbers of the 12345
+/// tickets that counted in its window (the live service finds them in the store).
+pub fn finish<'a>(engine: &'a Engine, t: &Transition, tickets: Vec<String>) -> Finished<'a> {
+    let cfg: &Config = &engine.config;
+    let route = route(cfg, t.rule, t.site, t.step.level);
+    let mut deliveries = Vec::new();
+    for d in &route.departments {
+        for c in cfg.routes.channels_of(d) {
+            deliveries.push((d.clone(), c.clone()));
+        }
+    }
+    let mut event = document(engine, t, route.departments.clone());
+    event.evidence.tickets = tickets;
+    Finished {
+        event,
+        route,
+        deliveries,
+    }
+}
+
+/// The warning document of an engine transition, without tickets (rule tests, the sample day).
 pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
+    finish(engine, t, Vec::new()).event
+}
+
+fn document<'a>(engine: &'a Engine, t: &Transition, departments: Vec<String>) -> WarningEvent<'a> {
     let cfg: &Config = &engine.config;
     let rule = &cfg.rules[t.rule];
     let site = &cfg.registry.sites[t.site as usize];
@@ -174,7 +259,7 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
             kind: site.kind.as_str(),
         },
         subject,
-        departments: &site.departments,
+        departments,
         title: &rule.title,
         title_en: rule.title_en.as_deref(),
         message,
@@ -192,6 +277,7 @@ pub fn render<'a>(engine: &'a Engine, t: &Transition) -> WarningEvent<'a> {
             window: &rule.window_desc,
             aggregates,
             devices,
+            tickets: Vec::new(),
         },
         status: status(t.step.kind),
     }

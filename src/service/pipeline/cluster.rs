@@ -289,7 +289,7 @@ impl Pipeline {
     pub(super) async fn store_ticket(
         &mut self,
         m: &KafkaMessage,
-        t: &crate::hotline::Ticket,
+        t: &crate::event::Ticket,
         now: crate::time::Ts,
     ) -> Result<(crate::store::tickets::TicketRow, bool), crate::store::StoreError> {
         let Some(c) = &self.cluster else {

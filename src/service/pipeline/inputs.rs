@@ -381,7 +381,7 @@ impl Pipeline {
     pub(super) async fn on_ticket(&mut self, site: &str, concern: &str, received_at: Ts) {
         let before = self.counts();
         let now = now_ms();
-        let device = crate::hotline::device_of(site);
+        let device = crate::event::device_of(site);
         let metric = format!("tickets.{concern}");
         // tickets reach yujing late (the hotline centre forwards them): one received before
         // the windows still open counts in the newest of them instead of being lost as late

@@ -3,21 +3,19 @@
 //! message is acknowledged to the broker; the API asks it for the engine's state; a reload swaps
 //! the configuration in place.
 
-use crate::config::sites::SiteKind;
 use crate::config::Config;
 use crate::decode;
 use crate::engine::{Engine, Subject};
 use crate::event::{Level, RejectReason};
 use crate::metrics::Metrics;
-use crate::store::{now_ms, NewTransition, Store};
+use crate::store::{now_ms, Store};
 use crate::time::{format_ts, Ts};
-use crate::warnings::render;
+use crate::warnings::finish;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use yujing_connectors::hj212::Incoming;
 use yujing_connectors::mqtt::{Acker, Message};
 use yujing_connectors::rtsp::CameraItem;
@@ -26,105 +24,17 @@ mod cluster;
 mod dead_letter;
 mod inputs;
 
+use crate::handle::{
+    DeviceView, EventView, LatestReading, LiveEvent, ReloadResult, Request, SiteView, StreamView,
+    HISTORY_MINUTES,
+};
+
 pub use dead_letter::DeadLetter;
 
 pub use cluster::Cluster;
 
-/// A change the live stream (SSE) reports: a transition or a department's action.
-#[derive(Clone, Debug)]
-pub struct LiveEvent {
-    /// `transition` or `update`.
-    pub kind: &'static str,
-    pub id: String,
-    pub departments: Vec<String>,
-    /// The JSON sent to clients.
-    pub data: String,
-}
-
-/// The result of the last configuration (re)load.
-#[derive(Clone, Debug, Serialize)]
-pub struct ReloadResult {
-    pub at: String,
-    pub ok: bool,
-    pub errors: Vec<String>,
-    /// Rules that kept their window and warning state, and rules that started afresh.
-    pub kept: usize,
-    pub reset: usize,
-    pub trigger: String,
-}
-
-/// What the API asks of the engine.
-pub enum Request {
-    /// Every site's view, with up to this many minutes of history per series.
-    Sites(usize, oneshot::Sender<Vec<SiteView>>),
-    /// A 12345 ticket now matched to a site: it counts in the rules (`tickets.<concern>`).
-    Ticket {
-        site: String,
-        concern: String,
-        received_at: Ts,
-        done: oneshot::Sender<()>,
-    },
-    Reload(String, oneshot::Sender<ReloadResult>),
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct LatestReading {
-    pub metric: String,
-    pub value: f64,
-    pub ts: String,
-    /// The connector it came through: mqtt, hj212 or camera.
-    pub via: &'static str,
-    /// The last minutes, one point per minute: (minute start in epoch ms, its latest value).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub points: Vec<(Ts, f64)>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct DeviceView {
-    pub id: String,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hj212_mn: Option<String>,
-    pub metrics: Vec<String>,
-    /// online | offline (an absence warning is open) | unseen (nothing since start)
-    pub status: &'static str,
-    pub last_seen: Option<String>,
-    pub readings: Vec<LatestReading>,
-    /// Cameras: the RTSP stream's state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream: Option<StreamView>,
-    /// Cameras: the latest analytics events (ONVIF notifications, edge-box events), newest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<EventView>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct StreamView {
-    /// playing | lost | connecting
-    pub state: &'static str,
-    pub since: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct EventView {
-    pub topic: String,
-    pub metric: String,
-    pub value: f64,
-    pub ts: String,
-    /// onvif | edge
-    pub source: &'static str,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    pub properties: serde_json::Map<String, serde_json::Value>,
-}
-
 /// Each device's series: its latest reading per metric and a short history for charts.
 type Latest = FxHashMap<u32, Vec<Series>>;
-
-/// Minutes of history kept per device and metric (one point per minute: the minute's last value).
-pub const HISTORY_MINUTES: usize = 120;
 
 /// One device's metric: the newest reading and the last [`HISTORY_MINUTES`] minutes.
 struct Series {
@@ -176,21 +86,6 @@ pub struct Field {
     )>,
     /// Kafka in a group shared with other instances (`[cluster]`; instead of `kafka`).
     pub group: Option<mpsc::Receiver<yujing_connectors::kafka::GroupEvent>>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SiteView {
-    pub id: String,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name_en: Option<String>,
-    pub kind: SiteKind,
-    pub departments: Vec<String>,
-    pub location: crate::config::sites::Location,
-    pub params: std::collections::BTreeMap<String, f64>,
-    /// Warnings firing now: (rule, level).
-    pub firing: Vec<(String, Level)>,
-    pub devices: Vec<DeviceView>,
 }
 
 pub struct Pipeline {
@@ -532,25 +427,10 @@ impl Pipeline {
         let cfg = self.engine.config.clone();
         let mut batch = Vec::with_capacity(transitions.len());
         for t in &transitions {
-            let w = render(&self.engine, t);
             let site = &cfg.registry.sites[t.site as usize];
-            let resolved = cfg.routes.resolve(
-                site.kind.as_str(),
-                &site.id,
-                w.rule,
-                w.level,
-                &site.departments,
-            );
-            let mut doc = match serde_json::to_value(&w) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot render a warning");
-                    continue;
-                }
-            };
-            doc["departments"] = serde_json::json!(resolved.departments);
             // tickets that counted: their numbers are evidence
             let concerns: Vec<&str> = ticket_concerns(&cfg.rules[t.rule]);
+            let mut tickets = Vec::new();
             if !concerns.is_empty() {
                 let found = self
                     .store
@@ -563,45 +443,16 @@ impl Pipeline {
                     })
                     .await
                     .unwrap_or_default();
-                let numbers: Vec<&str> = found
-                    .iter()
+                tickets = found
+                    .into_iter()
                     .filter(|x| x.fed && concerns.contains(&x.concern.as_str()))
-                    .map(|x| x.number.as_str())
+                    .map(|x| x.number)
                     .collect();
-                if !numbers.is_empty() {
-                    doc["evidence"]["tickets"] = serde_json::json!(numbers);
-                }
             }
-            let mut deliveries = Vec::new();
-            for d in &resolved.departments {
-                for c in cfg.routes.channels_of(d) {
-                    deliveries.push((d.clone(), c.clone()));
-                }
+            match finish(&self.engine, t, tickets).stored(t) {
+                Ok(row) => batch.push(row),
+                Err(e) => tracing::error!(error = %e, "cannot render a warning"),
             }
-            batch.push(NewTransition {
-                id: w.id.clone(),
-                seq: t.step.seq,
-                kind: t.step.kind,
-                reopened: t.step.reopened,
-                level: t.step.level,
-                previous: t.step.previous,
-                rule: w.rule.to_string(),
-                site: site.id.clone(),
-                site_kind: site.kind.as_str().to_string(),
-                subject: w.subject.to_string(),
-                title: w.title.to_string(),
-                message: w.message.clone(),
-                value: w.value,
-                threshold: w.threshold,
-                at: t.at,
-                raised_at: t.step.raised_at,
-                episode_start: t.step.episode_start,
-                doc: doc.to_string(),
-                departments: resolved.departments,
-                deadlines: resolved.deadlines,
-                supervisor: resolved.supervisor,
-                deliveries,
-            });
         }
         let mut wait = Duration::from_millis(100);
         let fresh = loop {
