@@ -1,8 +1,9 @@
 //! `yujing run` and `yujing demo`: the live service wired together.
 //!
 //! ```text
-//! MQTT source    --.
-//! HJ 212 listener --+-> pipeline (decode, engine, render, route, store) --> outbox --> dispatcher --> channels
+//! MQTT           --.
+//! Kafka           --+ sources::sources()
+//! HJ 212 listener --+-> one channel of Input -> pipeline (decode, engine, finish, store) --> outbox --> dispatcher --> channels
 //! RTSP cameras  --'     ^  |                                              ^
 //!        reload ---------'  '--> live events (SSE)        deadline watcher '
 //! HTTP API: reads the store, asks the pipeline for the engine's state, acts on warnings
@@ -21,9 +22,9 @@
 pub mod limits;
 pub mod pipeline;
 pub mod simulate;
+pub mod sources;
 
 use crate::api::{self, AppState, DemoHooks};
-use crate::config::service::MqttSettings;
 use crate::config::Config;
 use crate::dispatch::{self, Dispatcher};
 use crate::engine::Engine;
@@ -31,14 +32,14 @@ use crate::handle::{ReloadResult, Request};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::{Context, Result};
-use pipeline::{DeadLetter, Field, Pipeline};
+use pipeline::{DeadLetter, Pipeline};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use yujing_connectors::http::HttpOut;
-use yujing_connectors::mqtt::{self, LinkState, MqttConfig, Publisher};
+use yujing_connectors::mqtt::{LinkState, Publisher};
 
 /// Applied to every configuration loaded (at start and on each reload): the demo's overrides,
 /// or nothing.
@@ -60,21 +61,6 @@ pub struct DemoOptions {
     pub banner: String,
 }
 
-fn mqtt_config(m: &MqttSettings, suffix: &str) -> MqttConfig {
-    MqttConfig {
-        host: m.host.clone(),
-        port: m.port,
-        client_id: format!("{}{suffix}", m.client_id),
-        username: m.username.clone(),
-        password: m.password.clone(),
-        ca_file: m.ca_file.clone(),
-        persistent: m.persistent,
-        keep_alive: Duration::from_millis(m.keep_alive.max(5_000) as u64),
-        inflight: 100,
-        max_packet: MqttConfig::packet_limit(m.max_payload),
-    }
-}
-
 /// Load the config directory with the overlay applied.
 pub fn load(dir: &std::path::Path, overlay: &Overlay) -> Result<Config> {
     match Config::load(dir) {
@@ -89,22 +75,6 @@ pub fn load(dir: &std::path::Path, overlay: &Overlay) -> Result<Config> {
             anyhow::bail!("the configuration has errors:\n{}", text.join("\n"))
         }
     }
-}
-
-/// Track a connector's state in `/metrics`.
-fn watch_link(metrics: Arc<Metrics>, name: &'static str, mut rx: watch::Receiver<LinkState>) {
-    tokio::spawn(async move {
-        loop {
-            let up = *rx.borrow_and_update() == LinkState::Up;
-            metrics
-                .connector_up
-                .with_label_values(&[name])
-                .set(i64::from(up));
-            if rx.changed().await.is_err() {
-                break;
-            }
-        }
-    });
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -209,172 +179,6 @@ fn reload_triggers(
     Some(watcher)
 }
 
-/// Start the HJ 212 listener and the camera sessions (kept in step with reloads); they stop
-/// with `stop`.
-async fn start_field(
-    config: &Config,
-    config_rx: watch::Receiver<Arc<Config>>,
-    metrics: &Arc<Metrics>,
-    stop: &CancellationToken,
-) -> Result<(Field, Vec<tokio::task::JoinHandle<()>>)> {
-    use yujing_connectors::hj212;
-    let svc = &config.service;
-    let mut tasks = Vec::new();
-    let mut field = Field {
-        hj212: None,
-        cameras: None,
-        kafka: None,
-        group: None,
-    };
-    if let Some(h) = &svc.hj212 {
-        let listener = tokio::net::TcpListener::bind(&h.listen)
-            .await
-            .with_context(|| format!("HJ 212: cannot listen on {} ([hj212] listen)", h.listen))?;
-        let local = listener.local_addr()?;
-        println!("yujing: HJ 212 listening on {local}");
-        tracing::info!(%local, "HJ 212 listener up");
-        let (tx, rx) = mpsc::channel(1024);
-        let stats = Arc::new(hj212::ListenStats::default());
-        let cfg = hj212::ListenConfig {
-            max_connections: h.max_connections,
-            max_per_address: h.max_connections_per_address,
-            first_packet: Duration::from_millis(h.first_packet_timeout as u64),
-            idle_timeout: Duration::from_millis(h.idle_timeout as u64),
-        };
-        tasks.push(tokio::spawn(hj212::serve(
-            listener,
-            cfg,
-            tx,
-            stats.clone(),
-            stop.clone(),
-        )));
-        let m = metrics.clone();
-        let st = stop.clone();
-        tokio::spawn(async move {
-            use std::sync::atomic::Ordering::Relaxed;
-            let refused = |reason| m.connections_refused.with_label_values(&["hj212", reason]);
-            loop {
-                m.hj212_connections.set(stats.open.load(Relaxed) as i64);
-                for (counter, reason) in [
-                    (&stats.refused_full, "cap"),
-                    (&stats.refused_per_address, "per_address"),
-                    (&stats.first_packet_timeouts, "first_packet"),
-                    (&stats.refused_locked_out, "locked_out"),
-                ] {
-                    let c = refused(reason);
-                    let n = counter.load(Relaxed);
-                    if n > c.get() {
-                        c.inc_by(n - c.get());
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = st.cancelled() => break,
-                }
-            }
-        });
-        field.hj212 = Some(rx);
-    }
-    if svc.cameras.enabled {
-        let (tx, rx) = mpsc::channel(1024);
-        tasks.push(tokio::spawn(manage_cameras(
-            config_rx,
-            tx,
-            metrics.clone(),
-            stop.clone(),
-        )));
-        field.cameras = Some(rx);
-    }
-    Ok((field, tasks))
-}
-
-/// The camera sessions the configuration asks for (cameras of sites.yaml with an `rtsp_url`).
-fn camera_configs(config: &Config) -> Vec<yujing_connectors::rtsp::CameraConfig> {
-    let svc = &config.service;
-    let cams = &svc.cameras;
-    let mut out = Vec::new();
-    for d in &config.registry.devices {
-        let Some(raw) = &d.rtsp_url else { continue };
-        // both were checked when the configuration was loaded
-        let Ok(url) = url::Url::parse(raw) else {
-            continue;
-        };
-        let (username, password) = match d.rtsp_secret.as_ref().and_then(|n| svc.secrets.get(n)) {
-            None => (None, None),
-            Some(v) => match v.split_once(':') {
-                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-                None => (Some(v.clone()), None),
-            },
-        };
-        out.push(yujing_connectors::rtsp::CameraConfig {
-            id: d.id.clone(),
-            url,
-            username,
-            password,
-            udp: cams.udp,
-            health_every: Duration::from_millis(cams.health_every as u64),
-            stall_timeout: Duration::from_millis(cams.stall_timeout as u64),
-        });
-    }
-    out
-}
-
-/// Keep one session per configured camera: started at once, and after a reload started for new
-/// cameras, stopped for removed ones, restarted for changed ones. Returns when `stop` is
-/// cancelled and every session has ended.
-async fn manage_cameras(
-    mut config: watch::Receiver<Arc<Config>>,
-    tx: mpsc::Sender<yujing_connectors::rtsp::CameraItem>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    use std::collections::HashMap;
-    use yujing_connectors::rtsp;
-    type Session = (
-        rtsp::CameraConfig,
-        CancellationToken,
-        tokio::task::JoinHandle<()>,
-    );
-    let mut running: HashMap<String, Session> = HashMap::new();
-    loop {
-        let wanted = camera_configs(&config.borrow_and_update());
-        let keep: std::collections::HashSet<&str> = wanted.iter().map(|c| c.id.as_str()).collect();
-        let gone: Vec<String> = running
-            .keys()
-            .filter(|id| !keep.contains(id.as_str()))
-            .cloned()
-            .collect();
-        for id in gone {
-            if let Some((_, cancel, handle)) = running.remove(&id) {
-                cancel.cancel();
-                let _ = handle.await;
-                tracing::info!(camera = %id, "camera removed from sites.yaml: session stopped");
-            }
-        }
-        for c in wanted {
-            if running.get(&c.id).is_some_and(|(old, ..)| *old == c) {
-                continue;
-            }
-            if let Some((_, cancel, handle)) = running.remove(&c.id) {
-                cancel.cancel();
-                let _ = handle.await;
-            }
-            let cancel = stop.child_token();
-            let handle = tokio::spawn(rtsp::run(c.clone(), tx.clone(), cancel.clone()));
-            running.insert(c.id.clone(), (c, cancel, handle));
-        }
-        metrics.cameras.set(running.len() as i64);
-        tokio::select! {
-            changed = config.changed() => if changed.is_err() { break },
-            _ = stop.cancelled() => break,
-        }
-    }
-    for (_, (_, cancel, handle)) in running {
-        cancel.cancel();
-        let _ = handle.await;
-    }
-}
-
 /// Run the service until Ctrl-C or SIGTERM.
 pub async fn run(opts: Options) -> Result<()> {
     let config = Arc::new(load(&opts.config_dir, &opts.overlay)?);
@@ -403,113 +207,74 @@ pub async fn run(opts: Options) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let cancel = CancellationToken::new();
 
-    // MQTT in and out
-    let (msg_tx, msg_rx) = mpsc::channel(4096);
+    // the inputs, into one channel
+    let (in_tx, in_rx) = mpsc::channel(4096);
     let stop_source = CancellationToken::new();
     let source_done = CancellationToken::new();
-    let mut source = None;
-    let mut publisher: Option<Publisher> = None;
+    let cx = sources::Context {
+        config: config.clone(),
+        config_rx: config_rx.clone(),
+        metrics: metrics.clone(),
+        stop: stop_source.clone(),
+        done: source_done.clone(),
+    };
+    let mut source_tasks = Vec::new();
+    let mut after_drain = Vec::new();
     let mut ready: Vec<crate::handle::Readiness> = Vec::new();
-    if let Some(m) = &svc.mqtt {
-        let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
-        watch_link(metrics.clone(), "mqtt", state_rx.clone());
-        let link = state_rx.clone();
-        ready.push(Arc::new(move || match *link.borrow() {
-            LinkState::Up => Ok(()),
-            s => Err(format!("MQTT is {s:?}")),
-        }));
-        // several instances share the subscription: each message goes to one of them, which
-        // passes its readings on to the Kafka partition of their site
-        let topics = match (&svc.cluster, &svc.kafka) {
-            (Some(_), Some(k)) => m
-                .topics
-                .iter()
-                .map(|t| format!("$share/{}/{t}", k.group_id))
-                .collect(),
-            _ => m.topics.clone(),
-        };
-        // in a cluster every instance has the same yujing.toml: its name tells the clients apart
-        let suffix = svc
-            .cluster
-            .as_ref()
-            .map(|c| format!("-{}", c.instance))
-            .unwrap_or_default();
-        let mut source_config = mqtt_config(m, &suffix);
-        if svc.cluster.is_some() {
-            // a persistent session of a dead instance would keep receiving its share of the
-            // shared subscription until it came back; a clean one leaves it to the others
-            source_config.persistent = false;
-        }
-        let (acker, handle) = mqtt::subscribe(
-            &source_config,
-            topics,
-            msg_tx,
-            state_tx,
-            stop_source.clone(),
-            source_done.clone(),
-        )?;
-        source = Some((acker, handle));
-        let (ptx, prx) = watch::channel(LinkState::Connecting);
-        watch_link(metrics.clone(), "mqtt_out", prx);
-        let (p, _) = Publisher::connect(&mqtt_config(m, &format!("{suffix}-out")), ptx)?;
-        publisher = Some(p);
-    } else {
-        drop(msg_tx);
+    for source in sources::sources(&config) {
+        let name = source.name();
+        let running = source
+            .start(&cx, in_tx.clone())
+            .await
+            .with_context(|| format!("starting the {name} source"))?;
+        source_tasks.extend(running.tasks);
+        after_drain.extend(running.after_drain);
+        ready.extend(running.ready);
+    }
+    drop(in_tx);
+    if svc.mqtt.is_none() {
         tracing::warn!("no [mqtt] table in yujing.toml: no readings will come in");
     }
 
-    // Kafka: an idempotent producer (kafka channels, dead letters) and the consumer group
-    let mut kafka_out = None;
-    let mut kafka_in = None;
-    let mut kafka_group = None;
-    if let Some(k) = &svc.kafka {
-        use yujing_connectors::kafka;
-        let kc = kafka::KafkaConfig {
-            brokers: k.brokers.clone(),
-            group_id: k.group_id.clone(),
-            client: k.client.clone().into_iter().collect(),
-        };
-        let timeout = Duration::from_millis(svc.dispatch.timeout.max(1_000) as u64);
-        kafka_out = Some(kafka::KafkaProducer::new(&kc, timeout).context("Kafka producer")?);
-        let topics: Vec<String> = [&k.readings_topic, &k.tickets_topic]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        if let (Some(cluster), Some(readings)) = (&svc.cluster, &k.readings_topic) {
-            // several instances: the group splits the partitions, state moves with them
-            let (tx, rx) = mpsc::channel(256);
-            let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
-            watch_link(metrics.clone(), "kafka", state_rx);
-            let handle = kafka::subscribe_group(&kc, &topics, tx, state_tx, stop_source.clone())
-                .context("Kafka consumer")?;
-            tracing::info!(brokers = %k.brokers, group = %k.group_id, instance = %cluster.instance, ?topics, "Kafka consumer up, in a cluster");
-            kafka_group = Some((
-                rx,
-                handle,
-                crate::service::pipeline::Cluster::new(
-                    cluster.clone(),
-                    k.group_id.clone(),
-                    readings.clone(),
-                    k.tickets_topic.clone(),
-                    kafka_out.clone(),
-                ),
-            ));
-        } else if !topics.is_empty() {
-            let (tx, rx) = mpsc::channel(4096);
-            let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
-            watch_link(metrics.clone(), "kafka", state_rx);
-            let (acker, handle) = kafka::subscribe(&kc, &topics, tx, state_tx, stop_source.clone())
-                .context("Kafka consumer")?;
-            tracing::info!(brokers = %k.brokers, group = %k.group_id, ?topics, "Kafka consumer up");
-            kafka_in = Some((rx, acker, handle));
+    // MQTT out (mqtt channels, dead letters)
+    let publisher: Option<Publisher> = match &svc.mqtt {
+        Some(m) => {
+            let (ptx, prx) = watch::channel(LinkState::Connecting);
+            sources::watch_link(metrics.clone(), "mqtt_out", prx);
+            let suffix = format!("{}-out", sources::mqtt::instance_suffix(&config));
+            let (p, _) = Publisher::connect(&sources::mqtt::client_config(m, &suffix), ptx)?;
+            Some(p)
         }
-    }
+        None => None,
+    };
+    // Kafka out: an idempotent producer (kafka channels, dead letters, a cluster's readings)
+    let kafka_out = match &svc.kafka {
+        Some(k) => {
+            let timeout = Duration::from_millis(svc.dispatch.timeout.max(1_000) as u64);
+            let kc = sources::kafka::client_config(k);
+            Some(
+                yujing_connectors::kafka::KafkaProducer::new(&kc, timeout)
+                    .context("Kafka producer")?,
+            )
+        }
+        None => None,
+    };
+    let shares = sources::kafka::shares_partitions(&config);
+    let cluster = match (&svc.cluster, &svc.kafka) {
+        (Some(cluster), Some(k)) if shares => Some(pipeline::Cluster::new(
+            cluster.clone(),
+            k.group_id.clone(),
+            k.readings_topic.clone().unwrap_or_default(),
+            k.tickets_topic.clone(),
+            kafka_out.clone(),
+        )),
+        _ => None,
+    };
 
     // the engine, resumed from the store
     let mut engine = Engine::new(config.clone());
     engine.source("mqtt");
-    if kafka_group.is_some() {
+    if shares {
         // in a cluster no site is this instance's until the group gives it partitions
         engine.set_owned(Some(vec![false; config.registry.sites.len()]));
     }
@@ -557,11 +322,7 @@ pub async fn run(opts: Options) -> Result<()> {
         opts.overlay.clone(),
     );
     // in a cluster, firing warnings come back with their partitions' checkpoints
-    let resumed = if kafka_group.is_some() {
-        0
-    } else {
-        pipe.resume().await?
-    };
+    let resumed = if shares { 0 } else { pipe.resume().await? };
     if resumed > 0 {
         tracing::info!(
             resumed,
@@ -584,23 +345,9 @@ pub async fn run(opts: Options) -> Result<()> {
         )));
         tracing::info!(dir = %a.dir.display(), retention_days = a.retention_days, "archive up");
     }
-    // field devices: HJ 212 monitors and RTSP cameras
-    let (mut field, mut field_tasks) =
-        start_field(&config, config_rx.clone(), &metrics, &stop_source).await?;
-    if let Some((rx, acker, handle)) = kafka_in {
-        field.kafka = Some((rx, acker));
-        field_tasks.push(handle);
-    }
-    if let Some((rx, handle, cluster)) = kafka_group {
-        field.group = Some(rx);
-        pipe.cluster = Some(cluster);
-        field_tasks.push(tokio::task::spawn_blocking(move || {
-            let _ = handle.join();
-        }));
-    }
+    pipe.cluster = cluster;
     let (req_tx, req_rx) = mpsc::channel(64);
-    let acker = source.as_ref().map(|(a, _)| a.clone());
-    let pipeline_task = tokio::spawn(pipe.run(msg_rx, acker, req_rx, field));
+    let pipeline_task = tokio::spawn(pipe.run(in_rx, req_rx));
 
     // dispatch
     let dispatcher = Dispatcher {
@@ -708,7 +455,7 @@ pub async fn run(opts: Options) -> Result<()> {
     cancel.cancel();
     // 1-3: sources stop; the pipeline drains and stores; acks are flushed; disconnect
     stop_source.cancel();
-    for t in field_tasks {
+    for t in source_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = pipeline_task.await;
@@ -717,8 +464,8 @@ pub async fn run(opts: Options) -> Result<()> {
         let _ = t.await;
     }
     source_done.cancel();
-    if let Some((_, h)) = source {
-        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+    for t in after_drain {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     // 4-5: deliveries under way finish; the rest stay queued
     dispatch_cancel.cancel();

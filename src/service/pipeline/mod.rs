@@ -3,6 +3,7 @@
 //! message is acknowledged to the broker; the API asks it for the engine's state; a reload swaps
 //! the configuration in place.
 
+use super::sources::Input;
 use crate::config::Config;
 use crate::decode;
 use crate::engine::{Engine, Subject};
@@ -16,9 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
-use yujing_connectors::hj212::Incoming;
-use yujing_connectors::mqtt::{Acker, Message};
-use yujing_connectors::rtsp::CameraItem;
+use yujing_connectors::kafka::KafkaAcker;
 
 mod cluster;
 mod dead_letter;
@@ -74,19 +73,6 @@ impl Series {
 
 /// Camera events kept per camera for the site view.
 const RECENT_EVENTS: usize = 10;
-
-/// What the field connectors (HJ 212 listener, RTSP cameras) hand the pipeline.
-pub struct Field {
-    pub hj212: Option<mpsc::Receiver<Incoming>>,
-    pub cameras: Option<mpsc::Receiver<CameraItem>>,
-    /// Kafka messages (readings, tickets) and how to mark them processed.
-    pub kafka: Option<(
-        mpsc::Receiver<Vec<yujing_connectors::kafka::KafkaMessage>>,
-        yujing_connectors::kafka::KafkaAcker,
-    )>,
-    /// Kafka in a group shared with other instances (`[cluster]`; instead of `kafka`).
-    pub group: Option<mpsc::Receiver<yujing_connectors::kafka::GroupEvent>>,
-}
 
 pub struct Pipeline {
     pub engine: Engine,
@@ -229,75 +215,23 @@ impl Pipeline {
         Ok(n)
     }
 
-    /// Run until the message channel closes (its sources stopped); requests are answered
+    /// Run until every source has stopped (the input channel closes); requests are answered
     /// meanwhile and the engine ticks every second by the clock.
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Message>,
-        acker: Option<Acker>,
+        mut inputs: mpsc::Receiver<Input>,
         mut requests: mpsc::Receiver<Request>,
-        field: Field,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests_open = true;
-        let (mut hj212, mut cameras) = (field.hj212, field.cameras);
-        let (mut kafka, kafka_acker) = match field.kafka {
-            Some((rx, acker)) => (Some(rx), Some(acker)),
-            None => (None, None),
-        };
+        let mut kafka_acker = None;
         let mut kafka_done: Vec<(String, i32, i64)> = Vec::new();
-        let mut group = field.group;
-        let mut mqtt_open = true;
         loop {
-            if !mqtt_open
-                && hj212.is_none()
-                && cameras.is_none()
-                && kafka.is_none()
-                && group.is_none()
-            {
-                break;
-            }
             tokio::select! {
-                g = recv(&mut group) => match g {
-                    Some(ev) => self.on_group(ev).await,
-                    None => group = None,
-                },
-                k = recv(&mut kafka) => match k {
-                    Some(batch) => {
-                        self.on_kafka(&batch).await;
-                        self.archive_sync();
-                        // processed and their transitions stored: the offsets may be
-                        // committed (the newest per partition)
-                        for k in &batch {
-                            match kafka_done.iter_mut().find(|d| *d.0 == *k.topic && d.1 == k.partition) {
-                                Some(d) => d.2 = d.2.max(k.offset),
-                                None => kafka_done.push((k.topic.to_string(), k.partition, k.offset)),
-                            }
-                        }
-                        store_offsets(&kafka_acker, &mut kafka_done);
-                    }
-                    None => kafka = None,
-                },
-                i = recv(&mut hj212) => match i {
-                    Some(i) => self.on_hj212(i).await,
-                    None => hj212 = None,
-                },
-                c = recv(&mut cameras) => match c {
-                    Some(c) => self.on_camera(c).await,
-                    None => cameras = None,
-                },
-                m = rx.recv(), if mqtt_open => match m {
-                    Some(m) => {
-                        let done = self.on_message(&m).await;
-                        self.archive_sync();
-                        if let (true, Some(a)) = (done, &acker) {
-                            if let Err(e) = a.ack(&m).await {
-                                tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker will redeliver it");
-                            }
-                        }
-                    }
-                    None => mqtt_open = false,
+                i = inputs.recv() => match i {
+                    Some(i) => self.on_input(i, &mut kafka_acker, &mut kafka_done).await,
+                    None => break,
                 },
                 r = requests.recv(), if requests_open => match r {
                     Some(r) => self.on_request(r).await,
@@ -328,6 +262,47 @@ impl Pipeline {
         }
         self.sync_metrics();
         self.dead.flush();
+    }
+
+    /// One item of a source; acknowledged (MQTT) or marked processed (Kafka) once what it
+    /// caused is stored.
+    async fn on_input(
+        &mut self,
+        input: Input,
+        kafka_acker: &mut Option<KafkaAcker>,
+        kafka_done: &mut Vec<(String, i32, i64)>,
+    ) {
+        match input {
+            Input::Group(ev) => self.on_group(ev).await,
+            Input::Kafka(batch, acker) => {
+                self.on_kafka(&batch).await;
+                self.archive_sync();
+                // processed and their transitions stored: the offsets may be committed (the
+                // newest per partition)
+                for k in &batch {
+                    match kafka_done
+                        .iter_mut()
+                        .find(|d| *d.0 == *k.topic && d.1 == k.partition)
+                    {
+                        Some(d) => d.2 = d.2.max(k.offset),
+                        None => kafka_done.push((k.topic.to_string(), k.partition, k.offset)),
+                    }
+                }
+                *kafka_acker = Some(acker);
+                store_offsets(kafka_acker, kafka_done);
+            }
+            Input::Hj212(i) => self.on_hj212(i).await,
+            Input::Camera(c) => self.on_camera(c).await,
+            Input::Mqtt(m, acker) => {
+                let done = self.on_message(&m).await;
+                self.archive_sync();
+                if done {
+                    if let Err(e) = acker.ack(&m).await {
+                        tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker will redeliver it");
+                    }
+                }
+            }
+        }
     }
 
     async fn on_request(&mut self, r: Request) {
@@ -807,22 +782,11 @@ impl Pipeline {
 }
 
 /// Store the offsets of processed Kafka messages (the newest per partition).
-fn store_offsets(
-    acker: &Option<yujing_connectors::kafka::KafkaAcker>,
-    done: &mut Vec<(String, i32, i64)>,
-) {
+fn store_offsets(acker: &Option<KafkaAcker>, done: &mut Vec<(String, i32, i64)>) {
     if let Some(a) = acker {
         if let Err(e) = a.ack_many(done) {
             tracing::warn!(error = %e, "cannot store Kafka offsets; those messages will be read again");
         }
     }
     done.clear();
-}
-
-/// The next item of a channel that may be gone (then never ready).
-async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
 }
