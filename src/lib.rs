@@ -32,8 +32,9 @@
 //! - [`api`]: the HTTP API (axum): warnings and their lifecycle, sites, rules, server-sent events,
 //!   `/metrics`, health; bearer tokens with roles.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
-//! - [`service`]: `yujing run` and `yujing demo`: wires the sources (MQTT, the HJ 212 listener, RTSP
-//!   cameras), the engine, store, dispatch and API together ([`service::pipeline`]), hot reload,
+//! - [`service`]: `yujing run` and `yujing demo`: wires the sources (MQTT, Kafka, the HJ 212
+//!   listener, RTSP cameras: one [`service::sources::Source`] each, feeding one channel), the
+//!   engine, store, dispatch and API together ([`service::pipeline`]), hot reload,
 //!   shutdown in drain order; the live simulator ([`service::simulate`]).
 //! - [`hotline`]: 12345 tickets: validation, category -> concern, matching to sites.
 //! - [`intern`]: compact name tables (device, site, metric ids) for the hot path.
