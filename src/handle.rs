@@ -36,6 +36,20 @@ pub struct ReloadResult {
     pub trigger: String,
 }
 
+impl ReloadResult {
+    /// The load at start: every rule starts afresh.
+    pub fn started(at: String, rules: usize) -> ReloadResult {
+        ReloadResult {
+            at,
+            ok: true,
+            errors: Vec::new(),
+            kept: 0,
+            reset: rules,
+            trigger: "start".into(),
+        }
+    }
+}
+
 /// What the API asks of the engine.
 pub enum Request {
     /// Every site's view, with up to this many minutes of history per series.

@@ -26,158 +26,17 @@ impl Engine {
             config.settings.idle_timeout,
         );
         for (ri, r) in config.rules.iter().enumerate() {
-            let devices = scoped_devices(r, &config);
-            let sources: Vec<usize> = r.sources.iter().map(|s| wm.source(s)).collect();
-            let filtered = devices.is_some() || !sources.is_empty();
-            let mut watched = Vec::new();
-            let (windows, continuity) = match &r.body {
-                Body::Threshold { conds, window, .. } => {
-                    // the rule's series, densely numbered: every device of the covered sites, or
-                    // every covered site; `keys` maps the number back
-                    let mut keys: Vec<u32> = Vec::new();
-                    let mut bases = Vec::with_capacity(r.sites.len());
-                    for &s in &r.sites {
-                        bases.push(keys.len() as u32);
-                        match r.key {
-                            KeyBy::Device => keys.extend(&reg.sites[s as usize].devices),
-                            KeyBy::Site => keys.push(s),
-                        }
-                    }
-                    for (ci, c) in conds.iter().enumerate() {
-                        let m = metric_ids.get(&c.metric).unwrap_or(0) as usize;
-                        for (&s, &base) in r.sites.iter().zip(&bases) {
-                            routes[s as usize * n_metrics + m].push(Route {
-                                rule: ri as u32,
-                                cond: ci as u8,
-                                filtered,
-                                base,
-                                by_site: r.key == KeyBy::Site,
-                            });
-                        }
-                    }
-                    let has = |f: fn(&Agg) -> bool| conds.iter().any(|c| f(&c.aggregate));
-                    let shape = AccShape {
-                        conds: conds.len(),
-                        needs: Needs {
-                            order: has(|a| {
-                                matches!(a, Agg::First | Agg::Last | Agg::Delta | Agg::Rate)
-                            }),
-                            spread: has(|a| *a == Agg::Stddev),
-                            sketch: has(|a| a.needs_sketch()),
-                            devices: r.key == KeyBy::Site,
-                        },
-                    };
-                    let continuity = match window.grid() {
-                        Some((_, step)) => step,
-                        None => Ts::MAX / 4,
-                    };
-                    (Some(Windows::new(*window, shape, keys)), continuity)
-                }
-                Body::Absence { metrics, .. } => {
-                    for &s in &r.sites {
-                        for &d in &reg.sites[s as usize].devices {
-                            let dev = &reg.devices[d as usize];
-                            let provides = metrics.is_empty()
-                                || dev.metrics.iter().any(|m| metrics.contains(m));
-                            let allowed = devices.as_ref().is_none_or(|ds| ds.contains(&d));
-                            // a site's tickets are not a device that can go silent
-                            if provides && allowed && !dev.metrics.is_empty() && !dev.is_hotline() {
-                                watched.push(d);
-                            }
-                        }
-                    }
-                    (None, Ts::MAX / 4)
-                }
-            };
-            rules.push(RuleRt {
-                windows,
-                alerts: FxHashMap::default(),
-                timing: Timing {
-                    hold_for: r.hold_for,
-                    clear_after: r.clear_after,
-                    min_gap: r.min_gap,
-                    continuity,
-                },
-                devices,
-                sources,
-                watched,
-            });
+            rules.push(compile_rule(
+                ri,
+                r,
+                &config,
+                &metric_ids,
+                &mut routes,
+                &mut wm,
+            ));
         }
-        let dev = reg
-            .devices
-            .iter()
-            .map(|d| {
-                let mut metrics = [u16::MAX; DECLARED];
-                for (slot, m) in metrics
-                    .iter_mut()
-                    .zip(d.metrics.iter().filter_map(|m| metric_ids.get(m)))
-                {
-                    *slot = m as u16;
-                }
-                DevHot {
-                    last_seen: Ts::MIN,
-                    site: d.site,
-                    first_of_site: reg.sites[d.site as usize]
-                        .devices
-                        .first()
-                        .copied()
-                        .unwrap_or(0),
-                    metrics,
-                    offline: 0,
-                }
-            })
-            .collect();
-        let mut models_of_metric = vec![Vec::new(); n_metrics];
-        let models = config
-            .models
-            .iter()
-            .enumerate()
-            .map(|(k, m)| {
-                if let Some(id) = metric_ids.get(&m.metric) {
-                    models_of_metric[id as usize].push(k as u16);
-                }
-                let targets = match &m.kind {
-                    crate::config::models::Kind::Forecast { target, .. } => reg
-                        .devices
-                        .iter()
-                        .map(|d| {
-                            target
-                                .eval(&reg.sites[d.site as usize].params)
-                                .unwrap_or(f64::NAN)
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let carriers = match &m.kind {
-                    crate::config::models::Kind::Risk(_) => reg
-                        .sites
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(si, s)| {
-                            s.devices
-                                .iter()
-                                .find(|d| reg.devices[**d as usize].metrics.contains(&m.output))
-                                .map(|d| (si as u32, *d))
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                ModelRt {
-                    next: Ts::MIN,
-                    carriers,
-                    output: Arc::from(m.output.as_str()),
-                    kind: m.kind.clone(),
-                    // devices provide a model's output where it applies (config::provide_model_outputs)
-                    scoped: reg
-                        .devices
-                        .iter()
-                        .map(|d| d.metrics.contains(&m.metric) && d.metrics.contains(&m.output))
-                        .collect(),
-                    targets,
-                    state: FxHashMap::default(),
-                }
-            })
-            .collect();
+        let dev = device_slots(&config, &metric_ids);
+        let (models, models_of_metric) = compile_models(&config, &metric_ids, n_metrics);
         let risk_outputs: Vec<&str> = config
             .models
             .iter()
@@ -338,4 +197,183 @@ pub(super) fn scoped_devices(r: &Rule, config: &Config) -> Option<Vec<u32>> {
 
 pub(super) fn first_threshold(t: &LevelThresholds) -> f64 {
     t.iter().copied().find(|v| !v.is_nan()).unwrap_or(f64::NAN)
+}
+
+/// One rule's runtime: its windows (and the routes from (site, metric) to them) or the
+/// devices it watches for silence, its alert timing, scope and sources.
+fn compile_rule(
+    ri: usize,
+    r: &Rule,
+    config: &Config,
+    metric_ids: &Interner,
+    routes: &mut [Vec<Route>],
+    wm: &mut Watermarks,
+) -> RuleRt {
+    let reg = &config.registry;
+    let n_metrics = metric_ids.len().max(1);
+    let devices = scoped_devices(r, config);
+    let sources: Vec<usize> = r.sources.iter().map(|s| wm.source(s)).collect();
+    let filtered = devices.is_some() || !sources.is_empty();
+    let mut watched = Vec::new();
+    let (windows, continuity) = match &r.body {
+        Body::Threshold { conds, window, .. } => {
+            // the rule's series, densely numbered: every device of the covered sites, or
+            // every covered site; `keys` maps the number back
+            let mut keys: Vec<u32> = Vec::new();
+            let mut bases = Vec::with_capacity(r.sites.len());
+            for &s in &r.sites {
+                bases.push(keys.len() as u32);
+                match r.key {
+                    KeyBy::Device => keys.extend(&reg.sites[s as usize].devices),
+                    KeyBy::Site => keys.push(s),
+                }
+            }
+            for (ci, c) in conds.iter().enumerate() {
+                let m = metric_ids.get(&c.metric).unwrap_or(0) as usize;
+                for (&s, &base) in r.sites.iter().zip(&bases) {
+                    routes[s as usize * n_metrics + m].push(Route {
+                        rule: ri as u32,
+                        cond: ci as u8,
+                        filtered,
+                        base,
+                        by_site: r.key == KeyBy::Site,
+                    });
+                }
+            }
+            let has = |f: fn(&Agg) -> bool| conds.iter().any(|c| f(&c.aggregate));
+            let shape = AccShape {
+                conds: conds.len(),
+                needs: Needs {
+                    order: has(|a| matches!(a, Agg::First | Agg::Last | Agg::Delta | Agg::Rate)),
+                    spread: has(|a| *a == Agg::Stddev),
+                    sketch: has(|a| a.needs_sketch()),
+                    devices: r.key == KeyBy::Site,
+                },
+            };
+            let continuity = match window.grid() {
+                Some((_, step)) => step,
+                None => Ts::MAX / 4,
+            };
+            (Some(Windows::new(*window, shape, keys)), continuity)
+        }
+        Body::Absence { metrics, .. } => {
+            for &s in &r.sites {
+                for &d in &reg.sites[s as usize].devices {
+                    let dev = &reg.devices[d as usize];
+                    let provides =
+                        metrics.is_empty() || dev.metrics.iter().any(|m| metrics.contains(m));
+                    let allowed = devices.as_ref().is_none_or(|ds| ds.contains(&d));
+                    // a site's tickets are not a device that can go silent
+                    if provides && allowed && !dev.metrics.is_empty() && !dev.is_hotline() {
+                        watched.push(d);
+                    }
+                }
+            }
+            (None, Ts::MAX / 4)
+        }
+    };
+    RuleRt {
+        windows,
+        alerts: FxHashMap::default(),
+        timing: Timing {
+            hold_for: r.hold_for,
+            clear_after: r.clear_after,
+            min_gap: r.min_gap,
+            continuity,
+        },
+        devices,
+        sources,
+        watched,
+    }
+}
+
+/// Each device's hot state: its site, its first declared metrics, never seen.
+fn device_slots(config: &Config, metric_ids: &Interner) -> Vec<DevHot> {
+    let reg = &config.registry;
+    config
+        .registry
+        .devices
+        .iter()
+        .map(|d| {
+            let mut metrics = [u16::MAX; DECLARED];
+            for (slot, m) in metrics
+                .iter_mut()
+                .zip(d.metrics.iter().filter_map(|m| metric_ids.get(m)))
+            {
+                *slot = m as u16;
+            }
+            DevHot {
+                last_seen: Ts::MIN,
+                site: d.site,
+                first_of_site: reg.sites[d.site as usize]
+                    .devices
+                    .first()
+                    .copied()
+                    .unwrap_or(0),
+                metrics,
+                offline: 0,
+            }
+        })
+        .collect()
+}
+
+/// Each model's runtime and, by metric id, the models it feeds.
+fn compile_models(
+    config: &Config,
+    metric_ids: &Interner,
+    n_metrics: usize,
+) -> (Vec<ModelRt>, Vec<Vec<u16>>) {
+    let reg = &config.registry;
+    let mut models_of_metric = vec![Vec::new(); n_metrics];
+    let models = config
+        .models
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            if let Some(id) = metric_ids.get(&m.metric) {
+                models_of_metric[id as usize].push(k as u16);
+            }
+            let targets = match &m.kind {
+                crate::config::models::Kind::Forecast { target, .. } => reg
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        target
+                            .eval(&reg.sites[d.site as usize].params)
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let carriers = match &m.kind {
+                crate::config::models::Kind::Risk(_) => reg
+                    .sites
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(si, s)| {
+                        s.devices
+                            .iter()
+                            .find(|d| reg.devices[**d as usize].metrics.contains(&m.output))
+                            .map(|d| (si as u32, *d))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            ModelRt {
+                next: Ts::MIN,
+                carriers,
+                output: Arc::from(m.output.as_str()),
+                kind: m.kind.clone(),
+                // devices provide a model's output where it applies (config::provide_model_outputs)
+                scoped: reg
+                    .devices
+                    .iter()
+                    .map(|d| d.metrics.contains(&m.metric) && d.metrics.contains(&m.output))
+                    .collect(),
+                targets,
+                state: FxHashMap::default(),
+            }
+        })
+        .collect();
+    (models, models_of_metric)
 }

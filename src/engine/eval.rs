@@ -95,14 +95,7 @@ impl Engine {
             KeyBy::Site => c.key,
         };
         let tz = self.config.settings.timezone;
-        let in_hours = rule.active.is_none_or(|(from, to)| {
-            let m = local_minute_of_day(c.start, tz);
-            if from < to {
-                m >= from && m < to
-            } else {
-                m >= from || m < to
-            }
-        });
+        let in_hours = in_active_hours(rule, c.start, tz);
         let rt = &mut self.rules[ri];
         // most windows of most series meet no condition and have no state: no map insert then
         let existing = rt.alerts.get(&c.key);
@@ -163,36 +156,13 @@ impl Engine {
                 level: lvl.map(|l| if cond.gate { rule.level } else { l }),
             });
         }
-        let observed = match combine {
-            Combine::All => {
-                if evals.iter().all(|e| e.level.is_some()) {
-                    conds
-                        .iter()
-                        .zip(evals.iter())
-                        .filter(|(c, _)| !c.gate)
-                        .filter_map(|(_, e)| e.level)
-                        .min()
-                        .or(Some(rule.level))
-                } else {
-                    None
-                }
-            }
-            Combine::Any => evals.iter().filter_map(|e| e.level).max(),
-        };
+        let observed = combined_level(*combine, conds, &evals, rule.level);
         if observed.is_none() && !needs_state {
             self.eval_scratch = evals;
             return;
         }
         // the condition that decided the level speaks for the warning
-        let decisive = match combine {
-            Combine::Any => {
-                (0..evals.len()).max_by_key(|&i| (evals[i].level, std::cmp::Reverse(i)))
-            }
-            Combine::All => (0..evals.len())
-                .filter(|&i| !conds[i].gate)
-                .min_by_key(|&i| (evals[i].level, i)),
-        }
-        .unwrap_or(0);
+        let decisive = decisive_condition(*combine, conds, &evals);
         let main = evals
             .get(decisive)
             .map(|e| (e.v, e.thr))
@@ -222,17 +192,7 @@ impl Engine {
         }
         if let Some(step) = step {
             let a0 = c.accs.get(decisive);
-            let devices = match rule.key {
-                KeyBy::Device => vec![c.key],
-                KeyBy::Site => {
-                    let mut d: Vec<u32> = (0..c.accs.len())
-                        .flat_map(|i| c.accs.get(i).devices().to_vec())
-                        .collect();
-                    d.sort_unstable();
-                    d.dedup();
-                    d
-                }
-            };
+            let devices = contributing_devices(rule.key, &c);
             let values = evals.iter().map(|e| e.raw).collect();
             self.record(Transition {
                 rule: ri,
@@ -469,4 +429,73 @@ pub fn level_of(
         }
     }
     None
+}
+
+/// Whether a window starting at `start` falls in the rule's active hours (`active: 22:00-06:00`
+/// wraps midnight).
+fn in_active_hours(rule: &Rule, start: Ts, tz: chrono_tz::Tz) -> bool {
+    rule.active.is_none_or(|(from, to)| {
+        let m = local_minute_of_day(start, tz);
+        if from < to {
+            m >= from && m < to
+        } else {
+            m >= from || m < to
+        }
+    })
+}
+
+/// The level the conditions reach together: `all` the lowest of the non-gate conditions (the
+/// rule's level when only gates), if every one holds; `any` the highest.
+fn combined_level(
+    combine: Combine,
+    conds: &[crate::config::rules::Condition],
+    evals: &[CondEval],
+    rule_level: Level,
+) -> Option<Level> {
+    match combine {
+        Combine::All => {
+            if evals.iter().all(|e| e.level.is_some()) {
+                conds
+                    .iter()
+                    .zip(evals.iter())
+                    .filter(|(c, _)| !c.gate)
+                    .filter_map(|(_, e)| e.level)
+                    .min()
+                    .or(Some(rule_level))
+            } else {
+                None
+            }
+        }
+        Combine::Any => evals.iter().filter_map(|e| e.level).max(),
+    }
+}
+
+/// The condition that decided the level, which speaks for the warning.
+fn decisive_condition(
+    combine: Combine,
+    conds: &[crate::config::rules::Condition],
+    evals: &[CondEval],
+) -> usize {
+    match combine {
+        Combine::Any => (0..evals.len()).max_by_key(|&i| (evals[i].level, std::cmp::Reverse(i))),
+        Combine::All => (0..evals.len())
+            .filter(|&i| !conds[i].gate)
+            .min_by_key(|&i| (evals[i].level, i)),
+    }
+    .unwrap_or(0)
+}
+
+/// The devices a window's readings came from: the device itself, or a site's contributors.
+fn contributing_devices(key: KeyBy, c: &Closed) -> Vec<u32> {
+    match key {
+        KeyBy::Device => vec![c.key],
+        KeyBy::Site => {
+            let mut d: Vec<u32> = (0..c.accs.len())
+                .flat_map(|i| c.accs.get(i).devices().to_vec())
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub mod simulate;
 pub mod sources;
 
 use crate::api::{self, AppState, DemoHooks};
+use crate::config::service::ServiceSettings;
 use crate::config::Config;
 use crate::dispatch::{self, Dispatcher};
 use crate::engine::Engine;
@@ -37,8 +38,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use yujing_connectors::http::HttpOut;
+use yujing_connectors::kafka::KafkaProducer;
 use yujing_connectors::mqtt::{LinkState, Publisher};
 
 /// Applied to every configuration loaded (at start and on each reload): the demo's overrides,
@@ -186,22 +189,7 @@ pub async fn run(opts: Options) -> Result<()> {
     limits::open_files(&svc)?;
     limits::warn_unsafe(&config, opts.demo.is_some());
     let metrics = Arc::new(Metrics::new());
-    let store = match &svc.store.url {
-        Some(url) => Store::connect(url)
-            .await
-            .with_context(|| format!("connecting to the store {}", crate::store::redact(url)))?,
-        None => Store::open(&svc.store.path, svc.store.fsync)
-            .await
-            .with_context(|| format!("opening the store {}", svc.store.path.display()))?,
-    };
-    // in a shared store, other instances' deliveries under way are theirs
-    let released = match store.backend() {
-        crate::store::Backend::Sqlite => store.release_leases().await?,
-        crate::store::Backend::Postgres => 0,
-    };
-    if released > 0 {
-        tracing::warn!(released, "deliveries that were under way when the service last stopped are sent again (same idempotency keys)");
-    }
+    let store = open_store(&svc).await?;
     let (config_tx, config_rx) = watch::channel(config.clone());
     let (events, _) = broadcast::channel(1024);
     let wake = Arc::new(Notify::new());
@@ -218,54 +206,14 @@ pub async fn run(opts: Options) -> Result<()> {
         stop: stop_source.clone(),
         done: source_done.clone(),
     };
-    let mut source_tasks = Vec::new();
-    let mut after_drain = Vec::new();
-    let mut ready: Vec<crate::handle::Readiness> = Vec::new();
-    for source in sources::sources(&config) {
-        let name = source.name();
-        let running = source
-            .start(&cx, in_tx.clone())
-            .await
-            .with_context(|| format!("starting the {name} source"))?;
-        source_tasks.extend(running.tasks);
-        after_drain.extend(running.after_drain);
-        ready.extend(running.ready);
-    }
-    drop(in_tx);
-    if svc.mqtt.is_none() {
-        tracing::warn!("no [mqtt] table in yujing.toml: no readings will come in");
-    }
+    let inputs = sources::start_all(&cx, in_tx).await?;
 
-    // MQTT out (mqtt channels, dead letters)
-    let publisher: Option<Publisher> = match &svc.mqtt {
-        Some(m) => {
-            let (ptx, prx) = watch::channel(LinkState::Connecting);
-            sources::watch_link(metrics.clone(), "mqtt_out", prx);
-            let suffix = format!("{}-out", sources::mqtt::instance_suffix(&config));
-            let (p, _) = Publisher::connect(&sources::mqtt::client_config(m, &suffix), ptx)?;
-            Some(p)
-        }
-        None => None,
-    };
-    // Kafka out: an idempotent producer (kafka channels, dead letters, a cluster's readings)
-    let kafka_out = match &svc.kafka {
-        Some(k) => {
-            let timeout = Duration::from_millis(svc.dispatch.timeout.max(1_000) as u64);
-            let kc = sources::kafka::client_config(k);
-            Some(
-                yujing_connectors::kafka::KafkaProducer::new(&kc, timeout)
-                    .context("Kafka producer")?,
-            )
-        }
-        None => None,
-    };
+    let (publisher, kafka_out) = connect_outputs(&config, &metrics)?;
     let shares = sources::kafka::shares_partitions(&config);
     let cluster = match (&svc.cluster, &svc.kafka) {
         (Some(cluster), Some(k)) if shares => Some(pipeline::Cluster::new(
             cluster.clone(),
-            k.group_id.clone(),
-            k.readings_topic.clone().unwrap_or_default(),
-            k.tickets_topic.clone(),
+            k,
             kafka_out.clone(),
         )),
         _ => None,
@@ -278,6 +226,184 @@ pub async fn run(opts: Options) -> Result<()> {
         // in a cluster no site is this instance's until the group gives it partitions
         engine.set_owned(Some(vec![false; config.registry.sites.len()]));
     }
+    let dead = open_dead_letter(&svc, &metrics, &publisher, &kafka_out)?;
+    let reload_state = Arc::new(Mutex::new(ReloadResult::started(
+        crate::time::format_ts(crate::store::now_ms(), config.settings.timezone),
+        config.rules.len(),
+    )));
+    let mut pipe = Pipeline::new(
+        engine,
+        store.clone(),
+        metrics.clone(),
+        events.clone(),
+        wake.clone(),
+        dead,
+        config_tx,
+        reload_state.clone(),
+        opts.config_dir.clone(),
+        opts.overlay.clone(),
+    );
+    // in a cluster, firing warnings come back with their partitions' checkpoints
+    let resumed = if shares { 0 } else { pipe.resume().await? };
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "warnings still firing at the last stop resume their episodes"
+        );
+    }
+    let archive_task = start_archive(&mut pipe, &store, &config_rx, &metrics)?;
+    pipe.cluster = cluster;
+    let (req_tx, req_rx) = mpsc::channel(64);
+    let pipeline_task = tokio::spawn(pipe.run(in_rx, req_rx));
+
+    // dispatch
+    let dispatch_cancel = CancellationToken::new();
+    let (dispatch_task, deadline_task) = start_dispatch(
+        Dispatcher {
+            store: store.clone(),
+            config: config_rx.clone(),
+            http: HttpOut::new(Duration::from_millis(svc.dispatch.timeout as u64))?,
+            mqtt: publisher.clone(),
+            kafka: kafka_out.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+        },
+        &dispatch_cancel,
+    );
+
+    // HTTP
+    let demo_hooks = opts.demo.as_ref().map(|d| {
+        Arc::new(DemoHooks {
+            secret: d.hook_secret.clone(),
+            received: Mutex::new(Vec::new()),
+            total: Default::default(),
+        })
+    });
+    let state = AppState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        config: config_rx.clone(),
+        engine: req_tx.clone(),
+        events: events.clone(),
+        reload: reload_state,
+        ready: inputs.ready,
+        demo_hooks,
+        sessions: Arc::new(api::session::Sessions::default()),
+        tickets_out: KafkaTickets::of(&svc, &kafka_out),
+    };
+    let http_cancel = CancellationToken::new();
+    let (local, http_task) = serve_http(&svc, state, &metrics, &http_cancel).await?;
+    let _watcher = reload_triggers(opts.config_dir.clone(), req_tx.clone(), cancel.clone());
+    drop(req_tx);
+
+    let sim_cancel = CancellationToken::new();
+    if let Some(d) = &opts.demo {
+        println!("{}", d.banner.replace("{http}", &format!("http://{local}")));
+        if let Some(p) = &publisher {
+            tokio::spawn(simulate::run(
+                config.clone(),
+                p.clone(),
+                d.speed,
+                Some((format!("http://{local}"), d.hotline_token.clone())),
+                sim_cancel.clone(),
+            ));
+        }
+    }
+
+    let why = shutdown_signal().await;
+    Running {
+        sim_cancel,
+        cancel,
+        stop_source,
+        source_tasks: inputs.tasks,
+        pipeline_task,
+        archive_task,
+        source_done,
+        after_drain: inputs.after_drain,
+        dispatch_cancel,
+        dispatch_task,
+        deadline_task,
+        publisher,
+        http_cancel,
+        http_task,
+        store,
+    }
+    .drain(why)
+    .await;
+    Ok(())
+}
+
+/// The dispatcher (outbox to channels) and the deadline watcher, until `cancel`.
+fn start_dispatch(
+    dispatcher: Dispatcher,
+    cancel: &CancellationToken,
+) -> (JoinHandle<()>, JoinHandle<()>) {
+    let deadlines = tokio::spawn(dispatch::watch_deadlines(
+        dispatcher.store.clone(),
+        dispatcher.config.clone(),
+        dispatcher.wake.clone(),
+        Duration::from_millis(500),
+        cancel.clone(),
+    ));
+    (tokio::spawn(dispatcher.run(cancel.clone())), deadlines)
+}
+
+/// The store of `[store]`: SQLite, or PostgreSQL shared with other instances.
+async fn open_store(svc: &ServiceSettings) -> Result<Store> {
+    let store = match &svc.store.url {
+        Some(url) => Store::connect(url)
+            .await
+            .with_context(|| format!("connecting to the store {}", crate::store::redact(url)))?,
+        None => Store::open(&svc.store.path, svc.store.fsync)
+            .await
+            .with_context(|| format!("opening the store {}", svc.store.path.display()))?,
+    };
+    // in a shared store, other instances' deliveries under way are theirs
+    let released = match store.backend() {
+        crate::store::Backend::Sqlite => store.release_leases().await?,
+        crate::store::Backend::Postgres => 0,
+    };
+    if released > 0 {
+        tracing::warn!(released, "deliveries that were under way when the service last stopped are sent again (same idempotency keys)");
+    }
+    Ok(store)
+}
+
+/// The outputs: an MQTT publisher (mqtt channels, dead letters) and an idempotent Kafka
+/// producer (kafka channels, dead letters, a cluster's readings), each if configured.
+fn connect_outputs(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Option<Publisher>, Option<KafkaProducer>)> {
+    let svc = &config.service;
+    let publisher = match &svc.mqtt {
+        Some(m) => {
+            let (ptx, prx) = watch::channel(LinkState::Connecting);
+            sources::watch_link(metrics.clone(), "mqtt_out", prx);
+            let suffix = format!("{}-out", sources::mqtt::instance_suffix(config));
+            let (p, _) = Publisher::connect(&sources::mqtt::client_config(m, &suffix), ptx)?;
+            Some(p)
+        }
+        None => None,
+    };
+    let kafka = match &svc.kafka {
+        Some(k) => {
+            let timeout = Duration::from_millis(svc.dispatch.timeout.max(1_000) as u64);
+            let kc = sources::kafka::client_config(k);
+            Some(KafkaProducer::new(&kc, timeout).context("Kafka producer")?)
+        }
+        None => None,
+    };
+    Ok((publisher, kafka))
+}
+
+/// The dead-letter file, copied to the MQTT and Kafka dead-letter topics if configured.
+fn open_dead_letter(
+    svc: &ServiceSettings,
+    metrics: &Metrics,
+    publisher: &Option<Publisher>,
+    kafka: &Option<KafkaProducer>,
+) -> Result<DeadLetter> {
     let dead_topic = svc
         .mqtt
         .as_ref()
@@ -299,107 +425,44 @@ pub async fn run(opts: Options) -> Result<()> {
     dead.kafka = svc.kafka.as_ref().and_then(|k| {
         k.dead_letter_topic
             .clone()
-            .and_then(|t| kafka_out.clone().map(|p| (p, t)))
+            .and_then(|t| kafka.clone().map(|p| (p, t)))
     });
-    let reload_state = Arc::new(Mutex::new(ReloadResult {
-        at: crate::time::format_ts(crate::store::now_ms(), config.settings.timezone),
-        ok: true,
-        errors: Vec::new(),
-        kept: 0,
-        reset: config.rules.len(),
-        trigger: "start".into(),
-    }));
-    let mut pipe = Pipeline::new(
-        engine,
-        store.clone(),
-        metrics.clone(),
-        events.clone(),
-        wake.clone(),
-        dead,
-        config_tx,
-        reload_state.clone(),
-        opts.config_dir.clone(),
-        opts.overlay.clone(),
-    );
-    // in a cluster, firing warnings come back with their partitions' checkpoints
-    let resumed = if shares { 0 } else { pipe.resume().await? };
-    if resumed > 0 {
-        tracing::info!(
-            resumed,
-            "warnings still firing at the last stop resume their episodes"
-        );
-    }
-    // history: processed readings and the store's rows as Parquet
-    let mut archive_task = None;
-    if let Some(a) = &svc.archive {
-        let recorder = crate::archive::Recorder::open(&a.dir, config.settings.timezone)
-            .with_context(|| format!("opening the archive {}", a.dir.display()))?;
-        let (tx, rx) = mpsc::channel(16);
-        pipe.archive = Some(pipeline::Archiving::new(recorder, tx, a.flush_every));
-        archive_task = Some(tokio::spawn(crate::archive::keeper::keep(
-            store.clone(),
-            a.clone(),
-            config_rx.clone(),
-            rx,
-            metrics.clone(),
-        )));
-        tracing::info!(dir = %a.dir.display(), retention_days = a.retention_days, "archive up");
-    }
-    pipe.cluster = cluster;
-    let (req_tx, req_rx) = mpsc::channel(64);
-    let pipeline_task = tokio::spawn(pipe.run(in_rx, req_rx));
+    Ok(dead)
+}
 
-    // dispatch
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        config: config_rx.clone(),
-        http: HttpOut::new(Duration::from_millis(svc.dispatch.timeout as u64))?,
-        mqtt: publisher.clone(),
-        kafka: kafka_out.clone(),
-        metrics: metrics.clone(),
-        wake: wake.clone(),
+/// History (`[archive]`): processed readings and the store's rows as Parquet; the task that
+/// seals, exports and prunes the files.
+fn start_archive(
+    pipe: &mut Pipeline,
+    store: &Store,
+    config_rx: &watch::Receiver<Arc<Config>>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<JoinHandle<()>>> {
+    let config = config_rx.borrow().clone();
+    let Some(a) = &config.service.archive else {
+        return Ok(None);
     };
-    let dispatch_cancel = CancellationToken::new();
-    let dispatch_task = tokio::spawn(dispatcher.run(dispatch_cancel.clone()));
-    let deadline_task = tokio::spawn(dispatch::watch_deadlines(
+    let recorder = crate::archive::Recorder::open(&a.dir, config.settings.timezone)
+        .with_context(|| format!("opening the archive {}", a.dir.display()))?;
+    let (tx, rx) = mpsc::channel(16);
+    pipe.archive = Some(pipeline::Archiving::new(recorder, tx, a.flush_every));
+    tracing::info!(dir = %a.dir.display(), retention_days = a.retention_days, "archive up");
+    Ok(Some(tokio::spawn(crate::archive::keeper::keep(
         store.clone(),
+        a.clone(),
         config_rx.clone(),
-        wake.clone(),
-        Duration::from_millis(500),
-        dispatch_cancel.clone(),
-    ));
+        rx,
+        metrics.clone(),
+    ))))
+}
 
-    // HTTP
-    let demo_hooks = opts.demo.as_ref().map(|d| {
-        Arc::new(DemoHooks {
-            secret: d.hook_secret.clone(),
-            received: Mutex::new(Vec::new()),
-            total: Default::default(),
-        })
-    });
-    let state = AppState {
-        store: store.clone(),
-        metrics: metrics.clone(),
-        config: config_rx.clone(),
-        engine: req_tx.clone(),
-        events: events.clone(),
-        reload: reload_state,
-        ready,
-        demo_hooks,
-        sessions: Arc::new(api::session::Sessions::default()),
-        // in a cluster, tickets reach the rules through Kafka (the partition of their site)
-        tickets_out: svc
-            .cluster
-            .as_ref()
-            .and(svc.kafka.as_ref())
-            .and_then(|k| k.tickets_topic.clone())
-            .and_then(|topic| {
-                kafka_out
-                    .clone()
-                    .map(|producer| KafkaTickets { producer, topic })
-            })
-            .map(|s| Arc::new(s) as Arc<dyn crate::handle::TicketSink>),
-    };
+/// The HTTP API on `[http] listen`, until `cancel`.
+async fn serve_http(
+    svc: &ServiceSettings,
+    state: AppState,
+    metrics: &Arc<Metrics>,
+    cancel: &CancellationToken,
+) -> Result<(std::net::SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(&svc.http.listen)
         .await
         .with_context(|| {
@@ -412,8 +475,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // the line tests and scripts wait for
     println!("yujing: listening on http://{local}");
     tracing::info!(%local, "HTTP API up");
-    let http_cancel = CancellationToken::new();
-    let http_task = tokio::spawn(api::server::serve(
+    let task = tokio::spawn(api::server::serve(
         listener,
         api::router(state),
         api::server::Limits {
@@ -423,70 +485,94 @@ pub async fn run(opts: Options) -> Result<()> {
             request_timeout: Duration::from_millis(svc.http.request_timeout as u64),
         },
         metrics.clone(),
-        http_cancel.clone(),
+        cancel.clone(),
         Duration::from_secs(2),
     ));
-    let _watcher = reload_triggers(opts.config_dir.clone(), req_tx.clone(), cancel.clone());
-    drop(req_tx);
+    Ok((local, task))
+}
 
-    let sim_cancel = CancellationToken::new();
-    if let Some(d) = &opts.demo {
-        println!("{}", d.banner.replace("{http}", &format!("http://{local}")));
-        if let Some(p) = &publisher {
-            tokio::spawn(simulate::run(
-                config.clone(),
-                p.clone(),
-                d.speed,
-                Some((format!("http://{local}"), d.hotline_token.clone())),
-                sim_cancel.clone(),
-            ));
+/// The running service's parts, stopped in drain order.
+struct Running {
+    sim_cancel: CancellationToken,
+    cancel: CancellationToken,
+    stop_source: CancellationToken,
+    source_tasks: Vec<JoinHandle<()>>,
+    pipeline_task: JoinHandle<()>,
+    archive_task: Option<JoinHandle<()>>,
+    source_done: CancellationToken,
+    after_drain: Vec<JoinHandle<()>>,
+    dispatch_cancel: CancellationToken,
+    dispatch_task: JoinHandle<()>,
+    deadline_task: JoinHandle<()>,
+    publisher: Option<Publisher>,
+    http_cancel: CancellationToken,
+    http_task: JoinHandle<()>,
+    store: Store,
+}
+
+impl Running {
+    /// Shut down in the order of the module's documentation.
+    async fn drain(self, why: &str) {
+        tracing::info!(
+            signal = why,
+            "shutting down: sources, engine, acknowledgements, deliveries, API, store"
+        );
+        eprintln!(
+            "yujing: {why}: draining (sources, engine, acknowledgements, deliveries, API, store)"
+        );
+        self.sim_cancel.cancel();
+        self.cancel.cancel();
+        // 1-3: sources stop; the pipeline drains and stores; acks are flushed; disconnect
+        self.stop_source.cancel();
+        for t in self.source_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        let _ = self.pipeline_task.await;
+        // the last staging file sealed and the store exported
+        if let Some(t) = self.archive_task {
+            let _ = t.await;
+        }
+        self.source_done.cancel();
+        for t in self.after_drain {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        // 4-5: deliveries under way finish; the rest stay queued
+        self.dispatch_cancel.cancel();
+        let _ = self.dispatch_task.await;
+        let _ = self.deadline_task.await;
+        if let Some(p) = &self.publisher {
+            p.disconnect().await;
+        }
+        // 6: the API
+        self.http_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.http_task).await;
+        // 7: the store
+        self.store.close().await;
+        eprintln!("yujing: stopped");
     }
-
-    let why = shutdown_signal().await;
-    tracing::info!(
-        signal = why,
-        "shutting down: sources, engine, acknowledgements, deliveries, API, store"
-    );
-    eprintln!(
-        "yujing: {why}: draining (sources, engine, acknowledgements, deliveries, API, store)"
-    );
-    sim_cancel.cancel();
-    cancel.cancel();
-    // 1-3: sources stop; the pipeline drains and stores; acks are flushed; disconnect
-    stop_source.cancel();
-    for t in source_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
-    let _ = pipeline_task.await;
-    // the last staging file sealed and the store exported
-    if let Some(t) = archive_task {
-        let _ = t.await;
-    }
-    source_done.cancel();
-    for t in after_drain {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
-    // 4-5: deliveries under way finish; the rest stay queued
-    dispatch_cancel.cancel();
-    let _ = dispatch_task.await;
-    let _ = deadline_task.await;
-    if let Some(p) = &publisher {
-        p.disconnect().await;
-    }
-    // 6: the API
-    http_cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(3), http_task).await;
-    // 7: the store
-    store.close().await;
-    eprintln!("yujing: stopped");
-    Ok(())
 }
 
 /// Tickets passed on to the tickets topic, keyed by site (in a cluster).
 struct KafkaTickets {
-    producer: yujing_connectors::kafka::KafkaProducer,
+    producer: KafkaProducer,
     topic: String,
+}
+
+impl KafkaTickets {
+    /// In a cluster, tickets reach the rules through Kafka (the partition of their site).
+    fn of(
+        svc: &ServiceSettings,
+        producer: &Option<KafkaProducer>,
+    ) -> Option<Arc<dyn crate::handle::TicketSink>> {
+        let topic = svc
+            .cluster
+            .as_ref()
+            .and(svc.kafka.as_ref())?
+            .tickets_topic
+            .clone()?;
+        let producer = producer.clone()?;
+        Some(Arc::new(KafkaTickets { producer, topic }))
+    }
 }
 
 impl crate::handle::TicketSink for KafkaTickets {

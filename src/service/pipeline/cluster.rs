@@ -44,11 +44,12 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(
         settings: ClusterSettings,
-        group: String,
-        readings: String,
-        tickets: Option<String>,
+        kafka: &crate::config::service::KafkaSettings,
         producer: Option<KafkaProducer>,
     ) -> Cluster {
+        let group = kafka.group_id.clone();
+        let readings = kafka.readings_topic.clone().unwrap_or_default();
+        let tickets = kafka.tickets_topic.clone();
         Cluster {
             settings,
             group,

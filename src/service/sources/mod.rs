@@ -24,7 +24,7 @@ pub mod mqtt;
 use crate::config::Config;
 use crate::handle::Readiness;
 use crate::metrics::Metrics;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub struct Running {
     /// End after [`Context::done`].
     pub after_drain: Vec<JoinHandle<()>>,
     /// Whether the source is connected, for `/readyz`.
-    pub ready: Option<Readiness>,
+    pub ready: Vec<Readiness>,
 }
 
 pub type Starting<'a> = Pin<Box<dyn Future<Output = Result<Running>> + Send + 'a>>;
@@ -101,6 +101,27 @@ pub fn sources(config: &Config) -> Vec<Box<dyn Source>> {
         out.push(Box::new(cameras::CameraSource));
     }
     out
+}
+
+/// Every source yujing.toml turns on, started in order, sending into `out`; their tasks and
+/// readiness together.
+pub async fn start_all(cx: &Context, out: mpsc::Sender<Input>) -> Result<Running> {
+    let mut all = Running::default();
+    let list = sources(&cx.config);
+    if cx.config.service.mqtt.is_none() {
+        tracing::warn!("no [mqtt] table in yujing.toml: no readings will come in");
+    }
+    for source in list {
+        let name = source.name();
+        let running = source
+            .start(cx, out.clone())
+            .await
+            .with_context(|| format!("starting the {name} source"))?;
+        all.tasks.extend(running.tasks);
+        all.after_drain.extend(running.after_drain);
+        all.ready.extend(running.ready);
+    }
+    Ok(all)
 }
 
 /// Pass a connector's items on as [`Input`]s until it stops or the pipeline is gone.

@@ -90,7 +90,7 @@ impl Source for MqttSource {
             Ok(Running {
                 tasks: vec![forward(rx, out, move |m| Input::Mqtt(m, acker.clone()))],
                 after_drain: vec![handle],
-                ready: Some(ready),
+                ready: vec![ready],
             })
         })
     }
