@@ -309,7 +309,79 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
     o.rename(&what);
     let title = o.req_string("title").map(|s| s.v).unwrap_or_default();
 
-    // scope
+    let Scope {
+        kinds,
+        sites,
+        sources,
+        devices: device_filter,
+    } = read_scope(ctx, &o, reg, &what);
+
+    let key = read_key(ctx, &o);
+    let level = read_level(ctx, &o);
+
+    let hold_for = o.duration("for").map(|d| d.v).unwrap_or(0);
+    let min_gap = o.duration("min_gap").map(|d| d.v).unwrap_or(0);
+    let (hysteresis, clear_after) = read_clear(ctx, &o);
+    let active = read_active(ctx, &o);
+
+    let message = read_template(ctx, &o, "message", true);
+    let message_en = read_template(ctx, &o, "message_en", false);
+
+    let body = read_body(ctx, &o, reg, &what, &sites, &device_filter)?;
+
+    let key = settle_key(ctx, &o, &body, key);
+
+    let needs_level = match &body {
+        Body::Absence { .. } => true,
+        Body::Threshold { conds, .. } => conds.iter().all(|c| c.gate),
+    };
+    if needs_level && level.is_none() {
+        ctx.err(
+            o.pos(),
+            format!(
+                "{what} needs a `level` (blue, yellow, orange or red): its thresholds name none"
+            ),
+        );
+    }
+
+    let window_desc = match &body {
+        Body::Threshold { window, .. } => window.describe(),
+        Body::Absence { .. } => "absence".to_string(),
+    };
+    Some(Rule {
+        window_desc,
+        id: id.v,
+        file: ctx.file.clone(),
+        pos: id.pos,
+        title,
+        title_en: o.string("title_en").map(|s| s.v),
+        kinds,
+        sites,
+        sources,
+        devices: device_filter.into_iter().map(|d| d.v).collect(),
+        key,
+        body,
+        hold_for,
+        hysteresis,
+        clear_after,
+        min_gap,
+        active,
+        level: level.unwrap_or(Level::Yellow),
+        message: message?,
+        message_en,
+    })
+}
+
+/// What a rule's `scope` picks: site kinds, sites (indexes), sources, devices.
+struct Scope {
+    kinds: Vec<SiteKind>,
+    sites: Vec<u32>,
+    sources: Vec<String>,
+    devices: Vec<Spanned<String>>,
+}
+
+/// The sites and devices a rule covers: its `scope` checked against sites.yaml.
+fn read_scope(ctx: &Ctx, o: &Obj, reg: &Registry, what: &str) -> Scope {
     let mut kinds = Vec::new();
     let mut site_filter: Vec<Spanned<String>> = Vec::new();
     let mut sources = Vec::new();
@@ -432,8 +504,16 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
         });
         device_filter = picked;
     }
+    Scope {
+        kinds,
+        sites,
+        sources,
+        devices: device_filter,
+    }
+}
 
-    let key = match o.string("key") {
+fn read_key(ctx: &Ctx, o: &Obj) -> Option<KeyBy> {
+    match o.string("key") {
         None => None,
         Some(k) if k.v == "device" => Some(KeyBy::Device),
         Some(k) if k.v == "site" => Some(KeyBy::Site),
@@ -444,9 +524,11 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             );
             None
         }
-    };
+    }
+}
 
-    let level = match o.string("level") {
+fn read_level(ctx: &Ctx, o: &Obj) -> Option<Level> {
+    match o.string("level") {
         None => None,
         Some(l) => match Level::parse(&l.v) {
             Some(l) => Some(l),
@@ -458,10 +540,11 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
                 None
             }
         },
-    };
+    }
+}
 
-    let hold_for = o.duration("for").map(|d| d.v).unwrap_or(0);
-    let min_gap = o.duration("min_gap").map(|d| d.v).unwrap_or(0);
+/// `clear`: the hysteresis a level needs to fall back, and how long it must stay below.
+fn read_clear(ctx: &Ctx, o: &Obj) -> (Hysteresis, Millis) {
     let (mut hysteresis, mut clear_after) = (Hysteresis::Abs(0.0), 0);
     if let Some(cn) = o.node("clear") {
         if let Some(c) = ctx.obj(cn, "clear", &["hysteresis", "after"]) {
@@ -489,7 +572,12 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             clear_after = c.duration("after").map(|d| d.v).unwrap_or(0);
         }
     }
-    let active = o.node("active").and_then(|an| {
+    (hysteresis, clear_after)
+}
+
+/// `active`: the hours of the day (local) the rule applies in.
+fn read_active(ctx: &Ctx, o: &Obj) -> Option<(u32, u32)> {
+    o.node("active").and_then(|an| {
         let a = ctx.obj(an, "active", &["from", "to"])?;
         let from = a.req_string("from")?;
         let to = a.req_string("to")?;
@@ -504,12 +592,18 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             );
         }
         Some((f, t))
-    });
+    })
+}
 
-    let message = read_template(ctx, &o, "message", true);
-    let message_en = read_template(ctx, &o, "message_en", false);
-
-    // body
+/// The rule's body: an absence (`absent`) or conditions on windows.
+fn read_body(
+    ctx: &Ctx,
+    o: &Obj,
+    reg: &Registry,
+    what: &str,
+    sites: &[u32],
+    device_filter: &[Spanned<String>],
+) -> Option<Body> {
     let body = if let Some(absent) = o.node("absent") {
         for f in [
             "aggregate",
@@ -537,7 +631,7 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             metrics,
         }
     } else {
-        let window = read_window(ctx, &o);
+        let window = read_window(ctx, o);
         let (conds, combine) = if o.has("all") || o.has("any") {
             if o.has("all") && o.has("any") {
                 ctx.err(
@@ -561,7 +655,7 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             let mut conds = Vec::new();
             for cn in ctx.seq(list, "conditions") {
                 if let Some(c) = ctx.obj(cn, "condition", COND_FIELDS) {
-                    if let Some(cond) = read_condition(ctx, &c, &sites, reg, &device_filter) {
+                    if let Some(cond) = read_condition(ctx, &c, sites, reg, device_filter) {
                         conds.push(cond);
                     }
                 }
@@ -571,7 +665,7 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             }
             (conds, combine)
         } else {
-            let cond = read_condition(ctx, &o, &sites, reg, &device_filter);
+            let cond = read_condition(ctx, o, sites, reg, device_filter);
             (cond.into_iter().collect(), Combine::All)
         };
         let per_day = o.node("count_per_day").and_then(|pn| {
@@ -586,7 +680,7 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             };
             let (expr, pos) = read_expr(ctx, node)?;
             let mut exceeds = FxHashMap::default();
-            for &s in &sites {
+            for &s in sites {
                 if let Some(v) = eval_on_site(ctx, &expr, pos, reg, s) {
                     exceeds.insert(s, v);
                 }
@@ -606,9 +700,13 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             per_day,
         }
     };
+    Some(body)
+}
 
-    // key: multi-metric rules group by site
-    let key = match (&body, key) {
+/// What the rule is keyed by, given its body: multi-metric rules group by site, absence is
+/// watched per device.
+fn settle_key(ctx: &Ctx, o: &Obj, body: &Body, key: Option<KeyBy>) -> KeyBy {
+    match (body, key) {
         (Body::Threshold { conds, .. }, k) if conds.len() > 1 => {
             if k == Some(KeyBy::Device) {
                 ctx.err(
@@ -626,47 +724,7 @@ fn read_rule(ctx: &Ctx, node: &marked_yaml::Node, reg: &Registry) -> Option<Rule
             KeyBy::Device
         }
         (_, k) => k.unwrap_or(KeyBy::Device),
-    };
-
-    let needs_level = match &body {
-        Body::Absence { .. } => true,
-        Body::Threshold { conds, .. } => conds.iter().all(|c| c.gate),
-    };
-    if needs_level && level.is_none() {
-        ctx.err(
-            o.pos(),
-            format!(
-                "{what} needs a `level` (blue, yellow, orange or red): its thresholds name none"
-            ),
-        );
     }
-
-    let window_desc = match &body {
-        Body::Threshold { window, .. } => window.describe(),
-        Body::Absence { .. } => "absence".to_string(),
-    };
-    Some(Rule {
-        window_desc,
-        id: id.v,
-        file: ctx.file.clone(),
-        pos: id.pos,
-        title,
-        title_en: o.string("title_en").map(|s| s.v),
-        kinds,
-        sites,
-        sources,
-        devices: device_filter.into_iter().map(|d| d.v).collect(),
-        key,
-        body,
-        hold_for,
-        hysteresis,
-        clear_after,
-        min_gap,
-        active,
-        level: level.unwrap_or(Level::Yellow),
-        message: message?,
-        message_en,
-    })
 }
 
 fn read_window(ctx: &Ctx, o: &Obj) -> Option<WindowSpec> {
