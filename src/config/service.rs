@@ -26,7 +26,7 @@
 //! sha256 = "<hex SHA-256 of the token>" # `yujing token` makes one
 //! ```
 
-use super::yaml::{Diag, Pos};
+use super::yaml::Diag;
 use crate::time::{parse_duration, Millis};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -407,343 +407,342 @@ struct FileToml {
 
 /// Parse the service tables. Relative paths are taken from the config directory `base`.
 pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSettings, Vec<Diag>> {
-    let diag = |pos: Pos, msg: String| Diag {
-        file: file.into(),
-        pos,
-        msg,
-    };
     let parsed: FileToml = super::parse_toml(file, text)?;
+    let mut ck = Check {
+        file,
+        text,
+        errs: Vec::new(),
+    };
     let mut s = ServiceSettings::default();
-    let mut errs = Vec::new();
-    let at = |key: &str| super::find_pos(text, key);
-    let secret = |v: SecretToml, key: &str, errs: &mut Vec<Diag>| -> Option<String> {
+    http(&mut ck, parsed.http, &mut s.http);
+    s.mqtt = parsed.mqtt.map(|m| mqtt(&mut ck, m, base));
+    store(&mut ck, parsed.store, base, &mut s.store);
+    dispatch(&mut ck, parsed.dispatch, &mut s.dispatch);
+    s.hj212 = parsed.hj212.map(|h| hj212(&mut ck, h));
+    s.kafka = parsed.kafka.map(kafka);
+    s.cluster = parsed
+        .cluster
+        .map(|c| cluster(&mut ck, c, s.kafka.as_ref()));
+    s.archive = parsed.archive.map(|a| archive(&mut ck, a, base));
+    cameras(&mut ck, parsed.cameras, &mut s.cameras);
+    for (k, v) in parsed.secrets {
+        if let Some(v) = ck.secret(v, &k) {
+            s.secrets.insert(k, v);
+        }
+    }
+    s.tokens = tokens(&mut ck, parsed.tokens);
+    if ck.errs.is_empty() {
+        Ok(s)
+    } else {
+        Err(ck.errs)
+    }
+}
+
+/// The checks' errors, each at the position of its key in the file.
+struct Check<'a> {
+    file: &'a str,
+    text: &'a str,
+    errs: Vec<Diag>,
+}
+
+impl Check<'_> {
+    fn err(&mut self, key: &str, msg: String) {
+        self.errs.push(Diag {
+            file: self.file.into(),
+            pos: super::find_pos(self.text, key),
+            msg,
+        });
+    }
+
+    /// A duration like `30s` into `slot`, if given.
+    fn duration(&mut self, key: &str, v: Option<String>, slot: &mut Millis) {
+        if let Some(v) = v {
+            match parse_duration(&v) {
+                Ok(d) => *slot = d,
+                Err(m) => self.err(key, format!("{key}: {m}")),
+            }
+        }
+    }
+
+    /// A secret's value: as written, or from the environment variable it names.
+    fn secret(&mut self, v: SecretToml, key: &str) -> Option<String> {
         match v {
             SecretToml::Plain(p) => Some(p),
             SecretToml::Env { env } => match std::env::var(&env) {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    errs.push(diag(
-                        at(key),
+                    self.err(
+                        key,
                         format!("`{key}` names the environment variable {env}, which is not set"),
-                    ));
+                    );
                     None
                 }
             },
         }
-    };
-    if let Some(l) = parsed.http.listen {
+    }
+}
+
+fn http(ck: &mut Check, h: HttpToml, s: &mut HttpSettings) {
+    if let Some(l) = h.listen {
         if l.parse::<std::net::SocketAddr>().is_err() {
-            errs.push(diag(
-                at("listen"),
+            ck.err(
+                "listen",
                 format!("http.listen: `{l}` is not an address like 127.0.0.1:8088"),
-            ));
+            );
         }
-        s.http.listen = l;
+        s.listen = l;
     }
-    let duration = |key: &str, v: Option<String>, slot: &mut Millis, errs: &mut Vec<Diag>| {
-        if let Some(v) = v {
-            match parse_duration(&v) {
-                Ok(d) => *slot = d,
-                Err(m) => errs.push(diag(at(key), format!("{key}: {m}"))),
-            }
-        }
-    };
-    if let Some(n) = parsed.http.max_connections {
-        s.http.max_connections = n.max(1);
+    if let Some(n) = h.max_connections {
+        s.max_connections = n.max(1);
     }
-    if let Some(n) = parsed.http.max_connections_per_address {
-        s.http.max_connections_per_address = n;
+    if let Some(n) = h.max_connections_per_address {
+        s.max_connections_per_address = n;
     }
-    duration(
-        "header_timeout",
-        parsed.http.header_timeout,
-        &mut s.http.header_timeout,
-        &mut errs,
-    );
-    duration(
-        "request_timeout",
-        parsed.http.request_timeout,
-        &mut s.http.request_timeout,
-        &mut errs,
-    );
-    s.http.header_timeout = s.http.header_timeout.max(1_000);
-    s.http.request_timeout = s.http.request_timeout.max(1_000);
-    for p in parsed.http.trusted_proxies.unwrap_or_default() {
+    ck.duration("header_timeout", h.header_timeout, &mut s.header_timeout);
+    ck.duration("request_timeout", h.request_timeout, &mut s.request_timeout);
+    s.header_timeout = s.header_timeout.max(1_000);
+    s.request_timeout = s.request_timeout.max(1_000);
+    for p in h.trusted_proxies.unwrap_or_default() {
         match p.parse::<std::net::IpAddr>() {
-            Ok(a) => s.http.trusted_proxies.push(a),
-            Err(_) => errs.push(diag(
-                at("trusted_proxies"),
+            Ok(a) => s.trusted_proxies.push(a),
+            Err(_) => ck.err(
+                "trusted_proxies",
                 format!("http.trusted_proxies: `{p}` is not an IP address"),
-            )),
+            ),
         }
     }
-    if let Some(m) = parsed.mqtt {
-        let mut keep_alive = 30_000;
-        duration("keep_alive", m.keep_alive, &mut keep_alive, &mut errs);
-        let password = m.password.and_then(|p| secret(p, "password", &mut errs));
-        s.mqtt = Some(MqttSettings {
-            host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
-            port: m.port.unwrap_or(1883),
-            client_id: m.client_id.unwrap_or_else(|| "yujing".into()),
-            username: m.username,
-            password,
-            ca_file: m.ca_file.map(|p| base.join(p)),
-            topics: m.topics.unwrap_or_else(|| {
-                vec![
-                    "yujing/sensors/+/+".to_string(),
-                    "yujing/cameras/+/events".to_string(),
-                ]
-            }),
-            persistent: m.persistent.unwrap_or(true),
-            keep_alive,
-            max_payload: m.max_payload.unwrap_or(64 * 1024),
-            dead_letter_topic: m.dead_letter_topic,
-        });
+}
+
+fn mqtt(ck: &mut Check, m: MqttToml, base: &std::path::Path) -> MqttSettings {
+    let mut keep_alive = 30_000;
+    ck.duration("keep_alive", m.keep_alive, &mut keep_alive);
+    let password = m.password.and_then(|p| ck.secret(p, "password"));
+    MqttSettings {
+        host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
+        port: m.port.unwrap_or(1883),
+        client_id: m.client_id.unwrap_or_else(|| "yujing".into()),
+        username: m.username,
+        password,
+        ca_file: m.ca_file.map(|p| base.join(p)),
+        topics: m.topics.unwrap_or_else(|| {
+            vec![
+                "yujing/sensors/+/+".to_string(),
+                "yujing/cameras/+/events".to_string(),
+            ]
+        }),
+        persistent: m.persistent.unwrap_or(true),
+        keep_alive,
+        max_payload: m.max_payload.unwrap_or(64 * 1024),
+        dead_letter_topic: m.dead_letter_topic,
     }
-    if let Some(p) = parsed.store.path {
-        s.store.path = p;
+}
+
+fn store(ck: &mut Check, t: StoreToml, base: &std::path::Path, s: &mut StoreSettings) {
+    if let Some(p) = t.path {
+        s.path = p;
     }
-    if let Some(f) = parsed.store.fsync {
-        s.store.fsync = f;
+    if let Some(f) = t.fsync {
+        s.fsync = f;
     }
-    if let Some(p) = parsed.store.dead_letter {
-        s.store.dead_letter = p;
+    if let Some(p) = t.dead_letter {
+        s.dead_letter = p;
     }
-    if let Some(n) = parsed.store.dead_letter_max_mib {
-        s.store.dead_letter_max_bytes = n.max(1) << 20;
+    if let Some(n) = t.dead_letter_max_mib {
+        s.dead_letter_max_bytes = n.max(1) << 20;
     }
-    if let Some(n) = parsed.store.dead_letter_keep {
-        s.store.dead_letter_keep = n;
+    if let Some(n) = t.dead_letter_keep {
+        s.dead_letter_keep = n;
     }
-    if let Some(u) = parsed.store.url.and_then(|u| secret(u, "url", &mut errs)) {
+    if let Some(u) = t.url.and_then(|u| ck.secret(u, "url")) {
         if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-            errs.push(diag(
-                at("url"),
+            ck.err(
+                "url",
                 "store.url: a shared store is PostgreSQL: postgres://user@host:port/database"
                     .into(),
-            ));
+            );
         }
-        s.store.url = Some(u);
+        s.url = Some(u);
     }
-    s.store.path = base.join(&s.store.path);
-    s.store.dead_letter = base.join(&s.store.dead_letter);
-    let d = parsed.dispatch;
+    s.path = base.join(&s.path);
+    s.dead_letter = base.join(&s.dead_letter);
+}
+
+fn dispatch(ck: &mut Check, d: DispatchToml, s: &mut DispatchSettings) {
     if let Some(n) = d.max_attempts {
-        s.dispatch.max_attempts = n.max(1);
+        s.max_attempts = n.max(1);
     }
     if let Some(n) = d.concurrency {
-        s.dispatch.concurrency = n.max(1);
+        s.concurrency = n.max(1);
     }
-    duration(
-        "retry_base",
-        d.retry_base,
-        &mut s.dispatch.retry_base,
-        &mut errs,
-    );
-    duration(
-        "retry_max",
-        d.retry_max,
-        &mut s.dispatch.retry_max,
-        &mut errs,
-    );
-    duration("timeout", d.timeout, &mut s.dispatch.timeout, &mut errs);
-    if let Some(h) = parsed.hj212 {
-        let listen = h.listen.unwrap_or_else(|| "0.0.0.0:6000".into());
-        if listen.parse::<std::net::SocketAddr>().is_err() {
-            errs.push(diag(
-                at("listen"),
-                format!("hj212.listen: `{listen}` is not an address like 0.0.0.0:6000"),
-            ));
-        }
-        let mut idle_timeout = 10 * 60_000;
-        duration("idle_timeout", h.idle_timeout, &mut idle_timeout, &mut errs);
-        let mut accept_flags = vec!['N', 'T'];
-        if let Some(flags) = h.accept_flags {
-            accept_flags.clear();
-            for f in flags {
-                match f.as_str() {
-                    "N" | "F" | "M" | "S" | "D" | "C" | "T" | "B" => {
-                        accept_flags.extend(f.chars())
-                    }
-                    _ => errs.push(diag(
-                        at("accept_flags"),
-                        format!("hj212.accept_flags: `{f}` is not an HJ 212 data flag (N, F, M, S, D, C, T, B)"),
-                    )),
+    ck.duration("retry_base", d.retry_base, &mut s.retry_base);
+    ck.duration("retry_max", d.retry_max, &mut s.retry_max);
+    ck.duration("timeout", d.timeout, &mut s.timeout);
+}
+
+fn hj212(ck: &mut Check, h: Hj212Toml) -> Hj212Settings {
+    let listen = h.listen.unwrap_or_else(|| "0.0.0.0:6000".into());
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        ck.err(
+            "listen",
+            format!("hj212.listen: `{listen}` is not an address like 0.0.0.0:6000"),
+        );
+    }
+    let mut idle_timeout = 10 * 60_000;
+    ck.duration("idle_timeout", h.idle_timeout, &mut idle_timeout);
+    let mut accept_flags = vec!['N', 'T'];
+    if let Some(flags) = h.accept_flags {
+        accept_flags.clear();
+        for f in flags {
+            match f.as_str() {
+                "N" | "F" | "M" | "S" | "D" | "C" | "T" | "B" => {
+                    accept_flags.extend(f.chars())
                 }
+                _ => ck.err("accept_flags", format!("hj212.accept_flags: `{f}` is not an HJ 212 data flag (N, F, M, S, D, C, T, B)"),
+                ),
             }
         }
-        let mut first_packet_timeout = 120_000;
-        duration(
-            "first_packet_timeout",
-            h.first_packet_timeout,
-            &mut first_packet_timeout,
-            &mut errs,
-        );
-        s.hj212 = Some(Hj212Settings {
-            listen,
-            max_connections: h.max_connections.unwrap_or(1_000).max(1),
-            max_connections_per_address: h.max_connections_per_address.unwrap_or(32),
-            first_packet_timeout: first_packet_timeout.max(1_000),
-            idle_timeout,
-            accept_flags,
-        });
     }
-    if let Some(k) = parsed.kafka {
-        s.kafka = Some(KafkaSettings {
-            brokers: k.brokers,
-            group_id: k.group_id.unwrap_or_else(|| "yujing".into()),
-            readings_topic: k.readings_topic,
-            tickets_topic: k.tickets_topic,
-            dead_letter_topic: k.dead_letter_topic,
-            client: k
-                .client
-                .into_iter()
-                .map(|(key, v)| {
-                    let v = match v {
-                        toml::Value::String(s) => s,
-                        toml::Value::Integer(i) => i.to_string(),
-                        toml::Value::Float(f) => f.to_string(),
-                        toml::Value::Boolean(b) => b.to_string(),
-                        _ => String::new(),
-                    };
-                    (key, v)
-                })
-                .collect(),
-        });
+    let mut first_packet_timeout = 120_000;
+    ck.duration(
+        "first_packet_timeout",
+        h.first_packet_timeout,
+        &mut first_packet_timeout,
+    );
+    Hj212Settings {
+        listen,
+        max_connections: h.max_connections.unwrap_or(1_000).max(1),
+        max_connections_per_address: h.max_connections_per_address.unwrap_or(32),
+        first_packet_timeout: first_packet_timeout.max(1_000),
+        idle_timeout,
+        accept_flags,
     }
-    if let Some(c) = parsed.cluster {
-        let mut checkpoint_every = 2_000;
-        duration(
-            "checkpoint_every",
-            c.checkpoint_every,
-            &mut checkpoint_every,
-            &mut errs,
-        );
-        let partitioner = match c.partitioner.as_deref() {
-            None | Some("consistent_random") | Some("consistent") => Partitioner::Crc32,
-            Some("murmur2_random") | Some("murmur2") => Partitioner::Murmur2,
-            Some(other) => {
-                errs.push(diag(
-                    at("partitioner"),
-                    format!(
-                        "cluster.partitioner: `{other}` is not consistent_random or murmur2_random"
-                    ),
-                ));
-                Partitioner::Crc32
-            }
-        };
-        if s.kafka
-            .as_ref()
-            .and_then(|k| k.readings_topic.as_ref())
-            .is_none()
-        {
-            errs.push(diag(
-                at("cluster"),
-                "[cluster] splits the sites by the partitions of the Kafka readings topic: set [kafka] brokers and readings_topic".into(),
-            ));
-        } else if s
-            .kafka
-            .as_ref()
-            .and_then(|k| k.tickets_topic.as_ref())
-            .is_none()
-        {
-            errs.push(diag(
-                at("cluster"),
-                "[cluster]: 12345 tickets reach the instance that has their site through Kafka: set [kafka] tickets_topic (as many partitions as the readings topic)".into(),
-            ));
+}
+
+fn kafka(k: KafkaToml) -> KafkaSettings {
+    KafkaSettings {
+        brokers: k.brokers,
+        group_id: k.group_id.unwrap_or_else(|| "yujing".into()),
+        readings_topic: k.readings_topic,
+        tickets_topic: k.tickets_topic,
+        dead_letter_topic: k.dead_letter_topic,
+        client: k
+            .client
+            .into_iter()
+            .map(|(key, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    _ => String::new(),
+                };
+                (key, v)
+            })
+            .collect(),
+    }
+}
+
+fn cluster(ck: &mut Check, c: ClusterToml, kafka: Option<&KafkaSettings>) -> ClusterSettings {
+    let mut checkpoint_every = 2_000;
+    ck.duration(
+        "checkpoint_every",
+        c.checkpoint_every,
+        &mut checkpoint_every,
+    );
+    let partitioner = match c.partitioner.as_deref() {
+        None | Some("consistent_random") | Some("consistent") => Partitioner::Crc32,
+        Some("murmur2_random") | Some("murmur2") => Partitioner::Murmur2,
+        Some(other) => {
+            ck.err(
+                "partitioner",
+                format!(
+                    "cluster.partitioner: `{other}` is not consistent_random or murmur2_random"
+                ),
+            );
+            Partitioner::Crc32
         }
-        s.cluster = Some(ClusterSettings {
-            instance: c.instance.unwrap_or_else(|| {
-                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-                format!("{}-{}", host.trim(), std::process::id())
-            }),
-            checkpoint_every: checkpoint_every.max(100),
-            partitioner,
-        });
-    }
-    if let Some(a) = parsed.archive {
-        let mut flush_every = 60_000;
-        duration("flush_every", a.flush_every, &mut flush_every, &mut errs);
-        let mut query_timeout = 30_000;
-        duration(
-            "query_timeout",
-            a.query_timeout,
-            &mut query_timeout,
-            &mut errs,
+    };
+    if kafka.and_then(|k| k.readings_topic.as_ref()).is_none() {
+        ck.err("cluster", "[cluster] splits the sites by the partitions of the Kafka readings topic: set [kafka] brokers and readings_topic".into(),
         );
-        s.archive = Some(ArchiveSettings {
-            dir: base.join(a.dir.unwrap_or_else(|| PathBuf::from("data/archive"))),
-            retention_days: a.retention_days.unwrap_or(400),
-            flush_every: flush_every.max(1_000),
-            query_memory_mib: a.query_memory_mib.unwrap_or(512).max(1),
-            query_answer_mib: a.query_answer_mib.unwrap_or(16).max(1),
-            query_timeout: query_timeout.max(1_000),
-        });
+    } else if kafka.and_then(|k| k.tickets_topic.as_ref()).is_none() {
+        ck.err("cluster", "[cluster]: 12345 tickets reach the instance that has their site through Kafka: set [kafka] tickets_topic (as many partitions as the readings topic)".into(),
+        );
     }
-    let c = parsed.cameras;
-    if let Some(e) = c.enabled {
-        s.cameras.enabled = e;
+    ClusterSettings {
+        instance: c.instance.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        }),
+        checkpoint_every: checkpoint_every.max(100),
+        partitioner,
     }
-    duration(
-        "health_every",
-        c.health_every,
-        &mut s.cameras.health_every,
-        &mut errs,
-    );
-    duration(
-        "stall_timeout",
-        c.stall_timeout,
-        &mut s.cameras.stall_timeout,
-        &mut errs,
-    );
-    s.cameras.health_every = s.cameras.health_every.max(200);
-    s.cameras.stall_timeout = s.cameras.stall_timeout.max(1_000);
-    match c.transport.as_deref() {
+}
+
+fn archive(ck: &mut Check, a: ArchiveToml, base: &std::path::Path) -> ArchiveSettings {
+    let mut flush_every = 60_000;
+    ck.duration("flush_every", a.flush_every, &mut flush_every);
+    let mut query_timeout = 30_000;
+    ck.duration("query_timeout", a.query_timeout, &mut query_timeout);
+    ArchiveSettings {
+        dir: base.join(a.dir.unwrap_or_else(|| PathBuf::from("data/archive"))),
+        retention_days: a.retention_days.unwrap_or(400),
+        flush_every: flush_every.max(1_000),
+        query_memory_mib: a.query_memory_mib.unwrap_or(512).max(1),
+        query_answer_mib: a.query_answer_mib.unwrap_or(16).max(1),
+        query_timeout: query_timeout.max(1_000),
+    }
+}
+
+fn cameras(ck: &mut Check, t: CamerasToml, s: &mut CameraSettings) {
+    if let Some(e) = t.enabled {
+        s.enabled = e;
+    }
+    ck.duration("health_every", t.health_every, &mut s.health_every);
+    ck.duration("stall_timeout", t.stall_timeout, &mut s.stall_timeout);
+    s.health_every = s.health_every.max(200);
+    s.stall_timeout = s.stall_timeout.max(1_000);
+    match t.transport.as_deref() {
         None | Some("tcp") => {}
-        Some("udp") => s.cameras.udp = true,
-        Some(t) => errs.push(diag(
-            at("transport"),
+        Some("udp") => s.udp = true,
+        Some(t) => ck.err(
+            "transport",
             format!("cameras.transport: `{t}` is neither tcp nor udp"),
-        )),
+        ),
     }
-    for (k, v) in parsed.secrets {
-        if let Some(v) = secret(v, &k, &mut errs) {
-            s.secrets.insert(k, v);
-        }
-    }
-    for t in parsed.tokens {
+}
+
+fn tokens(ck: &mut Check, list: Vec<TokenToml>) -> Vec<Token> {
+    let mut out = Vec::new();
+    for t in list {
         let Some(role) = Role::parse(&t.role) else {
-            errs.push(diag(
-                at(&t.role),
+            ck.err(
+                &t.role,
                 format!(
                     "token `{}`: unknown role `{}` (operator, admin, ingest or department:<id>)",
                     t.name, t.role
                 ),
-            ));
+            );
             continue;
         };
         let hash = t.sha256.to_ascii_lowercase();
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            errs.push(diag(
-                at(&t.sha256),
+            ck.err(
+                &t.sha256,
                 format!(
                     "token `{}`: sha256 must be 64 hex digits (`yujing token` prints one)",
                     t.name
                 ),
-            ));
+            );
             continue;
         }
-        s.tokens.push(Token {
+        out.push(Token {
             name: t.name,
             role,
             sha256: hash,
         });
     }
-    if errs.is_empty() {
-        Ok(s)
-    } else {
-        Err(errs)
-    }
+    out
 }
 
 #[cfg(test)]
