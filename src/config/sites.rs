@@ -1,7 +1,7 @@
 //! The site registry (`sites.yaml`): sites, their kind, department, location and parameters, the
 //! enterprises responsible for them, and the devices bound to each.
 
-use super::yaml::{Ctx, Diag, Pos, Spanned};
+use super::yaml::{Ctx, Diag, Obj, Pos, Spanned};
 use crate::intern::Interner;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -260,6 +260,17 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
     let Some(top) = ctx.obj(&root, "sites file", &["departments", "sites"]) else {
         return reg;
     };
+    read_departments(ctx, &top, &mut reg);
+    let Some(sites) = top.required("sites") else {
+        return reg;
+    };
+    for n in ctx.seq(sites, "sites") {
+        read_site(ctx, n, &mut reg);
+    }
+    reg
+}
+
+fn read_departments(ctx: &Ctx, top: &Obj, reg: &mut Registry) {
     if let Some(deps) = top.node("departments") {
         for n in ctx.seq(deps, "departments") {
             let Some(o) = ctx.obj(n, "department", &["id", "name", "name_en"]) else {
@@ -278,275 +289,298 @@ fn read(ctx: &Ctx, text: &str) -> Registry {
             });
         }
     }
-    let Some(sites) = top.required("sites") else {
-        return reg;
+}
+
+/// One site of sites.yaml, with its devices, into the registry.
+fn read_site(ctx: &Ctx, n: &marked_yaml::Node, reg: &mut Registry) {
+    let Some(o) = ctx.obj(n, "site", SITE_FIELDS) else {
+        return;
     };
-    for n in ctx.seq(sites, "sites") {
-        let Some(o) = ctx.obj(n, "site", SITE_FIELDS) else {
-            continue;
-        };
-        let Some(id) = o.req_string("id") else {
-            continue;
-        };
-        if !valid_id(&id.v) {
-            ctx.err(
-                id.pos,
-                format!(
-                    "site id `{}` may use only letters, digits, `-`, `_` and `.`",
-                    id.v
-                ),
-            );
-        }
-        if reg.site_index.get(&id.v).is_some() {
-            ctx.err(id.pos, format!("site `{}` is declared twice", id.v));
-            continue;
-        }
-        let name = o.req_string("name").map(|s| s.v).unwrap_or_default();
-        let kind = match o.req_string("kind") {
-            Some(k) => match SiteKind::parse(&k.v) {
-                Some(kind) => kind,
-                None => {
-                    ctx.err(
-                        k.pos,
-                        format!(
-                            "unknown site kind `{}` (expected one of: {})",
-                            k.v,
-                            SiteKind::NAMES.join(", ")
-                        ),
-                    );
-                    SiteKind::Environment
-                }
-            },
-            None => SiteKind::Environment,
-        };
-        let mut departments: Vec<Spanned<String>> = o.strings("department");
-        departments.extend(o.strings("departments"));
-        if departments.is_empty() {
-            ctx.err(o.pos(), format!("site `{}` needs a `department`", id.v));
-        }
-        if !reg.departments.is_empty() {
-            for d in &departments {
-                if !reg.departments.iter().any(|x| x.id == d.v) {
-                    ctx.err(
-                        d.pos,
-                        format!(
-                            "unknown department `{}` (declare it under `departments`)",
-                            d.v
-                        ),
-                    );
-                }
-            }
-        }
-        let location = o
-            .node("location")
-            .and_then(|n| ctx.obj(n, "location", &["lat", "lon", "address"]))
-            .map(|l| {
-                let lat = l.number("lat");
-                let lon = l.number("lon");
-                if let Some(lat) = &lat {
-                    if !(-90.0..=90.0).contains(&lat.v) {
-                        ctx.err(lat.pos, "latitude must be within -90..90");
-                    }
-                }
-                if let Some(lon) = &lon {
-                    if !(-180.0..=180.0).contains(&lon.v) {
-                        ctx.err(lon.pos, "longitude must be within -180..180");
-                    }
-                }
-                Location {
-                    lat: lat.map(|v| v.v).unwrap_or(0.0),
-                    lon: lon.map(|v| v.v).unwrap_or(0.0),
-                    address: l.string("address").map(|s| s.v),
-                }
-            })
-            .unwrap_or_default();
-        let mut params = BTreeMap::new();
-        // params are free-form numbers; read them without the unknown-field check
-        if let Some(p) = o.node("params") {
-            match p.as_mapping() {
-                Some(map) => {
-                    for (k, v) in map.iter() {
-                        if let Some(num) = ctx.number(v, &format!("params.{}", k.as_str())) {
-                            params.insert(k.as_str().to_string(), num.v);
-                        }
-                    }
-                }
-                None => ctx.err(
-                    o.key_pos("params"),
-                    "params must be a mapping of names to numbers",
-                ),
-            }
-        }
-        let mut enterprises = Vec::new();
-        if let Some(es) = o.node("enterprises") {
-            for en in ctx.seq(es, "enterprises") {
-                let Some(eo) = ctx.obj(en, "enterprise", &["credit_code", "name", "rating"]) else {
-                    continue;
-                };
-                if let (Some(code), Some(name)) =
-                    (eo.req_string("credit_code"), eo.req_string("name"))
-                {
-                    if let Err(e) = check_credit_code(&code.v) {
-                        ctx.err(code.pos, e);
-                    }
-                    let rating = eo.string("rating").and_then(|r| {
-                        let c = r.v.trim().to_ascii_uppercase();
-                        match c.as_str() {
-                            "A" | "B" | "C" | "D" => c.chars().next(),
-                            _ => {
-                                ctx.err(r.pos, format!("rating: `{}` is not A, B, C or D", r.v));
-                                None
-                            }
-                        }
-                    });
-                    enterprises.push(Enterprise {
-                        credit_code: code.v,
-                        name: name.v,
-                        rating,
-                    });
-                }
-            }
-        }
-        let site_idx = reg.sites.len() as u32;
-        let mut devices = Vec::new();
-        if let Some(ds) = o.node("devices") {
-            for dn in ctx.seq(ds, "devices") {
-                let Some(d) = ctx.obj(dn, "device", DEVICE_FIELDS) else {
-                    continue;
-                };
-                let Some(did) = d.req_string("id") else {
-                    continue;
-                };
-                if !valid_id(&did.v) {
-                    ctx.err(
-                        did.pos,
-                        format!(
-                            "device id `{}` may use only letters, digits, `-`, `_` and `.`",
-                            did.v
-                        ),
-                    );
-                }
-                if reg.device_index.get(&did.v).is_some() {
-                    ctx.err(
-                        did.pos,
-                        format!("device `{}` is bound to more than one site", did.v),
-                    );
-                    continue;
-                }
-                let mut metrics: Vec<String> =
-                    d.strings("metrics").into_iter().map(|m| m.v).collect();
-                let kind = d.string("type").map(|s| s.v);
-                let rtsp_url = d.string("rtsp_url");
-                if let Some(u) = &rtsp_url {
-                    match url::Url::parse(&u.v) {
-                        Ok(url) if url.scheme() == "rtsp" || url.scheme() == "rtsps" => {
-                            if url.password().is_some() {
-                                ctx.err(u.pos, "rtsp_url must not hold a password: name a secret in `rtsp_credentials` (yujing.toml [secrets], value `user:password`)");
-                            }
-                        }
-                        Ok(url) => ctx.err(
-                            u.pos,
-                            format!("rtsp_url must start with rtsp://, not {}://", url.scheme()),
-                        ),
-                        Err(e) => ctx.err(u.pos, format!("rtsp_url is not a URL: {e}")),
-                    }
-                }
-                let camera = rtsp_url.is_some() || kind.as_deref() == Some("camera");
-                if camera {
-                    // the stream's health readings (connectors::rtsp) are every camera's
-                    for m in CAMERA_HEALTH {
-                        if !metrics.iter().any(|x| x == m) {
-                            metrics.push(m.to_string());
-                        }
-                    }
-                }
-                if metrics.is_empty() {
-                    ctx.err(
-                        d.pos(),
-                        format!("device `{}` needs `metrics` (what it measures)", did.v),
-                    );
-                }
-                let mn = d.string("hj212_mn");
-                if let Some(mn) = &mn {
-                    if mn.v.is_empty()
-                        || mn.v.len() > 24
-                        || !mn.v.bytes().all(|b| b.is_ascii_alphanumeric())
-                    {
-                        ctx.err(
-                            mn.pos,
-                            format!(
-                                "hj212_mn `{}` must be 1 to 24 letters and digits (HJ 212-2017 MN)",
-                                mn.v
-                            ),
-                        );
-                    } else if reg.mn_index.contains_key(&mn.v) {
-                        ctx.err(
-                            mn.pos,
-                            format!("hj212_mn `{}` is bound to another device too", mn.v),
-                        );
-                    }
-                }
-                let pw = match (d.string("hj212_pw"), d.string("hj212_pw_secret")) {
-                    (Some(p), Some(_)) => {
-                        ctx.err(
-                            p.pos,
-                            "give hj212_pw or hj212_pw_secret, not both".to_string(),
-                        );
-                        None
-                    }
-                    (Some(p), None) => {
-                        // the standard's PW is 6 characters; vendors use up to 32
-                        if p.v.is_empty()
-                            || p.v.len() > 32
-                            || p.v.bytes().any(|b| {
-                                matches!(b, b';' | b'&' | b'=' | b',') || !b.is_ascii_graphic()
-                            })
-                        {
-                            ctx.err(
-                                p.pos,
-                                "hj212_pw must be 1 to 32 printable ASCII characters without ; & = ,".to_string(),
-                            );
-                        }
-                        Some(Password::Plain(p.v))
-                    }
-                    (None, Some(n)) => Some(Password::Secret(n.v)),
-                    (None, None) => None,
-                };
-                if pw.is_some() && mn.is_none() {
-                    ctx.err(
-                        d.pos(),
-                        format!("device `{}` has an HJ 212 password but no hj212_mn", did.v),
-                    );
-                }
-                devices.push(reg.push_device(Device {
-                    id: did.v,
-                    site: site_idx,
-                    metrics,
-                    kind,
-                    hj212_mn: mn.map(|m| m.v),
-                    rtsp_url: rtsp_url.map(|u| u.v),
-                    rtsp_secret: d.string("rtsp_credentials").map(|s| s.v),
-                    hj212_pw: pw,
-                }));
-            }
-        }
-        reg.push_site(
-            Site {
-                id: id.v,
-                name,
-                name_en: o.string("name_en").map(|s| s.v),
-                kind,
-                departments: departments.into_iter().map(|d| d.v).collect(),
-                location,
-                params,
-                enterprises,
-                keywords: o.strings("keywords").into_iter().map(|k| k.v).collect(),
-                devices,
-            },
+    let Some(id) = o.req_string("id") else {
+        return;
+    };
+    if !valid_id(&id.v) {
+        ctx.err(
             id.pos,
+            format!(
+                "site id `{}` may use only letters, digits, `-`, `_` and `.`",
+                id.v
+            ),
         );
     }
-    reg
+    if reg.site_index.get(&id.v).is_some() {
+        ctx.err(id.pos, format!("site `{}` is declared twice", id.v));
+        return;
+    }
+    let name = o.req_string("name").map(|s| s.v).unwrap_or_default();
+    let kind = match o.req_string("kind") {
+        Some(k) => match SiteKind::parse(&k.v) {
+            Some(kind) => kind,
+            None => {
+                ctx.err(
+                    k.pos,
+                    format!(
+                        "unknown site kind `{}` (expected one of: {})",
+                        k.v,
+                        SiteKind::NAMES.join(", ")
+                    ),
+                );
+                SiteKind::Environment
+            }
+        },
+        None => SiteKind::Environment,
+    };
+    let mut departments: Vec<Spanned<String>> = o.strings("department");
+    departments.extend(o.strings("departments"));
+    if departments.is_empty() {
+        ctx.err(o.pos(), format!("site `{}` needs a `department`", id.v));
+    }
+    if !reg.departments.is_empty() {
+        for d in &departments {
+            if !reg.departments.iter().any(|x| x.id == d.v) {
+                ctx.err(
+                    d.pos,
+                    format!(
+                        "unknown department `{}` (declare it under `departments`)",
+                        d.v
+                    ),
+                );
+            }
+        }
+    }
+    let location = read_location(ctx, &o);
+    let params = read_params(ctx, &o);
+    let enterprises = read_enterprises(ctx, &o);
+    let site_idx = reg.sites.len() as u32;
+    let mut devices = Vec::new();
+    if let Some(ds) = o.node("devices") {
+        for dn in ctx.seq(ds, "devices") {
+            devices.extend(read_device(ctx, dn, reg, site_idx));
+        }
+    }
+    reg.push_site(
+        Site {
+            id: id.v,
+            name,
+            name_en: o.string("name_en").map(|s| s.v),
+            kind,
+            departments: departments.into_iter().map(|d| d.v).collect(),
+            location,
+            params,
+            enterprises,
+            keywords: o.strings("keywords").into_iter().map(|k| k.v).collect(),
+            devices,
+        },
+        id.pos,
+    );
+}
+
+fn read_location(ctx: &Ctx, o: &Obj) -> Location {
+    o.node("location")
+        .and_then(|n| ctx.obj(n, "location", &["lat", "lon", "address"]))
+        .map(|l| {
+            let lat = l.number("lat");
+            let lon = l.number("lon");
+            if let Some(lat) = &lat {
+                if !(-90.0..=90.0).contains(&lat.v) {
+                    ctx.err(lat.pos, "latitude must be within -90..90");
+                }
+            }
+            if let Some(lon) = &lon {
+                if !(-180.0..=180.0).contains(&lon.v) {
+                    ctx.err(lon.pos, "longitude must be within -180..180");
+                }
+            }
+            Location {
+                lat: lat.map(|v| v.v).unwrap_or(0.0),
+                lon: lon.map(|v| v.v).unwrap_or(0.0),
+                address: l.string("address").map(|s| s.v),
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// `params`: free-form numbers (read without the unknown-field check).
+fn read_params(ctx: &Ctx, o: &Obj) -> BTreeMap<String, f64> {
+    let mut params = BTreeMap::new();
+    // params are free-form numbers; read them without the unknown-field check
+    if let Some(p) = o.node("params") {
+        match p.as_mapping() {
+            Some(map) => {
+                for (k, v) in map.iter() {
+                    if let Some(num) = ctx.number(v, &format!("params.{}", k.as_str())) {
+                        params.insert(k.as_str().to_string(), num.v);
+                    }
+                }
+            }
+            None => ctx.err(
+                o.key_pos("params"),
+                "params must be a mapping of names to numbers",
+            ),
+        }
+    }
+    params
+}
+
+fn read_enterprises(ctx: &Ctx, o: &Obj) -> Vec<Enterprise> {
+    let mut enterprises = Vec::new();
+    if let Some(es) = o.node("enterprises") {
+        for en in ctx.seq(es, "enterprises") {
+            let Some(eo) = ctx.obj(en, "enterprise", &["credit_code", "name", "rating"]) else {
+                continue;
+            };
+            if let (Some(code), Some(name)) = (eo.req_string("credit_code"), eo.req_string("name"))
+            {
+                if let Err(e) = check_credit_code(&code.v) {
+                    ctx.err(code.pos, e);
+                }
+                let rating = eo.string("rating").and_then(|r| {
+                    let c = r.v.trim().to_ascii_uppercase();
+                    match c.as_str() {
+                        "A" | "B" | "C" | "D" => c.chars().next(),
+                        _ => {
+                            ctx.err(r.pos, format!("rating: `{}` is not A, B, C or D", r.v));
+                            None
+                        }
+                    }
+                });
+                enterprises.push(Enterprise {
+                    credit_code: code.v,
+                    name: name.v,
+                    rating,
+                });
+            }
+        }
+    }
+    enterprises
+}
+
+/// One device of a site: its id, metrics, camera stream, HJ 212 identity; its index.
+fn read_device(
+    ctx: &Ctx,
+    dn: &marked_yaml::Node,
+    reg: &mut Registry,
+    site_idx: u32,
+) -> Option<u32> {
+    let Some(d) = ctx.obj(dn, "device", DEVICE_FIELDS) else {
+        return None;
+    };
+    let Some(did) = d.req_string("id") else {
+        return None;
+    };
+    if !valid_id(&did.v) {
+        ctx.err(
+            did.pos,
+            format!(
+                "device id `{}` may use only letters, digits, `-`, `_` and `.`",
+                did.v
+            ),
+        );
+    }
+    if reg.device_index.get(&did.v).is_some() {
+        ctx.err(
+            did.pos,
+            format!("device `{}` is bound to more than one site", did.v),
+        );
+        return None;
+    }
+    let mut metrics: Vec<String> = d.strings("metrics").into_iter().map(|m| m.v).collect();
+    let kind = d.string("type").map(|s| s.v);
+    let rtsp_url = d.string("rtsp_url");
+    if let Some(u) = &rtsp_url {
+        match url::Url::parse(&u.v) {
+            Ok(url) if url.scheme() == "rtsp" || url.scheme() == "rtsps" => {
+                if url.password().is_some() {
+                    ctx.err(u.pos, "rtsp_url must not hold a password: name a secret in `rtsp_credentials` (yujing.toml [secrets], value `user:password`)");
+                }
+            }
+            Ok(url) => ctx.err(
+                u.pos,
+                format!("rtsp_url must start with rtsp://, not {}://", url.scheme()),
+            ),
+            Err(e) => ctx.err(u.pos, format!("rtsp_url is not a URL: {e}")),
+        }
+    }
+    let camera = rtsp_url.is_some() || kind.as_deref() == Some("camera");
+    if camera {
+        // the stream's health readings (connectors::rtsp) are every camera's
+        for m in CAMERA_HEALTH {
+            if !metrics.iter().any(|x| x == m) {
+                metrics.push(m.to_string());
+            }
+        }
+    }
+    if metrics.is_empty() {
+        ctx.err(
+            d.pos(),
+            format!("device `{}` needs `metrics` (what it measures)", did.v),
+        );
+    }
+    let mn = d.string("hj212_mn");
+    if let Some(mn) = &mn {
+        if mn.v.is_empty() || mn.v.len() > 24 || !mn.v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            ctx.err(
+                mn.pos,
+                format!(
+                    "hj212_mn `{}` must be 1 to 24 letters and digits (HJ 212-2017 MN)",
+                    mn.v
+                ),
+            );
+        } else if reg.mn_index.contains_key(&mn.v) {
+            ctx.err(
+                mn.pos,
+                format!("hj212_mn `{}` is bound to another device too", mn.v),
+            );
+        }
+    }
+    let pw = hj212_password(ctx, &d);
+    if pw.is_some() && mn.is_none() {
+        ctx.err(
+            d.pos(),
+            format!("device `{}` has an HJ 212 password but no hj212_mn", did.v),
+        );
+    }
+    Some(reg.push_device(Device {
+        id: did.v,
+        site: site_idx,
+        metrics,
+        kind,
+        hj212_mn: mn.map(|m| m.v),
+        rtsp_url: rtsp_url.map(|u| u.v),
+        rtsp_secret: d.string("rtsp_credentials").map(|s| s.v),
+        hj212_pw: pw,
+    }))
+}
+
+/// A monitor's HJ 212 password: as written (checked) or the name of a secret.
+fn hj212_password(ctx: &Ctx, d: &Obj) -> Option<Password> {
+    match (d.string("hj212_pw"), d.string("hj212_pw_secret")) {
+        (Some(p), Some(_)) => {
+            ctx.err(
+                p.pos,
+                "give hj212_pw or hj212_pw_secret, not both".to_string(),
+            );
+            None
+        }
+        (Some(p), None) => {
+            // the standard's PW is 6 characters; vendors use up to 32
+            if p.v.is_empty()
+                || p.v.len() > 32
+                || p.v
+                    .bytes()
+                    .any(|b| matches!(b, b';' | b'&' | b'=' | b',') || !b.is_ascii_graphic())
+            {
+                ctx.err(
+                    p.pos,
+                    "hj212_pw must be 1 to 32 printable ASCII characters without ; & = ,"
+                        .to_string(),
+                );
+            }
+            Some(Password::Plain(p.v))
+        }
+        (None, Some(n)) => Some(Password::Secret(n.v)),
+        (None, None) => None,
+    }
 }
 
 pub(crate) fn valid_id(s: &str) -> bool {
