@@ -462,12 +462,8 @@ fn read_device(
     reg: &mut Registry,
     site_idx: u32,
 ) -> Option<u32> {
-    let Some(d) = ctx.obj(dn, "device", DEVICE_FIELDS) else {
-        return None;
-    };
-    let Some(did) = d.req_string("id") else {
-        return None;
-    };
+    let d = ctx.obj(dn, "device", DEVICE_FIELDS)?;
+    let did = d.req_string("id")?;
     if !valid_id(&did.v) {
         ctx.err(
             did.pos,
