@@ -55,15 +55,74 @@ struct Pending {
 
 /// Load `sites.csv` from its text. All problems are returned at once.
 pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
-    let file: Arc<str> = Arc::from(file);
-    let mut diags = Vec::new();
-    let mut err = |line: usize, col: usize, msg: String| {
-        diags.push(Diag {
-            file: file.clone(),
+    let mut e = Errs {
+        file: Arc::from(file),
+        diags: Vec::new(),
+    };
+    let rows = read_rows(text, &mut e);
+    let Some((header, body)) = rows.split_first() else {
+        e.err(1, 1, "the file is empty: it needs a header row".into());
+        return Err(e.diags);
+    };
+    let names = header_names(header, &mut e);
+    let col = |name: &str| names.iter().position(|n| n == name);
+    for required in ["site", "device", "metrics"] {
+        if col(required).is_none() {
+            e.err(
+                header.line,
+                1,
+                format!("the header has no `{required}` column"),
+            );
+        }
+    }
+    let (Some(site), Some(device), Some(metrics)) = (col("site"), col("device"), col("metrics"))
+    else {
+        return Err(e.diags);
+    };
+    let cols = Required {
+        site,
+        device,
+        metrics,
+    };
+    let mut sites = Sites::default();
+    for row in body {
+        sites.row(row, &names, cols, &mut e);
+    }
+    let reg = sites.registry(&mut e);
+    if e.diags.is_empty() {
+        Ok(reg)
+    } else {
+        e.diags.sort();
+        Err(e.diags)
+    }
+}
+
+/// Problems, each at a line and column of the file.
+struct Errs {
+    file: Arc<str>,
+    diags: Vec<Diag>,
+}
+
+impl Errs {
+    fn err(&mut self, line: usize, col: usize, msg: String) {
+        self.diags.push(Diag {
+            file: self.file.clone(),
             pos: Pos { line, col },
             msg,
         })
-    };
+    }
+}
+
+/// The required columns' indexes.
+#[derive(Clone, Copy)]
+struct Required {
+    site: usize,
+    device: usize,
+    metrics: usize,
+}
+
+/// The rows as cells with their columns (counted in characters, as editors do).
+fn read_rows(text: &str, e: &mut Errs) -> Vec<Row> {
     let lines: Vec<&str> = text.lines().collect();
     // columns count characters, as editors do
     let char_col = |line: usize, byte: usize| -> usize {
@@ -93,16 +152,17 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
                     .collect();
                 rows.push(Row { line, cells });
             }
-            Err(e) => {
-                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                err(line, 1, format!("CSV syntax error: {e}"));
+            Err(bad) => {
+                let line = bad.position().map(|p| p.line() as usize).unwrap_or(0);
+                e.err(line, 1, format!("CSV syntax error: {bad}"));
             }
         }
     }
-    let Some((header, body)) = rows.split_first() else {
-        err(1, 1, "the file is empty: it needs a header row".into());
-        return Err(diags);
-    };
+    rows
+}
+
+/// The header's column names (lower case); unknown ones are errors.
+fn header_names(header: &Row, e: &mut Errs) -> Vec<String> {
     let names: Vec<String> = header
         .cells
         .iter()
@@ -114,7 +174,7 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             let hint = super::yaml::suggest(n, &known)
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            err(
+            e.err(
                 header.line,
                 header.cells[i].1,
                 format!(
@@ -123,47 +183,46 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             );
         }
     }
-    let col = |name: &str| names.iter().position(|n| n == name);
-    for required in ["site", "device", "metrics"] {
-        if col(required).is_none() {
-            err(
-                header.line,
-                1,
-                format!("the header has no `{required}` column"),
-            );
-        }
-    }
-    let (Some(c_site), Some(c_device), Some(c_metrics)) =
-        (col("site"), col("device"), col("metrics"))
-    else {
-        return Err(diags);
-    };
-    let mut order: Vec<String> = Vec::new();
-    let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
-    let mut device_ids: BTreeMap<String, usize> = BTreeMap::new();
-    for row in body {
+    names
+}
+
+/// A row's cell and its column; empty past the row's end.
+fn cell(row: &Row, i: Option<usize>) -> (&str, usize) {
+    i.and_then(|i| row.cells.get(i))
+        .map(|c| (c.0.as_str(), c.1))
+        .unwrap_or(("", 1))
+}
+
+/// Sites as their rows come in, in the order first seen, and the device ids seen.
+#[derive(Default)]
+struct Sites {
+    order: Vec<String>,
+    pending: BTreeMap<String, Pending>,
+    device_ids: BTreeMap<String, usize>,
+}
+
+impl Sites {
+    /// One row: its site's columns (first value wins), its enterprise, its device.
+    fn row(&mut self, row: &Row, names: &[String], cols: Required, e: &mut Errs) {
+        let col = |name: &str| names.iter().position(|n| n == name);
         if row.cells.iter().all(|c| c.0.is_empty()) {
-            continue;
+            return;
         }
-        let cell = |i: Option<usize>| {
-            i.and_then(|i| row.cells.get(i))
-                .map(|c| (c.0.as_str(), c.1))
-                .unwrap_or(("", 1))
-        };
-        let (sid, scol) = cell(Some(c_site));
+        let cell = |i: Option<usize>| cell(row, i);
+        let (sid, scol) = cell(Some(cols.site));
         if sid.is_empty() {
-            err(row.line, scol, "empty `site`".into());
-            continue;
+            e.err(row.line, scol, "empty `site`".into());
+            return;
         }
         if !valid_id(sid) {
-            err(
+            e.err(
                 row.line,
                 scol,
                 format!("site id `{sid}` may use only letters, digits, `-`, `_` and `.`"),
             );
         }
-        let p = pending.entry(sid.to_string()).or_insert_with(|| {
-            order.push(sid.to_string());
+        let p = self.pending.entry(sid.to_string()).or_insert_with(|| {
+            self.order.push(sid.to_string());
             Pending {
                 site: Site {
                     id: sid.to_string(),
@@ -198,7 +257,7 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
             }
             if let Some((first, line)) = p.seen.get(name) {
                 if first != v {
-                    err(
+                    e.err(
                         row.line,
                         c,
                         format!("site `{sid}` has {name} `{first}` on line {line}, `{v}` here"),
@@ -207,158 +266,178 @@ pub fn load(file: &str, text: &str) -> Result<Registry, Vec<Diag>> {
                 continue;
             }
             p.seen.insert(name.to_string(), (v.to_string(), row.line));
-            let number = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite());
-            match name {
-                "name" => p.site.name = v.to_string(),
-                "name_en" => p.site.name_en = Some(v.to_string()),
-                "kind" => match SiteKind::parse(v) {
-                    Some(k) => p.site.kind = k,
-                    None => err(
-                        row.line,
-                        c,
-                        format!(
-                            "unknown site kind `{v}` (expected one of: {})",
-                            SiteKind::NAMES.join(", ")
-                        ),
-                    ),
-                },
-                "department" => {
-                    p.site.departments = v
-                        .split(';')
-                        .map(|d| d.trim().to_string())
-                        .filter(|d| !d.is_empty())
-                        .collect()
-                }
-                "lat" | "lon" => match number(v) {
-                    Some(x) if name == "lat" && (-90.0..=90.0).contains(&x) => {
-                        p.site.location.lat = x
-                    }
-                    Some(x) if name == "lon" && (-180.0..=180.0).contains(&x) => {
-                        p.site.location.lon = x
-                    }
-                    _ => err(
-                        row.line,
-                        c,
-                        format!(
-                            "{name} `{v}` is not a {}",
-                            if name == "lat" {
-                                "latitude (-90..90)"
-                            } else {
-                                "longitude (-180..180)"
-                            }
-                        ),
-                    ),
-                },
-                "address" => p.site.location.address = Some(v.to_string()),
-                param => match number(v) {
-                    Some(x) => {
-                        p.site
-                            .params
-                            .insert(param.trim_start_matches("param:").to_string(), x);
-                    }
-                    None => err(row.line, c, format!("{param}: `{v}` is not a number")),
-                },
-            }
+            site_column(&mut p.site, name, v, (row.line, c), e);
         }
-        let (code, ccol) = cell(col("credit_code"));
-        if !code.is_empty() && !p.site.enterprises.iter().any(|e| e.credit_code == code) {
-            if let Err(e) = check_credit_code(code) {
-                err(row.line, ccol, e);
-            }
-            let (rating, rcol) = cell(col("rating"));
-            let rating = match rating.trim().to_ascii_uppercase().as_str() {
-                "" => None,
-                r @ ("A" | "B" | "C" | "D") => r.chars().next(),
-                other => {
-                    err(
-                        row.line,
-                        rcol,
-                        format!("rating: `{other}` is not A, B, C or D"),
-                    );
-                    None
-                }
+        enterprise(&mut p.site, row, names, e);
+        if let Some(d) = device(&mut self.device_ids, row, names, cols, sid, e) {
+            p.devices.push(d);
+        }
+    }
+
+    /// The registry, sites in the order first seen.
+    fn registry(mut self, e: &mut Errs) -> Registry {
+        let mut reg = Registry::default();
+        for sid in self.order {
+            let Some(mut p) = self.pending.remove(&sid) else {
+                continue;
             };
-            p.site.enterprises.push(Enterprise {
-                credit_code: code.to_string(),
-                name: cell(col("enterprise")).0.to_string(),
-                rating,
-            });
+            if p.site.departments.is_empty() {
+                e.err(
+                    p.pos.line,
+                    p.pos.col,
+                    format!("site `{sid}` needs a `department`"),
+                );
+            }
+            if p.site.name.is_empty() {
+                p.site.name = sid.clone();
+            }
+            let site_idx = reg.sites.len() as u32;
+            for mut d in p.devices {
+                d.site = site_idx;
+                let idx = reg.push_device(d);
+                p.site.devices.push(idx);
+            }
+            reg.push_site(p.site, p.pos);
         }
-        let (did, dcol) = cell(Some(c_device));
-        if did.is_empty() {
-            err(row.line, dcol, format!("empty `device` for site `{sid}`"));
-            continue;
-        }
-        if !valid_id(did) {
-            err(
-                row.line,
-                dcol,
-                format!("device id `{did}` may use only letters, digits, `-`, `_` and `.`"),
-            );
-        }
-        if let Some(first) = device_ids.insert(did.to_string(), row.line) {
-            err(
-                row.line,
-                dcol,
-                format!("device `{did}` is listed twice (first on line {first})"),
-            );
-            continue;
-        }
-        let (m, mcol) = cell(Some(c_metrics));
-        let metrics: Vec<String> = m
-            .split(';')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect();
-        if metrics.is_empty() {
-            err(
-                row.line,
-                mcol,
-                format!("device `{did}` needs `metrics` (what it measures, separated by `;`)"),
-            );
-        }
-        let kind = Some(cell(col("type")).0)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        p.devices.push(Device {
-            id: did.to_string(),
-            site: 0,
-            metrics,
-            kind,
-            hj212_mn: None,
-            rtsp_url: None,
-            rtsp_secret: None,
-            hj212_pw: None,
-        });
+        reg
     }
-    let mut reg = Registry::default();
-    for sid in order {
-        let Some(mut p) = pending.remove(&sid) else {
-            continue;
+}
+
+/// The row's device, unless its id is empty or taken.
+fn device(
+    device_ids: &mut BTreeMap<String, usize>,
+    row: &Row,
+    names: &[String],
+    cols: Required,
+    sid: &str,
+    e: &mut Errs,
+) -> Option<Device> {
+    let line = row.line;
+    let col = |name: &str| names.iter().position(|n| n == name);
+    let cell = |i: Option<usize>| cell(row, i);
+    let (did, dcol) = cell(Some(cols.device));
+    if did.is_empty() {
+        e.err(line, dcol, format!("empty `device` for site `{sid}`"));
+        return None;
+    }
+    if !valid_id(did) {
+        e.err(
+            line,
+            dcol,
+            format!("device id `{did}` may use only letters, digits, `-`, `_` and `.`"),
+        );
+    }
+    if let Some(first) = device_ids.insert(did.to_string(), line) {
+        e.err(
+            line,
+            dcol,
+            format!("device `{did}` is listed twice (first on line {first})"),
+        );
+        return None;
+    }
+    let (m, mcol) = cell(Some(cols.metrics));
+    let metrics: Vec<String> = m
+        .split(';')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if metrics.is_empty() {
+        e.err(
+            line,
+            mcol,
+            format!("device `{did}` needs `metrics` (what it measures, separated by `;`)"),
+        );
+    }
+    let kind = Some(cell(col("type")).0)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    Some(Device {
+        id: did.to_string(),
+        site: 0,
+        metrics,
+        kind,
+        hj212_mn: None,
+        rtsp_url: None,
+        rtsp_secret: None,
+        hj212_pw: None,
+    })
+}
+
+/// One site column's value into the site.
+fn site_column(site: &mut Site, name: &str, v: &str, (line, c): (usize, usize), e: &mut Errs) {
+    let number = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite());
+    match name {
+        "name" => site.name = v.to_string(),
+        "name_en" => site.name_en = Some(v.to_string()),
+        "kind" => match SiteKind::parse(v) {
+            Some(k) => site.kind = k,
+            None => e.err(
+                line,
+                c,
+                format!(
+                    "unknown site kind `{v}` (expected one of: {})",
+                    SiteKind::NAMES.join(", ")
+                ),
+            ),
+        },
+        "department" => {
+            site.departments = v
+                .split(';')
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect()
+        }
+        "lat" | "lon" => match number(v) {
+            Some(x) if name == "lat" && (-90.0..=90.0).contains(&x) => site.location.lat = x,
+            Some(x) if name == "lon" && (-180.0..=180.0).contains(&x) => site.location.lon = x,
+            _ => e.err(
+                line,
+                c,
+                format!(
+                    "{name} `{v}` is not a {}",
+                    if name == "lat" {
+                        "latitude (-90..90)"
+                    } else {
+                        "longitude (-180..180)"
+                    }
+                ),
+            ),
+        },
+        "address" => site.location.address = Some(v.to_string()),
+        param => match number(v) {
+            Some(x) => {
+                site.params
+                    .insert(param.trim_start_matches("param:").to_string(), x);
+            }
+            None => e.err(line, c, format!("{param}: `{v}` is not a number")),
+        },
+    }
+}
+
+/// The row's enterprise (`credit_code`, `enterprise`, `rating`), if new to the site.
+fn enterprise(site: &mut Site, row: &Row, names: &[String], e: &mut Errs) {
+    let line = row.line;
+    let col = |name: &str| names.iter().position(|n| n == name);
+    let cell = |i: Option<usize>| cell(row, i);
+    let (code, ccol) = cell(col("credit_code"));
+    if !code.is_empty() && !site.enterprises.iter().any(|e| e.credit_code == code) {
+        if let Err(msg) = check_credit_code(code) {
+            e.err(line, ccol, msg);
+        }
+        let (rating, rcol) = cell(col("rating"));
+        let rating = match rating.trim().to_ascii_uppercase().as_str() {
+            "" => None,
+            r @ ("A" | "B" | "C" | "D") => r.chars().next(),
+            other => {
+                e.err(line, rcol, format!("rating: `{other}` is not A, B, C or D"));
+                None
+            }
         };
-        if p.site.departments.is_empty() {
-            err(
-                p.pos.line,
-                p.pos.col,
-                format!("site `{sid}` needs a `department`"),
-            );
-        }
-        if p.site.name.is_empty() {
-            p.site.name = sid.clone();
-        }
-        let site_idx = reg.sites.len() as u32;
-        for mut d in p.devices {
-            d.site = site_idx;
-            let idx = reg.push_device(d);
-            p.site.devices.push(idx);
-        }
-        reg.push_site(p.site, p.pos);
-    }
-    if diags.is_empty() {
-        Ok(reg)
-    } else {
-        diags.sort();
-        Err(diags)
+        site.enterprises.push(Enterprise {
+            credit_code: code.to_string(),
+            name: cell(col("enterprise")).0.to_string(),
+            rating,
+        });
     }
 }
 
