@@ -234,21 +234,6 @@ pub fn load_all(file: &str, text: &str, registry: &Registry) -> (Routes, Vec<Dia
         return (Routes::default(), ctx.into_diags());
     };
     let mut routes = Routes::default();
-    let known_department = |d: &Spanned<String>| {
-        if !registry.departments.iter().any(|x| x.id == d.v) {
-            let ids: Vec<&str> = registry.departments.iter().map(|x| x.id.as_str()).collect();
-            let hint = super::yaml::suggest(&d.v, &ids)
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            ctx.err(
-                d.pos,
-                format!(
-                    "unknown department `{}` (departments are declared in the sites file){hint}",
-                    d.v
-                ),
-            );
-        }
-    };
     let Some(top) = ctx.obj(
         &root,
         "routes file",
@@ -264,96 +249,16 @@ pub fn load_all(file: &str, text: &str, registry: &Registry) -> (Routes, Vec<Dia
     };
     if let Some(n) = top.node("channels") {
         for c in ctx.seq(n, "channels") {
-            let Some(o) = ctx.obj(c, "channel", &["id", "type", "url", "secret", "topic"]) else {
-                continue;
-            };
-            let (Some(id), Some(kind)) = (o.req_string("id"), o.req_string("type")) else {
-                continue;
-            };
-            let Some(k) = ChannelKind::parse(&kind.v) else {
-                ctx.err(
-                    kind.pos,
-                    format!(
-                        "unknown channel type `{}` (expected one of: {})",
-                        kind.v,
-                        ChannelKind::NAMES.join(", ")
-                    ),
-                );
-                continue;
-            };
-            if routes.channels.iter().any(|x| x.id == id.v) {
-                ctx.err(id.pos, format!("channel `{}` is declared twice", id.v));
+            if let Some(channel) = read_channel(&ctx, c, &routes.channels) {
+                routes.channels.push(channel);
             }
-            let url = o.string("url");
-            match (&url, k) {
-                (None, ChannelKind::Webhook | ChannelKind::Wecom | ChannelKind::Dingtalk) => {
-                    ctx.err(o.pos(), format!("channel `{}` needs a `url`", id.v))
-                }
-                (Some(u), _) if !(u.v.starts_with("http://") || u.v.starts_with("https://")) => ctx
-                    .err(
-                        u.pos,
-                        format!(
-                            "channel `{}`: url must start with http:// or https://",
-                            id.v
-                        ),
-                    ),
-                (Some(u), ChannelKind::Mqtt) => ctx.err(
-                    u.pos,
-                    "an mqtt channel publishes to yujing/warnings/{department}: it takes no url",
-                ),
-                (Some(u), ChannelKind::Kafka) => ctx.err(
-                    u.pos,
-                    "a kafka channel sends to its `topic` on the [kafka] brokers: it takes no url",
-                ),
-                _ => {}
-            }
-            let topic = o.string("topic");
-            if let Some(t) = &topic {
-                if k != ChannelKind::Kafka {
-                    ctx.err(t.pos, "only a kafka channel takes a `topic`");
-                }
-            }
-            routes.channels.push(Channel {
-                id: id.v,
-                kind: k,
-                url: url.map(|u| u.v),
-                secret: o.string("secret").map(|s| s.v),
-                topic: topic.map(|t| t.v),
-            });
         }
     }
     if let Some(n) = top.node("departments") {
-        match n.as_mapping() {
-            Some(map) => {
-                for (k, v) in map.iter() {
-                    let id = Spanned {
-                        v: k.as_str().to_string(),
-                        pos: Pos::of(k.span()),
-                    };
-                    known_department(&id);
-                    let what = format!("departments.{}", id.v);
-                    let Some(o) = ctx.obj(v, &what, &["channels"]) else {
-                        continue;
-                    };
-                    let chans = o.strings("channels");
-                    for c in &chans {
-                        if routes.channel(&c.v).is_none() {
-                            ctx.err(c.pos, format!("unknown channel `{}`", c.v));
-                        }
-                    }
-                    routes
-                        .departments
-                        .push((id.v, chans.into_iter().map(|c| c.v).collect()));
-                }
-            }
-            None => ctx.err(
-                Pos::of(n.span()),
-                "departments must be a mapping of department id to its channels",
-            ),
-        }
+        read_departments(&ctx, n, registry, &mut routes);
     }
     if let Some(s) = top.string("supervisor") {
-        known_department(&s);
+        known_department(&ctx, registry, &s);
         routes.supervisor = Some(s.v);
     }
     if let Some(n) = top.node("deadlines") {
@@ -361,73 +266,190 @@ pub fn load_all(file: &str, text: &str, registry: &Registry) -> (Routes, Vec<Dia
     }
     if let Some(n) = top.node("routes") {
         for r in ctx.seq(n, "routes") {
-            let Some(o) = ctx.obj(r, "route", &["match", "to", "deadlines", "supervisor"]) else {
-                continue;
-            };
-            let mut when = Match::default();
-            if let Some(m) = o.node("match") {
-                if let Some(mo) = ctx.obj(m, "route.match", &["kind", "site", "rule", "level"]) {
-                    for k in mo.strings("kind") {
-                        if !super::sites::SiteKind::NAMES.contains(&k.v.as_str()) {
-                            ctx.err(
-                                k.pos,
-                                format!(
-                                    "unknown site kind `{}` (expected one of: {})",
-                                    k.v,
-                                    super::sites::SiteKind::NAMES.join(", ")
-                                ),
-                            );
-                        }
-                        when.kinds.push(k.v);
-                    }
-                    for s in mo.strings("site") {
-                        if registry.site(&s.v).is_none() {
-                            ctx.err(s.pos, format!("unknown site `{}`", s.v));
-                        }
-                        when.sites.push(s.v);
-                    }
-                    when.rules = mo.strings("rule").into_iter().map(|s| s.v).collect();
-                    for l in mo.strings("level") {
-                        match Level::parse(&l.v) {
-                            Some(v) => when.levels.push(v),
-                            None => ctx.err(
-                                l.pos,
-                                format!("unknown level `{}` (blue, yellow, orange, red)", l.v),
-                            ),
-                        }
-                    }
-                }
+            if let Some(route) = read_route(&ctx, r, registry) {
+                routes.routes.push(route);
             }
-            let mut to = Vec::new();
-            let targets = o.strings("to");
-            if targets.is_empty() {
-                to.push(Target::Site);
-            }
-            for t in targets {
-                if t.v == "site" {
-                    to.push(Target::Site);
-                } else {
-                    known_department(&t);
-                    to.push(Target::Department(t.v));
-                }
-            }
-            let deadlines = o
-                .node("deadlines")
-                .map(|n| deadlines_table(&ctx, n, "route.deadlines"))
-                .unwrap_or_default();
-            let supervisor = o.string("supervisor").map(|s| {
-                known_department(&s);
-                s.v
-            });
-            routes.routes.push(Route {
-                when,
-                to,
-                deadlines,
-                supervisor,
-            });
         }
     }
     (routes, ctx.into_diags())
+}
+
+fn read_channel(ctx: &Ctx, c: &marked_yaml::Node, declared: &[Channel]) -> Option<Channel> {
+    let o = ctx.obj(c, "channel", &["id", "type", "url", "secret", "topic"])?;
+    let (Some(id), Some(kind)) = (o.req_string("id"), o.req_string("type")) else {
+        return None;
+    };
+    let Some(k) = ChannelKind::parse(&kind.v) else {
+        ctx.err(
+            kind.pos,
+            format!(
+                "unknown channel type `{}` (expected one of: {})",
+                kind.v,
+                ChannelKind::NAMES.join(", ")
+            ),
+        );
+        return None;
+    };
+    if declared.iter().any(|x| x.id == id.v) {
+        ctx.err(id.pos, format!("channel `{}` is declared twice", id.v));
+    }
+    let url = o.string("url");
+    match (&url, k) {
+        (None, ChannelKind::Webhook | ChannelKind::Wecom | ChannelKind::Dingtalk) => {
+            ctx.err(o.pos(), format!("channel `{}` needs a `url`", id.v))
+        }
+        (Some(u), _) if !(u.v.starts_with("http://") || u.v.starts_with("https://")) => ctx.err(
+            u.pos,
+            format!(
+                "channel `{}`: url must start with http:// or https://",
+                id.v
+            ),
+        ),
+        (Some(u), ChannelKind::Mqtt) => ctx.err(
+            u.pos,
+            "an mqtt channel publishes to yujing/warnings/{department}: it takes no url",
+        ),
+        (Some(u), ChannelKind::Kafka) => ctx.err(
+            u.pos,
+            "a kafka channel sends to its `topic` on the [kafka] brokers: it takes no url",
+        ),
+        _ => {}
+    }
+    let topic = o.string("topic");
+    if let Some(t) = &topic {
+        if k != ChannelKind::Kafka {
+            ctx.err(t.pos, "only a kafka channel takes a `topic`");
+        }
+    }
+    Some(Channel {
+        id: id.v,
+        kind: k,
+        url: url.map(|u| u.v),
+        secret: o.string("secret").map(|s| s.v),
+        topic: topic.map(|t| t.v),
+    })
+}
+
+/// `departments`: each department's channels.
+fn read_departments(ctx: &Ctx, n: &marked_yaml::Node, registry: &Registry, routes: &mut Routes) {
+    match n.as_mapping() {
+        Some(map) => {
+            for (k, v) in map.iter() {
+                let id = Spanned {
+                    v: k.as_str().to_string(),
+                    pos: Pos::of(k.span()),
+                };
+                known_department(ctx, registry, &id);
+                let what = format!("departments.{}", id.v);
+                let Some(o) = ctx.obj(v, &what, &["channels"]) else {
+                    continue;
+                };
+                let chans = o.strings("channels");
+                for c in &chans {
+                    if routes.channel(&c.v).is_none() {
+                        ctx.err(c.pos, format!("unknown channel `{}`", c.v));
+                    }
+                }
+                routes
+                    .departments
+                    .push((id.v, chans.into_iter().map(|c| c.v).collect()));
+            }
+        }
+        None => ctx.err(
+            Pos::of(n.span()),
+            "departments must be a mapping of department id to its channels",
+        ),
+    }
+}
+
+/// One route: what it matches, where it sends, its deadlines and supervisor.
+fn read_route(ctx: &Ctx, r: &marked_yaml::Node, registry: &Registry) -> Option<Route> {
+    let o = ctx.obj(r, "route", &["match", "to", "deadlines", "supervisor"])?;
+    let when = match o.node("match") {
+        Some(m) => read_match(ctx, m, registry),
+        None => Match::default(),
+    };
+    let mut to = Vec::new();
+    let targets = o.strings("to");
+    if targets.is_empty() {
+        to.push(Target::Site);
+    }
+    for t in targets {
+        if t.v == "site" {
+            to.push(Target::Site);
+        } else {
+            known_department(ctx, registry, &t);
+            to.push(Target::Department(t.v));
+        }
+    }
+    let deadlines = o
+        .node("deadlines")
+        .map(|n| deadlines_table(ctx, n, "route.deadlines"))
+        .unwrap_or_default();
+    let supervisor = o.string("supervisor").map(|s| {
+        known_department(ctx, registry, &s);
+        s.v
+    });
+    Some(Route {
+        when,
+        to,
+        deadlines,
+        supervisor,
+    })
+}
+
+/// `match`: site kinds, sites, rules and levels a route applies to.
+fn read_match(ctx: &Ctx, m: &marked_yaml::Node, registry: &Registry) -> Match {
+    let mut when = Match::default();
+    if let Some(mo) = ctx.obj(m, "route.match", &["kind", "site", "rule", "level"]) {
+        for k in mo.strings("kind") {
+            if !super::sites::SiteKind::NAMES.contains(&k.v.as_str()) {
+                ctx.err(
+                    k.pos,
+                    format!(
+                        "unknown site kind `{}` (expected one of: {})",
+                        k.v,
+                        super::sites::SiteKind::NAMES.join(", ")
+                    ),
+                );
+            }
+            when.kinds.push(k.v);
+        }
+        for s in mo.strings("site") {
+            if registry.site(&s.v).is_none() {
+                ctx.err(s.pos, format!("unknown site `{}`", s.v));
+            }
+            when.sites.push(s.v);
+        }
+        when.rules = mo.strings("rule").into_iter().map(|s| s.v).collect();
+        for l in mo.strings("level") {
+            match Level::parse(&l.v) {
+                Some(v) => when.levels.push(v),
+                None => ctx.err(
+                    l.pos,
+                    format!("unknown level `{}` (blue, yellow, orange, red)", l.v),
+                ),
+            }
+        }
+    }
+    when
+}
+
+/// A department must be declared in the sites file.
+fn known_department(ctx: &Ctx, registry: &Registry, d: &Spanned<String>) {
+    if !registry.departments.iter().any(|x| x.id == d.v) {
+        let ids: Vec<&str> = registry.departments.iter().map(|x| x.id.as_str()).collect();
+        let hint = super::yaml::suggest(&d.v, &ids)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        ctx.err(
+            d.pos,
+            format!(
+                "unknown department `{}` (departments are declared in the sites file){hint}",
+                d.v
+            ),
+        );
+    }
 }
 
 /// Route rule ids are checked against the loaded rules here (the rules load after the routes).
