@@ -159,6 +159,38 @@ fn offset_pos(text: &str, offset: usize) -> Pos {
     Pos { line, col }
 }
 
+/// Checks of a TOML file's values; each error at the position of its key in the file.
+struct TomlCheck<'a> {
+    file: &'a str,
+    text: &'a str,
+    errs: Vec<Diag>,
+}
+
+impl TomlCheck<'_> {
+    fn err(&mut self, key: &str, msg: String) {
+        let pos = find_pos(self.text, key);
+        self.err_at(pos, msg);
+    }
+
+    fn err_at(&mut self, pos: Pos, msg: String) {
+        self.errs.push(Diag {
+            file: self.file.into(),
+            pos,
+            msg,
+        });
+    }
+
+    /// A duration like `30s` into `slot`, if given.
+    fn duration(&mut self, key: &str, v: Option<String>, slot: &mut crate::time::Millis) {
+        if let Some(v) = v {
+            match crate::time::parse_duration(&v) {
+                Ok(d) => *slot = d,
+                Err(m) => self.err(key, format!("{key}: {m}")),
+            }
+        }
+    }
+}
+
 fn find_pos(text: &str, key: &str) -> Pos {
     text.find(key)
         .map(|o| offset_pos(text, o))

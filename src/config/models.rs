@@ -39,6 +39,7 @@
 
 use super::expr::Expr;
 use super::yaml::{Diag, Pos};
+use super::TomlCheck as Check;
 use crate::model::anomaly::AnomalyParams;
 use crate::model::forecast::ForecastParams;
 use crate::model::risk::RiskParams;
@@ -153,146 +154,20 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
     let file = path.display().to_string();
     let t: ModelToml = super::parse_toml(&file, text)?;
-    let at = |key: &str| super::find_pos(text, key);
-    let diag = |pos: Pos, msg: String| Diag {
-        file: file.as_str().into(),
-        pos,
-        msg,
-    };
-    let mut errs = Vec::new();
-    let params_at = at("[params]");
-    let bad_params = |e: toml::de::Error| {
-        let msg = e.message().to_string();
-        // "unknown field `x`, expected ...": point at x
-        let pos = msg
-            .split('`')
-            .nth(1)
-            .map(&at)
-            .filter(|p| p.line > 0)
-            .unwrap_or(params_at);
-        diag(pos, format!("params: {msg}"))
+    let mut ck = Check {
+        file: &file,
+        text,
+        errs: Vec::new(),
     };
     let kind = match t.kind.as_str() {
-        "anomaly" => match AnomalyParams::deserialize(toml::Value::Table(t.params.clone())) {
-            Ok(p) => {
-                for problem in p.problems() {
-                    let key = problem.split(':').next().unwrap_or("params").to_string();
-                    errs.push(diag(at(&key), format!("params.{problem}")));
-                }
-                Some(Kind::Anomaly(p))
-            }
-            Err(e) => {
-                errs.push(bad_params(e));
-                None
-            }
-        },
-        "forecast" => {
-            let f = ForecastToml::deserialize(toml::Value::Table(t.params.clone()));
-            let mut params = ForecastParams::default();
-            match f {
-                Ok(f) => {
-                    let mut dur = |key: &str, v: Option<String>, slot: &mut crate::time::Millis| {
-                        if let Some(v) = v {
-                            match crate::time::parse_duration(&v) {
-                                Ok(d) if d > 0 => *slot = d,
-                                Ok(_) => errs.push(diag(
-                                    at(key),
-                                    format!("params.{key}: must be more than 0"),
-                                )),
-                                Err(m) => errs.push(diag(at(key), format!("params.{key}: {m}"))),
-                            }
-                        }
-                    };
-                    dur("half_life", f.half_life, &mut params.half_life);
-                    dur("horizon", f.horizon, &mut params.horizon);
-                    if let Some(n) = f.min_points {
-                        params.min_points = n.max(2);
-                    }
-                    match f.direction.as_deref() {
-                        None | Some("rising") => {}
-                        Some("falling") => params.falling = true,
-                        Some(d) => errs.push(diag(
-                            at("direction"),
-                            format!("params.direction: `{d}` is neither rising nor falling"),
-                        )),
-                    }
-                }
-                Err(e) => errs.push(bad_params(e)),
-            }
-            match t.target.as_deref().map(|s| (s, Expr::parse(s))) {
-                Some((text, Ok(target))) => Some(Kind::Forecast {
-                    params,
-                    target,
-                    target_text: text.to_string(),
-                }),
-                Some((_, Err(e))) => {
-                    errs.push(diag(at("target"), format!("target: {}", e.msg)));
-                    None
-                }
-                None => {
-                    errs.push(diag(
-                        Pos { line: 1, col: 1 },
-                        "a forecast needs `target`, the level it forecasts (e.g. target = \"site.warning_level_m\")".into(),
-                    ));
-                    None
-                }
-            }
-        }
-        "risk" => match RiskToml::deserialize(toml::Value::Table(t.params.clone())) {
-            Ok(r) => {
-                let mut params = RiskParams::default();
-                let mut dur = |key: &str, v: Option<String>, slot: &mut crate::time::Millis| {
-                    if let Some(v) = v {
-                        match crate::time::parse_duration(&v) {
-                            Ok(d) if d > 0 => *slot = d,
-                            Ok(_) => errs
-                                .push(diag(at(key), format!("params.{key}: must be more than 0"))),
-                            Err(m) => errs.push(diag(at(key), format!("params.{key}: {m}"))),
-                        }
-                    }
-                };
-                dur("every", r.every, &mut params.every);
-                dur("window", r.window, &mut params.window);
-                if let Some(n) = r.tickets_full {
-                    params.tickets_full = n;
-                }
-                if let Some(w) = r.weights {
-                    for (key, v, slot) in [
-                        ("warnings", w.warnings, &mut params.warnings),
-                        ("tickets", w.tickets, &mut params.tickets),
-                        ("offline", w.offline, &mut params.offline),
-                        ("credit", w.credit, &mut params.credit),
-                    ] {
-                        if let Some(v) = v {
-                            if v.is_finite() && v >= 0.0 {
-                                *slot = v;
-                            } else {
-                                errs.push(diag(
-                                    at(key),
-                                    format!("params.weights.{key}: a weight of 0 or more"),
-                                ));
-                            }
-                        }
-                    }
-                }
-                if params.tickets_full.is_nan() || params.tickets_full < 1.0 {
-                    errs.push(diag(
-                        at("tickets_full"),
-                        "params.tickets_full: 1 or more".into(),
-                    ));
-                }
-                Some(Kind::Risk(params))
-            }
-            Err(e) => {
-                errs.push(bad_params(e));
-                None
-            }
-        },
+        "anomaly" => anomaly(&mut ck, &t.params),
+        "forecast" => forecast(&mut ck, &t.params, t.target.as_deref()),
+        "risk" => risk(&mut ck, &t.params),
         other => {
-            errs.push(diag(
-                at("kind"),
+            ck.err(
+                "kind",
                 format!("kind: `{other}` is not a model kind yujing has (anomaly, forecast, risk)"),
-            ));
+            );
             None
         }
     };
@@ -300,26 +175,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
         (Some(Kind::Risk(_)), _) => String::new(),
         (_, Some(m)) => m,
         (_, None) => {
-            errs.push(diag(
+            ck.err_at(
                 Pos { line: 1, col: 1 },
                 "`metric`: the readings the model reads".into(),
-            ));
+            );
             String::new()
         }
     };
     let threshold = t.threshold.unwrap_or(0.5);
     if !(0.0..=1.0).contains(&threshold) {
-        errs.push(diag(at("threshold"), "threshold: a score in [0, 1]".into()));
+        ck.err("threshold", "threshold: a score in [0, 1]".into());
     }
     let scope = t.scope.unwrap_or_default();
     for k in &scope.kind {
         if super::sites::SiteKind::parse(k).is_none() {
-            errs.push(diag(
-                at(k),
+            ck.err(
+                k,
                 format!("scope.kind: unknown site kind `{k}` (environment, construction, water, tourism)"),
-            ));
+            );
         }
     }
+    let errs = ck.errs;
     let Some(kind) = kind.filter(|_| errs.is_empty()) else {
         return Err(errs);
     };
@@ -342,6 +218,121 @@ pub fn parse(path: &Path, text: &str) -> Result<Model, Vec<Diag>> {
         sites: scope.sites,
         kind,
     })
+}
+
+/// `[params]` that do not deserialize: "unknown field `x`, expected ..." points at x.
+fn bad_params(ck: &mut Check, e: toml::de::Error) {
+    let msg = e.message().to_string();
+    let pos = msg
+        .split('`')
+        .nth(1)
+        .map(|key| super::find_pos(ck.text, key))
+        .filter(|p| p.line > 0)
+        .unwrap_or_else(|| super::find_pos(ck.text, "[params]"));
+    ck.err_at(pos, format!("params: {msg}"));
+}
+
+/// A duration parameter, more than 0, into `slot` if given.
+fn positive(ck: &mut Check, key: &str, v: Option<String>, slot: &mut crate::time::Millis) {
+    if let Some(v) = v {
+        match crate::time::parse_duration(&v) {
+            Ok(d) if d > 0 => *slot = d,
+            Ok(_) => ck.err(key, format!("params.{key}: must be more than 0")),
+            Err(m) => ck.err(key, format!("params.{key}: {m}")),
+        }
+    }
+}
+
+fn anomaly(ck: &mut Check, params: &toml::Table) -> Option<Kind> {
+    match AnomalyParams::deserialize(toml::Value::Table(params.clone())) {
+        Ok(p) => {
+            for problem in p.problems() {
+                let key = problem.split(':').next().unwrap_or("params").to_string();
+                ck.err(&key, format!("params.{problem}"));
+            }
+            Some(Kind::Anomaly(p))
+        }
+        Err(e) => {
+            bad_params(ck, e);
+            None
+        }
+    }
+}
+
+fn forecast(ck: &mut Check, params_toml: &toml::Table, target: Option<&str>) -> Option<Kind> {
+    let mut params = ForecastParams::default();
+    match ForecastToml::deserialize(toml::Value::Table(params_toml.clone())) {
+        Ok(f) => {
+            positive(ck, "half_life", f.half_life, &mut params.half_life);
+            positive(ck, "horizon", f.horizon, &mut params.horizon);
+            if let Some(n) = f.min_points {
+                params.min_points = n.max(2);
+            }
+            match f.direction.as_deref() {
+                None | Some("rising") => {}
+                Some("falling") => params.falling = true,
+                Some(d) => ck.err(
+                    "direction",
+                    format!("params.direction: `{d}` is neither rising nor falling"),
+                ),
+            }
+        }
+        Err(e) => bad_params(ck, e),
+    }
+    match target.map(|s| (s, Expr::parse(s))) {
+        Some((text, Ok(target))) => Some(Kind::Forecast {
+            params,
+            target,
+            target_text: text.to_string(),
+        }),
+        Some((_, Err(e))) => {
+            ck.err("target", format!("target: {}", e.msg));
+            None
+        }
+        None => {
+            ck.err_at(
+                Pos { line: 1, col: 1 },
+                "a forecast needs `target`, the level it forecasts (e.g. target = \"site.warning_level_m\")".into(),
+            );
+            None
+        }
+    }
+}
+
+fn risk(ck: &mut Check, params_toml: &toml::Table) -> Option<Kind> {
+    let r = match RiskToml::deserialize(toml::Value::Table(params_toml.clone())) {
+        Ok(r) => r,
+        Err(e) => {
+            bad_params(ck, e);
+            return None;
+        }
+    };
+    let mut params = RiskParams::default();
+    positive(ck, "every", r.every, &mut params.every);
+    positive(ck, "window", r.window, &mut params.window);
+    if let Some(n) = r.tickets_full {
+        params.tickets_full = n;
+    }
+    if let Some(w) = r.weights {
+        for (key, v, slot) in [
+            ("warnings", w.warnings, &mut params.warnings),
+            ("tickets", w.tickets, &mut params.tickets),
+            ("offline", w.offline, &mut params.offline),
+            ("credit", w.credit, &mut params.credit),
+        ] {
+            if let Some(v) = v {
+                if v.is_finite() && v >= 0.0 {
+                    *slot = v;
+                } else {
+                    ck.err(key, format!("params.weights.{key}: a weight of 0 or more"));
+                }
+            }
+        }
+    }
+    if params.tickets_full.is_nan() || params.tickets_full < 1.0 {
+        ck.err("tickets_full", "params.tickets_full: 1 or more".into());
+    }
+    Some(Kind::Risk(params))
 }
 
 /// Forecast targets name site parameters: every site the model applies to (with a device

@@ -27,7 +27,8 @@
 //! ```
 
 use super::yaml::Diag;
-use crate::time::{parse_duration, Millis};
+use super::TomlCheck as Check;
+use crate::time::Millis;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -408,7 +409,7 @@ struct FileToml {
 /// Parse the service tables. Relative paths are taken from the config directory `base`.
 pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSettings, Vec<Diag>> {
     let parsed: FileToml = super::parse_toml(file, text)?;
-    let mut ck = Check {
+    let mut ck = super::TomlCheck {
         file,
         text,
         errs: Vec::new(),
@@ -426,7 +427,7 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     s.archive = parsed.archive.map(|a| archive(&mut ck, a, base));
     cameras(&mut ck, parsed.cameras, &mut s.cameras);
     for (k, v) in parsed.secrets {
-        if let Some(v) = ck.secret(v, &k) {
+        if let Some(v) = secret(&mut ck, v, &k) {
             s.secrets.insert(k, v);
         }
     }
@@ -438,47 +439,20 @@ pub fn load(file: &str, text: &str, base: &std::path::Path) -> Result<ServiceSet
     }
 }
 
-/// The checks' errors, each at the position of its key in the file.
-struct Check<'a> {
-    file: &'a str,
-    text: &'a str,
-    errs: Vec<Diag>,
-}
-
-impl Check<'_> {
-    fn err(&mut self, key: &str, msg: String) {
-        self.errs.push(Diag {
-            file: self.file.into(),
-            pos: super::find_pos(self.text, key),
-            msg,
-        });
-    }
-
-    /// A duration like `30s` into `slot`, if given.
-    fn duration(&mut self, key: &str, v: Option<String>, slot: &mut Millis) {
-        if let Some(v) = v {
-            match parse_duration(&v) {
-                Ok(d) => *slot = d,
-                Err(m) => self.err(key, format!("{key}: {m}")),
+/// A secret's value: as written, or from the environment variable it names.
+fn secret(ck: &mut Check, v: SecretToml, key: &str) -> Option<String> {
+    match v {
+        SecretToml::Plain(p) => Some(p),
+        SecretToml::Env { env } => match std::env::var(&env) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                ck.err(
+                    key,
+                    format!("`{key}` names the environment variable {env}, which is not set"),
+                );
+                None
             }
-        }
-    }
-
-    /// A secret's value: as written, or from the environment variable it names.
-    fn secret(&mut self, v: SecretToml, key: &str) -> Option<String> {
-        match v {
-            SecretToml::Plain(p) => Some(p),
-            SecretToml::Env { env } => match std::env::var(&env) {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    self.err(
-                        key,
-                        format!("`{key}` names the environment variable {env}, which is not set"),
-                    );
-                    None
-                }
-            },
-        }
+        },
     }
 }
 
@@ -516,7 +490,7 @@ fn http(ck: &mut Check, h: HttpToml, s: &mut HttpSettings) {
 fn mqtt(ck: &mut Check, m: MqttToml, base: &std::path::Path) -> MqttSettings {
     let mut keep_alive = 30_000;
     ck.duration("keep_alive", m.keep_alive, &mut keep_alive);
-    let password = m.password.and_then(|p| ck.secret(p, "password"));
+    let password = m.password.and_then(|p| secret(ck, p, "password"));
     MqttSettings {
         host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
         port: m.port.unwrap_or(1883),
@@ -553,7 +527,7 @@ fn store(ck: &mut Check, t: StoreToml, base: &std::path::Path, s: &mut StoreSett
     if let Some(n) = t.dead_letter_keep {
         s.dead_letter_keep = n;
     }
-    if let Some(u) = t.url.and_then(|u| ck.secret(u, "url")) {
+    if let Some(u) = t.url.and_then(|u| secret(ck, u, "url")) {
         if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
             ck.err(
                 "url",
