@@ -191,6 +191,83 @@ impl TomlCheck<'_> {
     }
 }
 
+/// Devices whose secrets (camera credentials, monitor passwords) yujing.toml lacks.
+fn device_secrets(
+    name: &str,
+    t: &str,
+    reg: &Registry,
+    service: &service::ServiceSettings,
+) -> Vec<Diag> {
+    let mut out = Vec::new();
+    for d in &reg.devices {
+        let named = [
+            match &d.hj212_pw {
+                Some(sites::Password::Secret(s)) => Some(("hj212_pw_secret", s, "monitor", "")),
+                _ => None,
+            },
+            d.rtsp_secret
+                .as_ref()
+                .map(|s| ("rtsp_credentials", s, "camera", " (value `user:password`)")),
+        ];
+        for (key, sec, what, value) in named.into_iter().flatten() {
+            if service.secrets.contains_key(sec) {
+                continue;
+            }
+            out.push(Diag {
+                file: name.into(),
+                pos: t
+                    .find(&format!("{key}: {sec}"))
+                    .map(|o| o + key.len() + 2)
+                    .map(|o| offset_pos(t, o))
+                    .unwrap_or_default(),
+                msg: format!("{what} `{}`: {key} names the secret `{sec}`, which is not in the [secrets] table of yujing.toml{value}", d.id),
+            });
+        }
+    }
+    out
+}
+
+/// Channels that need what yujing.toml lacks: a kafka channel without [kafka], a secret not in
+/// [secrets].
+fn channel_checks(
+    name: &str,
+    text: &str,
+    r: &routes::Routes,
+    service: &service::ServiceSettings,
+) -> Vec<Diag> {
+    let mut out = Vec::new();
+    for c in &r.channels {
+        if c.kind == routes::ChannelKind::Kafka && service.kafka.is_none() {
+            out.push(Diag {
+                file: name.into(),
+                pos: text
+                    .find(&format!("id: {}", c.id))
+                    .map(|o| offset_pos(text, o))
+                    .unwrap_or_default(),
+                msg: format!("channel `{}` is a kafka channel, but yujing.toml has no [kafka] table (brokers)", c.id),
+            });
+        }
+        if let Some(sec) = &c.secret {
+            if !service.secrets.contains_key(sec) {
+                out.push(Diag {
+                    file: name.into(),
+                    pos: text
+                        .find(&format!("secret: {sec}"))
+                        .map(|o| o + "secret: ".len())
+                        .or_else(|| text.find(sec.as_str()))
+                        .map(|o| offset_pos(text, o))
+                        .unwrap_or_default(),
+                    msg: format!(
+                        "channel `{}`: secret `{sec}` is not in the [secrets] table of yujing.toml",
+                        c.id
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 fn find_pos(text: &str, key: &str) -> Pos {
     text.find(key)
         .map(|o| offset_pos(text, o))
@@ -407,32 +484,8 @@ impl Config {
                 // cameras' credentials and monitors' passwords name secrets of yujing.toml
                 // (when there is one: replays and rule tests dial no camera and take no HJ 212
                 // packet); reported after the rules' own errors
-                for d in reg.devices.iter().filter(|_| toml_text.is_some()) {
-                    let named = [
-                        match &d.hj212_pw {
-                            Some(sites::Password::Secret(s)) => {
-                                Some(("hj212_pw_secret", s, "monitor", ""))
-                            }
-                            _ => None,
-                        },
-                        d.rtsp_secret
-                            .as_ref()
-                            .map(|s| ("rtsp_credentials", s, "camera", " (value `user:password`)")),
-                    ];
-                    for (key, sec, what, value) in named.into_iter().flatten() {
-                        if service.secrets.contains_key(sec) {
-                            continue;
-                        }
-                        secret_diags.push(Diag {
-                            file: name.as_str().into(),
-                            pos: t
-                                .find(&format!("{key}: {sec}"))
-                                .map(|o| o + key.len() + 2)
-                                .map(|o| offset_pos(&t, o))
-                                .unwrap_or_default(),
-                            msg: format!("{what} `{}`: {key} names the secret `{sec}`, which is not in the [secrets] table of yujing.toml{value}", d.id),
-                        });
-                    }
+                if toml_text.is_some() {
+                    secret_diags = device_secrets(&name, &t, &reg, &service);
                 }
                 reg
             }
@@ -474,32 +527,7 @@ impl Config {
                 diags.extend(errs);
                 let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
                 diags.extend(routes::check_rules(&name, &text, &r, &ids));
-                for c in &r.channels {
-                    if c.kind == routes::ChannelKind::Kafka && service.kafka.is_none() {
-                        diags.push(Diag {
-                            file: name.as_str().into(),
-                            pos: text
-                                .find(&format!("id: {}", c.id))
-                                .map(|o| offset_pos(&text, o))
-                                .unwrap_or_default(),
-                            msg: format!("channel `{}` is a kafka channel, but yujing.toml has no [kafka] table (brokers)", c.id),
-                        });
-                    }
-                    if let Some(sec) = &c.secret {
-                        if !service.secrets.contains_key(sec) {
-                            diags.push(Diag {
-                                file: name.as_str().into(),
-                                pos: text
-                                    .find(&format!("secret: {sec}"))
-                                    .map(|o| o + "secret: ".len())
-                                    .or_else(|| text.find(sec.as_str()))
-                                    .map(|o| offset_pos(&text, o))
-                                    .unwrap_or_default(),
-                                msg: format!("channel `{}`: secret `{sec}` is not in the [secrets] table of yujing.toml", c.id),
-                            });
-                        }
-                    }
-                }
+                diags.extend(channel_checks(&name, &text, &r, &service));
                 routes = r;
             }
         }
