@@ -212,138 +212,13 @@ fn read_case(ctx: &Ctx, n: &marked_yaml::Node, file: &str, tz: chrono_tz::Tz) ->
     }
     let mut samples = Vec::new();
     for item in ctx.seq(o.required("input")?, "input") {
-        let Some(i) = ctx.obj(
-            item,
-            "input",
-            &[
-                "device", "metric", "values", "value", "at", "arrive", "offset", "interval",
-                "delay",
-            ],
-        ) else {
-            continue;
-        };
-        let (Some(device), Some(metric)) = (i.req_string("device"), i.req_string("metric")) else {
-            continue;
-        };
-        let iv = i.duration("interval").map(|d| d.v).unwrap_or(interval);
-        let delay = i.duration("delay").map(|d| d.v).unwrap_or(0);
-        if let Some(values) = i.string("values") {
-            let offset = i.duration("offset").map(|d| d.v).unwrap_or(0);
-            match parse_values(&values.v) {
-                Ok(vals) => {
-                    for (k, v) in vals.into_iter().enumerate() {
-                        if let Some(v) = v {
-                            let ts = start + offset + iv * k as i64;
-                            samples.push(Sample {
-                                ts,
-                                arrive: ts + delay,
-                                device: device.v.clone(),
-                                metric: metric.v.clone(),
-                                value: v,
-                                order: samples.len(),
-                            });
-                        }
-                    }
-                }
-                Err(e) => ctx.err(values.pos, e),
-            }
-        } else if let (Some(at), Some(v)) = (i.duration("at"), i.node("value")) {
-            let value = match ctx
-                .scalar(v, "value")
-                .map(|s| s.as_str().trim().to_string())
-            {
-                Some(s) => match s.as_str() {
-                    "NaN" | "nan" => f64::NAN,
-                    "inf" | "+inf" | "Inf" => f64::INFINITY,
-                    "-inf" | "-Inf" => f64::NEG_INFINITY,
-                    _ => match s.parse::<f64>() {
-                        Ok(v) => v,
-                        Err(_) => {
-                            ctx.err(at.pos, format!("value `{s}` is not a number"));
-                            continue;
-                        }
-                    },
-                },
-                None => continue,
-            };
-            let arrive = i.duration("arrive").map(|d| d.v).unwrap_or(at.v + delay);
-            samples.push(Sample {
-                ts: start + at.v,
-                arrive: start + arrive,
-                device: device.v,
-                metric: metric.v,
-                value,
-                order: samples.len(),
-            });
-        } else {
-            ctx.err(
-                i.pos(),
-                "an input needs `values` (a series) or `at` + `value` (one reading)",
-            );
-        }
+        read_input(ctx, item, start, interval, &mut samples);
     }
     let mut checks = Vec::new();
     for e in ctx.seq(o.required("expect")?, "expect") {
-        let Some(eo) = ctx.obj(e, "expectation", &["at", "warnings"]) else {
-            continue;
-        };
-        let (Some(at), Some(ws)) = (eo.duration("at"), eo.required("warnings")) else {
-            if !eo.has("at") {
-                ctx.err(eo.pos(), "an expectation needs `at` (time since start)");
-            }
-            continue;
-        };
-        let mut warnings = Vec::new();
-        for w in ctx.seq(ws, "warnings") {
-            let Some(wo) = ctx.obj(
-                w,
-                "expected warning",
-                &["rule", "site", "level", "transition", "subject", "value"],
-            ) else {
-                continue;
-            };
-            let (Some(rule), Some(site), Some(level)) = (
-                wo.req_string("rule"),
-                wo.req_string("site"),
-                wo.req_string("level"),
-            ) else {
-                continue;
-            };
-            let Some(lv) = Level::parse(&level.v) else {
-                ctx.err(level.pos, format!("unknown level `{}`", level.v));
-                continue;
-            };
-            let transition = match wo.string("transition") {
-                None => TransitionKind::Raise,
-                Some(t) => match TransitionKind::parse(&t.v) {
-                    Some(k) => k,
-                    None => {
-                        ctx.err(
-                            t.pos,
-                            format!(
-                                "unknown transition `{}` (raise, escalate, de-escalate, clear)",
-                                t.v
-                            ),
-                        );
-                        continue;
-                    }
-                },
-            };
-            warnings.push(Expected {
-                rule: rule.v,
-                site: site.v,
-                level: lv,
-                transition,
-                subject: wo.string("subject").map(|s| s.v),
-                value: wo.number("value").map(|v| v.v),
-                at: None,
-            });
+        if let Some(check) = read_expectation(ctx, e) {
+            checks.push(check);
         }
-        checks.push(Check {
-            at: at.v,
-            pos: eo.pos(),
-            warnings,
-        });
     }
     checks.sort_by_key(|c| c.at);
     let mut rejected = BTreeMap::new();
@@ -373,6 +248,148 @@ fn read_case(ctx: &Ctx, n: &marked_yaml::Node, file: &str, tz: chrono_tz::Tz) ->
         rules: o.strings("rules").into_iter().map(|s| s.v).collect(),
         sites: o.strings("sites").into_iter().map(|s| s.v).collect(),
         rejected,
+    })
+}
+
+/// One `input` item: a series (`values`) or one reading (`at` + `value`) into `samples`.
+fn read_input(
+    ctx: &Ctx,
+    item: &marked_yaml::Node,
+    start: Ts,
+    interval: Millis,
+    samples: &mut Vec<Sample>,
+) {
+    let Some(i) = ctx.obj(
+        item,
+        "input",
+        &[
+            "device", "metric", "values", "value", "at", "arrive", "offset", "interval", "delay",
+        ],
+    ) else {
+        return;
+    };
+    let (Some(device), Some(metric)) = (i.req_string("device"), i.req_string("metric")) else {
+        return;
+    };
+    let iv = i.duration("interval").map(|d| d.v).unwrap_or(interval);
+    let delay = i.duration("delay").map(|d| d.v).unwrap_or(0);
+    if let Some(values) = i.string("values") {
+        let offset = i.duration("offset").map(|d| d.v).unwrap_or(0);
+        match parse_values(&values.v) {
+            Ok(vals) => {
+                for (k, v) in vals.into_iter().enumerate() {
+                    if let Some(v) = v {
+                        let ts = start + offset + iv * k as i64;
+                        samples.push(Sample {
+                            ts,
+                            arrive: ts + delay,
+                            device: device.v.clone(),
+                            metric: metric.v.clone(),
+                            value: v,
+                            order: samples.len(),
+                        });
+                    }
+                }
+            }
+            Err(e) => ctx.err(values.pos, e),
+        }
+    } else if let (Some(at), Some(v)) = (i.duration("at"), i.node("value")) {
+        let value = match ctx
+            .scalar(v, "value")
+            .map(|s| s.as_str().trim().to_string())
+        {
+            Some(s) => match s.as_str() {
+                "NaN" | "nan" => f64::NAN,
+                "inf" | "+inf" | "Inf" => f64::INFINITY,
+                "-inf" | "-Inf" => f64::NEG_INFINITY,
+                _ => match s.parse::<f64>() {
+                    Ok(v) => v,
+                    Err(_) => {
+                        ctx.err(at.pos, format!("value `{s}` is not a number"));
+                        return;
+                    }
+                },
+            },
+            None => return,
+        };
+        let arrive = i.duration("arrive").map(|d| d.v).unwrap_or(at.v + delay);
+        samples.push(Sample {
+            ts: start + at.v,
+            arrive: start + arrive,
+            device: device.v,
+            metric: metric.v,
+            value,
+            order: samples.len(),
+        });
+    } else {
+        ctx.err(
+            i.pos(),
+            "an input needs `values` (a series) or `at` + `value` (one reading)",
+        );
+    }
+}
+
+/// One expectation: the warnings expected at a time since the start.
+fn read_expectation(ctx: &Ctx, e: &marked_yaml::Node) -> Option<Check> {
+    let eo = ctx.obj(e, "expectation", &["at", "warnings"])?;
+    let (Some(at), Some(ws)) = (eo.duration("at"), eo.required("warnings")) else {
+        if !eo.has("at") {
+            ctx.err(eo.pos(), "an expectation needs `at` (time since start)");
+        }
+        return None;
+    };
+    let mut warnings = Vec::new();
+    for w in ctx.seq(ws, "warnings") {
+        warnings.extend(read_expected_warning(ctx, w));
+    }
+    Some(Check {
+        at: at.v,
+        pos: eo.pos(),
+        warnings,
+    })
+}
+
+fn read_expected_warning(ctx: &Ctx, w: &marked_yaml::Node) -> Option<Expected> {
+    let wo = ctx.obj(
+        w,
+        "expected warning",
+        &["rule", "site", "level", "transition", "subject", "value"],
+    )?;
+    let (Some(rule), Some(site), Some(level)) = (
+        wo.req_string("rule"),
+        wo.req_string("site"),
+        wo.req_string("level"),
+    ) else {
+        return None;
+    };
+    let Some(lv) = Level::parse(&level.v) else {
+        ctx.err(level.pos, format!("unknown level `{}`", level.v));
+        return None;
+    };
+    let transition = match wo.string("transition") {
+        None => TransitionKind::Raise,
+        Some(t) => match TransitionKind::parse(&t.v) {
+            Some(k) => k,
+            None => {
+                ctx.err(
+                    t.pos,
+                    format!(
+                        "unknown transition `{}` (raise, escalate, de-escalate, clear)",
+                        t.v
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(Expected {
+        rule: rule.v,
+        site: site.v,
+        level: lv,
+        transition,
+        subject: wo.string("subject").map(|s| s.v),
+        value: wo.number("value").map(|v| v.v),
+        at: None,
     })
 }
 
