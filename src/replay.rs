@@ -349,24 +349,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
             .ok_or_else(|| ReplayError::Format(opts.input.display().to_string()))?,
     };
     let tz = config.settings.timezone;
-    let mut decoder = match format {
-        Format::Csv => Decoder::Csv(CsvDecoder::new(tz)),
-        Format::Jsonl => Decoder::Json,
-        Format::Wide => {
-            let p = opts.mapping.as_ref().ok_or(ReplayError::NoMapping)?;
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| ReplayError::Mapping(format!("{}: {e}", p.display())))?;
-            let m = Mapping::load(&p.display().to_string(), &text).map_err(|d| {
-                ReplayError::Mapping(
-                    d.iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
-            Decoder::Wide(Box::new(WideDecoder::new(m, tz)))
-        }
-    };
+    let mut decoder = decoder(format, opts, tz)?;
     let mut engine = Engine::new(config.clone());
     engine.collect_exceedances(opts.output_csv.is_some());
     let src = engine.source("file");
@@ -384,29 +367,8 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         Some(p) => Some(create(p)?),
         None => None,
     };
-    let dl_path = opts.dead_letter.clone().unwrap_or_else(|| {
-        let dir = opts
-            .output
-            .as_ref()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        dir.join("yujing-dead-letter.jsonl")
-    });
-    let dead = DeadLetters {
-        path: dl_path,
-        out: None,
-    };
-    let bar = opts.progress.then(|| {
-        let b = match reader.total_bytes() {
-            Some(n) => indicatif::ProgressBar::new(n),
-            None => indicatif::ProgressBar::new_spinner(),
-        };
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
+    let dead = dead_letters(opts);
+    let bar = opts.progress.then(|| progress_bar(&reader));
     let reg_cfg = config.clone();
     let reg = &reg_cfg.registry;
     let mut sink = Sink {
@@ -493,6 +455,66 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         sink.progress(bar.as_ref(), &reader, 1);
     }
     let lines = reader.line_number();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut summary = finish(sink, &decoder, lines)?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// The decoder of the input's format (`--format`, `--mapping`, or the file's extension).
+fn decoder(format: Format, opts: &Options, tz: chrono_tz::Tz) -> Result<Decoder, ReplayError> {
+    Ok(match format {
+        Format::Csv => Decoder::Csv(CsvDecoder::new(tz)),
+        Format::Jsonl => Decoder::Json,
+        Format::Wide => {
+            let p = opts.mapping.as_ref().ok_or(ReplayError::NoMapping)?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ReplayError::Mapping(format!("{}: {e}", p.display())))?;
+            let m = Mapping::load(&p.display().to_string(), &text).map_err(|d| {
+                ReplayError::Mapping(
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            Decoder::Wide(Box::new(WideDecoder::new(m, tz)))
+        }
+    })
+}
+
+/// The dead-letter file: `--dead-letter`, or beside the output.
+fn dead_letters(opts: &Options) -> DeadLetters {
+    let dl_path = opts.dead_letter.clone().unwrap_or_else(|| {
+        let dir = opts
+            .output
+            .as_ref()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        dir.join("yujing-dead-letter.jsonl")
+    });
+    DeadLetters {
+        path: dl_path,
+        out: None,
+    }
+}
+
+fn progress_bar(reader: &LineReader) -> indicatif::ProgressBar {
+    let b = match reader.total_bytes() {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// End of input: close every window, write what is left, and count.
+fn finish(sink: Sink, decoder: &Decoder, lines: u64) -> Result<Summary, ReplayError> {
     let Sink {
         mut engine,
         spans,
@@ -525,9 +547,8 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         o.flush()
             .map_err(|e| ReplayError::Output(dead.path.display().to_string(), e))?;
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let config = engine.config.clone();
+    let reg = &config.registry;
     for (i, s) in spans.iter().enumerate() {
         if let Some(s) = s {
             summary.spans.insert(reg.sites[i].id.clone(), *s);
@@ -547,7 +568,7 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
         .iter()
         .map(|r| (*r, s.rejected(*r)))
         .collect();
-    summary.missing_cells = match &decoder {
+    summary.missing_cells = match decoder {
         Decoder::Wide(w) => w.missing_cells,
         _ => 0,
     };
@@ -556,7 +577,6 @@ pub fn run(config: Arc<Config>, opts: &Options) -> Result<Summary, ReplayError> 
     summary.raised_by_level = s.raised_by_level;
     summary.open_at_end = engine.firing().len();
     summary.dead_letter = dead.out.is_some().then(|| dead.path.clone());
-    summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
