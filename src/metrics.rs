@@ -73,6 +73,44 @@ pub struct Metrics {
     pub logins: IntCounterVec,
 }
 
+/// From storing a transition to its delivery, by channel type.
+fn delivery_latency(registry: &Registry) -> HistogramVec {
+    register(
+        registry,
+        HistogramVec::new(
+            HistogramOpts::new(
+                "yujing_dispatch_delivery_latency_seconds",
+                "From storing a transition to its delivery",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["channel"],
+        ),
+    )
+}
+
+/// From the arrival of the reading that closed a window to its transition being stored.
+fn detect_latency(registry: &Registry) -> Histogram {
+    register(registry, Histogram::with_opts(
+            HistogramOpts::new(
+                "yujing_engine_detect_latency_seconds",
+                "From the arrival of the reading that closed a window to its transition being stored",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+        ))
+}
+
+/// A collector registered with the registry.
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    made: Result<T, prometheus::Error>,
+) -> T {
+    let c = must(made);
+    must(registry.register(Box::new(c.clone())));
+    c
+}
+
 fn must<T>(r: prometheus::Result<T>) -> T {
     // the definitions below are static: a failure is a programming error caught by the tests
     r.expect("metric definition")
@@ -82,204 +120,145 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
-            must(registry.register(Box::new(c.clone())));
-            c
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let readings = counter_vec(
+        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
+        let m = Metrics {
+            registry: registry.clone(),
+            readings: counter_vec(
             "yujing_input_readings_total",
             "Readings taken, by connector",
             &["connector"],
-        );
-        let rejected = counter_vec(
+        ),
+            rejected: counter_vec(
             "yujing_input_rejected_total",
             "Input rejected and dead-lettered, by connector and reason",
             &["connector", "reason"],
-        );
-        let transitions = counter_vec(
+        ),
+            transitions: counter_vec(
             "yujing_warnings_transitions_total",
             "Warning transitions stored, by rule, level and kind",
             &["rule", "level", "kind"],
-        );
-        let deliveries = counter_vec(
+        ),
+            deliveries: counter_vec(
             "yujing_dispatch_deliveries_total",
             "Delivery attempts by channel type and outcome",
             &["channel", "outcome"],
-        );
-        let reloads = counter_vec(
+        ),
+            reloads: counter_vec(
             "yujing_config_reloads_total",
             "Configuration reloads by result",
             &["result"],
-        );
-        let api_refused = counter_vec(
+        ),
+            api_refused: counter_vec(
             "yujing_api_refused_total",
             "API requests refused, by HTTP status",
             &["status"],
-        );
-        let late = must(IntCounter::new(
+        ),
+            late: register(&registry, IntCounter::new(
             "yujing_engine_late_readings_total",
             "Readings that arrived after their windows were final",
-        ));
-        must(registry.register(Box::new(late.clone())));
-        let evaluations = must(IntCounter::new(
+        )),
+            evaluations: register(&registry, IntCounter::new(
             "yujing_engine_rule_evaluations_total",
             "Final windows evaluated against their rules",
-        ));
-        must(registry.register(Box::new(evaluations.clone())));
-        let window_series = must(IntGauge::new(
+        )),
+            window_series: register(&registry, IntGauge::new(
             "yujing_engine_window_series",
             "Window series held in memory",
-        ));
-        must(registry.register(Box::new(window_series.clone())));
-        let delivery_latency = must(HistogramVec::new(
-            HistogramOpts::new(
-                "yujing_dispatch_delivery_latency_seconds",
-                "From storing a transition to its delivery",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            ]),
-            &["channel"],
-        ));
-        must(registry.register(Box::new(delivery_latency.clone())));
-        let detect_latency = must(Histogram::with_opts(
-            HistogramOpts::new(
-                "yujing_engine_detect_latency_seconds",
-                "From the arrival of the reading that closed a window to its transition being stored",
-            )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
-        ));
-        must(registry.register(Box::new(detect_latency.clone())));
-        let outbox = must(IntGaugeVec::new(
+        )),
+            delivery_latency: delivery_latency(&registry),
+            detect_latency: detect_latency(&registry),
+            outbox: register(&registry, IntGaugeVec::new(
             Opts::new(
                 "yujing_dispatch_outbox_deliveries",
                 "Deliveries in the outbox, by state",
             ),
             &["state"],
-        ));
-        must(registry.register(Box::new(outbox.clone())));
-        let connector_up = must(IntGaugeVec::new(
+        )),
+            connector_up: register(&registry, IntGaugeVec::new(
             Opts::new(
                 "yujing_connector_up",
                 "Connection state per connector (1 up, 0 down)",
             ),
             &["connector"],
-        ));
-        must(registry.register(Box::new(connector_up.clone())));
-        let hj212_packets = counter_vec(
+        )),
+            hj212_packets: counter_vec(
             "yujing_hj212_packets_total",
             "HJ 212 packets received, by result",
             &["result"],
-        );
-        let gauge = |name: &str, help: &str| {
-            let g = must(IntGauge::new(name, help));
-            must(registry.register(Box::new(g.clone())));
-            g
-        };
-        let hj212_connections = gauge(
+        ),
+            hj212_connections: gauge(
             "yujing_hj212_connections",
             "HJ 212 monitor connections open",
-        );
-        let cameras_up = gauge("yujing_cameras_up", "RTSP cameras streaming now");
-        let cameras = gauge("yujing_cameras", "RTSP cameras configured");
-        let camera_reconnects = must(IntCounter::new(
+        ),
+            cameras_up: gauge("yujing_cameras_up", "RTSP cameras streaming now"),
+            cameras: gauge("yujing_cameras", "RTSP cameras configured"),
+            camera_reconnects: register(&registry, IntCounter::new(
             "yujing_camera_reconnects_total",
             "Camera streams lost and reconnected",
-        ));
-        must(registry.register(Box::new(camera_reconnects.clone())));
-        let camera_events = counter_vec(
+        )),
+            camera_events: counter_vec(
             "yujing_camera_events_total",
             "Camera analytics taken (ONVIF frames, events; edge-box events), by kind",
             &["kind"],
-        );
-        let tickets = counter_vec(
+        ),
+            tickets: counter_vec(
             "yujing_hotline_tickets_total",
             "12345 tickets taken, by outcome (new, updated, flagged)",
             &["outcome"],
-        );
-        let cluster_partitions = gauge(
+        ),
+            cluster_partitions: gauge(
             "yujing_cluster_partitions",
             "Partitions of the Kafka readings topic this instance has ([cluster])",
-        );
-        let checkpoints = counter_vec(
+        ),
+            checkpoints: counter_vec(
             "yujing_checkpoints_total",
             "Checkpoints of the engine's window and alert state in the store, by result (saved, failed)",
             &["result"],
-        );
-        for r in ["saved", "failed"] {
-            checkpoints.with_label_values(&[r]);
-        }
-        let archived = must(IntCounter::new(
+        ),
+            archived: register(&registry, IntCounter::new(
             "yujing_archive_readings_total",
             "Readings written to the history archive as Parquet",
-        ));
-        must(registry.register(Box::new(archived.clone())));
-        let archive_errors = counter_vec(
+        )),
+            archive_errors: counter_vec(
             "yujing_archive_errors_total",
             "History archive failures, by stage (record, seal, export, expire)",
             &["stage"],
-        );
-        for s in ["record", "seal", "export", "expire"] {
-            archive_errors.with_label_values(&[s]);
-        }
-        let queries = counter_vec(
+        ),
+            queries: counter_vec(
             "yujing_api_queries_total",
             "SQL queries over the archive through the API, by outcome (ok, refused, busy, timeout, killed, cancelled, failed)",
             &["outcome"],
-        );
-        let queries_running = gauge(
+        ),
+            queries_running: gauge(
             "yujing_api_queries_running",
             "SQL queries of the API running now (a query's thread ends before its permit goes back)",
-        );
-        let http_connections = gauge("yujing_http_connections", "HTTP connections open");
-        let connections_refused = counter_vec(
+        ),
+            http_connections: gauge("yujing_http_connections", "HTTP connections open"),
+            connections_refused: counter_vec(
             "yujing_connections_refused_total",
             "Connections closed on arrival or before their first valid request or packet, by listener and reason",
             &["listener", "reason"],
-        );
-        let dead_letters_suppressed = counter_vec(
+        ),
+            dead_letters_suppressed: counter_vec(
             "yujing_dead_letters_suppressed_total",
             "Rejected inputs not written to the dead-letter file as their peer sent too many (still counted under yujing_input_rejected_total)",
             &["connector"],
-        );
-        let logins = counter_vec(
+        ),
+            logins: counter_vec(
             "yujing_api_logins_total",
             "Dashboard logins by outcome (ok, failed, limited)",
             &["outcome"],
-        );
-        Metrics {
-            queries,
-            queries_running,
-            http_connections,
-            connections_refused,
-            dead_letters_suppressed,
-            logins,
-            archived,
-            archive_errors,
-            cluster_partitions,
-            checkpoints,
-            registry,
-            readings,
-            rejected,
-            late,
-            window_series,
-            evaluations,
-            transitions,
-            deliveries,
-            delivery_latency,
-            detect_latency,
-            outbox,
-            reloads,
-            connector_up,
-            api_refused,
-            hj212_packets,
-            hj212_connections,
-            cameras_up,
-            cameras,
-            camera_reconnects,
-            camera_events,
-            tickets,
+        ),
+        };
+        for r in ["saved", "failed"] {
+            m.checkpoints.with_label_values(&[r]);
         }
+        for s in ["record", "seal", "export", "expire"] {
+            m.archive_errors.with_label_values(&[s]);
+        }
+        m
     }
 
     /// The Prometheus text exposition.

@@ -9,8 +9,7 @@ pub(crate) fn live_demo(
     speed: f64,
     data: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    use yujing::config::routes::{Channel, ChannelKind};
-    use yujing::config::service::{Hj212Settings, MqttSettings, Role, Token};
+    use yujing::config::service::{Role, Token};
     use yujing_connectors::broker;
     init_logging("warn");
     let data = demo_data(data);
@@ -58,9 +57,61 @@ pub(crate) fn live_demo(
             sha256: yujing::dispatch::channel::token_hash(t),
         })
         .collect();
-    let secret = hook_secret.clone();
-    let store_dir = data.clone();
-    let overlay: yujing::service::Overlay = Arc::new(move |c: &mut Config| {
+    let overlay = overlay(
+        addr,
+        mqtt_port,
+        hj212_port,
+        data.clone(),
+        token_table,
+        hook_secret.clone(),
+    );
+    let t = |n: &str| {
+        tokens
+            .iter()
+            .find(|x| x.0 == n)
+            .map(|x| x.2.clone())
+            .unwrap_or_default()
+    };
+    let banner = banner(
+        speed,
+        mqtt_port,
+        hj212_port,
+        &data,
+        [
+            t("demo-operator"),
+            t("demo-zjj"),
+            t("demo-slj"),
+            t("demo-admin"),
+            t("demo-hotline"),
+        ],
+    );
+    let opts = yujing::service::Options {
+        config_dir: config,
+        overlay,
+        demo: Some(yujing::service::DemoOptions {
+            hook_secret,
+            hotline_token: t("demo-hotline"),
+            speed,
+            banner,
+        }),
+    };
+    runtime()?.block_on(yujing::service::run(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's overrides of the configuration: its embedded broker, ports, store, tokens, and
+/// every department's webhook to the demo itself.
+fn overlay(
+    addr: std::net::SocketAddr,
+    mqtt_port: u16,
+    hj212_port: u16,
+    store_dir: PathBuf,
+    token_table: Vec<yujing::config::service::Token>,
+    secret: String,
+) -> yujing::service::Overlay {
+    use yujing::config::routes::{Channel, ChannelKind};
+    use yujing::config::service::{Hj212Settings, MqttSettings};
+    Arc::new(move |c: &mut Config| {
         c.service.http.listen = addr.to_string();
         c.service.mqtt = Some(MqttSettings {
             host: "127.0.0.1".into(),
@@ -125,15 +176,18 @@ pub(crate) fn live_demo(
                 .departments
                 .push((d.id.clone(), vec![id, "mqtt".into()]));
         }
-    });
-    let t = |n: &str| {
-        tokens
-            .iter()
-            .find(|x| x.0 == n)
-            .map(|x| x.2.clone())
-            .unwrap_or_default()
-    };
-    let banner = format!(
+    })
+}
+
+/// What the demo prints once everything listens (`{http}` is filled in then).
+fn banner(
+    speed: f64,
+    mqtt_port: u16,
+    hj212_port: u16,
+    data: &Path,
+    [op, zjj, slj, admin, hotline]: [String; 5],
+) -> String {
+    format!(
         "
 预警 yujing demo: every sample site publishes over MQTT; simulated time runs {speed}x from
 yesterday 00:00 until it catches up with now. Warnings appear within the first minutes.
@@ -172,22 +226,10 @@ Try:
 Webhooks the departments receive are printed below. Ctrl-C stops.
 ",
         data = data.display(),
-        op = t("demo-operator"),
-        zjj = t("demo-zjj"),
-        slj = t("demo-slj"),
-        admin = t("demo-admin"),
-        hotline = t("demo-hotline"),
-    );
-    let opts = yujing::service::Options {
-        config_dir: config,
-        overlay,
-        demo: Some(yujing::service::DemoOptions {
-            hook_secret,
-            hotline_token: t("demo-hotline"),
-            speed,
-            banner,
-        }),
-    };
-    runtime()?.block_on(yujing::service::run(opts))?;
-    Ok(ExitCode::SUCCESS)
+        op = op,
+        zjj = zjj,
+        slj = slj,
+        admin = admin,
+        hotline = hotline,
+    )
 }
