@@ -249,7 +249,27 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let res = match cli.cmd {
+    match command(cli.cmd) {
+        Ok(code) => code,
+        // a closed pipe (`yujing test | head`) is not an error worth a message
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("yujing: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One command, run.
+fn command(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
         Cmd::Check { dir } => check(&dir),
         Cmd::Test { files, config } => test(files, config),
         Cmd::Replay {
@@ -387,22 +407,6 @@ fn main() -> ExitCode {
             csv,
             html,
         } => report(&config, &from, &to, csv.as_deref(), html.as_deref()),
-    };
-    match res {
-        Ok(code) => code,
-        // a closed pipe (`yujing test | head`) is not an error worth a message
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("yujing: {e:#}");
-            ExitCode::from(2)
-        }
     }
 }
 

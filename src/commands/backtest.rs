@@ -26,7 +26,7 @@ pub(crate) fn backtest_nab(
     html: Option<&Path>,
 ) -> Result<ExitCode> {
     let mut so = std::io::stdout().lock();
-    use yujing::backtest::{html as page, nab};
+    use yujing::backtest::nab;
     let model = match model_file(model, config) {
         Ok(m) => m,
         Err(code) => return Ok(code),
@@ -108,72 +108,7 @@ pub(crate) fn backtest_nab(
         writeln!(so, "result files: {}", out.join(detector).display())?;
     }
     if let Some(path) = html {
-        let rows: Vec<Vec<String>> = run
-            .fixed
-            .iter()
-            .zip(&run.optimised)
-            .map(|(f, o)| {
-                vec![
-                    f.profile.clone(),
-                    format!("{}", f.threshold),
-                    format!("{:.1}", f.score),
-                    format!("{}/{}", f.detected, f.windows),
-                    f.false_positives.to_string(),
-                    format!("{:.4}", o.threshold),
-                    format!("{:.1}", o.score),
-                ]
-            })
-            .collect();
-        let summary = page::table(
-            &[
-                "profile",
-                "threshold",
-                "NAB score",
-                "windows caught",
-                "false positives",
-                "optimised threshold",
-                "score",
-            ],
-            &rows,
-        );
-        let std = c
-            .profiles
-            .first()
-            .cloned()
-            .unwrap_or_else(|| nab::default_profiles()[0].clone());
-        let plots: Vec<page::Plot> = c
-            .series
-            .iter()
-            .zip(&run.scores)
-            .map(|(s, sc)| {
-                let f = nab::score_file(sc, &s.windows, &std, model.threshold);
-                page::Plot {
-                    title: s.name.clone(),
-                    ts: &s.ts,
-                    values: &s.values,
-                    windows: s
-                        .windows
-                        .iter()
-                        .map(|(a, b)| (s.ts[*a], s.ts[*b]))
-                        .collect(),
-                    marks: sc
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, v)| **v >= model.threshold && *i >= nab::probation(sc.len()))
-                        .map(|(i, _)| s.ts[i])
-                        .collect(),
-                    note: format!(
-                        "{}/{} windows caught, {} false positives, raw {:.2}",
-                        f.detected, f.windows, f.false_positives, f.raw
-                    ),
-                }
-            })
-            .collect();
-        std::fs::write(
-            path,
-            page::page("NAB 回测 / NAB backtest", &summary, &plots),
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        nab_page(&run, model.threshold, path)?;
         writeln!(so, "report: {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
@@ -496,4 +431,78 @@ pub(crate) fn toml_dir(toml: &Path) -> &Path {
     toml.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+/// The NAB backtest as an HTML page: the profiles' scores and every series with its windows and
+/// the model's detections.
+fn nab_page(run: &yujing::backtest::nab::Run, threshold: f64, path: &Path) -> Result<()> {
+    use yujing::backtest::{html as page, nab};
+    let c = &run.corpus;
+    let rows: Vec<Vec<String>> = run
+        .fixed
+        .iter()
+        .zip(&run.optimised)
+        .map(|(f, o)| {
+            vec![
+                f.profile.clone(),
+                format!("{}", f.threshold),
+                format!("{:.1}", f.score),
+                format!("{}/{}", f.detected, f.windows),
+                f.false_positives.to_string(),
+                format!("{:.4}", o.threshold),
+                format!("{:.1}", o.score),
+            ]
+        })
+        .collect();
+    let summary = page::table(
+        &[
+            "profile",
+            "threshold",
+            "NAB score",
+            "windows caught",
+            "false positives",
+            "optimised threshold",
+            "score",
+        ],
+        &rows,
+    );
+    let std = c
+        .profiles
+        .first()
+        .cloned()
+        .unwrap_or_else(|| nab::default_profiles()[0].clone());
+    let plots: Vec<page::Plot> = c
+        .series
+        .iter()
+        .zip(&run.scores)
+        .map(|(s, sc)| {
+            let f = nab::score_file(sc, &s.windows, &std, threshold);
+            page::Plot {
+                title: s.name.clone(),
+                ts: &s.ts,
+                values: &s.values,
+                windows: s
+                    .windows
+                    .iter()
+                    .map(|(a, b)| (s.ts[*a], s.ts[*b]))
+                    .collect(),
+                marks: sc
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, v)| **v >= threshold && *i >= nab::probation(sc.len()))
+                    .map(|(i, _)| s.ts[i])
+                    .collect(),
+                note: format!(
+                    "{}/{} windows caught, {} false positives, raw {:.2}",
+                    f.detected, f.windows, f.false_positives, f.raw
+                ),
+            }
+        })
+        .collect();
+    std::fs::write(
+        path,
+        page::page("NAB 回测 / NAB backtest", &summary, &plots),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -11,33 +11,7 @@ impl Store {
     pub async fn record(&self, batch: &[NewTransition], now: Ts) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.writer.begin().await?;
         // which transitions are new (a transition stored before changes nothing)
-        let mut inserted: std::collections::HashSet<(String, i64)> = Default::default();
-        for chunk in batch.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) VALUES {} \
-                 ON CONFLICT DO NOTHING RETURNING warning_id, seq",
-                values(chunk.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for t in chunk {
-                q = q
-                    .bind(&t.id)
-                    .bind(t.seq as i64)
-                    .bind(t.kind.as_str())
-                    .bind(t.level.as_str())
-                    .bind(t.at)
-                    .bind(now)
-                    .bind(&t.doc);
-            }
-            let rows = q.fetch_all(&mut *tx).await?;
-            for r in &rows {
-                inserted.insert((r.try_get("warning_id")?, r.try_get("seq")?));
-            }
-        }
-        let fresh: Vec<bool> = batch
-            .iter()
-            .map(|t| inserted.contains(&(t.id.clone(), t.seq as i64)))
-            .collect();
+        let fresh = insert_transitions(&mut tx, batch, now).await?;
         let mut departments: Vec<(&str, &str)> = Vec::new();
         let mut timeline = Vec::new();
         let mut deliveries = Vec::new();
@@ -371,6 +345,41 @@ pub(super) fn values(rows: usize, cols: usize) -> String {
         s.push(')');
     }
     s
+}
+
+/// The transitions into `transitions`; whether each was new (one stored before changes nothing).
+pub(super) async fn insert_transitions(
+    tx: &mut sqlx::AnyConnection,
+    batch: &[NewTransition],
+    now: Ts,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut inserted: std::collections::HashSet<(String, i64)> = Default::default();
+    for chunk in batch.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO transitions (warning_id, seq, kind, level, at, stored_at, doc) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING warning_id, seq",
+            values(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in chunk {
+            q = q
+                .bind(&t.id)
+                .bind(t.seq as i64)
+                .bind(t.kind.as_str())
+                .bind(t.level.as_str())
+                .bind(t.at)
+                .bind(now)
+                .bind(&t.doc);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        for r in &rows {
+            inserted.insert((r.try_get("warning_id")?, r.try_get("seq")?));
+        }
+    }
+    Ok(batch
+        .iter()
+        .map(|t| inserted.contains(&(t.id.clone(), t.seq as i64)))
+        .collect())
 }
 
 pub(super) async fn add_timelines(
