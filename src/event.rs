@@ -2,6 +2,7 @@
 
 use crate::time::Ts;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Warning levels, rising: 蓝色 blue (IV), 黄色 yellow (III), 橙色 orange (II), 红色 red (I).
@@ -100,13 +101,14 @@ pub fn concern_of(category: &str) -> &'static str {
     }
 }
 
-/// A checked ticket, ready to store.
+/// A checked ticket, ready to store (and, with what the store adds, `store::TicketRow`).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Ticket {
     pub number: String,
     pub channel: Option<String>,
     pub category: Option<String>,
-    pub concern: &'static str,
+    /// One of [`CONCERNS`] (as stored: any text).
+    pub concern: Cow<'static, str>,
     pub received_at: Option<Ts>,
     pub credit_code: Option<String>,
     pub enterprise: Option<String>,
@@ -118,7 +120,7 @@ pub struct Ticket {
     pub result: Option<String>,
     pub site: Option<String>,
     /// credit_code, site, keyword; None: unmatched.
-    pub matched_by: Option<&'static str>,
+    pub matched_by: Option<Cow<'static, str>>,
     /// What is wrong with it (kept and flagged).
     pub problems: Vec<String>,
 }

@@ -4,7 +4,7 @@
 //! goes that another instance counts. The API and the pipeline both import this module; neither
 //! imports the other, and the API never holds a connector.
 
-use crate::config::sites::{Location, SiteKind};
+use crate::config::sites::Site;
 use crate::event::Level;
 use crate::time::Ts;
 use serde::Serialize;
@@ -122,17 +122,19 @@ pub const HISTORY_MINUTES: usize = 120;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SiteView {
-    pub id: String,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name_en: Option<String>,
-    pub kind: SiteKind,
-    pub departments: Vec<String>,
-    pub location: Location,
-    pub params: std::collections::BTreeMap<String, f64>,
+    /// The site as sites.yaml has it (its devices are below, with their state).
+    #[serde(flatten)]
+    pub site: Site,
     /// Warnings firing now: (rule, level).
     pub firing: Vec<(String, Level)>,
     pub devices: Vec<DeviceView>,
+}
+
+impl std::ops::Deref for SiteView {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 /// Whether an input is ready (`/readyz`): `Err` says why not, e.g. "MQTT is Down".

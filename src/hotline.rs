@@ -167,7 +167,7 @@ pub fn check(t: TicketIn, reg: &Registry, tz: chrono_tz::Tz, now: Ts) -> Result<
         number,
         channel: t.channel,
         category: t.category,
-        concern,
+        concern: concern.into(),
         received_at,
         credit_code,
         enterprise: t.enterprise,
@@ -178,7 +178,7 @@ pub fn check(t: TicketIn, reg: &Registry, tz: chrono_tz::Tz, now: Ts) -> Result<
         status: t.status,
         result: t.result,
         site,
-        matched_by,
+        matched_by: matched_by.map(Into::into),
         problems,
     })
 }
@@ -216,6 +216,7 @@ pub async fn prepare(
     now: Ts,
 ) -> Result<Ticket, IngestError> {
     if let Some(old) = store.ticket(t.number.trim()).await? {
+        let old = old.ticket;
         let keep = |new: &mut Option<String>, old: Option<String>| {
             if new.is_none() {
                 *new = old;
@@ -278,7 +279,7 @@ sites:
             r#"{"number":"A1","category":"夜间施工噪声","received_at":"2026-11-28T23:10:00","credit_code":"91330100ma27xl3q2u","content":"半夜打桩"}"#,
         );
         assert_eq!(
-            (t.site.as_deref(), t.matched_by),
+            (t.site.as_deref(), t.matched_by.as_deref()),
             (Some("cs-01"), Some("credit_code"))
         );
         assert_eq!(t.concern, "noise");
@@ -287,14 +288,18 @@ sites:
             r#"{"number":"A2","category":"扬尘","received_at":1795000000000,"site":"cs-02","content":"灰很大"}"#,
         );
         assert_eq!(
-            (t.site.as_deref(), t.matched_by, t.concern),
+            (
+                t.site.as_deref(),
+                t.matched_by.as_deref(),
+                t.concern.as_ref()
+            ),
             (Some("cs-02"), Some("site"), "dust")
         );
         let t = ticket(
             r#"{"number":"A3","category":"噪音扰民","received_at":1795000000000,"address":"东湖路88号","content":"吵"}"#,
         );
         assert_eq!(
-            (t.site.as_deref(), t.matched_by),
+            (t.site.as_deref(), t.matched_by.as_deref()),
             (Some("cs-01"), Some("keyword"))
         );
     }

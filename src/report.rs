@@ -58,6 +58,15 @@ fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
     Some((v[rank - 1] * 10.0).round() / 10.0)
 }
 
+/// Department id -> name, as the report shows them.
+pub fn department_names(registry: &crate::config::sites::Registry) -> BTreeMap<String, String> {
+    registry
+        .departments
+        .iter()
+        .map(|d| (d.id.clone(), d.name.clone()))
+        .collect()
+}
+
 /// The figures of every department with cases, in department order.
 pub fn summarize(cases: &[Case], names: &BTreeMap<String, String>) -> Vec<DepartmentReport> {
     let mut by: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();

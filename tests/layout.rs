@@ -24,7 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["time", "event", "config"]),
     ("hotline", &["time", "event", "config", "store"]),
     ("archive", &["time", "config", "metrics", "store"]),
-    ("report", &["time", "store"]),
+    ("report", &["time", "config", "store"]),
     ("dispatch", &["time", "event", "config", "metrics", "store"]),
     (
         "replay",
@@ -44,7 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "api",
         &[
             "time", "event", "config", "metrics", "store", "hotline", "archive", "report",
-            "ruletest", "dispatch", "handle",
+            "ruletest", "dispatch", "handle", "warnings",
         ],
     ),
     // the wiring: everything but the command line

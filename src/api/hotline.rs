@@ -43,7 +43,7 @@ async fn count(st: &AppState, t: &TicketRow) -> Result<(), ApiError> {
     st.engine
         .send(Request::Ticket {
             site,
-            concern: t.concern.clone(),
+            concern: t.concern.to_string(),
             received_at,
             done,
         })

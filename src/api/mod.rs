@@ -214,32 +214,9 @@ fn ts_opt(t: Option<Ts>, tz: chrono_tz::Tz) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The warning document as the API shows it: the latest transition's document with the
-/// lifecycle (status, acknowledgement, deadlines) on top.
+/// The warning document as the API shows it (`warnings::shown`).
 fn warning_json(w: &WarningRow, tz: chrono_tz::Tz) -> Value {
-    let mut v: Value = serde_json::from_str(&w.doc).unwrap_or_else(|_| json!({}));
-    v["id"] = json!(w.id);
-    v["status"] = json!(w.status);
-    v["level"] = json!(w.level);
-    v["active"] = json!(w.active);
-    v["departments"] = json!(w.departments);
-    v["seq"] = json!(w.seq);
-    if let Some(t) = v.get("transition").cloned() {
-        v["last_transition"] = t;
-    }
-    if let Some(o) = v.as_object_mut() {
-        o.remove("transition");
-    }
-    v["stored_at"] = ts_opt(Some(w.stored_at), tz);
-    v["updated_at"] = ts_opt(Some(w.updated_at), tz);
-    v["acknowledged_at"] = ts_opt(w.acked_at, tz);
-    v["handled_at"] = ts_opt(w.handled_at, tz);
-    v["closed_at"] = ts_opt(w.closed_at, tz);
-    v["cleared_at"] = ts_opt(w.cleared_at, tz);
-    v["deadlines"] = json!({ "ack": ts_opt(w.ack_due, tz), "handle": ts_opt(w.handle_due, tz) });
-    v["overdue"] = json!(w.overdue_step > 0);
-    v["supervisor"] = json!(w.supervisor);
-    v
+    crate::warnings::shown(w, tz)
 }
 
 #[derive(Deserialize, Default)]
@@ -650,12 +627,7 @@ async fn report(
     let from = when(&q.from, now - 30 * 86_400_000)?;
     let to = when(&q.to, now + 1)?;
     let cases = crate::report::cases(&st.store, from, to).await?;
-    let names = cfg
-        .registry
-        .departments
-        .iter()
-        .map(|d| (d.id.clone(), d.name.clone()))
-        .collect();
+    let names = crate::report::department_names(&cfg.registry);
     let mut rows = crate::report::summarize(&cases, &names);
     if let Some(d) = caller.department() {
         rows.retain(|r| r.department == d);

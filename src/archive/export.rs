@@ -109,7 +109,7 @@ pub async fn export(
             c[0].text(Some(&t.number));
             c[1].text(t.channel.as_deref());
             c[2].text(t.category.as_deref());
-            c[3].text(Some(&t.concern));
+            c[3].text(Some(t.concern.as_ref()));
             c[4].time(t.received_at);
             c[5].text(t.site.as_deref());
             c[6].text(t.matched_by.as_deref());

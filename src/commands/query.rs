@@ -113,12 +113,7 @@ pub(crate) fn report(
         store.close().await;
         anyhow::Ok(cases)
     })?;
-    let names = cfg
-        .registry
-        .departments
-        .iter()
-        .map(|d| (d.id.clone(), d.name.clone()))
-        .collect();
+    let names = yujing::report::department_names(&cfg.registry);
     let report = yujing::report::summarize(&rows, &names);
     let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
     writeln!(

@@ -6,25 +6,12 @@ use crate::time::Ts;
 use serde::Serialize;
 use sqlx::Row;
 
-/// A stored ticket, as the API shows it.
+/// A stored ticket, as the API shows it: the ticket and what the store keeps about it.
 #[derive(Clone, Debug, Serialize)]
 pub struct TicketRow {
-    pub number: String,
-    pub channel: Option<String>,
-    pub category: Option<String>,
-    pub concern: String,
-    pub received_at: Option<Ts>,
-    pub credit_code: Option<String>,
-    pub enterprise: Option<String>,
-    pub industry: Option<String>,
-    pub department: Option<String>,
-    pub address: Option<String>,
-    pub content: Option<String>,
-    pub status: Option<String>,
-    pub result: Option<String>,
-    pub site: Option<String>,
-    pub matched_by: Option<String>,
-    pub problems: Vec<String>,
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    /// Counted for the rules.
     pub fed: bool,
     pub created_at: Ts,
     pub updated_at: Ts,
@@ -59,11 +46,13 @@ pub struct TicketFilter {
 
 pub(super) fn row(r: &sqlx::any::AnyRow) -> Result<TicketRow, StoreError> {
     let problems: String = r.try_get("problems")?;
-    Ok(TicketRow {
+    let concern: String = r.try_get("concern")?;
+    let matched_by: Option<String> = r.try_get("matched_by")?;
+    let ticket = Ticket {
         number: r.try_get("number")?,
         channel: r.try_get("channel")?,
         category: r.try_get("category")?,
-        concern: r.try_get("concern")?,
+        concern: concern.into(),
         received_at: r.try_get("received_at")?,
         credit_code: r.try_get("credit_code")?,
         enterprise: r.try_get("enterprise")?,
@@ -74,13 +63,23 @@ pub(super) fn row(r: &sqlx::any::AnyRow) -> Result<TicketRow, StoreError> {
         status: r.try_get("status")?,
         result: r.try_get("result")?,
         site: r.try_get("site")?,
-        matched_by: r.try_get("matched_by")?,
+        matched_by: matched_by.map(Into::into),
         problems: serde_json::from_str(&problems).unwrap_or_default(),
+    };
+    Ok(TicketRow {
+        ticket,
         fed: r.try_get::<i64, _>("fed")? != 0,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         updates: r.try_get("updates")?,
     })
+}
+
+impl std::ops::Deref for TicketRow {
+    type Target = Ticket;
+    fn deref(&self) -> &Ticket {
+        &self.ticket
+    }
 }
 
 impl Store {
@@ -113,7 +112,7 @@ impl Store {
         .bind(&t.number)
         .bind(&t.channel)
         .bind(&t.category)
-        .bind(t.concern)
+        .bind(t.concern.as_ref())
         .bind(t.received_at)
         .bind(&t.credit_code)
         .bind(&t.enterprise)
@@ -124,7 +123,7 @@ impl Store {
         .bind(&t.status)
         .bind(&t.result)
         .bind(&t.site)
-        .bind(t.matched_by)
+        .bind(t.matched_by.as_deref())
         .bind(&problems)
         .bind(now)
         .execute(&mut *tx)
@@ -347,7 +346,7 @@ mod tests {
             .expect("put");
             assert_eq!((r.site.as_deref(), feed), (Some("cs-01"), true));
             assert_eq!(
-                s.ticket("T2").await.expect("get").map(|t| t.concern),
+                s.ticket("T2").await.expect("get").map(|t| t.ticket.concern),
                 Some("dust".into())
             );
             assert!(s

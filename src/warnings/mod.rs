@@ -408,6 +408,74 @@ pub(crate) fn messages(engine: &Engine, t: &Transition) -> (String, Option<Strin
     (m, m_en)
 }
 
+/// Where a warning stands in its lifecycle: what the API shows on top of the document of its
+/// latest transition.
+#[derive(Serialize)]
+pub struct Lifecycle<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub level: &'a str,
+    pub active: bool,
+    pub departments: &'a [String],
+    pub seq: i64,
+    pub stored_at: String,
+    pub updated_at: String,
+    pub acknowledged_at: Option<String>,
+    pub handled_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub cleared_at: Option<String>,
+    pub deadlines: Deadlines,
+    pub overdue: bool,
+    pub supervisor: Option<&'a str>,
+}
+
+/// When the acknowledgement and the handling are due.
+#[derive(Serialize)]
+pub struct Deadlines {
+    pub ack: Option<String>,
+    pub handle: Option<String>,
+}
+
+impl<'a> Lifecycle<'a> {
+    pub fn of(w: &'a crate::store::WarningRow, tz: chrono_tz::Tz) -> Lifecycle<'a> {
+        let ts = |t: Option<Ts>| t.map(|t| format_ts(t, tz));
+        Lifecycle {
+            id: &w.id,
+            status: &w.status,
+            level: &w.level,
+            active: w.active,
+            departments: &w.departments,
+            seq: w.seq,
+            stored_at: format_ts(w.stored_at, tz),
+            updated_at: format_ts(w.updated_at, tz),
+            acknowledged_at: ts(w.acked_at),
+            handled_at: ts(w.handled_at),
+            closed_at: ts(w.closed_at),
+            cleared_at: ts(w.cleared_at),
+            deadlines: Deadlines {
+                ack: ts(w.ack_due),
+                handle: ts(w.handle_due),
+            },
+            overdue: w.overdue_step > 0,
+            supervisor: w.supervisor.as_deref(),
+        }
+    }
+}
+
+/// A stored warning as the API shows it: the document of its latest transition (its
+/// `transition` as `last_transition`) with its [`Lifecycle`] on top.
+pub fn shown(w: &crate::store::WarningRow, tz: chrono_tz::Tz) -> serde_json::Value {
+    let mut doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&w.doc).unwrap_or_default();
+    if let Some(t) = doc.remove("transition") {
+        doc.insert("last_transition".into(), t);
+    }
+    if let Ok(serde_json::Value::Object(life)) = serde_json::to_value(Lifecycle::of(w, tz)) {
+        doc.extend(life);
+    }
+    serde_json::Value::Object(doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -420,8 +420,8 @@ impl Pipeline {
                     .unwrap_or_default();
                 tickets = found
                     .into_iter()
-                    .filter(|x| x.fed && concerns.contains(&x.concern.as_str()))
-                    .map(|x| x.number)
+                    .filter(|x| x.fed && concerns.contains(&x.concern.as_ref()))
+                    .map(|x| x.ticket.number)
                     .collect();
             }
             match finish(&self.engine, t, tickets).stored(t) {
@@ -598,13 +598,7 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(si, s)| SiteView {
-                id: s.id.clone(),
-                name: s.name.clone(),
-                name_en: s.name_en.clone(),
-                kind: s.kind,
-                departments: s.departments.clone(),
-                location: s.location.clone(),
-                params: s.params.clone(),
+                site: s.clone(),
                 firing: firing
                     .iter()
                     .filter(|(_, subj, _)| match subj {
