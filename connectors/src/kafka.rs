@@ -117,6 +117,17 @@ impl TopicNames {
             }
         }
     }
+
+    /// A message as the pipeline takes it, its topic name shared.
+    fn owned(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
+        KafkaMessage {
+            topic: self.get(m.topic()),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        }
+    }
 }
 
 /// Messages handed upstream at once, at most.
@@ -150,13 +161,7 @@ pub fn subscribe(
     let handle = tokio::spawn(async move {
         use futures_util::FutureExt;
         let mut names = TopicNames::default();
-        let mut owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
-            topic: names.get(m.topic()),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        };
+        let mut owned = |m: &rdkafka::message::BorrowedMessage<'_>| names.owned(m);
         let mut up = false;
         loop {
             let m = tokio::select! {
@@ -374,13 +379,7 @@ pub fn subscribe_group(
         .name("kafka-group".into())
         .spawn(move || {
             let mut names = TopicNames::default();
-            let mut owned = |m: &rdkafka::message::BorrowedMessage<'_>| KafkaMessage {
-                topic: names.get(m.topic()),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            };
+            let mut owned = |m: &rdkafka::message::BorrowedMessage<'_>| names.owned(m);
             let mut up = false;
             while !stop.is_cancelled() {
                 match consumer.poll(Duration::from_millis(200)) {

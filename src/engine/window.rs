@@ -262,15 +262,7 @@ impl Windows {
                 let mut end = (their_final.max(first).div_euclid(p.step) + 1) * p.step;
                 while end <= p.final_until {
                     let start = end - p.size;
-                    let mut merged: Option<AccSet> = None;
-                    for (t, a) in &panes {
-                        if *t >= start && *t < end {
-                            match &mut merged {
-                                Some(m) => m.merge(a),
-                                None => merged = Some(a.clone()),
-                            }
-                        }
-                    }
+                    let merged = merge_panes(panes.iter().map(|(t, a)| (*t, a)), start, end);
                     if let Some(accs) = merged {
                         out.push(Closed {
                             key: p.keys[series as usize],
@@ -519,15 +511,7 @@ impl Panes {
                     .collect();
                 sort_series(&mut with_data, self.series.len(), &mut self.bits);
                 for s in with_data {
-                    let mut merged: Option<AccSet> = None;
-                    for (p, a) in self.series[s as usize].iter() {
-                        if p >= start && p < end {
-                            match &mut merged {
-                                Some(m) => m.merge(a),
-                                None => merged = Some(a.clone()),
-                            }
-                        }
-                    }
+                    let merged = merge_panes(self.series[s as usize].iter(), start, end);
                     if let Some(accs) = merged {
                         out.push(Closed {
                             key: self.keys[s as usize],
@@ -665,6 +649,25 @@ impl Sessions {
         out[before..].sort_unstable_by_key(|c| (c.end, c.key));
         self.final_until = self.final_until.max(wm);
     }
+}
+
+/// The panes starting in `[start, end)` merged into one window's accumulators; none if no pane.
+#[inline]
+fn merge_panes<'a>(
+    panes: impl Iterator<Item = (Ts, &'a AccSet)>,
+    start: Ts,
+    end: Ts,
+) -> Option<AccSet> {
+    let mut merged: Option<AccSet> = None;
+    for (p, a) in panes {
+        if p >= start && p < end {
+            match &mut merged {
+                Some(m) => m.merge(a),
+                None => merged = Some(a.clone()),
+            }
+        }
+    }
+    merged
 }
 
 #[cfg(test)]
