@@ -154,3 +154,104 @@ pub fn watch_link(metrics: Arc<Metrics>, name: &'static str, mut rx: watch::Rece
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        match Config::load(dir) {
+            Ok(c) => c,
+            Err(d) => panic!("the sample configuration: {d:?}"),
+        }
+    }
+
+    #[test]
+    fn yujing_toml_decides_which_sources_run() {
+        let mut c = sample();
+        let names = |c: &Config| sources(c).iter().map(|s| s.name()).collect::<Vec<_>>();
+        assert_eq!(names(&c), ["mqtt", "hj212", "camera"]);
+        c.service.mqtt = None;
+        c.service.cameras.enabled = false;
+        assert_eq!(names(&c), ["hj212"]);
+        // a Kafka table without topics reads nothing: it is there for the producer
+        c.service.kafka = Some(crate::config::service::KafkaSettings {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "yujing".into(),
+            readings_topic: None,
+            tickets_topic: None,
+            dead_letter_topic: Some("dl".into()),
+            client: Default::default(),
+        });
+        assert_eq!(names(&c), ["hj212"]);
+        if let Some(k) = &mut c.service.kafka {
+            k.tickets_topic = Some("tickets".into());
+        }
+        assert_eq!(names(&c), ["kafka", "hj212"]);
+        assert!(
+            !kafka::shares_partitions(&c),
+            "no [cluster], no shared partitions"
+        );
+    }
+
+    /// A source that sends what it is given, then stops.
+    struct Canned(Vec<Incoming>);
+
+    impl Source for Canned {
+        fn name(&self) -> &'static str {
+            "canned"
+        }
+        fn start<'a>(self: Box<Self>, _: &'a Context, out: mpsc::Sender<Input>) -> Starting<'a> {
+            Box::pin(async move {
+                let task = tokio::spawn(async move {
+                    for i in self.0 {
+                        let _ = out.send(Input::Hj212(i)).await;
+                    }
+                });
+                Ok(Running {
+                    tasks: vec![task],
+                    ..Running::default()
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_channel_closes_when_every_source_has_stopped() {
+        let c = Arc::new(sample());
+        let (_, config_rx) = watch::channel(c.clone());
+        let cx = Context {
+            config: c,
+            config_rx,
+            metrics: Arc::new(Metrics::new()),
+            stop: CancellationToken::new(),
+            done: CancellationToken::new(),
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let item = |mn: &str| Incoming::Packet {
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            data: format!("QN=1;ST=22;CN=2011;PW=123456;MN={mn};CP=&&&&"),
+            done: tokio::sync::oneshot::channel().0,
+        };
+        let mut running = Vec::new();
+        for s in [
+            Canned(vec![item("A1"), item("A2")]),
+            Canned(vec![item("B1")]),
+        ] {
+            running.push(Box::new(s).start(&cx, tx.clone()).await.expect("start"));
+        }
+        drop(tx);
+        let mut got = 0;
+        while let Some(i) = rx.recv().await {
+            assert!(matches!(i, Input::Hj212(_)));
+            got += 1;
+        }
+        assert_eq!(got, 3, "every item, then the end");
+        for r in running {
+            for t in r.tasks {
+                t.await.expect("task");
+            }
+        }
+    }
+}
