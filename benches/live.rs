@@ -8,6 +8,7 @@
 //!                             [--broker HOST:PORT] [--fsync true|false]
 //!                             [--soak-minutes 30 --soak-rate 5000]
 //! ```
+//! `YUJING_BIN=path` runs another build's binary instead (to compare two builds in one run).
 //! Without `--broker` it starts a Mosquitto of its own on a free port, configured as a broker
 //! for this load should be: no limit on messages queued for a persistent session
 //! (`max_queued_messages 0`; Mosquitto's default of 1,000 drops QoS 1 messages for a subscriber
@@ -131,7 +132,9 @@ async fn one_run(broker: (&str, u16), rate: u64, seconds: u64, run: &str) -> Out
     tokio::spawn(async move { axum::serve(l, app).await });
     let dir = tempfile::tempdir().expect("tempdir");
     config(dir.path(), broker, &hook_url, run);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_yujing"))
+    // YUJING_BIN: another build's binary, to compare two in one run
+    let bin = std::env::var("YUJING_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_yujing").into());
+    let mut child = Command::new(bin)
         .args(["run", "-c"])
         .arg(dir.path().join("yujing.toml"))
         .args(["--log", "warn"])
