@@ -16,6 +16,7 @@ use crate::handle::{LiveEvent, Readiness, ReloadResult, Request, SiteView, Ticke
 use crate::metrics::Metrics;
 use crate::store::{now_ms, ActError, Action, Filter, Store, WarningRow};
 use crate::time::{format_ts, parse_ts, Ts};
+use crate::warnings::shown;
 use auth::Caller;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -214,11 +215,6 @@ fn ts_opt(t: Option<Ts>, tz: chrono_tz::Tz) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The warning document as the API shows it (`warnings::shown`).
-fn warning_json(w: &WarningRow, tz: chrono_tz::Tz) -> Value {
-    crate::warnings::shown(w, tz)
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -288,7 +284,7 @@ async fn list_warnings(
         "total": total,
         "limit": f.limit,
         "offset": f.offset,
-        "items": rows.iter().map(|w| warning_json(w, tz)).collect::<Vec<_>>(),
+        "items": rows.iter().map(|w| shown(w, tz)).collect::<Vec<_>>(),
     })))
 }
 
@@ -340,7 +336,7 @@ async fn get_warning(
         .filter(|d| own(&d.department))
         .map(|d| delivery_json(&d, tz, &secrets))
         .collect();
-    let mut v = warning_json(&w, tz);
+    let mut v = shown(&w, tz);
     v["timeline"] = json!(timeline);
     v["deliveries"] = json!(deliveries);
     Ok(Json(v))
@@ -398,7 +394,7 @@ async fn act(
         Err(ActError::NotFound) => return Err(ApiError::NotFound(format!("no warning {id}"))),
         Err(ActError::Conflict(m)) => return Err(ApiError::Conflict(m)),
     };
-    let v = warning_json(&w, tz);
+    let v = shown(&w, tz);
     let _ = st.events.send(Arc::new(LiveEvent {
         kind: "update",
         id: w.id.clone(),
@@ -523,7 +519,7 @@ async fn site(
     v["warnings"] = json!(rows
         .iter()
         .filter(|w| w.status != "closed")
-        .map(|w| warning_json(w, tz))
+        .map(|w| shown(w, tz))
         .collect::<Vec<_>>());
     v["thresholds"] = json!(thresholds_at(&cfg, &id));
     Ok(Json(v))

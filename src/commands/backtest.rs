@@ -426,13 +426,6 @@ pub(crate) fn backtest_incidents(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The config directory of a `-c path/to/yujing.toml` argument.
-pub(crate) fn toml_dir(toml: &Path) -> &Path {
-    toml.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
 /// The NAB backtest as an HTML page: the profiles' scores and every series with its windows and
 /// the model's detections.
 fn nab_page(run: &yujing::backtest::nab::Run, threshold: f64, path: &Path) -> Result<()> {

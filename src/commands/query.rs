@@ -1,6 +1,5 @@
 //! `yujing query` (SQL over the archive) and `yujing report` (the daily report).
 
-use super::backtest::toml_dir;
 use crate::*;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -170,4 +169,11 @@ pub(crate) fn report(
         writeln!(so, "HTML: {}", p.display())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config directory of a `-c path/to/yujing.toml` argument.
+fn toml_dir(toml: &Path) -> &Path {
+    toml.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }

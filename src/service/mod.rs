@@ -311,7 +311,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
 
     let why = shutdown_signal().await;
-    Running {
+    Live {
         sim_cancel,
         cancel,
         stop_source,
@@ -492,7 +492,7 @@ async fn serve_http(
 }
 
 /// The running service's parts, stopped in drain order.
-struct Running {
+struct Live {
     sim_cancel: CancellationToken,
     cancel: CancellationToken,
     stop_source: CancellationToken,
@@ -510,7 +510,7 @@ struct Running {
     store: Store,
 }
 
-impl Running {
+impl Live {
     /// Shut down in the order of the module's documentation.
     async fn drain(self, why: &str) {
         tracing::info!(
